@@ -1,0 +1,67 @@
+// Data sets in memory: features as float64 row-major (n x d), targets as float64
+// (class index for classification, one column per output for regression).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/config.h"
+
+namespace cn {
+
+enum class Task { classification, regression };
+
+struct Dataset {
+  std::string name;
+  Task task = Task::classification;
+  int64_t n = 0;            // samples
+  int64_t d = 0;            // features
+  int64_t n_outputs = 0;    // classes (classification) or target columns (regression)
+  std::vector<double> x;    // n * d
+  std::vector<double> y;    // classification: n class indices; regression: n * n_outputs
+  std::vector<std::string> class_names;  // may be empty
+};
+
+// The three splits after the split and standardisation (fitted on train). `test` is
+// empty for nothing; Fashion-MNIST keeps its own test split.
+struct Splits {
+  Dataset train, val, test;
+  std::vector<double> feature_mean, feature_std;  // the standardisation applied (empty = none)
+  std::string source;                             // where the data came from (path or generator)
+};
+
+// Builds the splits the config asks for. Bad files -> InputError naming file and position.
+// The split is a seeded permutation (RngStream::data, seed); data sets with their own test
+// split keep it and carve val_fraction of their training part.
+Splits load_splits(const DataConfig& config, uint64_t seed);
+
+// One line per available data set: name, kind, size, where it comes from, and whether it
+// is present on this machine.
+struct DatasetInfo {
+  std::string name, task, source, description;
+  bool available = false;
+};
+std::vector<DatasetInfo> list_datasets();
+
+// Readers, exposed for tests.
+Dataset read_idx_pair(const std::string& images_path, const std::string& labels_path);  // gzip'd or plain IDX
+Dataset read_csv(const std::string& path, const std::string& label_column, Task task);
+
+// Quality metrics. Classification from scores (n x classes; logits or probabilities,
+// argmax and ranking are what matter); regression from predictions (n x outputs).
+struct ClassificationMetrics {
+  double accuracy = 0, precision = 0, recall = 0, f1 = 0, auc = 0;  // macro averages; AUC one-vs-rest (binary: the positive class)
+};
+ClassificationMetrics classification_metrics(const std::vector<double>& scores, const std::vector<double>& labels,
+                                             int64_t n, int64_t n_classes);
+struct RegressionMetrics {
+  double r2 = 0, mae = 0, rmse = 0;  // averaged over outputs
+};
+RegressionMetrics regression_metrics(const std::vector<double>& pred, const std::vector<double>& target, int64_t n,
+                                     int64_t n_outputs);
+
+// Mini-batch order of one epoch: a permutation of [0, n) (identity without shuffle) drawn
+// from RngStream::shuffle keyed by (epoch), so a resumed run redraws the same order.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, uint64_t seed, int64_t epoch);
+
+}  // namespace cn

@@ -1,0 +1,159 @@
+// The resolved run configuration (DESIGN §5). Every key has its default here; parsing,
+// validation (file/line/key in every error) and the TOML writer live in config.cpp.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cn {
+
+struct DataConfig {
+  std::string dataset = "fashion-mnist";  // fashion-mnist csv iris wine breast-cancer digits diabetes spirals blobs xor teacher sine
+  std::string path;                       // csv: the file
+  std::string label_column;               // csv: name or 0-based index
+  int64_t batch_size = 256;
+  bool shuffle = true;
+  double val_fraction = 0.1;
+  double test_fraction = 0.2;
+  bool standardize = true;
+  int64_t n_samples = 2000;
+  double noise = 0.1;
+};
+
+// One entry of [[model.layers]]: type = linear (out, init, bias_init) | an activation
+// name | batchnorm | dropout (p).
+struct LayerSpec {
+  std::string type;
+  int64_t out = 0;           // linear
+  std::string init;          // linear; empty = model.init
+  std::string bias_init;     // linear; empty = model.bias_init
+  double p = 0.0;            // dropout: drop probability
+  double slope = 0.01;       // leaky_relu
+  double alpha = 1.0;        // elu
+  double momentum = 0.1;     // batchnorm
+  double eps = 1e-5;         // batchnorm
+};
+
+struct ModelConfig {
+  std::vector<int64_t> hidden = {256, 128};
+  std::string activation = "relu";
+  double leaky_slope = 0.01;
+  double elu_alpha = 1.0;
+  bool batchnorm = false;
+  double bn_momentum = 0.1;
+  double dropout = 0.0;
+  std::string init = "he_normal";
+  std::string bias_init = "zeros";
+  double init_constant = 0.0;     // for init/bias_init = "constant"
+  std::vector<LayerSpec> layers;  // non-empty: replaces the hidden/activation shorthand
+};
+
+struct LossConfig {
+  std::string kind = "cross_entropy";  // cross_entropy mse bce_logits
+};
+
+struct PerLayerOptim {
+  int64_t layer = 0;
+  std::optional<double> weight_decay, l1;
+  double lr_scale = 1.0;
+};
+
+struct OptimConfig {
+  std::string name = "adam";  // sgd momentum nesterov adagrad rmsprop adam adamw nadam amsgrad
+  double lr = 1e-3;
+  double momentum = 0.9;
+  double beta1 = 0.9, beta2 = 0.999;  // the TOML key is betas = [b1, b2]
+  double eps = 1e-8;
+  double alpha = 0.99;
+  double weight_decay = 0.0;
+  double l1 = 0.0;
+  double grad_noise_eta = 0.0;
+  double grad_noise_gamma = 0.55;
+  std::vector<PerLayerOptim> per_layer;
+};
+
+struct ScheduleConfig {
+  std::string kind = "constant";  // constant step exponential cosine cosine_restarts cyclic
+  int64_t warmup_steps = 0;
+  int64_t total_steps = 0;
+  int64_t step_size = 1000;
+  double gamma = 0.1;
+  double min_lr = 0.0;
+  double max_lr = 0.0;  // cyclic: upper bound (0 = 10 x optim.lr)
+};
+
+struct ClipConfig {
+  std::string mode = "none";  // none norm layer_norm value agc agc_unit
+  double max_norm = 1.0;
+  double value = 1.0;
+  double agc_lambda = 0.01;
+  double agc_eps = 1e-3;
+};
+
+struct TrainConfig {
+  int64_t epochs = 2;
+  int64_t steps = 0;
+  uint64_t seed = 0;
+  std::string device = "auto";
+  std::string dtype = "float32";
+  std::optional<int64_t> eval_every;  // absent: one epoch (filled in when resolved)
+  int64_t log_every = 10;
+  std::string early_stopping_metric = "val_loss";
+  int64_t patience = 0;
+  std::string on_nonfinite = "stop";
+  int64_t threads = 0;  // 0 = all cores
+};
+
+struct CheckpointConfig {
+  std::optional<int64_t> every;  // absent: one epoch
+};
+
+struct DiagnosticsConfig {
+  int64_t every = 0;
+  std::vector<std::string> kinds = {"loss", "local"};
+  std::string mode = "train";
+  std::vector<int64_t> layers;
+  int64_t batch_size = 512;
+  int64_t dense_max_params = 8192;
+  double budget = 0.0;
+  std::string dtype = "float64";
+  int64_t lanczos_k = 20;
+  int64_t probes = 10;
+};
+
+struct AlarmsConfig {
+  double grad_norm_high = 1e2;
+  double grad_norm_low = 1e-2;
+  double update_ratio_high = 0.1;
+  double sigma = 3.0;
+};
+
+struct Config {
+  std::string name = "run";    // the config file's stem
+  std::string source = "";     // the file it came from ("" = built-in defaults)
+  DataConfig data;
+  ModelConfig model;
+  LossConfig loss;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  ClipConfig clip;
+  TrainConfig train;
+  CheckpointConfig checkpoint;
+  DiagnosticsConfig diagnostics;
+  AlarmsConfig alarms;
+};
+
+// Reads a TOML file, applies `--set section.key=value` overrides (a value is parsed as a
+// TOML value; a bare word is a string), validates every key (unknown keys, wrong types,
+// out-of-range values -> InputError naming file, line and key) and returns the config.
+Config load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// Same, from TOML text (`origin` names it in errors).
+Config parse_config(const std::string& toml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides = {});
+// The resolved config as TOML, every key present (re-parsing it gives the same Config).
+std::string to_toml(const Config& config);
+// Keys (as "section.key") whose values differ between a and b.
+std::vector<std::string> config_differences(const Config& a, const Config& b);
+
+}  // namespace cn

@@ -1,0 +1,65 @@
+// Optimisers, schedules, clipping and gradient noise over the flat parameter buffer.
+// Update rules follow torch.optim (README: "Optimisers" says where the slides differ).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "io/config.h"
+
+namespace cn {
+
+// One parameter tensor inside the flat buffer (same offsets for params, grads, states).
+struct ParamSegment {
+  std::string name;      // "0.weight", "0.bias", "1.weight" (nn.Sequential state_dict name)
+  int64_t layer = 0;     // the layer's index in the stack
+  int64_t offset = 0;    // first element in the flat buffer
+  int64_t rows = 0;      // weight: out features (output units); vector: its length
+  int64_t cols = 1;      // weight: in features; vector: 1
+  bool is_bias = false;  // biases and BatchNorm shift
+  int64_t size() const { return rows * cols; }
+};
+
+struct ParamLayout {
+  std::vector<ParamSegment> segments;
+  int64_t total = 0;
+};
+
+// Per-segment coefficients resolved from [optim] and [[optim.per_layer]].
+struct SegmentCoeffs {
+  double weight_decay = 0, l1 = 0, lr_scale = 1;
+};
+
+template <class T>
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update of `params` from `grads` (both layout.total long) at learning rate lr.
+  // The L2/L1 penalties of the config are added to the gradient inside (never to `grads`
+  // itself). `step` counts updates already done (0 on the first call). Must not allocate.
+  virtual void step(T* params, const T* grads, double lr, int64_t step) = 0;
+  // Named state buffers (each layout.total long, or 1 for scalars), for checkpoints.
+  virtual std::vector<std::pair<std::string, std::vector<T>*>> state() = 0;
+};
+
+template <class T>
+std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const ParamLayout& layout);
+
+// Learning rate after `step` updates (step 0 = the first update), warm-up included.
+double scheduled_lr(const ScheduleConfig& schedule, double base_lr, int64_t step, int64_t total_steps);
+
+struct ClipResult {
+  double norm_before = 0;  // global L2 norm of the gradient before clipping
+  double norm_after = 0;
+  bool clipped = false;
+};
+// Clips `grads` in place per the config (params needed by AGC). Must not allocate.
+template <class T>
+ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, const T* params, T* grads);
+
+// g += N(0, sigma_t^2), sigma_t^2 = eta / (1 + t)^gamma, from RngStream::grad_noise keyed by step.
+template <class T>
+void add_gradient_noise(const OptimConfig& config, uint64_t seed, int64_t step, T* grads, int64_t n);
+
+}  // namespace cn
