@@ -1,0 +1,77 @@
+// Shared test helpers: temporary directories, the Python oracle, running the CLI.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+
+namespace cn::test {
+
+// A fresh directory under the build tree, removed at the end of the test.
+class TempDir {
+ public:
+  TempDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "tmp";
+    for (char& c : name)
+      if (c == '/') c = '_';
+    path_ = std::filesystem::path(CURVNET_BINARY_DIR) / "test_tmp" / name;
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    if (!::testing::Test::HasFailure()) std::filesystem::remove_all(path_);
+  }
+  const std::filesystem::path& path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// The Python with PyTorch/numpy/safetensors (DESIGN §6): $CURVNET_PYTHON, else the
+// project's virtualenv.
+inline std::string python_exe() {
+  if (const char* p = std::getenv("CURVNET_PYTHON"); p && *p) return p;
+  return std::string(CURVNET_SOURCE_DIR) + "/.venv/bin/python";
+}
+
+// Whether `python_exe()` can import the given modules (for a skip with a reason).
+inline bool python_has(const std::string& modules) {
+  const std::string cmd = python_exe() + " -c 'import " + modules + "' >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Runs a shell command, returns its exit status and captures stdout+stderr.
+inline int run_command(const std::string& cmd, std::string* output = nullptr) {
+  const std::string full = cmd + " 2>&1";
+  FILE* pipe = popen(full.c_str(), "r");
+  if (!pipe) return -1;
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = pclose(pipe);
+  if (output) *output = out;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The built CLI.
+inline std::string curvnet_exe() { return std::string(CURVNET_BINARY_DIR) + "/curvnet"; }
+
+}  // namespace cn::test
