@@ -1,0 +1,98 @@
+// The layer interface (DESIGN §3). Four passes over a mini-batch, each public and
+// non-virtual (checks once, then calls the *_impl that holds only the maths):
+//   forward   y = f(x; θ), caching what the other passes need
+//   backward  dx from dy, writing (=) the layer's parameter gradients
+//   rforward  Ry from Rx and the parameter direction Vθ (K directions at once)
+//   rbackward R(dx) from R(dy), writing (=) the layer's (Hv)θ for each direction
+// Tensors are row-major: x N×I, y N×O; tangents carry a leading K axis (K×N×I).
+// Pointers passed to forward/backward must stay valid until the R-passes that follow.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "kernels/ops.h"
+
+namespace cn {
+
+struct ParamSpec {
+  std::string name;  // "weight" | "bias"
+  int64_t rows = 0, cols = 1;
+  bool is_bias = false;
+  int64_t size() const { return rows * cols; }
+};
+
+// A non-trainable tensor saved with the model (BatchNorm's running statistics).
+template <class T>
+struct StateView {
+  std::string name;
+  T* data = nullptr;
+  int64_t size = 0;
+  Device device = Device::cpu;
+};
+
+template <class T>
+class Layer {
+ public:
+  Layer(int64_t index, int64_t in, int64_t out) : index_(index), in_(in), out_(out) {}
+  virtual ~Layer() = default;
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  virtual std::string type() const = 0;  // "linear", "relu", "batchnorm", "dropout", ...
+  int64_t index() const { return index_; }
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  virtual std::vector<ParamSpec> param_specs() const { return {}; }
+  int64_t num_params() const {
+    int64_t n = 0;
+    for (const auto& s : param_specs()) n += s.size();
+    return n;
+  }
+  // Views into the flat parameter and gradient buffers at this layer's first element.
+  virtual void bind(T* params, T* grads) {}
+  virtual std::vector<StateView<T>> state() { return {}; }
+  // Resets non-parameter state (running statistics) to its initial value.
+  virtual void reset_state() {}
+  // Allocates the per-batch caches for up to `max_n` samples and `max_k` directions.
+  virtual void reserve(Device d, int64_t max_n, int64_t max_k) {}
+
+  void forward(const PassCtx& c, const T* x, T* y, int64_t N) {
+    CN_CHECK(x && y && N > 0);
+    forward_impl(c, x, y, N);
+  }
+  void backward(const PassCtx& c, const T* dy, T* dx, int64_t N) {
+    CN_CHECK(dy && N > 0);
+    backward_impl(c, dy, dx, N);
+  }
+  // Rx: K×N×I (null = zero: the network input does not depend on θ); V: K directions of
+  // this layer's parameters, each num_params() long, `v_stride` apart (null = zero);
+  // Ry: K×N×O.
+  void rforward(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) {
+    CN_CHECK(Ry && K > 0 && N > 0);
+    rforward_impl(c, Rx, V, v_stride, Ry, K, N);
+  }
+  // Rdy: K×N×O; Rdx: K×N×I (null: not needed); HV: K blocks num_params() long,
+  // `hv_stride` apart (written with =).
+  void rbackward(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) {
+    CN_CHECK(Rdy && K > 0 && N > 0);
+    rbackward_impl(c, Rdy, Rdx, HV, hv_stride, K, N);
+  }
+
+ protected:
+  virtual void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) = 0;
+  virtual void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) = 0;
+  virtual void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
+                             int64_t N) {
+    throw Error("rforward is not available for layer type " + type());
+  }
+  virtual void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
+                              int64_t N) {
+    throw Error("rbackward is not available for layer type " + type());
+  }
+
+  int64_t index_, in_, out_;
+};
+
+}  // namespace cn

@@ -1,0 +1,144 @@
+// The concrete layers: Linear, elementwise activations, BatchNorm, inverted Dropout.
+#pragma once
+#include <memory>
+
+#include "core/memory.h"
+#include "layers/layer.h"
+
+namespace cn {
+
+// y = x Wᵀ + b; W: O×I (PyTorch's layout), b: O.
+template <class T>
+class Linear final : public Layer<T> {
+ public:
+  Linear(int64_t index, int64_t in, int64_t out) : Layer<T>(index, in, out) {}
+  std::string type() const override { return "linear"; }
+  std::vector<ParamSpec> param_specs() const override {
+    return {{"weight", this->out_, this->in_, false}, {"bias", this->out_, 1, true}};
+  }
+  void bind(T* params, T* grads) override {
+    W_ = params;
+    b_ = params + this->out_ * this->in_;
+    dW_ = grads;
+    db_ = grads + this->out_ * this->in_;
+  }
+  const T* W() const { return W_; }
+  const T* b() const { return b_; }
+  const T* input() const { return x_; }
+
+ protected:
+  void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
+                     int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
+                      int64_t N) override;
+
+ private:
+  T *W_ = nullptr, *b_ = nullptr, *dW_ = nullptr, *db_ = nullptr;
+  const T* x_ = nullptr;   // forward input (N×I)
+  const T* dy_ = nullptr;  // backward input (N×O)
+  const T* Rx_ = nullptr;  // rforward input (K×N×I), may be null
+  const T* V_ = nullptr;   // rforward parameter directions
+  int64_t v_stride_ = 0;
+};
+
+// y = f(x) elementwise.
+template <class T>
+class Activation final : public Layer<T> {
+ public:
+  Activation(int64_t index, int64_t features, ActParams a, std::string name)
+      : Layer<T>(index, features, features), act_(a), name_(std::move(name)) {}
+  std::string type() const override { return name_; }
+  const ActParams& params() const { return act_; }
+  const T* input() const { return x_; }
+  const T* output() const { return y_; }
+
+ protected:
+  void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
+                     int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
+                      int64_t N) override;
+
+ private:
+  ActParams act_;
+  std::string name_;
+  const T* x_ = nullptr;
+  const T* y_ = nullptr;
+  const T* dy_ = nullptr;
+  const T* Rx_ = nullptr;
+};
+
+// Batch normalisation over features (SPEC §1): training uses the batch mean and biased
+// variance (the exact derivative, 1/N); evaluation uses running statistics updated with
+// PyTorch's momentum and the unbiased variance.
+template <class T>
+class BatchNorm final : public Layer<T> {
+ public:
+  BatchNorm(int64_t index, int64_t features, double momentum, double eps)
+      : Layer<T>(index, features, features), momentum_(momentum), eps_(eps) {}
+  std::string type() const override { return "batchnorm"; }
+  std::vector<ParamSpec> param_specs() const override {
+    return {{"weight", this->out_, 1, false}, {"bias", this->out_, 1, true}};
+  }
+  void bind(T* params, T* grads) override {
+    gamma_ = params;
+    beta_ = params + this->out_;
+    dgamma_ = grads;
+    dbeta_ = grads + this->out_;
+  }
+  std::vector<StateView<T>> state() override;
+  void reset_state() override;
+  void reserve(Device d, int64_t max_n, int64_t max_k) override;
+  double eps() const { return eps_; }
+  // Updates of the running statistics are on by default; curvature passes switch them off.
+  void set_update_running(bool on) { update_running_ = on; }
+
+ protected:
+  void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
+                     int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
+                      int64_t N) override;
+
+ private:
+  double momentum_, eps_;
+  bool update_running_ = true;
+  bool training_ = true;  // mode of the last forward
+  T *gamma_ = nullptr, *beta_ = nullptr, *dgamma_ = nullptr, *dbeta_ = nullptr;
+  Buffer<T> running_mean_, running_var_, num_batches_;  // num_batches_tracked: host-side, saved as int64
+  Buffer<T> xhat_, mean_, inv_std_;
+  const T* dy_ = nullptr;
+  Buffer<T> Rxhat_;  // K×N×O, from rforward (for rbackward)
+  const T* V_ = nullptr;
+  int64_t v_stride_ = 0;
+};
+
+// Inverted dropout; p = drop probability. The mask is a function of (seed, layer, step).
+template <class T>
+class Dropout final : public Layer<T> {
+ public:
+  Dropout(int64_t index, int64_t features, double p) : Layer<T>(index, features, features), p_(p) {}
+  std::string type() const override { return "dropout"; }
+  double p() const { return p_; }
+  void reserve(Device d, int64_t max_n, int64_t max_k) override { mask_.set_device(d), mask_.resize(max_n * this->out_); }
+  const T* mask() const { return active_ ? mask_.data() : nullptr; }
+
+ protected:
+  void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
+                     int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
+                      int64_t N) override;
+
+ private:
+  double p_;
+  bool active_ = false;  // a mask was applied in the last forward (training and p > 0)
+  Buffer<T> mask_;
+};
+
+}  // namespace cn

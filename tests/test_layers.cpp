@@ -1,0 +1,254 @@
+// Every layer and loss against float64 central finite differences on random inputs.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "layers/init.h"
+#include "layers/model.h"
+
+using namespace cn;
+
+namespace {
+
+std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.5, double hi = 1.5) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+// max |a-b| / max(1, |b|)
+double max_rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double e = 0;
+  for (size_t i = 0; i < a.size(); ++i) e = std::max(e, std::fabs(a[i] - b[i]) / std::max(1.0, std::fabs(b[i])));
+  return e;
+}
+
+struct LayerCase {
+  std::string name;
+  LayerSpec spec;
+  bool training = true;
+};
+
+LayerSpec spec_of(const std::string& type) {
+  LayerSpec s;
+  s.type = type;
+  if (type == "linear") s.out = 4;
+  if (type == "dropout") s.p = 0.4;
+  if (type == "leaky_relu") s.slope = 0.1;
+  if (type == "elu") s.alpha = 0.7;
+  return s;
+}
+
+// For one layer inside a one-layer Sequential: L = Σ r ⊙ y(x, θ). Checks dL/dx (through a
+// leading identity layer's output gradient) and dL/dθ against central differences.
+void check_layer(const LayerSpec& spec, bool training) {
+  const int64_t N = 5, I = 3;
+  LayerSpec ident;
+  ident.type = "identity";
+  Sequential<double> net({ident, spec}, I);
+  net.reserve(N);
+  ModelConfig mc;
+  mc.init = "xavier_normal";
+  mc.bias_init = "zeros";
+  net.initialize(mc, 11);
+  // Random parameters (also the biases / BatchNorm shift), away from zero.
+  auto p = random_vec(net.layout().total, 3);
+  for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];
+  if (spec.type == "batchnorm" && !training) {
+    auto st = net.layer(1).state();
+    auto rm = random_vec(I, 5), rv = random_vec(I, 6, 0.5, 2.0);
+    for (int64_t i = 0; i < I; ++i) st[0].data[i] = rm[i], st[1].data[i] = rv[i];
+    static_cast<BatchNorm<double>&>(net.layer(1)).set_update_running(false);
+  }
+  if (spec.type == "batchnorm") static_cast<BatchNorm<double>&>(net.layer(1)).set_update_running(false);
+  auto x = random_vec(N * I, 7);
+  PassCtx c;
+  c.training = training;
+  c.dropout_key = philox_key(42, RngStream::dropout);
+  c.step = 3;
+  const int64_t O = net.n_outputs();
+  const auto r = random_vec(N * O, 9);
+  auto loss_at = [&](const std::vector<double>& xx) {
+    const double* y = net.forward(c, xx.data(), N);
+    double s = 0;
+    for (int64_t i = 0; i < N * O; ++i) s += r[i] * y[i];
+    return s;
+  };
+  loss_at(x);
+  net.backward(c, r.data(), N);
+  std::vector<double> dx(net.output_grad(0), net.output_grad(0) + N * I);
+  std::vector<double> dtheta(net.grads().data(), net.grads().data() + net.layout().total);
+
+  const double eps = 1e-6;
+  std::vector<double> fd_x(N * I), fd_t(net.layout().total);
+  for (int64_t i = 0; i < N * I; ++i) {
+    auto xp = x, xm = x;
+    xp[i] += eps;
+    xm[i] -= eps;
+    fd_x[i] = (loss_at(xp) - loss_at(xm)) / (2 * eps);
+  }
+  for (int64_t i = 0; i < net.layout().total; ++i) {
+    const double keep = net.params()[i];
+    net.params()[i] = keep + eps;
+    const double lp = loss_at(x);
+    net.params()[i] = keep - eps;
+    const double lm = loss_at(x);
+    net.params()[i] = keep;
+    fd_t[i] = (lp - lm) / (2 * eps);
+  }
+  // Central differences are O(eps²) ≈ 1e-12 plus rounding ≈ 1e-16/eps = 1e-10.
+  EXPECT_LE(max_rel_err(dx, fd_x), 1e-7) << spec.type << (training ? " train" : " eval") << ": dx";
+  if (!dtheta.empty()) EXPECT_LE(max_rel_err(dtheta, fd_t), 1e-7) << spec.type << ": dθ";
+}
+
+}  // namespace
+
+class LayerGradient : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LayerGradient, TrainingModeMatchesFiniteDifferences) { check_layer(spec_of(GetParam()), true); }
+TEST_P(LayerGradient, EvalModeMatchesFiniteDifferences) { check_layer(spec_of(GetParam()), false); }
+
+INSTANTIATE_TEST_SUITE_P(AllLayers, LayerGradient,
+                         ::testing::Values("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "identity", "gelu",
+                                           "softplus", "batchnorm", "dropout"));
+
+TEST(Activation, SecondDerivativeMatchesFiniteDifferences) {
+  for (Act a : {Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus, Act::relu, Act::leaky_relu}) {
+    ActParams p{a, 0.1, 0.7};
+    for (double x : {-2.3, -0.4, 0.3, 1.7}) {
+      const double h = 1e-5;
+      const double fd1 = (act_f(p, x + h) - act_f(p, x - h)) / (2 * h);
+      const double fd2 = (act_d1(p, x + h, act_f(p, x + h)) - act_d1(p, x - h, act_f(p, x - h))) / (2 * h);
+      EXPECT_NEAR(act_d1(p, x, act_f(p, x)), fd1, 1e-8) << int(a) << " x=" << x;
+      EXPECT_NEAR(act_d2(p, x, act_f(p, x)), fd2, 1e-8) << int(a) << " x=" << x;
+    }
+  }
+}
+
+TEST(Dropout, MaskIsInvertedAndSeeded) {
+  LayerSpec d;
+  d.type = "dropout";
+  d.p = 0.3;
+  Sequential<double> net({d}, 1000);
+  net.reserve(10);
+  std::vector<double> x(10000, 1.0);
+  PassCtx c;
+  c.dropout_key = philox_key(1, RngStream::dropout);
+  const double* y = net.forward(c, x.data(), 10);
+  int kept = 0;
+  for (int i = 0; i < 10000; ++i) {
+    ASSERT_TRUE(y[i] == 0.0 || std::fabs(y[i] - 1.0 / 0.7) < 1e-12);
+    kept += y[i] != 0.0;
+  }
+  EXPECT_NEAR(kept / 10000.0, 0.7, 0.02);
+  std::vector<double> y1(y, y + 10000);
+  c.step = 1;
+  y = net.forward(c, x.data(), 10);
+  EXPECT_NE(std::vector<double>(y, y + 10000), y1);
+  c.training = false;
+  y = net.forward(c, x.data(), 10);
+  EXPECT_EQ(std::vector<double>(y, y + 10000), x);
+}
+
+class LossGradient : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LossGradient, MatchesFiniteDifferences) {
+  const LossKind kind = loss_kind(GetParam());
+  const int64_t N = 4, C = 3;
+  auto z = random_vec(N * C, 21, -3, 3);
+  std::vector<double> t;
+  if (kind == LossKind::cross_entropy)
+    t = {0, 2, 1, 2};
+  else if (kind == LossKind::bce_logits)
+    t = random_vec(N * C, 22, 0, 1);
+  else
+    t = random_vec(N * C, 23);
+  Loss<double> loss(kind);
+  loss.reserve(Device::cpu, N, C);
+  PassCtx c;
+  loss.forward_backward(c, z.data(), t.data(), N, C);
+  std::vector<double> dz(loss.dz(), loss.dz() + N * C), fd(N * C);
+  for (int64_t i = 0; i < N * C; ++i) {
+    auto zp = z, zm = z;
+    zp[i] += 1e-6;
+    zm[i] -= 1e-6;
+    fd[i] = (loss.forward_backward(c, zp.data(), t.data(), N, C) - loss.forward_backward(c, zm.data(), t.data(), N, C)) /
+            2e-6;
+  }
+  EXPECT_LE(max_rel_err(dz, fd), 1e-8);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllLosses, LossGradient, ::testing::Values("cross_entropy", "mse", "bce_logits"));
+
+TEST(Loss, CrossEntropyIsStableForHugeLogits) {
+  std::vector<double> z = {1000.0, -1000.0, 0.0}, t = {0};
+  Loss<double> loss(LossKind::cross_entropy);
+  loss.reserve(Device::cpu, 1, 3);
+  PassCtx c;
+  EXPECT_NEAR(loss.forward_backward(c, z.data(), t.data(), 1, 3), 0.0, 1e-12);
+  t = {1};
+  EXPECT_NEAR(loss.forward_backward(c, z.data(), t.data(), 1, 3), 2000.0, 1e-9);
+}
+
+TEST(Model, ShorthandExpandsLikeSequential) {
+  ModelConfig m;
+  m.hidden = {8, 4};
+  m.batchnorm = true;
+  m.dropout = 0.2;
+  m.activation = "tanh";
+  const auto specs = resolve_layers(m, 3);
+  std::vector<std::string> types;
+  for (const auto& s : specs) types.push_back(s.type);
+  EXPECT_EQ(types, (std::vector<std::string>{"linear", "batchnorm", "tanh", "dropout", "linear", "batchnorm", "tanh",
+                                             "dropout", "linear"}));
+  Sequential<float> net(specs, 5);
+  EXPECT_EQ(net.n_outputs(), 3);
+  EXPECT_EQ(net.layout().segments[0].name, "0.weight");
+  EXPECT_EQ(net.layout().segments[2].name, "1.weight");
+  EXPECT_EQ(net.layout().total, 8 * 5 + 8 + 16 + 4 * 8 + 4 + 8 + 3 * 4 + 3);
+}
+
+// Empirical variance of each initialiser within statistical tolerance of its theory.
+TEST(Init, EmpiricalVarianceMatchesTheory) {
+  const int64_t I = 400, O = 300, n = I * O;
+  std::vector<double> w(n);
+  struct Case {
+    const char* name;
+    double expected;
+  };
+  const double gain = std::sqrt(2.0);
+  for (Case cs : {Case{"plain_uniform", 1.0 / (3 * I)}, Case{"xavier_uniform", 2.0 / (I + O)},
+                  Case{"xavier_normal", 2.0 / (I + O)}, Case{"he_uniform", 2.0 / I}, Case{"he_normal", 2.0 / I},
+                  Case{"lecun_uniform", 1.0 / I}, Case{"lecun_normal", 1.0 / I}}) {
+    init_fill(parse_init(cs.name), 0, I, O, gain, 5, 0, 0, w.data(), n);
+    double s = 0, s2 = 0;
+    for (double v : w) s += v, s2 += v * v;
+    const double var = s2 / n - (s / n) * (s / n);
+    // The sample variance's relative standard error is ≤ sqrt(2/n) ≈ 0.004; allow 5σ.
+    EXPECT_NEAR(var / cs.expected, 1.0, 0.02) << cs.name;
+  }
+  const double leaky_gain = std::sqrt(2.0 / (1 + 0.2 * 0.2));
+  init_fill(Init::he_normal, 0, I, O, leaky_gain, 5, 0, 0, w.data(), n);
+  double s2 = 0;
+  for (double v : w) s2 += v * v;
+  EXPECT_NEAR(s2 / n / (2.0 / (1.04 * I)), 1.0, 0.02);
+  init_fill(Init::constant, 0.25, I, O, gain, 5, 0, 0, w.data(), 10);
+  EXPECT_EQ(w[3], 0.25);
+}
+
+TEST(Init, LeakyReluGainIsUsedByTheModel) {
+  ModelConfig m;
+  m.hidden = {2000};
+  m.activation = "leaky_relu";
+  m.leaky_slope = 0.5;
+  m.init = "he_normal";
+  Sequential<double> net(resolve_layers(m, 1), 1000);
+  net.initialize(m, 1);
+  double s2 = 0;
+  for (int64_t i = 0; i < 2000 * 1000; ++i) s2 += net.params()[i] * net.params()[i];
+  EXPECT_NEAR(s2 / 2e6 / (2.0 / (1.25 * 1000)), 1.0, 0.01);
+}
