@@ -31,6 +31,11 @@ struct SegmentCoeffs {
   double weight_decay = 0, l1 = 0, lr_scale = 1;
 };
 
+// The coefficients of every segment (same order as layout.segments): [optim] values,
+// overridden by the [[optim.per_layer]] entries naming the segment's layer (a later entry
+// for the same layer wins). InputError when an entry names a layer without parameters.
+std::vector<SegmentCoeffs> resolve_segment_coeffs(const OptimConfig& config, const ParamLayout& layout);
+
 template <class T>
 class Optimizer {
  public:
