@@ -20,6 +20,7 @@ struct Dataset {
   std::vector<double> x;    // n * d
   std::vector<double> y;    // classification: n class indices; regression: n * n_outputs
   std::vector<std::string> class_names;  // may be empty
+  std::vector<std::string> feature_names;  // may be empty (CSV header, sklearn sets)
 };
 
 // The three splits after the split and standardisation (fitted on train). `test` is
@@ -59,6 +60,35 @@ struct RegressionMetrics {
 };
 RegressionMetrics regression_metrics(const std::vector<double>& pred, const std::vector<double>& target, int64_t n,
                                      int64_t n_outputs);
+
+// ---- Additions (data/*.cpp; docs/datasets.md is the reference of every data set) ----
+
+// Where the system-wide data files live (Debian's dataset-fashion-mnist and python3-sklearn).
+// `data.path`, when set, replaces the directory for fashion-mnist and the sklearn sets.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+inline constexpr const char* kSklearnDataDir = "/usr/lib/python3/dist-packages/sklearn/datasets/data";
+
+// Every valid `data.dataset` name, in list_datasets() order.
+std::vector<std::string> dataset_names();
+
+// CSV with the task chosen by the rule of docs/datasets.md: classification when every label
+// cell is an integer or a non-numeric string and there are at most 50 distinct labels,
+// else regression. An empty label_column means the last column.
+Dataset read_csv(const std::string& path, const std::string& label_column);
+Task infer_csv_task(const std::vector<std::string>& label_cells);
+
+// The bundled sklearn sets by name ("iris" "wine" "breast-cancer" "digits" "diabetes");
+// dir empty = kSklearnDataDir.
+Dataset load_sklearn_dataset(const std::string& name, const std::string& dir = "");
+// Fashion-MNIST's train (60000) or test (10000) part; pixels in [0, 1]; dir empty = kFashionMnistDir.
+Dataset load_fashion_mnist(bool train, const std::string& dir = "");
+// The seeded generators ("spirals" "blobs" "xor" "teacher" "sine"): a pure function of
+// (name, n_samples, noise, seed) drawn from RngStream::data.
+Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed);
+bool is_synthetic(const std::string& name);
+
+// The rows `rows` of ds, in that order (features and targets; metadata copied).
+Dataset take_rows(const Dataset& ds, const std::vector<int64_t>& rows);
 
 // Mini-batch order of one epoch: a permutation of [0, n) (identity without shuffle) drawn
 // from RngStream::shuffle keyed by (epoch), so a resumed run redraws the same order.
