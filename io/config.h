@@ -155,5 +155,8 @@ Config parse_config(const std::string& toml_text, const std::string& origin,
 std::string to_toml(const Config& config);
 // Keys (as "section.key") whose values differ between a and b.
 std::vector<std::string> config_differences(const Config& a, const Config& b);
+// The config reference (Markdown tables: key, type, default, range, meaning), generated
+// from the same schema the parser uses; docs/config.md embeds it (a test keeps them equal).
+std::string config_reference_markdown();
 
 }  // namespace cn
