@@ -1,1 +1,108 @@
-int main() { return 0; }
+// The `curvnet` command line (DESIGN §5). Exit status: 0 success, 2 bad usage, config or
+// input, 1 runtime failure.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "data/dataset.h"
+#include "io/config.h"
+#include "train/trainer.h"
+
+namespace {
+
+int run_train(const std::string& config_path, const std::vector<std::string>& sets, const std::string& out,
+              const std::string& device, const std::string& resume) {
+  cn::TrainOptions o;
+  o.out_dir = out;
+  o.device = device;
+  o.resume_dir = resume;
+  o.config_given = !config_path.empty();
+  if (config_path.empty() && resume.empty()) throw cn::InputError("train: expected a CONFIG file (or --resume RUN_DIR)");
+  if (!resume.empty() && !out.empty()) throw cn::InputError("train: --out and --resume exclude each other");
+  cn::Config config;
+  if (!config_path.empty()) {
+    config = cn::load_config(config_path, sets);
+  } else if (!sets.empty()) {
+    // Overrides apply to the run's saved config.
+    config = cn::load_config(resume + "/config.toml", sets);
+    o.config_given = true;
+  }
+  const cn::TrainSummary s = cn::train(config, o);
+  if (!s.final_eval.is_null()) std::cout << s.final_eval.dump() << "\n";
+  std::cout << "results: " << s.run_dir << "\n";
+  if (s.nonfinite) {
+    std::cerr << "curvnet: training stopped at a non-finite loss (see " << s.run_dir << "/alarms.jsonl)\n";
+    return 1;
+  }
+  return 0;
+}
+
+int run_datasets() {
+  const auto list = cn::list_datasets();
+  std::cout << std::left << std::setw(15) << "name" << std::setw(16) << "task" << std::setw(11) << "available"
+            << "source\n";
+  for (const auto& d : list)
+    std::cout << std::setw(15) << d.name << std::setw(16) << d.task << std::setw(11) << (d.available ? "yes" : "no")
+              << d.source << "\n"
+              << std::setw(15) << "" << d.description << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"curvnet: train dense networks and measure their curvature while they train"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("curvnet ") + CURVNET_VERSION);
+
+  std::string config_path, out, device, resume;
+  std::vector<std::string> sets;
+  CLI::App* train = app.add_subcommand("train", "train a model from a TOML config; prints where the run directory is");
+  train->add_option("config", config_path, "the TOML config (optional with --resume)");
+  train->add_option("--set", sets, "override a key: section.key=value (value parsed as TOML; a bare word is a string)")
+      ->type_name("KEY=VALUE");
+  train->add_option("--out", out, "the run directory (must not exist or be empty); default runs/<UTC>-<name>");
+  train->add_option("--device", device, "auto | cpu | cuda (default: train.device)");
+  train->add_option("--resume", resume, "continue RUN_DIR in place from its last checkpoint")->type_name("RUN_DIR");
+
+  std::string eval_path, split = "test";
+  CLI::App* eval = app.add_subcommand("eval", "evaluate a checkpoint (a run directory: its last one) on a split");
+  eval->add_option("checkpoint", eval_path, "checkpoints/step_N directory or a run directory")->required();
+  eval->add_option("--split", split, "train | val | test (default test)");
+  eval->add_option("--device", device, "auto | cpu | cuda");
+
+  CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
+
+  try {
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      std::cerr << "curvnet: " << e.what() << " (see --help)\n";
+      return 2;
+    }
+    if (*train) return run_train(config_path, sets, out, device, resume);
+    if (*eval) {
+      std::cout << cn::evaluate_checkpoint(eval_path, split, device).dump() << "\n";
+      return 0;
+    }
+    if (*datasets) return run_datasets();
+  } catch (const cn::Error& e) {
+    std::cerr << "curvnet: " << e.what() << "\n";
+    return e.exit_code();
+  } catch (const std::exception& e) {
+    std::cerr << "curvnet: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,133 @@
+#include "train/checkpoint.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "io/safetensors.h"
+
+namespace cn {
+
+namespace fs = std::filesystem;
+
+namespace {
+// Shape of a parameter tensor as PyTorch stores it.
+template <class T>
+std::vector<int64_t> torch_shape(const Sequential<T>& model, const ParamSegment& seg) {
+  if (model.layer(static_cast<size_t>(seg.layer)).type() == "linear" && seg.name.size() > 7 &&
+      seg.name.compare(seg.name.size() - 7, 7, ".weight") == 0)
+    return {seg.rows, seg.cols};
+  return {seg.size()};
+}
+}  // namespace
+
+template <class T>
+void save_model(const Sequential<T>& model, const std::string& path) {
+  std::vector<T> host(static_cast<size_t>(model.layout().total));
+  device_copy(Device::cpu, host.data(), model.device(), model.params().data(), host.size() * sizeof(T));
+  SafetensorsWriter w;
+  for (const ParamSegment& seg : model.layout().segments) w.add<T>(seg.name, torch_shape(model, seg), host.data() + seg.offset);
+  auto& mutable_model = const_cast<Sequential<T>&>(model);  // state() hands out views
+  for (size_t i = 0; i < model.size(); ++i) {
+    for (const StateView<T>& s : mutable_model.layer(i).state()) {
+      std::vector<T> v(static_cast<size_t>(s.size));
+      device_copy(Device::cpu, v.data(), s.device, s.data, v.size() * sizeof(T));
+      const std::string name = std::to_string(i) + "." + s.name;
+      if (s.name == "num_batches_tracked") {
+        const int64_t n = static_cast<int64_t>(v[0]);
+        w.add<int64_t>(name, {}, &n);
+      } else {
+        w.add<T>(name, {s.size}, v);
+      }
+    }
+  }
+  w.metadata("format", "pt");
+  w.write(path);
+}
+
+template <class T>
+void load_model(Sequential<T>& model, const std::string& path) {
+  SafetensorsFile f{path, read_safetensors(path), {}};
+  std::vector<T> host(static_cast<size_t>(model.layout().total));
+  for (const ParamSegment& seg : model.layout().segments) {
+    const auto v = f.get<double>(seg.name, torch_shape(model, seg));
+    std::copy(v.begin(), v.end(), host.begin() + seg.offset);
+  }
+  device_copy(model.device(), model.params().data(), Device::cpu, host.data(), host.size() * sizeof(T));
+  for (size_t i = 0; i < model.size(); ++i) {
+    for (const StateView<T>& s : model.layer(i).state()) {
+      const std::string name = std::to_string(i) + "." + s.name;
+      std::vector<double> v = s.name == "num_batches_tracked" ? f.get<double>(name, std::vector<int64_t>{})
+                                                              : f.get<double>(name, {s.size});
+      std::vector<T> cast(v.begin(), v.end());
+      device_copy(s.device, s.data, Device::cpu, cast.data(), cast.size() * sizeof(T));
+    }
+  }
+}
+
+template <class T>
+void save_state(Optimizer<T>& optimizer, const TrainState& st, const std::string& path) {
+  SafetensorsWriter w;
+  for (auto& [name, buf] : optimizer.state()) w.add<T>("optim." + name, {static_cast<int64_t>(buf->size())}, *buf);
+  const int64_t step = st.step, epoch = st.epoch, seed = static_cast<int64_t>(st.seed), bad = st.evals_without_improvement,
+                has_best = st.has_best, total = st.first_total_steps;
+  w.add<int64_t>("step", {}, &step);
+  w.add<int64_t>("epoch", {}, &epoch);
+  w.add<int64_t>("rng.seed", {}, &seed);
+  w.add<int64_t>("data_order", {static_cast<int64_t>(st.data_order.size())}, st.data_order);
+  w.add<double>("early_stopping.best", {}, &st.best_metric);
+  w.add<int64_t>("early_stopping.has_best", {}, &has_best);
+  w.add<int64_t>("early_stopping.bad_evals", {}, &bad);
+  w.add<int64_t>("schedule.first_total_steps", {}, &total);
+  w.metadata("format", "curvnet-state");
+  w.write(path);
+}
+
+template <class T>
+TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
+  SafetensorsFile f{path, read_safetensors(path), {}};
+  for (auto& [name, buf] : optimizer.state()) {
+    const auto v = f.get<double>("optim." + name, {static_cast<int64_t>(buf->size())});
+    std::copy(v.begin(), v.end(), buf->begin());
+  }
+  TrainState st;
+  const std::vector<int64_t> scalar;
+  st.step = f.get<int64_t>("step", scalar)[0];
+  st.epoch = f.get<int64_t>("epoch", scalar)[0];
+  st.seed = static_cast<uint64_t>(f.get<int64_t>("rng.seed", scalar)[0]);
+  st.data_order = f.get<int64_t>("data_order");
+  st.best_metric = f.get<double>("early_stopping.best", scalar)[0];
+  st.has_best = f.get<int64_t>("early_stopping.has_best", scalar)[0] != 0;
+  st.evals_without_improvement = f.get<int64_t>("early_stopping.bad_evals", scalar)[0];
+  st.first_total_steps = f.get<int64_t>("schedule.first_total_steps", scalar)[0];
+  return st;
+}
+
+std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return (fs::path(run_dir) / "checkpoints" / ("step_" + std::to_string(step))).string();
+}
+
+std::vector<int64_t> list_checkpoints(const std::string& run_dir) {
+  std::vector<int64_t> steps;
+  const fs::path dir = fs::path(run_dir) / "checkpoints";
+  if (!fs::is_directory(dir)) return steps;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("step_", 0) != 0) continue;
+    char* end = nullptr;
+    const long long s = std::strtoll(name.c_str() + 5, &end, 10);
+    if (!end || *end != '\0' || s < 0) continue;
+    if (fs::exists(e.path() / "model.safetensors") && fs::exists(e.path() / "state.safetensors")) steps.push_back(s);
+  }
+  std::sort(steps.begin(), steps.end());
+  return steps;
+}
+
+#define CN_INSTANTIATE(T)                                                            \
+  template void save_model<T>(const Sequential<T>&, const std::string&);            \
+  template void load_model<T>(Sequential<T>&, const std::string&);                  \
+  template void save_state<T>(Optimizer<T>&, const TrainState&, const std::string&); \
+  template TrainState load_state<T>(Optimizer<T>&, const std::string&);
+CN_INSTANTIATE(float)
+CN_INSTANTIATE(double)
+
+}  // namespace cn

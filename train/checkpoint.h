@@ -1,0 +1,44 @@
+// Checkpoints (DESIGN §5): checkpoints/step_N/model.safetensors holds parameters and
+// buffers under nn.Sequential's state_dict names; state.safetensors holds the optimiser
+// state, the step, the epoch, the seed, the epoch's data order and early-stopping state.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "layers/model.h"
+#include "optim/optimizer.h"
+
+namespace cn {
+
+// model.safetensors: "i.weight" [out, in] for Linear, [features] for BatchNorm; "i.bias";
+// "i.running_mean", "i.running_var", "i.num_batches_tracked" (int64 scalar).
+template <class T>
+void save_model(const Sequential<T>& model, const std::string& path);
+// Loads into a model of the same architecture; InputError naming the file and tensor on a
+// missing tensor or a shape mismatch. Any floating dtype is accepted.
+template <class T>
+void load_model(Sequential<T>& model, const std::string& path);
+
+struct TrainState {
+  int64_t step = 0;                 // updates done
+  int64_t epoch = 0;                // epoch of the next update
+  uint64_t seed = 0;
+  std::vector<int64_t> data_order;  // the permutation of the current epoch
+  double best_metric = 0;           // early stopping
+  bool has_best = false;
+  int64_t evals_without_improvement = 0;
+  int64_t first_total_steps = 0;    // the run's total at its first start (schedule horizon)
+};
+
+template <class T>
+void save_state(Optimizer<T>& optimizer, const TrainState& state, const std::string& path);
+template <class T>
+TrainState load_state(Optimizer<T>& optimizer, const std::string& path);
+
+// The steps of the complete checkpoints under run_dir/checkpoints (both files present),
+// ascending.
+std::vector<int64_t> list_checkpoints(const std::string& run_dir);
+std::string checkpoint_dir(const std::string& run_dir, int64_t step);
+
+}  // namespace cn

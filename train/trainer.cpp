@@ -1,0 +1,551 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "data/dataset.h"
+#include "io/files.h"
+#include "layers/model.h"
+#include "train/checkpoint.h"
+
+namespace cn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+std::string utc_now(const char* fmt) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[64];
+  std::strftime(buf, sizeof buf, fmt, &tm);
+  return buf;
+}
+
+bool higher_is_better(const std::string& metric) {
+  return metric == "val_accuracy" || metric == "val_f1" || metric == "val_auc" || metric == "val_r2" ||
+         metric == "val_precision" || metric == "val_recall";
+}
+
+// What the network predicts and how targets are laid out for the loss.
+struct TaskShape {
+  Task task = Task::classification;
+  int64_t n_classes = 0;  // classification
+  int64_t n_outputs = 0;  // the network's output width
+  int64_t target_width = 0;
+  bool one_hot = false;
+};
+
+TaskShape task_shape(const Dataset& train, LossKind loss) {
+  TaskShape s;
+  s.task = train.task;
+  if (train.task == Task::classification) {
+    s.n_classes = train.n_outputs;
+    if (loss == LossKind::cross_entropy) {
+      s.n_outputs = s.n_classes;
+      s.target_width = 1;
+    } else if (loss == LossKind::bce_logits && s.n_classes == 2) {
+      s.n_outputs = 1;  // one logit for class 1
+      s.target_width = 1;
+    } else {
+      s.n_outputs = s.target_width = s.n_classes;
+      s.one_hot = true;
+    }
+  } else {
+    if (loss == LossKind::cross_entropy)
+      throw InputError("loss.kind = \"cross_entropy\": data set '" + train.name +
+                       "' is a regression task; expected mse (or bce_logits for targets in [0, 1])");
+    s.n_outputs = s.target_width = train.n_outputs;
+  }
+  return s;
+}
+
+// Targets of a split in the loss's layout (as double; cast per batch).
+std::vector<double> loss_targets(const Dataset& d, const TaskShape& s) {
+  if (!s.one_hot) return d.y;
+  std::vector<double> t(static_cast<size_t>(d.n * s.target_width), 0.0);
+  for (int64_t i = 0; i < d.n; ++i) t[i * s.target_width + static_cast<int64_t>(d.y[i])] = 1.0;
+  return t;
+}
+
+}  // namespace
+
+// Everything one training run holds, for one dtype.
+template <class T>
+struct Engine {
+  Config config;
+  Device device;
+  Splits data;
+  TaskShape shape;
+  std::vector<double> train_targets;
+  std::unique_ptr<Sequential<T>> model;
+  std::unique_ptr<Loss<T>> loss;
+  std::unique_ptr<Optimizer<T>> optimizer;
+  Buffer<T> xb, yb;             // the batch on the device
+  std::vector<T> xb_host, yb_host;
+  std::vector<int64_t> order;   // this epoch's sample order
+  int64_t order_epoch = -1;
+  int64_t steps_per_epoch = 0, total_steps = 0, batch = 0;
+  TrainState st;
+  ClipResult last_clip;
+
+  explicit Engine(const Config& c, Device d) : config(c), device(d) {
+    data = load_splits(config.data, config.train.seed);
+    if (data.train.n == 0) throw InputError("data: the training split is empty");
+    shape = task_shape(data.train, loss_kind(config.loss.kind));
+    train_targets = loss_targets(data.train, shape);
+    batch = std::min<int64_t>(config.data.batch_size, data.train.n);
+    steps_per_epoch = (data.train.n + batch - 1) / batch;
+    total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * steps_per_epoch;
+    model = std::make_unique<Sequential<T>>(resolve_layers(config.model, shape.n_outputs), data.train.d, device);
+    model->reserve(std::max<int64_t>(batch, eval_chunk()));
+    model->initialize(config.model, config.train.seed);
+    loss = std::make_unique<Loss<T>>(loss_kind(config.loss.kind));
+    loss->reserve(device, std::max<int64_t>(batch, eval_chunk()), shape.n_outputs);
+    optimizer = make_optimizer<T>(config.optim, model->layout());
+    for (auto* b : {&xb, &yb}) b->set_device(device);
+    xb.resize(eval_chunk() * data.train.d);
+    yb.resize(eval_chunk() * shape.target_width);
+    xb_host.resize(static_cast<size_t>(xb.size()));
+    yb_host.resize(static_cast<size_t>(yb.size()));
+    st.seed = config.train.seed;
+    st.first_total_steps = total_steps;
+  }
+  int64_t eval_chunk() const { return std::max<int64_t>(config.data.batch_size, 1024); }
+
+  void ensure_order(int64_t epoch) {
+    if (order_epoch == epoch) return;
+    order = epoch_order(data.train.n, config.data.shuffle, config.train.seed, epoch);
+    order_epoch = epoch;
+  }
+
+  // Copies rows [begin, begin+n) of `idx` (or of the identity when idx is null) to the device.
+  void gather(const Dataset& d, const std::vector<double>& targets, const int64_t* idx, int64_t begin, int64_t n) {
+    const int64_t D = d.d, W = shape.target_width;
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t i = idx ? idx[begin + r] : begin + r;
+      for (int64_t j = 0; j < D; ++j) xb_host[r * D + j] = static_cast<T>(d.x[i * D + j]);
+      for (int64_t j = 0; j < W; ++j) yb_host[r * W + j] = static_cast<T>(targets[i * W + j]);
+    }
+    device_copy(device, xb.data(), Device::cpu, xb_host.data(), static_cast<size_t>(n * D) * sizeof(T));
+    device_copy(device, yb.data(), Device::cpu, yb_host.data(), static_cast<size_t>(n * W) * sizeof(T));
+  }
+
+  double lr_at(int64_t step) const {
+    return scheduled_lr(config.schedule, config.optim.lr, step, st.first_total_steps);
+  }
+
+  // One update. Returns the batch loss (before the update).
+  double step() {
+    const int64_t s = st.step;
+    const int64_t epoch = s / steps_per_epoch, pos = s % steps_per_epoch;
+    ensure_order(epoch);
+    st.epoch = epoch;
+    const int64_t begin = pos * batch, n = std::min(batch, data.train.n - begin);
+    gather(data.train, train_targets, order.data(), begin, n);
+    PassCtx c;
+    c.device = device;
+    c.training = true;
+    c.dropout_key = philox_key(config.train.seed, RngStream::dropout);
+    c.step = static_cast<uint64_t>(s);
+    const T* z = model->forward(c, xb.data(), n);
+    const double l = loss->forward_backward(c, z, yb.data(), n, shape.n_outputs);
+    model->backward(c, loss->dz(), n);
+    T* g = model->grads().data();
+    T* p = model->params().data();
+    const int64_t P = model->layout().total;
+    add_gradient_noise<T>(config.optim, config.train.seed, s, g, P);
+    last_clip = clip_gradients<T>(config.clip, model->layout(), p, g);
+    optimizer->step(p, g, lr_at(s), s);
+    st.step = s + 1;
+    st.epoch = st.step / steps_per_epoch;
+    return l;
+  }
+
+  // Loss and quality metrics of the model (evaluation mode) on a split.
+  json evaluate(const Dataset& d, const std::string& split) {
+    const std::vector<double> targets = loss_targets(d, shape);
+    const int64_t C = shape.n_outputs, chunk = eval_chunk();
+    std::vector<double> scores(static_cast<size_t>(d.n * C));
+    std::vector<T> host(static_cast<size_t>(chunk * C));
+    double total = 0;
+    PassCtx c;
+    c.device = device;
+    c.training = false;
+    for (int64_t b = 0; b < d.n; b += chunk) {
+      const int64_t n = std::min(chunk, d.n - b);
+      gather(d, targets, nullptr, b, n);
+      const T* z = model->forward(c, xb.data(), n);
+      total += loss->forward_backward(c, z, yb.data(), n, C) * static_cast<double>(n);
+      device_copy(Device::cpu, host.data(), device, z, static_cast<size_t>(n * C) * sizeof(T));
+      for (int64_t i = 0; i < n * C; ++i) scores[b * C + i] = static_cast<double>(host[i]);
+    }
+    json row;
+    row["step"] = st.step;
+    row["epoch"] = st.step == 0 ? 0 : (st.step - 1) / steps_per_epoch;
+    row["split"] = split;
+    set_metric(row, "loss", d.n > 0 ? total / static_cast<double>(d.n) : std::nan(""));
+    if (shape.task == Task::classification) {
+      const auto m = classification_metrics(scores, d.y, d.n, shape.n_classes);
+      set_metric(row, "accuracy", m.accuracy);
+      set_metric(row, "precision", m.precision);
+      set_metric(row, "recall", m.recall);
+      set_metric(row, "f1", m.f1);
+      set_metric(row, "auc", m.auc);
+    } else {
+      const auto m = regression_metrics(scores, d.y, d.n, shape.n_outputs);
+      set_metric(row, "r2", m.r2);
+      set_metric(row, "mae", m.mae);
+      set_metric(row, "rmse", m.rmse);
+    }
+    return row;
+  }
+
+  void save_checkpoint(const std::string& run_dir) {
+    const std::string dir = checkpoint_dir(run_dir, st.step);
+    fs::create_directories(dir);
+    ensure_order(st.epoch);
+    st.data_order = order;
+    save_model(*model, dir + "/model.safetensors");
+    save_state(*optimizer, st, dir + "/state.safetensors");
+  }
+
+  void load_checkpoint(const std::string& dir) {
+    load_model(*model, dir + "/model.safetensors");
+    const TrainState loaded = load_state(*optimizer, dir + "/state.safetensors");
+    if (loaded.seed != config.train.seed)
+      throw InputError(dir + "/state.safetensors: rng.seed " + std::to_string(loaded.seed) +
+                       " differs from train.seed " + std::to_string(config.train.seed));
+    st = loaded;
+    ensure_order(st.epoch);
+    if (!st.data_order.empty() && st.data_order != order)
+      throw InputError(dir + "/state.safetensors: data_order does not match the data set's order for epoch " +
+                       std::to_string(st.epoch) + " (has the data changed?)");
+  }
+};
+
+namespace {
+
+// Keys a resumed run may change (DESIGN §5).
+bool resumable_difference(const std::string& key) {
+  return key == "train.steps" || key == "train.epochs" || key == "train.log_every" || key.rfind("diagnostics.", 0) == 0 ||
+         key == "name" || key == "source";
+}
+
+std::string prepare_run_dir(const Config& config, const TrainOptions& o) {
+  std::string dir = o.out_dir;
+  if (dir.empty()) {
+    dir = (fs::path("runs") / (utc_now("%Y%m%dT%H%M%SZ") + "-" + config.name)).string();
+    for (int i = 1; fs::exists(dir); ++i)
+      dir = (fs::path("runs") / (utc_now("%Y%m%dT%H%M%SZ") + "-" + config.name + "-" + std::to_string(i))).string();
+  }
+  std::error_code ec;
+  if (fs::exists(dir, ec)) {
+    if (!fs::is_directory(dir, ec)) throw InputError("--out " + dir + ": exists and is not a directory");
+    if (!fs::is_empty(dir, ec)) throw InputError("--out " + dir + ": the run directory must not exist or be empty");
+  }
+  fs::create_directories(dir, ec);
+  if (ec) throw InputError("--out " + dir + ": cannot create the directory: " + ec.message());
+  return dir;
+}
+
+class Progress {
+ public:
+  Progress(std::ostream& out, bool live) : out_(out), live_(live) {}
+  void update(const std::string& line, bool force) {
+    const double t = now_s();
+    if (live_) {
+      if (!force && t - last_ < 0.1) return;
+      out_ << "\r\033[K" << line << std::flush;
+      dirty_ = true;
+    } else {
+      if (!force && t - last_ < 5.0) return;
+      out_ << line << "\n" << std::flush;
+    }
+    last_ = t;
+  }
+  void message(const std::string& line) {
+    if (dirty_) out_ << "\r\033[K";
+    dirty_ = false;
+    out_ << line << "\n" << std::flush;
+  }
+
+ private:
+  std::ostream& out_;
+  bool live_;
+  bool dirty_ = false;
+  double last_ = -1e9;
+};
+
+std::string fmt_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  const long t = static_cast<long>(s + 0.5);
+  std::ostringstream os;
+  os << t / 60 << ":" << std::setw(2) << std::setfill('0') << t % 60;
+  return os.str();
+}
+
+template <class T>
+TrainSummary run_training(Config config, const TrainOptions& o, const std::string& run_dir, bool resuming) {
+  std::ostream& out = o.out ? *o.out : std::cout;
+  const bool live = o.progress >= 0 ? o.progress == 1 : isatty(STDOUT_FILENO);
+  Progress progress(out, live);
+  const Device device = resolve_device(o.device.empty() ? config.train.device : o.device);
+  if (config.train.threads > 0) omp_set_num_threads(static_cast<int>(config.train.threads));
+
+  const double t_start = now_s();
+  Engine<T> e(config, device);
+  // Resolve the defaults that depend on the data (one epoch) and record them.
+  if (!config.train.eval_every) config.train.eval_every = e.steps_per_epoch;
+  if (!config.checkpoint.every) config.checkpoint.every = e.steps_per_epoch;
+  const std::string config_path = run_dir + "/config.toml";
+
+  if (resuming) {
+    const auto steps = list_checkpoints(run_dir);
+    if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
+    const std::string dir = checkpoint_dir(run_dir, steps.back());
+    e.load_checkpoint(dir);
+    e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
+    for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"})
+      truncate_after_step(run_dir + "/" + log, e.st.step);
+    progress.message("resuming " + run_dir + " from step " + std::to_string(e.st.step));
+  }
+  write_file_atomic(config_path, to_toml(config));
+  json meta = {{"version", CURVNET_VERSION},
+               {"git_revision", CURVNET_GIT_REV},
+               {"device", device_name(device)},
+               {"dtype", config.train.dtype},
+               {"seed", config.train.seed},
+               {"threads", omp_get_max_threads()},
+               {"dataset", config.data.dataset},
+               {"data_source", e.data.source},
+               {"n_params", e.model->layout().total},
+               {"start_time", utc_now("%Y-%m-%dT%H:%M:%SZ")},
+               {"end_time", nullptr}};
+  if (device == Device::cuda) meta["gpu"] = cuda_device_description();
+  write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
+
+  JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
+      alarms(run_dir + "/alarms.jsonl");
+  const int64_t eval_every = *config.train.eval_every, ckpt_every = *config.checkpoint.every;
+  const bool early = config.train.patience > 0;
+  const std::string es_metric = config.train.early_stopping_metric;
+  const bool es_higher = higher_is_better(es_metric);
+
+  if (!resuming) {
+    progress.message("run directory: " + run_dir);
+    progress.message("data: " + config.data.dataset + " train " + std::to_string(e.data.train.n) + " val " +
+                     std::to_string(e.data.val.n) + " test " + std::to_string(e.data.test.n) + ", " +
+                     std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
+                     config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
+    if (ckpt_every > 0) e.save_checkpoint(run_dir);  // step_0: the initialisation
+  }
+
+  TrainSummary sum;
+  sum.run_dir = run_dir;
+  double window_loss = 0, last_log_t = now_s();
+  int64_t window_steps = 0, window_items = 0;
+  double last_val = std::nan("");
+  const double loop_start = now_s();
+  const int64_t first_step = e.st.step;
+
+  auto evaluate_val = [&]() {
+    if (e.data.val.n == 0) return;
+    json row = e.evaluate(e.data.val, "val");
+    evals.write(row);
+    const std::string key = es_metric.substr(4);
+    if (row.contains(key) && row[key].is_number()) {
+      last_val = row[key].get<double>();
+      if (early) {
+        const bool better = !e.st.has_best || (es_higher ? last_val > e.st.best_metric : last_val < e.st.best_metric);
+        if (better) {
+          e.st.best_metric = last_val;
+          e.st.has_best = true;
+          e.st.evals_without_improvement = 0;
+        } else {
+          ++e.st.evals_without_improvement;
+        }
+      }
+    }
+    sum.final_eval = row;
+  };
+
+  while (e.st.step < e.total_steps) {
+    const double l = e.step();
+    const int64_t s = e.st.step;  // updates done
+    sum.last_loss = l;
+    window_loss += l;
+    ++window_steps;
+    window_items += std::min(e.batch, e.data.train.n - ((s - 1) % e.steps_per_epoch) * e.batch);
+    if (!std::isfinite(l)) {
+      json a = {{"step", s - 1}, {"layer", nullptr}, {"rule", "nonfinite"}, {"threshold", nullptr},
+                {"message", "non-finite loss in the forward pass at step " + std::to_string(s - 1)}};
+      set_metric(a, "value", l);
+      alarms.write(a);
+      alarms.flush();
+      progress.message("alarm: " + a["message"].get<std::string>());
+      if (config.train.on_nonfinite == "stop") {
+        sum.nonfinite = true;
+        break;
+      }
+    }
+    const bool last = s == e.total_steps;
+    if (s % config.train.log_every == 0 || last) {
+      const double t = now_s();
+      json row = {{"step", s}, {"epoch", (s - 1) / e.steps_per_epoch}, {"lr", e.lr_at(s - 1)},
+                  {"clipped", e.last_clip.clipped}, {"time_s", t - t_start}};
+      set_metric(row, "loss", window_loss / static_cast<double>(window_steps));
+      set_metric(row, "grad_norm", e.last_clip.norm_before);
+      set_metric(row, "grad_norm_clipped", e.last_clip.norm_after);
+      row["items_per_s"] = t > last_log_t ? static_cast<double>(window_items) / (t - last_log_t) : 0.0;
+      metrics.write(row);
+      window_loss = 0;
+      window_steps = window_items = 0;
+      last_log_t = t;
+    }
+    if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
+    const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
+    if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) {
+      e.save_checkpoint(run_dir);
+      metrics.flush();
+      evals.flush();
+      alarms.flush();
+    }
+    {
+      const double elapsed = now_s() - loop_start;
+      const double rate = static_cast<double>(s - first_step) / std::max(elapsed, 1e-9);
+      std::ostringstream line;
+      line << "epoch " << (s - 1) / e.steps_per_epoch + 1 << " step " << s << "/" << e.total_steps << " loss "
+           << std::setprecision(4) << l;
+      if (std::isfinite(last_val)) line << " " << es_metric << " " << std::setprecision(4) << last_val;
+      line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e.batch) << " items/s ETA "
+           << fmt_duration(static_cast<double>(e.total_steps - s) / std::max(rate, 1e-9));
+      progress.update(line.str(), last);
+    }
+    if (stop_early) {
+      sum.early_stopped = true;
+      progress.message("early stopping: " + es_metric + " did not improve for " + std::to_string(config.train.patience) +
+                       " evaluations");
+      break;
+    }
+  }
+  if (e.data.test.n > 0 && !sum.nonfinite) {
+    json row = e.evaluate(e.data.test, "test");
+    evals.write(row);
+    sum.final_eval = row;
+  }
+  metrics.close();
+  evals.close();
+  alarms.close();
+  sum.steps = e.st.step;
+  sum.wall_s = now_s() - t_start;
+  meta["end_time"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
+  meta["steps"] = e.st.step;
+  meta["wall_s"] = sum.wall_s;
+  write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
+  progress.message("");
+  return sum;
+}
+
+}  // namespace
+
+TrainSummary train(const Config& given, const TrainOptions& o) {
+  Config config = given;
+  std::string run_dir;
+  bool resuming = !o.resume_dir.empty();
+  if (resuming) {
+    run_dir = o.resume_dir;
+    const std::string saved_path = run_dir + "/config.toml";
+    if (!fs::exists(saved_path)) throw InputError("--resume " + run_dir + ": no config.toml (is this a run directory?)");
+    const Config saved = load_config(saved_path);
+    if (o.config_given) {
+      Config resolved = config;  // compare against what the first start resolved
+      if (!resolved.train.eval_every) resolved.train.eval_every = saved.train.eval_every;
+      if (!resolved.checkpoint.every) resolved.checkpoint.every = saved.checkpoint.every;
+      for (const std::string& key : config_differences(saved, resolved))
+        if (!resumable_difference(key))
+          throw InputError("--resume " + run_dir + ": " + key +
+                           " differs from the run's saved config; only train.steps, train.epochs, train.log_every and "
+                           "diagnostics.* may change");
+      config = resolved;
+    } else {
+      config = saved;
+    }
+  } else {
+    run_dir = prepare_run_dir(config, o);
+  }
+  if (config.train.dtype == "float64") return run_training<double>(config, o, run_dir, resuming);
+  return run_training<float>(config, o, run_dir, resuming);
+}
+
+nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device) {
+  fs::path ckpt = path;
+  if (fs::exists(ckpt / "config.toml")) {  // a run directory: its last checkpoint
+    const auto steps = list_checkpoints(path);
+    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
+    ckpt = checkpoint_dir(path, steps.back());
+  }
+  if (!fs::exists(ckpt / "model.safetensors"))
+    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors");
+  const fs::path run_dir = ckpt.parent_path().parent_path();
+  const Config config = load_config((run_dir / "config.toml").string());
+  auto run = [&](auto tag) -> json {
+    using T = decltype(tag);
+    Engine<T> e(config, resolve_device(device.empty() ? config.train.device : device));
+    load_model(*e.model, (ckpt / "model.safetensors").string());
+    const std::string step_name = ckpt.filename().string();
+    e.st.step = std::stoll(step_name.substr(5));
+    const Dataset* d = split == "train" ? &e.data.train : split == "val" ? &e.data.val : split == "test" ? &e.data.test : nullptr;
+    if (!d) throw InputError("--split " + split + ": expected train, val or test");
+    if (d->n == 0) throw InputError("--split " + split + ": the split is empty for data set " + config.data.dataset);
+    json row = e.evaluate(*d, split);
+    row["checkpoint"] = ckpt.string();
+    return row;
+  };
+  return config.train.dtype == "float64" ? run(double{}) : run(float{});
+}
+
+struct StepRunner::Impl {
+  std::unique_ptr<Engine<float>> f32;
+  std::unique_ptr<Engine<double>> f64;
+};
+
+StepRunner::StepRunner(const Config& config) : impl_(std::make_unique<Impl>()) {
+  const Device d = resolve_device(config.train.device);
+  if (config.train.dtype == "float64")
+    impl_->f64 = std::make_unique<Engine<double>>(config, d);
+  else
+    impl_->f32 = std::make_unique<Engine<float>>(config, d);
+}
+StepRunner::~StepRunner() = default;
+double StepRunner::step() { return impl_->f64 ? impl_->f64->step() : impl_->f32->step(); }
+int64_t StepRunner::steps_done() const { return impl_->f64 ? impl_->f64->st.step : impl_->f32->st.step; }
+int64_t StepRunner::num_params() const {
+  return impl_->f64 ? impl_->f64->model->layout().total : impl_->f32->model->layout().total;
+}
+std::vector<double> StepRunner::parameters() const {
+  auto copy = [](auto& e) {
+    using T = std::remove_reference_t<decltype(e.model->params()[0])>;
+    std::vector<T> h(static_cast<size_t>(e.model->layout().total));
+    device_copy(Device::cpu, h.data(), e.device, e.model->params().data(), h.size() * sizeof(T));
+    return std::vector<double>(h.begin(), h.end());
+  };
+  return impl_->f64 ? copy(*impl_->f64) : copy(*impl_->f32);
+}
+
+}  // namespace cn

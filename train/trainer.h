@@ -1,0 +1,58 @@
+// The trainer loop (DESIGN §1): steps, evaluation, early stopping, checkpoints and resume,
+// the logs of the run directory. A library API: the CLI and the C++ examples both call it.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "io/config.h"
+
+namespace cn {
+
+struct TrainOptions {
+  std::string out_dir;          // the run directory (must not exist or be empty); "" = runs/<UTC>-<name>
+  std::string resume_dir;       // continue this run from its last checkpoint
+  bool config_given = true;     // with resume: a CONFIG was given on the command line
+  std::string device;           // overrides train.device when not empty
+  std::ostream* out = nullptr;  // progress and messages (default std::cout)
+  int progress = -1;            // 1: live line, 0: plain periodic lines, -1: by isatty(stdout)
+};
+
+struct TrainSummary {
+  std::string run_dir;
+  int64_t steps = 0;
+  double last_loss = 0;
+  nlohmann::json final_eval;  // the last evaluation row (test when there is a test split)
+  bool early_stopped = false;
+  bool nonfinite = false;
+  double wall_s = 0;
+};
+
+// Trains per the config; writes the run directory. InputError for bad input (exit 2).
+TrainSummary train(const Config& config, const TrainOptions& options);
+
+// Evaluates a checkpoint (a checkpoints/step_N directory, or a run directory: its last
+// checkpoint) on a split ("train" | "val" | "test") of the run's data; the row eval.jsonl
+// would hold.
+nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device);
+
+// One training step at a time, for tests and embedding: the same code train() runs.
+class StepRunner {
+ public:
+  StepRunner(const Config& config);
+  ~StepRunner();
+  double step();           // one update; returns the batch loss
+  int64_t steps_done() const;
+  int64_t num_params() const;
+  std::vector<double> parameters() const;  // flat, as float64
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cn
