@@ -7,6 +7,9 @@
 
 namespace cn {
 
+template <class T>
+class HvpEngine;  // diagnostics/hvp.h: drives the curvature passes
+
 // y = x Wᵀ + b; W: O×I (PyTorch's layout), b: O.
 template <class T>
 class Linear final : public Layer<T> {
@@ -41,6 +44,13 @@ class Linear final : public Layer<T> {
   const T* Rx_ = nullptr;  // rforward input (K×N×I), may be null
   const T* V_ = nullptr;   // rforward parameter directions
   int64_t v_stride_ = 0;
+  // Curvature passes (layers/rpasses.cpp): the stacked directions [VW_0; ...; VW_K-1] and
+  // x times their transpose, for the one-GEMM R-forward of small layers.
+  Buffer<T> vw_stack_, xvw_;
+  friend class HvpEngine<T>;
+  // Backward for the curvature passes: caches dy (null = zero, Gauss-Newton) and writes dx
+  // only, no parameter gradients.
+  void backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N);
 };
 
 // y = f(x) elementwise.
@@ -69,6 +79,7 @@ class Activation final : public Layer<T> {
   const T* y_ = nullptr;
   const T* dy_ = nullptr;
   const T* Rx_ = nullptr;
+  friend class HvpEngine<T>;
 };
 
 // Batch normalisation over features (SPEC §1): training uses the batch mean and biased
@@ -115,6 +126,11 @@ class BatchNorm final : public Layer<T> {
   Buffer<T> Rxhat_;  // K×N×O, from rforward (for rbackward)
   const T* V_ = nullptr;
   int64_t v_stride_ = 0;
+  // Curvature passes (layers/rpasses.cpp): mean(x̂ Rx) per direction and feature (K×O),
+  // and the parameter gradients backward_input discards.
+  Buffer<T> Rstat_, scratch_grads_;
+  friend class HvpEngine<T>;
+  void backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N);
 };
 
 // Inverted dropout; p = drop probability. The mask is a function of (seed, layer, step).
@@ -139,6 +155,7 @@ class Dropout final : public Layer<T> {
   double p_;
   bool active_ = false;  // a mask was applied in the last forward (training and p > 0)
   Buffer<T> mask_;
+  friend class HvpEngine<T>;
 };
 
 }  // namespace cn

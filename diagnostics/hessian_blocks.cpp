@@ -1,0 +1,308 @@
+#include "diagnostics/hessian_blocks.h"
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+
+#include "kernels/rops.h"
+
+namespace cn {
+
+uint32_t curvature_draw_id(int64_t layer, CurvatureKind kind) {
+  const uint32_t l = layer < 0 ? 0xFFFFFFu : static_cast<uint32_t>(layer);
+  return l * 8u + static_cast<uint32_t>(kind);
+}
+
+namespace {
+
+template <class T>
+void to_device(Device d, T* dst, const T* host, int64_t n) {
+  device_copy(d, dst, Device::cpu, host, static_cast<size_t>(n) * sizeof(T));
+}
+template <class T>
+void to_host(T* host, Device d, const T* src, int64_t n) {
+  device_copy(Device::cpu, host, d, src, static_cast<size_t>(n) * sizeof(T));
+}
+
+// Columns of a layer's block from unit directions, `chunk` at a time.
+template <class T>
+std::vector<T> dense_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk,
+                           CurvatureMode mode) {
+  const int64_t p = eng.layer_params(layer);
+  CN_CHECK_MSG(p > 0, "layer " << layer << " has no parameters");
+  chunk = std::max<int64_t>(1, std::min(chunk, p));
+  eng.reserve(b.N, chunk);
+  eng.prepare(b.ctx, b.x, b.target, b.N, mode);
+  const Device d = eng.net().device();
+  Buffer<T> V(chunk * p, d), HV(chunk * p, d);
+  std::vector<T> host(static_cast<size_t>(chunk * p), T(0));
+  std::vector<T> block(static_cast<size_t>(p * p));
+  for (int64_t j0 = 0; j0 < p; j0 += chunk) {
+    const int64_t K = std::min(chunk, p - j0);
+    std::fill(host.begin(), host.end(), T(0));
+    for (int64_t k = 0; k < K; ++k) host[k * p + j0 + k] = T(1);
+    to_device(d, V.data(), host.data(), K * p);
+    eng.apply_layer(layer, V.data(), HV.data(), K);
+    // H e_j is column j, which is row j: K consecutive rows of the row-major block.
+    to_host(block.data() + j0 * p, d, HV.data(), K * p);
+  }
+  return block;
+}
+
+}  // namespace
+
+template <class T>
+std::vector<T> loss_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk) {
+  return dense_block(eng, b, layer, chunk, CurvatureMode::hessian);
+}
+
+template <class T>
+std::vector<T> ggn_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk) {
+  return dense_block(eng, b, layer, chunk, CurvatureMode::ggn);
+}
+
+template <class T>
+bool kron_applicable(const Sequential<T>& net, size_t layer, bool training) {
+  if (layer >= net.size() || net.layer(layer).type() != "linear") return false;
+  for (size_t i = layer + 1; i < net.size(); ++i)
+    if (training && net.layer(i).type() == "batchnorm") return false;
+  return true;
+}
+
+template <class T>
+std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode) {
+  Sequential<T>& net = eng.net();
+  CN_CHECK_MSG(kron_applicable(net, layer, b.ctx.training),
+               "the Kronecker path needs a Linear layer with no BatchNorm in training mode after it (layer " << layer
+                                                                                                          << ")");
+  CN_CHECK_MSG(net.device() == Device::cpu, "the Kronecker path runs on the CPU backend");
+  const Device d = Device::cpu;
+  const PassCtx& c = b.ctx;
+  const int64_t N = b.N, C = net.n_outputs();
+  eng.prepare(c, b.x, b.target, N, CurvatureMode::hessian);  // dy at every layer
+  const size_t L = net.size();
+  int64_t maxw = C;
+  for (size_t i = layer; i < L; ++i) maxw = std::max(maxw, net.layer(i).out_features());
+  std::vector<T> M(static_cast<size_t>(N * maxw * maxw)), tmp(static_cast<size_t>(N * maxw * maxw));
+  // The loss: per-sample Hessians in the logits (the 1/N of the mean included).
+  CN_DISPATCH(d, loss_output_hessian<T>, eng.loss().kind(), eng.loss().probabilities(), N, C, M.data());
+  int64_t F = C;  // current width: M is N × F × F
+  for (size_t i = L; i-- > layer + 1;) {
+    Layer<T>& l = net.layer(i);
+    const std::string t = l.type();
+    if (t == "linear") {
+      const auto& lin = static_cast<const Linear<T>&>(l);
+      const int64_t O = l.out_features(), I = l.in_features();
+      // tmp_n = M_n W (all n in one GEMM), then M_n = Wᵀ tmp_n.
+      CN_DISPATCH(d, gemm<T>, false, false, N * O, I, O, T(1), M.data(), O, lin.W(), I, T(0), tmp.data(), I);
+      CN_DISPATCH(d, gemm_batched<T>, true, false, I, I, O, T(1), lin.W(), I, 0, tmp.data(), I, O * I, T(0), M.data(),
+                  I, I * I, N);
+      F = I;
+    } else if (t == "dropout") {
+      const auto& dr = static_cast<const Dropout<T>&>(l);
+      if (dr.mask()) CN_DISPATCH(d, hess_diag_sandwich<T>, dr.mask(), F, M.data(), N, F);
+    } else if (t == "batchnorm") {  // evaluation mode: y = γ (x - μ_run) / sqrt(σ²_run + ε) + β
+      auto& bn = static_cast<BatchNorm<T>&>(l);
+      const T* gamma = net.params().data() + net.layer_offset(i);
+      const auto st = bn.state();
+      std::vector<T> scale(static_cast<size_t>(F));
+      for (int64_t o = 0; o < F; ++o) scale[o] = gamma[o] / std::sqrt(st[1].data[o] + T(bn.eps()));
+      CN_DISPATCH(d, hess_diag_sandwich<T>, scale.data(), 0, M.data(), N, F);
+    } else {
+      const auto& act = static_cast<const Activation<T>&>(l);
+      const T* dy = mode == CurvatureMode::ggn ? nullptr : eng.output_grad(i);
+      CN_DISPATCH(d, act_hess_backward<T>, act.params(), net.layer_input(i), net.layer_output(i), dy, M.data(), N, F);
+    }
+  }
+  // H[(o,i),(o',i')] = Σ_n M_n[o,o'] x̃_n[i] x̃_n[i']: one GEMM (O² × N)(N × (I+1)²).
+  const int64_t O = net.layer(layer).out_features(), I = net.layer(layer).in_features(), J = I + 1;
+  CN_CHECK(F == O);
+  const T* x = net.layer_input(layer);
+  std::vector<T> X2(static_cast<size_t>(N * J * J));
+#pragma omp parallel for if (N * J * J > 32768)
+  for (int64_t n = 0; n < N; ++n) {
+    T* row = X2.data() + n * J * J;
+    for (int64_t i = 0; i < J; ++i) {
+      const T xi = i < I ? x[n * I + i] : T(1);
+      for (int64_t j = 0; j < J; ++j) row[i * J + j] = xi * (j < I ? x[n * I + j] : T(1));
+    }
+  }
+  std::vector<T> G(static_cast<size_t>(O * O * J * J));
+  CN_DISPATCH(d, gemm<T>, true, false, O * O, J * J, N, T(1), M.data(), O * O, X2.data(), J * J, T(0), G.data(), J * J);
+  // Into the flat parameter order: weight (o, i) at o*I + i, bias o at O*I + o.
+  const int64_t p = O * I + O;
+  std::vector<T> block(static_cast<size_t>(p * p));
+  auto idx = [&](int64_t o, int64_t i) { return i < I ? o * I + i : O * I + o; };
+#pragma omp parallel for if (p * p > 32768)
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t o2 = 0; o2 < O; ++o2)
+      for (int64_t i = 0; i < J; ++i)
+        for (int64_t i2 = 0; i2 < J; ++i2) block[idx(o, i) * p + idx(o2, i2)] = G[(o * O + o2) * J * J + i * J + i2];
+  return block;
+}
+
+template <class T>
+std::vector<T> hessian_diag_hutchinson(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t probes,
+                                       uint64_t seed, uint64_t step) {
+  const int64_t p = eng.layer_params(layer);
+  CN_CHECK_MSG(p > 0 && probes > 0, "layer " << layer << ": Hutchinson needs parameters and probes");
+  const int64_t chunk = std::min<int64_t>(64, probes);
+  eng.reserve(b.N, chunk);
+  eng.prepare(b.ctx, b.x, b.target, b.N, CurvatureMode::hessian);
+  const Device d = eng.net().device();
+  Buffer<T> V(chunk * p, d), HV(chunk * p, d);
+  std::vector<T> v(static_cast<size_t>(chunk * p)), hv(static_cast<size_t>(chunk * p));
+  std::vector<double> acc(static_cast<size_t>(p), 0.0);
+  const PhiloxKey key = philox_key(seed, RngStream::curvature);
+  const uint32_t draw = curvature_draw_id(static_cast<int64_t>(layer), CurvatureKind::diag);
+  for (int64_t q0 = 0; q0 < probes; q0 += chunk) {
+    const int64_t K = std::min(chunk, probes - q0);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < p; ++j)
+        v[k * p + j] = (philox_word(key, static_cast<uint64_t>((q0 + k) * p + j), draw, step) & 1u) ? T(1) : T(-1);
+    to_device(d, V.data(), v.data(), K * p);
+    eng.apply_layer(layer, V.data(), HV.data(), K);
+    to_host(hv.data(), d, HV.data(), K * p);
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < p; ++j) acc[j] += static_cast<double>(v[k * p + j]) * hv[k * p + j];
+  }
+  std::vector<T> out(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) out[j] = static_cast<T>(acc[j] / static_cast<double>(probes));
+  return out;
+}
+
+template <class T>
+std::vector<T> hessian_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t dense_max,
+                            int64_t probes, uint64_t seed, uint64_t step) {
+  const int64_t p = eng.layer_params(layer);
+  if (p > dense_max) return hessian_diag_hutchinson(eng, b, layer, probes, seed, step);
+  const std::vector<T> block = loss_block(eng, b, layer);
+  std::vector<T> out(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) out[j] = block[j * p + j];
+  return out;
+}
+
+template <class T>
+std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer) {
+  Sequential<T>& net = eng.net();
+  const int64_t p = eng.layer_params(layer);
+  CN_CHECK_MSG(p > 0, "layer " << layer << " has no parameters");
+  const int64_t N = b.N;
+  eng.prepare(b.ctx, b.x, b.target, N, CurvatureMode::hessian);
+  const Device d = net.device();
+  Layer<T>& l = net.layer(layer);
+  const int64_t O = l.out_features(), I = l.in_features();
+  std::vector<T> out(static_cast<size_t>(p));
+  if (l.type() == "linear") {
+    // F_W = N (dy²)ᵀ (x²), F_b = N Σ_n dy²  (per-sample gradients N dy_n x̃_nᵀ).
+    Buffer<T> dy2(N * O, d), x2(N * I, d), F(p, d);
+    CN_DISPATCH(d, scaled_square<T>, eng.output_grad(layer), dy2.data(), N * O, T(1));
+    CN_DISPATCH(d, scaled_square<T>, net.layer_input(layer), x2.data(), N * I, T(1));
+    CN_DISPATCH(d, gemm<T>, true, false, O, I, N, T(N), dy2.data(), O, x2.data(), I, T(0), F.data(), I);
+    CN_DISPATCH(d, column_sum<T>, dy2.data(), N, O, F.data() + O * I, false);
+    to_host(out.data(), d, F.data(), p);
+    for (int64_t o = 0; o < O; ++o) out[O * I + o] *= T(N);
+    return out;
+  }
+  CN_CHECK_MSG(l.type() == "batchnorm", "fisher_diag: layer " << layer << " is " << l.type());
+  // BatchNorm: g_n(γ) = N dy_n x̂_n, g_n(β) = N dy_n; x̂ recomputed from the layer's input.
+  std::vector<T> x(static_cast<size_t>(N * O)), dy(static_cast<size_t>(N * O));
+  to_host(x.data(), d, net.layer_input(layer), N * O);
+  to_host(dy.data(), d, eng.output_grad(layer), N * O);
+  auto& bn = static_cast<BatchNorm<T>&>(l);
+  const auto st = bn.state();
+  std::vector<T> rm(static_cast<size_t>(O)), rv(static_cast<size_t>(O));
+  to_host(rm.data(), st[0].device, st[0].data, O);
+  to_host(rv.data(), st[1].device, st[1].data, O);
+  for (int64_t o = 0; o < O; ++o) {
+    double mu = rm[o], var = rv[o];
+    if (b.ctx.training) {
+      mu = 0;
+      for (int64_t n = 0; n < N; ++n) mu += x[n * O + o];
+      mu /= N;
+      var = 0;
+      for (int64_t n = 0; n < N; ++n) var += (x[n * O + o] - mu) * (x[n * O + o] - mu);
+      var /= N;
+    }
+    const double s = 1.0 / std::sqrt(var + bn.eps());
+    double fg = 0, fb = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const double g = dy[n * O + o], h = (x[n * O + o] - mu) * s;
+      fg += g * g * h * h;
+      fb += g * g;
+    }
+    out[o] = static_cast<T>(N * fg);
+    out[O + o] = static_cast<T>(N * fb);
+  }
+  return out;
+}
+
+namespace {
+template <class T>
+void ensure_prepared(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode, uint64_t* gen) {
+  if (!eng.prepared() || eng.generation() != *gen || eng.mode() != mode) {
+    eng.prepare(b.ctx, b.x, b.target, b.N, mode);
+    *gen = eng.generation();
+  }
+}
+}  // namespace
+
+template <class T>
+MatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode) {
+  auto gen = std::make_shared<uint64_t>(~uint64_t(0));
+  return [&eng, b, mode, gen](const T* v, T* out, int64_t K) {
+    ensure_prepared(eng, b, mode, gen.get());
+    eng.apply(v, out, K);
+  };
+}
+
+template <class T>
+MatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode) {
+  auto gen = std::make_shared<uint64_t>(~uint64_t(0));
+  return [&eng, b, layer, mode, gen](const T* v, T* out, int64_t K) {
+    ensure_prepared(eng, b, mode, gen.get());
+    eng.apply_layer(layer, v, out, K);
+  };
+}
+
+template <class T>
+MatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond) {
+  const int64_t n = eng.total();
+  CN_CHECK_MSG(static_cast<int64_t>(precond.size()) == n, "preconditioner has " << precond.size() << " values, the model "
+                                                                                 << n);
+  const Device d = eng.net().device();
+  std::vector<T> inv_sqrt(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    CN_CHECK_MSG(precond[i] > T(0), "preconditioner entry " << i << " is not positive");
+    inv_sqrt[i] = T(1) / std::sqrt(precond[i]);
+  }
+  auto dvec = std::make_shared<Buffer<T>>(n, d);
+  to_device(d, dvec->data(), inv_sqrt.data(), n);
+  auto scratch = std::make_shared<Buffer<T>>(0, d);
+  auto gen = std::make_shared<uint64_t>(~uint64_t(0));
+  return [&eng, b, dvec, scratch, gen, n, d](const T* v, T* out, int64_t K) {
+    ensure_prepared(eng, b, CurvatureMode::hessian, gen.get());
+    scratch->resize(K * n);
+    CN_DISPATCH(d, scale_rows_by<T>, v, dvec->data(), scratch->data(), n, K);  // P^-½ v
+    eng.apply(scratch->data(), out, K);                                        // H P^-½ v
+    CN_DISPATCH(d, scale_rows_by<T>, out, dvec->data(), out, n, K);           // P^-½ H P^-½ v
+  };
+}
+
+#define CN_BLOCKS_INSTANTIATE(T)                                                                                     \
+  template std::vector<T> loss_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                   \
+  template std::vector<T> ggn_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                    \
+  template bool kron_applicable<T>(const Sequential<T>&, size_t, bool);                                              \
+  template std::vector<T> kron_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);             \
+  template std::vector<T> hessian_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t, int64_t,         \
+                                          uint64_t, uint64_t);                                                       \
+  template std::vector<T> hessian_diag_hutchinson<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t,       \
+                                                     uint64_t, uint64_t);                                            \
+  template std::vector<T> fisher_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t);                           \
+  template MatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                         \
+  template MatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);                \
+  template MatVec<T> preconditioned_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, const std::vector<T>&);
+CN_BLOCKS_INSTANTIATE(float)
+CN_BLOCKS_INSTANTIATE(double)
+
+}  // namespace cn
