@@ -7,7 +7,10 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -17,7 +20,6 @@
 #include <toml++/toml.h>
 
 #include "core/error.h"
-#include "io/files.h"
 
 namespace cn {
 namespace {
@@ -825,14 +827,12 @@ Config parse_config(const std::string& toml_text, const std::string& origin, con
 
 Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
   std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": cannot read config: is a directory");
-  std::string text;
-  try {
-    text = read_file(path);
-  } catch (const InputError& e) {
-    throw InputError(path + ": cannot read config file" + std::string(e.what()).substr(path.size()));
-  }
-  return parse_config(text, path, overrides);
+  if (std::filesystem::is_directory(path, ec)) throw InputError(path + ": cannot read config file: is a directory");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw InputError(path + ": cannot read config file: " + std::strerror(errno));
+  std::ostringstream text;
+  text << f.rdbuf();
+  return parse_config(text.str(), path, overrides);
 }
 
 std::string to_toml(const Config& c) {
