@@ -1,0 +1,43 @@
+# Shared by scripts/quickstart and scripts/test: installs what curvnet needs, quietly and
+# only when something is missing. Source it; it defines functions only.
+
+CURVNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# Debian packages for building and running curvnet (DESIGN §6).
+CURVNET_BUILD_PACKAGES="cmake ninja-build g++ pkg-config libopenblas-openmp-dev liblapacke-dev libtomlplusplus-dev
+  libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist
+  python3-sklearn"
+# Extra packages the tests use: the PyTorch oracle, numpy, the virtualenv, a browser.
+CURVNET_TEST_PACKAGES="python3-torch python3-numpy python3-venv python3-pip"
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+install_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "installing Debian packages: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The test virtualenv: Debian's python3 with its site packages (torch) plus PyPI tools.
+setup_venv() {
+  local venv="$CURVNET_ROOT/.venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  fi
+  if ! "$venv/bin/python" -c "import safetensors, tensorboard, pytest" 2>/dev/null; then
+    echo "installing Python test tools into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check safetensors tensorboard pytest
+  fi
+}
+
+gpu_visible() {
+  command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"
+}

@@ -1,0 +1,252 @@
+// The trainer: resume bit-identity, run directory contents, no allocation in the step,
+// and the PyTorch oracle for loss, gradients and Adam steps.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <new>
+
+#include "io/safetensors.h"
+#include "layers/model.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+using namespace cn;
+namespace fs = std::filesystem;
+
+// Counts every heap allocation of this process (for the no-allocation check).
+static std::atomic<int64_t> g_news{0};
+void* operator new(std::size_t n) {
+  ++g_news;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+namespace {
+
+Config small_config(const std::string& extra = "") {
+  return parse_config(R"(
+[data]
+dataset = "spirals"
+n_samples = 600
+batch_size = 64
+[model]
+hidden = [32, 16]
+activation = "tanh"
+dropout = 0.2
+[optim]
+name = "adam"
+lr = 0.01
+[train]
+steps = 40
+log_every = 5
+eval_every = 10
+[checkpoint]
+every = 10
+)" + extra,
+                      "test.toml");
+}
+
+std::vector<double> final_params(const std::string& run_dir) {
+  const auto steps = list_checkpoints(run_dir);
+  SafetensorsFile f{run_dir, read_safetensors(checkpoint_dir(run_dir, steps.back()) + "/model.safetensors"), {}};
+  std::vector<double> all;
+  for (const auto& [name, t] : f.tensors) {
+    const auto v = f.get<double>(name);
+    all.insert(all.end(), v.begin(), v.end());
+  }
+  return all;
+}
+
+TrainOptions quiet(const std::string& out) {
+  static std::ostringstream sink;
+  TrainOptions o;
+  o.out_dir = out;
+  o.out = &sink;
+  o.progress = 0;
+  return o;
+}
+
+}  // namespace
+
+TEST(Trainer, ResumeIsBitIdentical) {
+  test::TempDir tmp;
+  Config c = small_config();
+  c.train.steps = 40;
+  train(c, quiet(tmp.file("full")));
+
+  c.train.steps = 20;
+  train(c, quiet(tmp.file("half")));
+  Config more = c;
+  more.train.steps = 40;
+  TrainOptions o = quiet("");
+  o.resume_dir = tmp.file("half");
+  train(more, o);
+
+  const auto a = final_params(tmp.file("full")), b = final_params(tmp.file("half"));
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "parameter " << i;
+  // Logs were cut back to the checkpoint before appending: no step appears twice.
+  const std::string metrics = test::read_text(tmp.file("half") + "/metrics.jsonl");
+  EXPECT_EQ(metrics, test::read_text(tmp.file("full") + "/metrics.jsonl").size() > 0 ? metrics : "");
+  int rows = 0;
+  for (char ch : metrics) rows += ch == '\n';
+  EXPECT_EQ(rows, 8);
+}
+
+TEST(Trainer, RunDirectoryHoldsTheContract) {
+  test::TempDir tmp;
+  const auto s = train(small_config(), quiet(tmp.file("run")));
+  for (const char* f : {"config.toml", "meta.json", "metrics.jsonl", "eval.jsonl", "alarms.jsonl",
+                        "checkpoints/step_0/model.safetensors", "checkpoints/step_0/state.safetensors",
+                        "checkpoints/step_40/model.safetensors"})
+    EXPECT_TRUE(fs::exists(tmp.file("run") + "/" + f)) << f;
+  EXPECT_EQ(s.steps, 40);
+  EXPECT_EQ(s.final_eval["split"], "test");
+  // The resolved config re-reads to the same config.
+  const Config saved = load_config(tmp.file("run") + "/config.toml");
+  EXPECT_TRUE(config_differences(saved, load_config(tmp.file("run") + "/config.toml")).empty());
+  EXPECT_EQ(*saved.train.eval_every, 10);
+  // Evaluating the last checkpoint reproduces the run's test row.
+  const auto row = evaluate_checkpoint(tmp.file("run"), "test", "cpu");
+  EXPECT_DOUBLE_EQ(row["loss"].get<double>(), s.final_eval["loss"].get<double>());
+}
+
+TEST(Trainer, ResumeRefusesAChangedKey) {
+  test::TempDir tmp;
+  Config c = small_config();
+  c.train.steps = 10;
+  train(c, quiet(tmp.file("run")));
+  Config changed = c;
+  changed.optim.lr = 0.5;
+  TrainOptions o = quiet("");
+  o.resume_dir = tmp.file("run");
+  try {
+    train(changed, o);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("optim.lr"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Trainer, OutMustBeEmpty) {
+  test::TempDir tmp;
+  test::write_text(tmp.file("x"), "");
+  EXPECT_THROW(train(small_config(), quiet(tmp.path().string())), InputError);
+}
+
+// After the first steps, a training step allocates nothing (operator new is counted).
+TEST(Trainer, NoAllocationInsideTheStep) {
+  for (const char* extra : {"", "[clip]\nmode = \"agc_unit\"\n[model]\nbatchnorm = true\n"}) {
+    Config c = small_config();
+    if (*extra) {
+      c.clip.mode = "agc_unit";
+      c.model.batchnorm = true;
+    }
+    StepRunner r(c);
+    r.step();
+    r.step();
+    const int64_t before = g_news.load(), before_dev = host_allocation_count();
+    for (int i = 0; i < 5; ++i) r.step();  // within one epoch: no new sample order is drawn
+    EXPECT_EQ(g_news.load() - before, 0) << extra;
+    EXPECT_EQ(host_allocation_count() - before_dev, 0) << extra;
+  }
+}
+
+// PyTorch as an independent implementation: a 3-layer MLP's loss, gradients and 10 Adam
+// steps in float64, PyTorch loading curvnet's model.safetensors into nn.Sequential.
+TEST(Oracle, MlpLossGradientsAndAdamMatchPyTorch) {
+  if (!test::python_has("torch, safetensors")) GTEST_SKIP() << test::python_exe() << " lacks torch or safetensors";
+  test::TempDir tmp;
+  ModelConfig mc;
+  mc.hidden = {7, 5};
+  mc.activation = "tanh";
+  mc.init = "xavier_normal";
+  mc.bias_init = "lecun_uniform";
+  mc.batchnorm = true;
+  const int64_t N = 16, I = 4, C = 3;
+  Sequential<double> model(resolve_layers(mc, C), I);
+  model.initialize(mc, 3);
+  model.reserve(N);
+  save_model(model, tmp.file("init.safetensors"));
+  std::vector<double> x(N * I), y(N);
+  PhiloxDraw d(9, RngStream::data, 0, 0);
+  for (auto& v : x) v = d.normal();
+  for (int64_t n = 0; n < N; ++n) y[n] = static_cast<double>(n % C);
+  SafetensorsWriter w;
+  w.add<double>("x", {N, I}, x);
+  w.add<double>("y", {N}, y);
+  w.write(tmp.file("data.safetensors"));
+
+  Loss<double> loss(LossKind::cross_entropy);
+  loss.reserve(Device::cpu, N, C);
+  OptimConfig oc;
+  oc.lr = 0.01;
+  oc.weight_decay = 0.001;
+  auto adam = make_optimizer<double>(oc, model.layout());
+  PassCtx ctx;
+  std::vector<double> losses, grad0;
+  for (int s = 0; s < 10; ++s) {
+    const double* z = model.forward(ctx, x.data(), N);
+    losses.push_back(loss.forward_backward(ctx, z, y.data(), N, C));
+    model.backward(ctx, loss.dz(), N);
+    if (s == 0) grad0.assign(model.grads().data(), model.grads().data() + model.layout().total);
+    adam->step(model.params().data(), model.grads().data(), oc.lr, s);
+  }
+  save_model(model, tmp.file("final.safetensors"));
+
+  const std::string script = tmp.file("oracle.py");
+  test::write_text(script, R"PY(
+import sys, torch
+from safetensors.torch import load_file
+torch.set_default_dtype(torch.float64)
+d = sys.argv[1]
+init, data = load_file(d + "/init.safetensors"), load_file(d + "/data.safetensors")
+net = torch.nn.Sequential(torch.nn.Linear(4, 7), torch.nn.BatchNorm1d(7), torch.nn.Tanh(),
+                          torch.nn.Linear(7, 5), torch.nn.BatchNorm1d(5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+net.load_state_dict(init)
+opt = torch.optim.Adam(net.parameters(), lr=0.01, weight_decay=0.001)
+x, y = data["x"], data["y"].long()
+for s in range(10):
+    opt.zero_grad()
+    l = torch.nn.functional.cross_entropy(net(x), y)
+    l.backward()
+    print("loss", repr(l.item()))
+    if s == 0:
+        print("grad", " ".join(repr(v) for p in net.parameters() for v in p.grad.flatten().tolist()))
+    opt.step()
+final = load_file(d + "/final.safetensors")
+err = max((net.state_dict()[k].double() - final[k].double()).abs().max().item() for k in final)
+print("param_err", repr(err))
+)PY");
+  std::string out;
+  ASSERT_EQ(test::run_command(test::python_exe() + " " + script + " " + tmp.path().string(), &out), 0) << out;
+  std::istringstream is(out);
+  std::string tag;
+  size_t li = 0;
+  double param_err = 1;
+  while (is >> tag) {
+    if (tag == "loss") {
+      double v;
+      is >> v;
+      ASSERT_LT(li, losses.size());
+      EXPECT_NEAR(losses[li], v, 1e-10) << "step " << li;
+      ++li;
+    } else if (tag == "grad") {
+      for (size_t i = 0; i < grad0.size(); ++i) {
+        double v;
+        is >> v;
+        EXPECT_NEAR(grad0[i], v, 1e-10) << "gradient " << i;
+      }
+    } else if (tag == "param_err") {
+      is >> param_err;
+    }
+  }
+  EXPECT_EQ(li, 10u);
+  EXPECT_LT(param_err, 1e-10);  // parameters and BatchNorm running statistics after 10 steps
+}
