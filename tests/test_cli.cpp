@@ -1,0 +1,84 @@
+// The command line: exit codes and one-line errors naming file, line and key.
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+using namespace cn;
+
+namespace {
+int cli(const std::string& args, std::string* out) { return test::run_command(test::curvnet_exe() + " " + args, out); }
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+}  // namespace
+
+TEST(Cli, HelpEverywhereExitsZero) {
+  std::string out;
+  for (const char* cmd : {"--help", "train --help", "eval --help", "datasets --help"}) {
+    EXPECT_EQ(cli(cmd, &out), 0) << cmd;
+    EXPECT_NE(out.find("Usage"), std::string::npos) << cmd;
+  }
+}
+
+TEST(Cli, ParseErrorsExitTwo) {
+  std::string out;
+  EXPECT_EQ(cli("", &out), 2);
+  EXPECT_EQ(cli("train --no-such-flag x.toml", &out), 2);
+  EXPECT_EQ(lines(out), 1) << out;
+  EXPECT_EQ(cli("frobnicate", &out), 2);
+}
+
+TEST(Cli, ConfigErrorsNameFileLineAndKey) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("bad.toml");
+  test::write_text(cfg, "[data]\ndataset = \"spirals\"\n[optim]\nlr = 0.1\nlrr = 2\n");
+  std::string out;
+  EXPECT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 2);
+  EXPECT_NE(out.find("bad.toml:5"), std::string::npos) << out;
+  EXPECT_NE(out.find("optim.lrr"), std::string::npos) << out;
+  EXPECT_EQ(lines(out), 1) << out;
+
+  test::write_text(cfg, "[optim]\nlr = \"fast\"\n");
+  EXPECT_EQ(cli("train " + cfg, &out), 2);
+  EXPECT_NE(out.find("bad.toml:2"), std::string::npos) << out;
+
+  test::write_text(cfg, "[optim]\nlr = -1\n");
+  EXPECT_EQ(cli("train " + cfg, &out), 2);
+  EXPECT_NE(out.find("optim.lr"), std::string::npos) << out;
+
+  test::write_text(cfg, "[data]\ndataset = \"spirals\"\n");
+  EXPECT_EQ(cli("train " + cfg + " --set model.hidden=oops=1", &out), 2);
+  EXPECT_EQ(cli("train " + cfg + " --set optim.name=warp", &out), 2);
+  EXPECT_NE(out.find("optim.name"), std::string::npos) << out;
+  EXPECT_EQ(cli("train " + tmp.file("missing.toml"), &out), 2);
+  EXPECT_NE(out.find("missing.toml"), std::string::npos) << out;
+  EXPECT_EQ(cli("train " + cfg + " --device cuda --out " + tmp.file("r2"), &out), 2) << out;
+}
+
+TEST(Cli, TrainsResumesAndEvaluates) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("ok.toml");
+  test::write_text(cfg, "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 6\n");
+  std::string out;
+  ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run") + " --set train.steps=4", &out), 0) << out;
+  EXPECT_NE(out.find("results: " + tmp.file("run")), std::string::npos) << out;
+  ASSERT_EQ(cli("train --resume " + tmp.file("run") + " --set train.steps=8", &out), 0) << out;
+  EXPECT_NE(out.find("from step 4"), std::string::npos) << out;
+  EXPECT_EQ(cli("train " + cfg + " --resume " + tmp.file("run") + " --set optim.lr=0.5", &out), 2);
+  EXPECT_NE(out.find("optim.lr"), std::string::npos) << out;
+  ASSERT_EQ(cli("eval " + tmp.file("run") + " --split val", &out), 0) << out;
+  EXPECT_NE(out.find("\"split\":\"val\""), std::string::npos) << out;
+  EXPECT_EQ(cli("eval " + tmp.file("nothing"), &out), 2);
+  EXPECT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 2);  // not empty
+  EXPECT_NE(out.find("must not exist or be empty"), std::string::npos) << out;
+}
+
+TEST(Cli, DatasetsListsEverySet) {
+  std::string out;
+  ASSERT_EQ(cli("datasets", &out), 0);
+  for (const char* name : {"fashion-mnist", "iris", "wine", "breast-cancer", "digits", "diabetes", "spirals", "blobs",
+                           "xor", "teacher", "sine", "csv"})
+    EXPECT_NE(out.find(name), std::string::npos) << name;
+}
