@@ -156,4 +156,80 @@ CN_HD double grad_noise_value(PhiloxKey key, int64_t i, int64_t step, double sig
   return sigma * philox_normal(key, static_cast<uint64_t>(i), 0u, static_cast<uint64_t>(step));
 }
 
+// torch.optim's name of state buffer j (the kernel's s0, s1, s2) of a kind: the names the
+// checkpoints use, whichever backend ran the update.
+inline const char* optim_state_name(OptimKind k, int j) {
+  switch (k) {
+    case OptimKind::momentum:
+    case OptimKind::nesterov: return "momentum_buffer";
+    case OptimKind::adagrad: return "sum";
+    case OptimKind::rmsprop: return "square_avg";
+    case OptimKind::adam:
+    case OptimKind::adamw:
+    case OptimKind::nadam:
+    case OptimKind::amsgrad: return j == 0 ? "exp_avg" : (j == 1 ? "exp_avg_sq" : "max_exp_avg_sq");
+    case OptimKind::sgd: break;
+  }
+  return "";
+}
+
+// ---- the scalars of one update (host side, shared by the CPU and CUDA optimisers) -----
+
+// NAdam's momentum schedule (torch momentum_decay = 4e-3): mu_t = beta1 (1 - 0.5 0.96^(t psi)).
+inline double nadam_momentum(double beta1, double t) { return beta1 * (1.0 - 0.5 * std::pow(0.96, t * 4e-3)); }
+
+// What one update shares across segments (torch's t = step + 1). NAdam keeps the running
+// product of its mu_t as optimiser state (`mu_product`, stored in T like torch's tensor,
+// reset to 1 at step 0); this advances it.
+struct OptimStepValues {
+  double bc1 = 1, bc2 = 1;                               // 1 - beta^t
+  double mu = 0, mu_next = 0, mu_prod = 0, mu_prod_next = 0;  // nadam
+};
+template <class T>
+OptimStepValues optim_step_values(OptimKind kind, double beta1, double beta2, int64_t step, T* mu_product) {
+  OptimStepValues v;
+  const double t = static_cast<double>(step) + 1.0;
+  v.bc1 = 1.0 - std::pow(beta1, t);
+  v.bc2 = 1.0 - std::pow(beta2, t);
+  if (kind == OptimKind::nadam) {
+    if (step == 0) *mu_product = T(1);
+    v.mu = nadam_momentum(beta1, t);
+    v.mu_next = nadam_momentum(beta1, t + 1.0);
+    *mu_product = static_cast<T>(static_cast<double>(*mu_product) * v.mu);
+    v.mu_prod = static_cast<double>(*mu_product);  // as stored (float: rounded like torch's tensor)
+    v.mu_prod_next = v.mu_prod * v.mu * v.mu_next;
+  }
+  return v;
+}
+
+// The scalars of one segment's update: seg_lr = lr x the segment's lr_scale; weight_decay
+// and l1 are the segment's; the rest comes from [optim].
+template <class T>
+OptimScalars<T> optim_segment_scalars(OptimKind kind, const OptimStepValues& v, int64_t step, double seg_lr,
+                                      double weight_decay, double l1, double momentum, double alpha, double eps,
+                                      double beta1, double beta2) {
+  OptimScalars<T> s;
+  s.lr = static_cast<T>(seg_lr);
+  s.weight_decay = static_cast<T>(weight_decay);
+  s.l1 = static_cast<T>(l1);
+  s.momentum = static_cast<T>(momentum);
+  s.alpha = static_cast<T>(alpha);
+  s.one_minus_alpha = static_cast<T>(1.0 - alpha);
+  s.eps = static_cast<T>(eps);
+  s.beta1 = static_cast<T>(beta1);
+  s.beta2 = static_cast<T>(beta2);
+  s.one_minus_beta1 = static_cast<T>(1.0 - beta1);
+  s.one_minus_beta2 = static_cast<T>(1.0 - beta2);
+  s.step_size = static_cast<T>(seg_lr / v.bc1);
+  s.bc2_sqrt = static_cast<T>(std::sqrt(v.bc2));
+  s.bc2 = static_cast<T>(v.bc2);
+  if (kind == OptimKind::nadam) {
+    s.nadam_c_grad = static_cast<T>(-seg_lr * (1.0 - v.mu) / (1.0 - v.mu_prod));
+    s.nadam_c_avg = static_cast<T>(-seg_lr * v.mu_next / (1.0 - v.mu_prod_next));
+  }
+  s.decay = static_cast<T>(1.0 - seg_lr * weight_decay);
+  s.first = (step == 0);
+  return s;
+}
+
 }  // namespace cn

@@ -1,0 +1,81 @@
+// The CUDA context: one stream, a cuBLAS handle, a cuSOLVER handle, device scratch space
+// and pinned host scratch, shared process-wide (cn::cuda::context(), created on first use
+// on the current device). Every op of the CUDA backend runs on this stream, so the host
+// never waits except where an op says so (a device->host read). Not thread-safe: one
+// host thread drives the backend. Plain C++ (no kernels): .cpp files may include it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/cuda/check.cuh"
+
+namespace cn::cuda {
+
+class Context {
+ public:
+  Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+  ~Context();
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  cublasHandle_t cublas() const { return cublas_; }
+  cusolverDnHandle_t cusolver();  // created on first use
+
+  // Device scratch of at least `bytes`, valid until the next workspace() call. Ops run in
+  // stream order, so an op may reuse what the previous op used; it only grows (through
+  // the caching allocator), so a training step after the first never allocates.
+  void* workspace(size_t bytes);
+  // Pinned host scratch of at least `bytes` for small device->host reads (same rules).
+  void* host_scratch(size_t bytes);
+
+  // TF32 tensor cores for float GEMMs: off unless asked (DESIGN §2: never silently).
+  void set_allow_tf32(bool allow);
+  bool allow_tf32() const { return allow_tf32_; }
+
+  void synchronize() const;
+
+ private:
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  cusolverDnHandle_t cusolver_ = nullptr;
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  void* host_scratch_ = nullptr;
+  size_t host_scratch_bytes_ = 0;
+  bool allow_tf32_ = false;
+};
+
+// The process-wide context. Throws cn::Error when no CUDA device is usable.
+Context& context();
+
+// The caching allocator behind cn::cuda_memory::alloc/free: freed blocks are kept by
+// (rounded) size and handed out again, so only the first training step calls cudaMalloc.
+struct MemoryStats {
+  int64_t cuda_mallocs = 0;   // cudaMalloc calls so far
+  int64_t allocations = 0;    // alloc() calls so far (cache hits included)
+  size_t bytes_in_use = 0;    // handed out and not yet freed
+  size_t bytes_cached = 0;    // freed, kept for reuse
+};
+MemoryStats memory_stats();
+// Waits for the stream and returns every cached block to the driver.
+void release_cached_memory();
+
+// Times work on the context's stream with CUDA events (benchmarks).
+class EventTimer {
+ public:
+  EventTimer();
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  ~EventTimer();
+  void start();
+  // Records the stop event, waits for it and returns the elapsed milliseconds.
+  double stop_ms();
+
+ private:
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
+
+}  // namespace cn::cuda

@@ -1,0 +1,315 @@
+// The CUDA backend's runtime side: device queries, the caching allocator behind
+// cn::cuda_memory, the process-wide context and the error-reporting helpers. Links the
+// runtime, cuBLAS and cuSOLVER only — never the driver library (DESIGN §2).
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/device.h"
+#include "core/error.h"
+#include "kernels/cuda/check.cuh"
+#include "kernels/cuda/context.cuh"
+
+namespace cn {
+
+namespace detail {
+void fail_status(const char* file, int line, const char* call, const char* message) {
+  std::ostringstream os;
+  os << file << ":" << line << ": " << call << " failed: " << (message ? message : "(no message)");
+  throw Error(os.str());
+}
+void warn_status(const char* file, int line, const char* call, const char* message) noexcept {
+  std::fprintf(stderr, "%s:%d: %s failed: %s\n", file, line, call, message ? message : "(no message)");
+}
+}  // namespace detail
+
+// ---- device queries ----------------------------------------------------------------------
+
+namespace {
+struct DeviceQuery {
+  cudaError_t status = cudaSuccess;
+  int count = 0;
+};
+// Asked once: the answer does not change while the process runs. Without a driver the
+// call fails with cudaErrorInsufficientDriver (35): "no GPU", not an error.
+const DeviceQuery& device_query() {
+  static const DeviceQuery q = [] {
+    DeviceQuery r;
+    r.status = cudaGetDeviceCount(&r.count);
+    if (r.status != cudaSuccess) {
+      r.count = 0;
+      (void)cudaGetLastError();  // clear the sticky-free error so later queries start clean
+    }
+    return r;
+  }();
+  return q;
+}
+}  // namespace
+
+bool cuda_available() {
+  const DeviceQuery& q = device_query();
+  return q.status == cudaSuccess && q.count > 0;
+}
+
+std::string cuda_device_description() {
+  const DeviceQuery& q = device_query();
+  std::ostringstream os;
+  if (q.status != cudaSuccess) {
+    os << "no CUDA device: cudaGetDeviceCount: " << cudaGetErrorString(q.status) << " (error "
+       << static_cast<int>(q.status) << ")";
+    return os.str();
+  }
+  if (q.count == 0) return "no CUDA device: cudaGetDeviceCount reports 0 devices";
+  int dev = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaGetDeviceProperties(&prop, dev) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return "CUDA device present, but its properties could not be read";
+  }
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  os << prop.name << " (device " << dev << " of " << q.count << ", sm_" << prop.major << prop.minor << ", "
+     << static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0) << " GiB, driver " << driver / 1000
+     << "." << (driver % 1000) / 10 << ", runtime " << runtime / 1000 << "." << (runtime % 1000) / 10 << ")";
+  return os.str();
+}
+
+namespace cuda {
+
+const char* cusolver_status_name(cusolverStatus_t s) noexcept {
+  switch (s) {
+    case CUSOLVER_STATUS_SUCCESS: return "CUSOLVER_STATUS_SUCCESS";
+    case CUSOLVER_STATUS_NOT_INITIALIZED: return "CUSOLVER_STATUS_NOT_INITIALIZED";
+    case CUSOLVER_STATUS_ALLOC_FAILED: return "CUSOLVER_STATUS_ALLOC_FAILED";
+    case CUSOLVER_STATUS_INVALID_VALUE: return "CUSOLVER_STATUS_INVALID_VALUE";
+    case CUSOLVER_STATUS_ARCH_MISMATCH: return "CUSOLVER_STATUS_ARCH_MISMATCH";
+    case CUSOLVER_STATUS_MAPPING_ERROR: return "CUSOLVER_STATUS_MAPPING_ERROR";
+    case CUSOLVER_STATUS_EXECUTION_FAILED: return "CUSOLVER_STATUS_EXECUTION_FAILED";
+    case CUSOLVER_STATUS_INTERNAL_ERROR: return "CUSOLVER_STATUS_INTERNAL_ERROR";
+    case CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED: return "CUSOLVER_STATUS_MATRIX_TYPE_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_NOT_SUPPORTED: return "CUSOLVER_STATUS_NOT_SUPPORTED";
+    case CUSOLVER_STATUS_ZERO_PIVOT: return "CUSOLVER_STATUS_ZERO_PIVOT";
+    case CUSOLVER_STATUS_INVALID_LICENSE: return "CUSOLVER_STATUS_INVALID_LICENSE";
+    case CUSOLVER_STATUS_INVALID_WORKSPACE: return "CUSOLVER_STATUS_INVALID_WORKSPACE";
+    default: return "CUSOLVER_STATUS (unknown code)";
+  }
+}
+
+// ---- the caching allocator ---------------------------------------------------------------
+//
+// Blocks are rounded up (512 B below 1 MiB, 2 MiB above) and kept, once freed, in a free
+// list per rounded size. Every op runs on the one context stream, so handing a freed block
+// to the next allocation is safe in stream order (work that used it is queued before work
+// that will). Blocks are never returned to the driver except by release_cached_memory()
+// or when cudaMalloc runs out of memory; the allocator itself is never destroyed, so
+// Buffers freed during static destruction only go back to the free lists.
+
+namespace {
+
+size_t round_size(size_t bytes) {
+  constexpr size_t kSmall = 512, kLarge = size_t(2) << 20, kSmallMax = size_t(1) << 20;
+  if (bytes == 0) bytes = 1;
+  return bytes < kSmallMax ? (bytes + kSmall - 1) / kSmall * kSmall : (bytes + kLarge - 1) / kLarge * kLarge;
+}
+
+class CachingAllocator {
+ public:
+  void* alloc(size_t bytes) {
+    const size_t size = round_size(bytes);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.allocations;
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      stats_.bytes_cached -= size;
+      stats_.bytes_in_use += size;
+      live_[p] = size;
+      return p;
+    }
+    context();  // the device and its stream exist before the first block
+    void* p = nullptr;
+    cudaError_t st = cudaMalloc(&p, size);
+    if (st == cudaErrorMemoryAllocation) {  // give the cache back and try once more
+      (void)cudaGetLastError();
+      release_locked();
+      st = cudaMalloc(&p, size);
+    }
+    if (st != cudaSuccess) {
+      std::ostringstream call;
+      call << "cudaMalloc(" << size << " bytes; " << stats_.bytes_in_use << " in use)";
+      detail::fail_status(__FILE__, __LINE__, call.str().c_str(), cudaGetErrorString(st));
+    }
+    ++stats_.cuda_mallocs;
+    stats_.bytes_in_use += size;
+    live_[p] = size;
+    return p;
+  }
+
+  void free(void* p) noexcept {
+    if (!p) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(p);
+    if (it == live_.end()) {
+      std::fprintf(stderr, "curvnet: cuda_memory::free of a pointer it did not allocate (%p)\n", p);
+      return;
+    }
+    const size_t size = it->second;
+    live_.erase(it);
+    stats_.bytes_in_use -= size;
+    stats_.bytes_cached += size;
+    free_[size].push_back(p);
+  }
+
+  MemoryStats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+
+  void release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    release_locked();
+  }
+
+ private:
+  void release_locked() {
+    CN_CUDA_WARN(cudaStreamSynchronize(context().stream()));
+    for (auto& [size, blocks] : free_)
+      for (void* p : blocks) CN_CUDA_WARN(cudaFree(p));
+    free_.clear();
+    stats_.bytes_cached = 0;
+  }
+
+  std::mutex mu_;
+  std::map<size_t, std::vector<void*>> free_;
+  std::unordered_map<void*, size_t> live_;
+  MemoryStats stats_;
+};
+
+CachingAllocator& allocator() {
+  static CachingAllocator* a = new CachingAllocator();  // never destroyed (see above)
+  return *a;
+}
+
+}  // namespace
+
+MemoryStats memory_stats() { return allocator().stats(); }
+void release_cached_memory() { allocator().release(); }
+
+// ---- the context -------------------------------------------------------------------------
+
+Context::Context() {
+  if (!cuda_available()) throw Error("CUDA backend used, but " + cuda_device_description());
+  CN_CUDA_CHECK(cudaGetDevice(&device_));
+  CN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CN_CUBLAS_CHECK(cublasCreate(&cublas_));
+  CN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  // Plain FP32/FP64 arithmetic: no TF32 unless set_allow_tf32(true).
+  CN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+}
+
+Context::~Context() {
+  // The process-wide context is never destroyed (see context()); this serves contexts
+  // made by hand, e.g. in tests.
+  if (workspace_) allocator().free(workspace_);
+  if (host_scratch_) CN_CUDA_WARN(cudaFreeHost(host_scratch_));
+  if (cusolver_) CN_CUSOLVER_WARN(cusolverDnDestroy(cusolver_));
+  if (cublas_) CN_CUBLAS_WARN(cublasDestroy(cublas_));
+  if (stream_) CN_CUDA_WARN(cudaStreamDestroy(stream_));
+}
+
+cusolverDnHandle_t Context::cusolver() {
+  if (!cusolver_) {
+    CN_CUSOLVER_CHECK(cusolverDnCreate(&cusolver_));
+    CN_CUSOLVER_CHECK(cusolverDnSetStream(cusolver_, stream_));
+  }
+  return cusolver_;
+}
+
+void* Context::workspace(size_t bytes) {
+  if (bytes > workspace_bytes_) {
+    if (workspace_) allocator().free(workspace_);  // stream-ordered: safe to reuse at once
+    workspace_ = nullptr;
+    workspace_bytes_ = 0;
+    workspace_ = allocator().alloc(bytes);
+    workspace_bytes_ = round_size(bytes);
+  }
+  return workspace_;
+}
+
+void* Context::host_scratch(size_t bytes) {
+  if (bytes > host_scratch_bytes_) {
+    // Earlier reads through the old buffer have completed: every reader synchronises.
+    if (host_scratch_) CN_CUDA_CHECK(cudaFreeHost(host_scratch_));
+    host_scratch_ = nullptr;
+    host_scratch_bytes_ = 0;
+    const size_t size = bytes < 4096 ? 4096 : bytes;
+    CN_CUDA_CHECK(cudaMallocHost(&host_scratch_, size));
+    host_scratch_bytes_ = size;
+  }
+  return host_scratch_;
+}
+
+void Context::set_allow_tf32(bool allow) {
+  CN_CUBLAS_CHECK(cublasSetMathMode(cublas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  allow_tf32_ = allow;
+}
+
+void Context::synchronize() const { CN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+Context& context() {
+  // Never destroyed: tearing down handles during static destruction races the runtime's
+  // own shutdown; the driver reclaims everything at exit.
+  static Context* ctx = new Context();
+  return *ctx;
+}
+
+EventTimer::EventTimer() {
+  CN_CUDA_CHECK(cudaEventCreate(&start_));
+  CN_CUDA_CHECK(cudaEventCreate(&stop_));
+}
+EventTimer::~EventTimer() {
+  if (start_) CN_CUDA_WARN(cudaEventDestroy(start_));
+  if (stop_) CN_CUDA_WARN(cudaEventDestroy(stop_));
+}
+void EventTimer::start() { CN_CUDA_CHECK(cudaEventRecord(start_, context().stream())); }
+double EventTimer::stop_ms() {
+  CN_CUDA_CHECK(cudaEventRecord(stop_, context().stream()));
+  CN_CUDA_CHECK(cudaEventSynchronize(stop_));
+  float ms = 0;
+  CN_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+  return static_cast<double>(ms);
+}
+
+}  // namespace cuda
+
+// ---- cn::cuda_memory: what core/memory.cpp calls for Device::cuda ------------------------
+
+namespace cuda_memory {
+
+void* alloc(size_t bytes) { return cuda::allocator().alloc(bytes); }
+
+void free(void* p) noexcept { cuda::allocator().free(p); }
+
+// Stream-ordered on the context's stream; a copy to the host waits for its data (the only
+// synchronising case). A host source may be reused as soon as this returns: the runtime
+// stages pageable memory before cudaMemcpyAsync returns.
+void copy(void* dst, bool dst_on_device, const void* src, bool src_on_device, size_t bytes) {
+  if (bytes == 0) return;
+  cudaStream_t s = cuda::context().stream();
+  CN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, s));
+  if (!dst_on_device) CN_CUDA_CHECK(cudaStreamSynchronize(s));
+}
+
+void zero(void* p, size_t bytes) {
+  if (bytes == 0) return;
+  CN_CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, cuda::context().stream()));
+}
+
+}  // namespace cuda_memory
+}  // namespace cn
