@@ -248,7 +248,7 @@ void ensure_prepared(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMod
 }  // namespace
 
 template <class T>
-MatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode) {
+CurvatureMatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode) {
   auto gen = std::make_shared<uint64_t>(~uint64_t(0));
   return [&eng, b, mode, gen](const T* v, T* out, int64_t K) {
     ensure_prepared(eng, b, mode, gen.get());
@@ -257,7 +257,7 @@ MatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMo
 }
 
 template <class T>
-MatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode) {
+CurvatureMatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode) {
   auto gen = std::make_shared<uint64_t>(~uint64_t(0));
   return [&eng, b, layer, mode, gen](const T* v, T* out, int64_t K) {
     ensure_prepared(eng, b, mode, gen.get());
@@ -266,7 +266,7 @@ MatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t lay
 }
 
 template <class T>
-MatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond) {
+CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond) {
   const int64_t n = eng.total();
   CN_CHECK_MSG(static_cast<int64_t>(precond.size()) == n, "preconditioner has " << precond.size() << " values, the model "
                                                                                  << n);
@@ -299,9 +299,9 @@ MatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, c
   template std::vector<T> hessian_diag_hutchinson<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t,       \
                                                      uint64_t, uint64_t);                                            \
   template std::vector<T> fisher_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t);                           \
-  template MatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                         \
-  template MatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);                \
-  template MatVec<T> preconditioned_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, const std::vector<T>&);
+  template CurvatureMatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                         \
+  template CurvatureMatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);                \
+  template CurvatureMatVec<T> preconditioned_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, const std::vector<T>&);
 CN_BLOCKS_INSTANTIATE(float)
 CN_BLOCKS_INSTANTIATE(double)
 

@@ -55,7 +55,7 @@ enum class CurvatureKind : uint32_t { loss = 0, local = 1, ggn = 2, kfac = 3, di
 uint32_t curvature_draw_id(int64_t layer, CurvatureKind kind);
 
 template <class T>
-using MatVec = std::function<void(const T* v, T* out, int64_t K)>;
+using CurvatureMatVec = std::function<void(const T* v, T* out, int64_t K)>;
 
 template <class T>
 std::vector<T> loss_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk = 64);
@@ -86,13 +86,13 @@ std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t
 
 // v, out: K × total on the model's device. The batch's pointers must outlive the closure.
 template <class T>
-MatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode = CurvatureMode::hessian);
+CurvatureMatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode = CurvatureMode::hessian);
 // One layer's block as an operator: v, out K × num_params(layer).
 template <class T>
-MatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer,
+CurvatureMatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer,
                        CurvatureMode mode = CurvatureMode::hessian);
 // precond: the diagonal P (total values, host), every entry > 0.
 template <class T>
-MatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond);
+CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond);
 
 }  // namespace cn
