@@ -649,7 +649,21 @@ std::vector<Section> build_schema() {
       f_double("grad_norm_high", &C::alarms, &AlarmsConfig::grad_norm_high, ge(0), "grad_explosion: gradient norm above this; 0 = off"),
       f_double("grad_norm_low", &C::alarms, &AlarmsConfig::grad_norm_low, ge(0), "grad_vanishing: gradient norm below this; 0 = off"),
       f_double("update_ratio_high", &C::alarms, &AlarmsConfig::update_ratio_high, ge(0), "update_ratio: norm(dw) / norm(w) above this; 0 = off"),
-      f_double("sigma", &C::alarms, &AlarmsConfig::sigma, ge(0), "outlier: a layer statistic this many standard deviations from the others; 0 = off"),
+      f_double("sigma", &C::alarms, &AlarmsConfig::sigma, ge(0), "outlier: a layer's log10 relative gradient this many standard deviations from the other layers or from its own history; 0 = off"),
+      f_double("loss_spike_delta", &C::alarms, &AlarmsConfig::loss_spike_delta, ge(0), "loss_spike: logged loss above (1 + delta) x its running minimum; 0 = off"),
+      f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, ge(1), "loss_spike: logged steps in the running minimum"),
+      f_double("loss_high_ratio", &C::alarms, &AlarmsConfig::loss_high_ratio, ge(0), "grad_vanishing, frozen_layer: the loss counts as still high above this x the first logged loss"),
+      f_double("frozen_grad_low", &C::alarms, &AlarmsConfig::frozen_grad_low, ge(0), "frozen_layer: a layer's weight-gradient norm below this while the loss is still high; 0 = off"),
+      f_double("dead_share_high", &C::alarms, &AlarmsConfig::dead_share_high, cc(0, 1), "dead_units: share of ReLU-family units inactive over the window above this; 0 = off"),
+      f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, ge(1), "dead_units: logged batches a unit must stay inactive to count as dead"),
+      f_double("saturation_high", &C::alarms, &AlarmsConfig::saturation_high, cc(0, 1), "saturation: share of saturated sigmoid/tanh units above this; 0 = off"),
+      f_double("weight_norm_high", &C::alarms, &AlarmsConfig::weight_norm_high, ge(0), "weight_norm: RMS of a layer's weights above this; 0 = off"),
+      f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, ge(2), "outlier: logged steps of a layer's own history"),
+      f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0), "ill_conditioned: Hessian condition number above this; 0 = off"),
+      f_double("near_zero_high", &C::alarms, &AlarmsConfig::near_zero_high, cc(0, 1), "spectrum_at_zero: share of Hessian eigenvalues near zero above this; 0 = off"),
+      f_double("saddle_symmetry", &C::alarms, &AlarmsConfig::saddle_symmetry, cc(0, 1), "saddle: loss-Hessian spectrum symmetry at or above this (with saddle_negative_share); 0 = off"),
+      f_double("saddle_negative_share", &C::alarms, &AlarmsConfig::saddle_negative_share, cc(0, 1), "saddle: negative-eigenvalue share at or above this (with saddle_symmetry)"),
+      f_double("sharpness_fraction", &C::alarms, &AlarmsConfig::sharpness_fraction, ge(0), "sharpness_edge: full_top lambda_max at or above this x the optimiser's stability limit; 0 = off"),
   }});
   return s;
 }

@@ -127,6 +127,21 @@ struct AlarmsConfig {
   double grad_norm_low = 1e-2;
   double update_ratio_high = 0.1;
   double sigma = 3.0;
+  // docs/doctor.md defines every rule; 0 switches a threshold rule off.
+  double loss_spike_delta = 0.5;     // loss_spike: loss > (1 + delta) x running minimum
+  int64_t loss_spike_window = 10;    // loss_spike: the running minimum's window (logged steps)
+  double loss_high_ratio = 0.5;      // "loss still high": loss > this x the first logged loss
+  double frozen_grad_low = 1e-4;     // frozen_layer: a layer's weight-gradient norm below this
+  double dead_share_high = 0.5;      // dead_units: share of dead units above this
+  int64_t dead_window = 5;           // dead_units: logged batches a unit must stay inactive
+  double saturation_high = 0.5;      // saturation: share of saturated units above this
+  double weight_norm_high = 10.0;    // weight_norm: RMS of a layer's weights above this
+  int64_t outlier_window = 20;       // outlier: logged steps of a layer's own history
+  double condition_high = 1e8;       // ill_conditioned: Hessian condition number above this
+  double near_zero_high = 0.5;       // spectrum_at_zero: share of eigenvalues near zero above this
+  double saddle_symmetry = 0.5;      // saddle: spectrum symmetry at or above this ...
+  double saddle_negative_share = 0.1;  // ... and negative-eigenvalue share at or above this
+  double sharpness_fraction = 1.0;   // sharpness_edge: lambda_max >= this x the stability limit
 };
 
 struct Config {

@@ -1,0 +1,128 @@
+// The alarm rules of the training doctor (SPEC §4; DESIGN §5's fixed rule names;
+// docs/doctor.md defines each rule, its threshold and its config key). The engine sees
+// plain numbers (per step, per logged step and layer, per curvature row) and emits
+// alarms.jsonl rows: step, layer (null for the network), rule, value, threshold, message.
+//
+// An alarm fires on the transition into the alarm state: a rule keyed by (rule, layer,
+// Hessian kind) fires when its condition becomes true and is re-armed only after an
+// evaluation finds it false again. A statistic without a value (NaN: not applicable or not
+// finite) leaves the state unchanged.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/config.h"
+
+namespace cn {
+
+enum class AlarmRule {
+  grad_explosion,
+  grad_vanishing,
+  nonfinite,
+  loss_spike,
+  frozen_layer,
+  dead_units,
+  saturation,
+  update_ratio,
+  weight_norm,
+  outlier,
+  ill_conditioned,
+  spectrum_at_zero,
+  saddle,
+  sharpness_edge,
+};
+inline constexpr int kAlarmRuleCount = 14;
+
+const char* alarm_rule_name(AlarmRule rule);
+// Every rule name, in the order above.
+const std::vector<std::string>& alarm_rule_names();
+
+// outlier: at least this many earlier values of a layer's own history, and at least this
+// many other layers, before a comparison is made; the standard deviation (of log10 values)
+// is floored at kOutlierStdFloor decades.
+inline constexpr int kOutlierMinHistory = 5;
+inline constexpr int kOutlierMinLayers = 3;
+inline constexpr double kOutlierStdFloor = 0.1;
+// Per-step events waiting for the next take_rows() (fixed storage; more are counted as
+// dropped and reported in the summary).
+inline constexpr int kPendingCapacity = 256;
+
+// What the rules see about one layer at a logged step; NaN = not applicable.
+struct LayerObservation {
+  int64_t layer = 0;
+  double grad_l2 = std::numeric_limits<double>::quiet_NaN();       // ‖∇W‖₂ of the weight
+  double grad_rel = std::numeric_limits<double>::quiet_NaN();      // ‖∇W‖₂ / ‖W‖₂
+  double update_ratio = std::numeric_limits<double>::quiet_NaN();  // ‖ΔW‖₂ / ‖W‖₂
+  double weight_rms = std::numeric_limits<double>::quiet_NaN();    // ‖W‖_F / √n
+  double dead_share = std::numeric_limits<double>::quiet_NaN();
+  double saturated_share = std::numeric_limits<double>::quiet_NaN();
+};
+
+// The stability limit of the full Hessian's λmax for an optimiser at learning rate lr
+// (docs/doctor.md): sgd 2/η; momentum (heavy ball, β) (2+2β)/η; nesterov (2+2β)/((1+2β)η);
+// adagrad, rmsprop 2/η and adam, adamw, nadam, amsgrad (2+2β₁)/((1−β₁)η), both for the
+// preconditioned λmax. `preconditioned` tells which λmax the limit is for.
+double sharpness_limit(const OptimConfig& optim, double lr, bool* preconditioned);
+
+class AlarmEngine {
+ public:
+  AlarmEngine(const AlarmsConfig& config, const OptimConfig& optim);
+
+  // Every step, without allocating: the network gradient norm before clipping
+  // (grad_explosion, layer null). Non-finite values are left to report_nonfinite.
+  void observe_step(int64_t step, double grad_norm);
+  // Each logged step: `loss` = the mean training loss since the previous logged step (the
+  // metrics.jsonl loss), `grad_norm` = the network gradient norm of this step, and the
+  // per-layer observations (grad_explosion and frozen_layer per layer, grad_vanishing,
+  // loss_spike, dead_units, saturation, update_ratio, weight_norm, outlier).
+  void observe_logged(int64_t step, double loss, double grad_norm, const std::vector<LayerObservation>& layers);
+  // Curvature rows (diagnostics.jsonl: step, layer, kind, SPEC §3 metrics): ill_conditioned,
+  // spectrum_at_zero, saddle (loss Hessians: kinds "loss" and "full_top"), sharpness_edge
+  // (kind "full_top"; the row's "preconditioned_lambda_max" for adaptive optimisers).
+  void observe_curvature(int64_t step, const std::vector<nlohmann::json>& rows, double lr);
+  // The NaN trace: one nonfinite row (layer -1 = the network) with the pass and tensor.
+  void report_nonfinite(int64_t step, int64_t layer, const std::string& pass, const std::string& tensor, double value,
+                        const std::string& message);
+
+  // The alarm rows since the last call, in the order the events happened.
+  std::vector<nlohmann::json> take_rows();
+  // "no alarms" or "3 alarms: grad_explosion ×2 (layer 4), loss_spike ×1".
+  std::string summary() const;
+  int64_t count() const { return total_; }
+  int64_t count(AlarmRule rule) const { return by_rule_[static_cast<int>(rule)]; }
+
+ private:
+  struct Pending {
+    int64_t step = 0;
+    double value = 0, threshold = 0;
+  };
+  void flush_pending();
+  // Updates the state of `key`; true on the transition into the alarm state.
+  bool transition(const std::string& key, bool condition);
+  void emit(int64_t step, int64_t layer, AlarmRule rule, double value, double threshold, const std::string& message,
+            nlohmann::json extra = nlohmann::json::object());
+  bool loss_high(double loss) const;
+
+  AlarmsConfig c_;
+  OptimConfig optim_;
+  std::map<std::string, bool> state_;
+  bool explosion_active_ = false;
+  std::array<Pending, kPendingCapacity> pending_{};
+  int n_pending_ = 0;
+  int64_t dropped_ = 0;
+  std::vector<nlohmann::json> rows_;
+  std::array<int64_t, kAlarmRuleCount> by_rule_{};
+  std::array<std::vector<int64_t>, kAlarmRuleCount> layers_by_rule_;
+  int64_t total_ = 0;
+  double first_loss_ = std::numeric_limits<double>::quiet_NaN();
+  std::vector<double> loss_window_;  // the last loss_spike_window logged losses
+  std::map<int64_t, std::vector<double>> history_;  // outlier: log10 grad_rel per layer
+};
+
+}  // namespace cn

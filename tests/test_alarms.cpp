@@ -1,0 +1,340 @@
+// The alarm rules (diagnostics/alarms.h, docs/doctor.md): each fires in a scenario built for
+// it, fires once on the transition into the alarm state, and stays quiet on a healthy
+// sequence; thresholds set to 0 switch rules off; the [alarms] keys parse.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "diagnostics/alarms.h"
+#include "io/config.h"
+
+namespace cn {
+namespace {
+
+using json = nlohmann::json;
+
+OptimConfig sgd() {
+  OptimConfig o;
+  o.name = "sgd";
+  return o;
+}
+
+std::vector<json> rows_of(AlarmEngine& e, const std::string& rule) {
+  std::vector<json> out;
+  for (auto& r : e.take_rows())
+    if (r["rule"] == rule) out.push_back(r);
+  return out;
+}
+
+// A healthy layer: moderate gradients and updates.
+LayerObservation healthy(int64_t layer, double scale = 1.0) {
+  LayerObservation o;
+  o.layer = layer;
+  o.grad_l2 = 0.5 * scale;
+  o.grad_rel = 0.05 * scale;
+  o.update_ratio = 1e-3;
+  o.weight_rms = 0.3;
+  o.dead_share = 0.05;
+  o.saturated_share = 0.02;
+  return o;
+}
+
+std::vector<LayerObservation> healthy_net(double scale = 1.0) {
+  return {healthy(0, scale), healthy(2, scale * 1.1), healthy(4, scale * 0.9), healthy(6, scale * 1.05)};
+}
+
+TEST(Alarms, RuleNamesAreTheFixedSet) {
+  const std::vector<std::string> expected = {"grad_explosion", "grad_vanishing", "nonfinite",       "loss_spike",
+                                             "frozen_layer",   "dead_units",     "saturation",      "update_ratio",
+                                             "weight_norm",    "outlier",        "ill_conditioned", "spectrum_at_zero",
+                                             "saddle",         "sharpness_edge"};
+  EXPECT_EQ(alarm_rule_names(), expected);
+}
+
+TEST(Alarms, HealthySequenceIsQuiet) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  double loss = 2.3;
+  for (int k = 0; k < 60; ++k) {
+    for (int s = 0; s < 10; ++s) e.observe_step(k * 10 + s, 1.0 + 0.3 * std::sin(k + s));
+    // Decreasing loss with mini-batch noise (±10%).
+    loss *= 0.97;
+    const double noisy = loss * (1.0 + 0.1 * std::sin(1.7 * k));
+    e.observe_logged(k * 10 + 9, noisy, 1.0 + 0.2 * std::cos(k), healthy_net(1.0 + 0.1 * std::sin(0.5 * k)));
+  }
+  const json healthy_curv = {{"layer", 0},           {"kind", "loss"},       {"status", "ok"}, {"condition", 1e3},
+                             {"near_zero_share", 0.1}, {"symmetry", 0.05},    {"negative_share", 0.02}};
+  const json healthy_top = {{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 5.0}, {"symmetry", 0.1},
+                            {"negative_share", 0.0}};
+  e.observe_curvature(600, {healthy_curv, healthy_top}, 0.1);  // limit 2/0.1 = 20
+  EXPECT_EQ(e.take_rows(), std::vector<json>{});
+  EXPECT_EQ(e.summary(), "no alarms");
+}
+
+TEST(Alarms, GradExplosionFiresPerStepOnTransitionOnly) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  const double norms[] = {1, 2, 500, 600, 3, 700, 800};
+  for (int s = 0; s < 7; ++s) e.observe_step(s, norms[s]);
+  auto rows = rows_of(e, "grad_explosion");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(rows[0]["step"], 2);
+  EXPECT_TRUE(rows[0]["layer"].is_null());
+  EXPECT_DOUBLE_EQ(rows[0]["value"].get<double>(), 500);
+  EXPECT_DOUBLE_EQ(rows[0]["threshold"].get<double>(), 100);
+  EXPECT_EQ(rows[1]["step"], 5);
+  EXPECT_EQ(e.count(AlarmRule::grad_explosion), 2);
+  // Per layer too, at logged steps.
+  auto net = healthy_net();
+  net[1].grad_l2 = 250;
+  e.observe_logged(10, 2.0, 1.0, net);
+  rows = rows_of(e, "grad_explosion");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["layer"], 2);
+  // Switched off.
+  c.grad_norm_high = 0;
+  AlarmEngine off(c, sgd());
+  off.observe_step(0, 1e9);
+  off.observe_logged(0, 1.0, 1e9, net);
+  EXPECT_TRUE(rows_of(off, "grad_explosion").empty());
+}
+
+TEST(Alarms, GradVanishingNeedsTheLossStillHigh) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  e.observe_logged(0, 2.0, 1.0, {});
+  e.observe_logged(10, 1.9, 1e-3, {});  // vanishing, loss still high
+  auto rows = rows_of(e, "grad_vanishing");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["step"], 10);
+  EXPECT_DOUBLE_EQ(rows[0]["threshold"].get<double>(), 1e-2);
+  AlarmEngine done(c, sgd());
+  done.observe_logged(0, 2.0, 1.0, {});
+  done.observe_logged(10, 0.1, 1e-3, {});  // converged: small gradient is fine
+  EXPECT_TRUE(rows_of(done, "grad_vanishing").empty());
+}
+
+TEST(Alarms, LossSpikeFiresAtTheFirstLoggedStepAboveTheRunningMinimum) {
+  AlarmsConfig c;  // delta 0.5, window 10
+  AlarmEngine e(c, sgd());
+  const std::vector<double> losses = {2.0, 1.8, 1.6, 1.5, 1.4, 1.45, 1.9, 2.2, 3.0, 5.0, 9.0};
+  for (size_t k = 0; k < losses.size(); ++k) e.observe_logged(static_cast<int64_t>(k) * 10, losses[k], 1.0, {});
+  auto rows = rows_of(e, "loss_spike");
+  ASSERT_EQ(rows.size(), 1u);  // stays in the alarm state while the loss keeps rising
+  // 1.4 * 1.5 = 2.1: 1.9 is below, 2.2 is the first above.
+  EXPECT_EQ(rows[0]["step"], 70);
+  EXPECT_DOUBLE_EQ(rows[0]["threshold"].get<double>(), 1.5 * 1.4);
+  EXPECT_DOUBLE_EQ(rows[0]["running_min"].get<double>(), 1.4);
+  // The window: a minimum older than W logged steps no longer counts.
+  c.loss_spike_window = 2;
+  AlarmEngine w(c, sgd());
+  for (double l : {1.0, 3.0, 3.1, 3.2, 4.0}) w.observe_logged(0, l, 1.0, {});
+  rows = rows_of(w, "loss_spike");
+  ASSERT_EQ(rows.size(), 1u);  // only 3.0 vs min(1.0); 4.0 vs min(3.1, 3.2) = 3.1 * 1.5 = 4.65 is not a spike
+  EXPECT_DOUBLE_EQ(rows[0]["value"].get<double>(), 3.0);
+  c.loss_spike_delta = 0;
+  AlarmEngine off(c, sgd());
+  for (double l : {1.0, 30.0}) off.observe_logged(0, l, 1.0, {});
+  EXPECT_TRUE(rows_of(off, "loss_spike").empty());
+}
+
+TEST(Alarms, FrozenLayerWhileLossHigh) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  auto net = healthy_net();
+  e.observe_logged(0, 2.0, 1.0, net);
+  net[2].grad_l2 = 1e-7;
+  e.observe_logged(10, 1.9, 1.0, net);
+  e.observe_logged(20, 1.9, 1.0, net);  // still frozen: no repeat
+  auto rows = rows_of(e, "frozen_layer");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["layer"], 4);
+  EXPECT_EQ(rows[0]["step"], 10);
+  // Low loss: a tiny gradient is convergence, not a frozen layer.
+  AlarmEngine low(c, sgd());
+  low.observe_logged(0, 2.0, 1.0, healthy_net());
+  low.observe_logged(10, 0.2, 1.0, net);
+  EXPECT_TRUE(rows_of(low, "frozen_layer").empty());
+}
+
+TEST(Alarms, ThresholdRulesFireOnTransitionsAndRearm) {
+  struct Case {
+    const char* rule;
+    void (*set)(LayerObservation&, double);
+    double bad;
+  };
+  const Case cases[] = {
+      {"dead_units", [](LayerObservation& o, double v) { o.dead_share = v; }, 0.8},
+      {"saturation", [](LayerObservation& o, double v) { o.saturated_share = v; }, 0.9},
+      {"update_ratio", [](LayerObservation& o, double v) { o.update_ratio = v; }, 0.5},
+      {"weight_norm", [](LayerObservation& o, double v) { o.weight_rms = v; }, 50.0},
+  };
+  for (const Case& cs : cases) {
+    SCOPED_TRACE(cs.rule);
+    AlarmsConfig c;
+    c.sigma = 0;  // keep the outlier rule out of this test
+    AlarmEngine e(c, sgd());
+    for (int k = 0; k < 8; ++k) {
+      auto net = healthy_net();
+      if (k == 2 || k == 3 || k == 6) cs.set(net[1], cs.bad);
+      e.observe_logged(k * 10, 2.0 - 0.01 * k, 1.0, net);
+    }
+    auto rows = rows_of(e, cs.rule);
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0]["step"], 20);
+    EXPECT_EQ(rows[1]["step"], 60);
+    EXPECT_EQ(rows[0]["layer"], 2);
+    EXPECT_DOUBLE_EQ(rows[0]["value"].get<double>(), cs.bad);
+  }
+  AlarmsConfig off;
+  off.dead_share_high = off.saturation_high = off.update_ratio_high = off.weight_norm_high = 0;
+  AlarmEngine e(off, sgd());
+  auto net = healthy_net();
+  net[0].dead_share = net[0].saturated_share = 1;
+  net[0].update_ratio = net[0].weight_rms = 1e6;
+  e.observe_logged(0, 1.0, 1.0, net);
+  for (auto& r : e.take_rows()) EXPECT_EQ(r["rule"], "outlier") << r.dump();
+}
+
+TEST(Alarms, OutlierAcrossLayersAndOwnHistory) {
+  AlarmsConfig c;
+  {
+    AlarmEngine e(c, sgd());
+    auto net = healthy_net();
+    net.push_back(healthy(8));
+    net[3].grad_rel = 50.0;  // 3 decades above the others
+    e.observe_logged(0, 2.0, 1.0, net);
+    auto rows = rows_of(e, "outlier");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0]["layer"], 6);
+    EXPECT_EQ(rows[0]["reference"], "layers");
+    EXPECT_GT(rows[0]["value"].get<double>(), 3.0);
+  }
+  {
+    AlarmEngine e(c, sgd());
+    for (int k = 0; k < 10; ++k) {
+      std::vector<LayerObservation> net = {healthy(0, 1.0 + 0.05 * std::sin(k))};
+      e.observe_logged(k, 2.0, 1.0, net);
+    }
+    EXPECT_TRUE(rows_of(e, "outlier").empty());
+    std::vector<LayerObservation> net = {healthy(0, 100.0)};
+    e.observe_logged(10, 2.0, 1.0, net);
+    auto rows = rows_of(e, "outlier");
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0]["reference"], "history");
+    EXPECT_EQ(rows[0]["step"], 10);
+  }
+}
+
+TEST(Alarms, CurvatureRules) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  const std::vector<json> rows = {
+      {{"layer", 0}, {"kind", "loss"}, {"status", "ok"}, {"condition", 1e10}, {"near_zero_share", 0.1}},
+      {{"layer", 2}, {"kind", "ggn"}, {"status", "ok"}, {"condition", 10.0}, {"near_zero_share", 0.9}},
+      {{"layer", 0}, {"kind", "local"}, {"status", "zero matrix"}, {"near_zero_share", 1.0}},  // ReLU: by construction
+      {{"layer", 4}, {"kind", "loss"}, {"status", "ok"}, {"symmetry", 0.9}, {"negative_share", 0.4}},
+      {{"layer", 4}, {"kind", "local"}, {"status", "ok"}, {"symmetry", 0.9}, {"negative_share", 0.4}},  // not a loss Hessian
+      {{"layer", 6}, {"kind", "kfac"}, {"status", "not applicable"}, {"condition", nullptr}},
+      {{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 25.0}},  // sgd, lr 0.1: limit 20
+  };
+  e.observe_curvature(100, rows, 0.1);
+  auto all = e.take_rows();
+  ASSERT_EQ(all.size(), 4u);
+  EXPECT_EQ(all[0]["rule"], "ill_conditioned");
+  EXPECT_EQ(all[0]["layer"], 0);
+  EXPECT_EQ(all[0]["kind"], "loss");
+  EXPECT_EQ(all[1]["rule"], "spectrum_at_zero");
+  EXPECT_EQ(all[1]["layer"], 2);
+  EXPECT_EQ(all[2]["rule"], "saddle");
+  EXPECT_EQ(all[2]["layer"], 4);
+  EXPECT_EQ(all[3]["rule"], "sharpness_edge");
+  EXPECT_TRUE(all[3]["layer"].is_null());
+  EXPECT_DOUBLE_EQ(all[3]["threshold"].get<double>(), 20.0);
+  // Same rows again: still in the alarm state, nothing new.
+  e.observe_curvature(200, rows, 0.1);
+  EXPECT_TRUE(e.take_rows().empty());
+  // A smaller learning rate raises the limit: the state clears, no alarm.
+  e.observe_curvature(300, {rows[6]}, 0.01);
+  EXPECT_TRUE(e.take_rows().empty());
+}
+
+TEST(Alarms, SharpnessLimitPerOptimiser) {
+  OptimConfig o;
+  bool pre = true;
+  o.name = "sgd";
+  EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 20.0);
+  EXPECT_FALSE(pre);
+  o.name = "momentum";
+  o.momentum = 0.9;
+  EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 38.0);
+  EXPECT_FALSE(pre);
+  o.name = "nesterov";
+  EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 3.8 / (2.8 * 0.1));
+  o.name = "adam";
+  o.beta1 = 0.9;
+  EXPECT_NEAR(sharpness_limit(o, 0.01, &pre), 3800.0, 1e-9);
+  EXPECT_TRUE(pre);
+  o.name = "rmsprop";
+  EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.01, &pre), 200.0);
+  EXPECT_TRUE(pre);
+  // Adaptive optimisers compare the preconditioned λmax; the raw one is ignored.
+  AlarmsConfig c;
+  o.name = "adam";
+  AlarmEngine e(c, o);
+  e.observe_curvature(0, {{{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 1e6}}}, 0.01);
+  EXPECT_TRUE(e.take_rows().empty());
+  e.observe_curvature(1, {{{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 1e6}, {"preconditioned_lambda_max", 4000.0}}},
+                      0.01);
+  auto rows = e.take_rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["rule"], "sharpness_edge");
+  EXPECT_DOUBLE_EQ(rows[0]["value"].get<double>(), 4000.0);
+}
+
+TEST(Alarms, NonfiniteRowAndSummary) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  e.observe_step(3, 500);
+  e.observe_step(4, 1);
+  e.observe_step(5, 600);
+  auto net = healthy_net();
+  net[2].grad_l2 = 300;
+  e.observe_logged(9, 2.0, 1.0, net);
+  e.report_nonfinite(11, 2, "backward", "2.weight.grad", std::nan(""), "msg");
+  auto rows = e.take_rows();
+  ASSERT_EQ(rows.size(), 4u);
+  // Per-step events come first, in step order, with their own step.
+  EXPECT_EQ(rows[0]["step"], 3);
+  EXPECT_EQ(rows[1]["step"], 5);
+  EXPECT_EQ(rows[3]["rule"], "nonfinite");
+  EXPECT_TRUE(rows[3]["value"].is_null());
+  EXPECT_EQ(rows[3]["value_status"], "nan");
+  EXPECT_TRUE(rows[3]["threshold"].is_null());
+  EXPECT_EQ(rows[3]["pass"], "backward");
+  EXPECT_EQ(rows[3]["tensor"], "2.weight.grad");
+  for (const auto& r : rows)
+    for (const char* k : {"step", "layer", "rule", "value", "threshold", "message"}) EXPECT_TRUE(r.contains(k)) << k;
+  EXPECT_EQ(e.summary(), "4 alarms: grad_explosion \u00d73 (layer 4), nonfinite \u00d71 (layer 2)");
+}
+
+TEST(Alarms, ConfigKeysParseAndRoundTrip) {
+  const Config c = parse_config(
+      "[alarms]\nloss_spike_delta = 0.25\nloss_spike_window = 4\ndead_window = 3\nsaturation_high = 0.7\n"
+      "condition_high = 0\nsharpness_fraction = 0.9\n",
+      "test.toml");
+  EXPECT_DOUBLE_EQ(c.alarms.loss_spike_delta, 0.25);
+  EXPECT_EQ(c.alarms.loss_spike_window, 4);
+  EXPECT_EQ(c.alarms.dead_window, 3);
+  EXPECT_DOUBLE_EQ(c.alarms.saturation_high, 0.7);
+  EXPECT_DOUBLE_EQ(c.alarms.condition_high, 0.0);
+  EXPECT_DOUBLE_EQ(c.alarms.sharpness_fraction, 0.9);
+  const Config back = parse_config(to_toml(c), "back.toml");
+  EXPECT_TRUE(config_differences(c, back).empty());
+  EXPECT_THROW(parse_config("[alarms]\nloss_spike_window = 0\n", "bad.toml"), std::exception);
+  EXPECT_THROW(parse_config("[alarms]\ndead_share_high = 2\n", "bad.toml"), std::exception);
+}
+
+}  // namespace
+}  // namespace cn
