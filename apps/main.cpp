@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "io/config.h"
+#include "io/files.h"
 #include "train/trainer.h"
 
 namespace {
@@ -39,6 +40,23 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
     std::cerr << "curvnet: training stopped at a non-finite loss (see " << s.run_dir << "/alarms.jsonl)\n";
     return 1;
   }
+  return 0;
+}
+
+int run_hessian(const std::string& path, const cn::HessianOptions& ho, std::string out) {
+  const cn::CurvatureOutput r = cn::checkpoint_curvature(path, ho);
+  std::cout << cn::curvature_table(r.rows);
+  if (out.empty()) {
+    std::filesystem::path ckpt = path;
+    if (std::filesystem::exists(ckpt / "config.toml")) ckpt = ckpt / "checkpoints" / ("step_" + std::to_string(r.step));
+    out = (ckpt / "hessian").string();
+  }
+  std::filesystem::create_directories(out);
+  cn::JsonLinesWriter rows(out + "/diagnostics.jsonl", /*append=*/false);
+  for (const auto& row : r.rows) rows.write(row);
+  rows.close();
+  cn::CurvatureCheckpoint::write_spectra(out + "/spectra.safetensors", r);
+  std::cout << "step " << r.step << ", " << r.rows.size() << " rows in " << r.seconds << " s; written to " << out << "\n";
   return 0;
 }
 
@@ -78,6 +96,17 @@ int main(int argc, char** argv) {
 
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
 
+  cn::HessianOptions ho;
+  std::string hessian_path, hessian_out;
+  CLI::App* hessian = app.add_subcommand("hessian", "spectra and metrics of a saved checkpoint's Hessian blocks");
+  hessian->add_option("checkpoint", hessian_path, "checkpoints/step_N directory or a run directory (its last)")->required();
+  hessian->add_option("--kind", ho.kinds, "loss local ggn kfac diag fisher_diag full_top (repeatable; default: the run's diagnostics.kinds)");
+  hessian->add_option("--layer", ho.layers, "layer index (repeatable; default: every layer with parameters)");
+  hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test");
+  hessian->add_option("--batch-size", ho.batch_size, "samples in the curvature batch (default: diagnostics.batch_size)");
+  hessian->add_option("--mode", ho.mode, "train | eval (BatchNorm/Dropout; default: diagnostics.mode)");
+  hessian->add_option("--out", hessian_out, "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
+
   try {
     try {
       app.parse(argc, argv);
@@ -97,6 +126,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return run_datasets();
+    if (*hessian) return run_hessian(hessian_path, ho, hessian_out);
   } catch (const cn::Error& e) {
     std::cerr << "curvnet: " << e.what() << "\n";
     return e.exit_code();

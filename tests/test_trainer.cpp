@@ -250,3 +250,36 @@ print("param_err", repr(err))
   EXPECT_EQ(li, 10u);
   EXPECT_LT(param_err, 1e-10);  // parameters and BatchNorm running statistics after 10 steps
 }
+
+// Curvature checkpoints: rows and spectra at every checkpoint, and training unchanged.
+TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
+  test::TempDir tmp;
+  Config off = small_config();
+  off.model.batchnorm = true;  // running statistics must not move during curvature passes
+  off.train.steps = 20;
+  Config on = off;
+  on.diagnostics.every = 10;
+  on.diagnostics.kinds = {"loss", "local", "ggn", "kfac", "diag", "fisher_diag", "full_top"};
+  on.diagnostics.batch_size = 64;
+  on.diagnostics.dense_max_params = 300;  // the 32×16 layer goes the iterative way
+  train(off, quiet(tmp.file("off")));
+  train(on, quiet(tmp.file("on")));
+  EXPECT_EQ(final_params(tmp.file("off")), final_params(tmp.file("on")));
+  for (int s : {0, 10, 20}) EXPECT_TRUE(fs::exists(tmp.file("on") + "/spectra/step_" + std::to_string(s) + ".safetensors"));
+  const std::string rows = test::read_text(tmp.file("on") + "/diagnostics.jsonl");
+  EXPECT_NE(rows.find("\"kind\":\"full_top\""), std::string::npos);
+  EXPECT_NE(rows.find("\"method\":\"lanczos+slq+hutchinson\""), std::string::npos);
+  EXPECT_EQ(rows.find("\"checks\":\"failed"), std::string::npos) << rows;
+  EXPECT_EQ(rows.find("NaN"), std::string::npos);
+  // `curvnet hessian` on the saved checkpoint reproduces the run's last loss block.
+  HessianOptions ho;
+  ho.kinds = {"loss"};
+  ho.layers = {0};
+  const CurvatureOutput out = checkpoint_curvature(tmp.file("on"), ho);
+  ASSERT_EQ(out.rows.size(), 1u);
+  EXPECT_EQ(out.step, 20);
+  SafetensorsFile f{"", read_safetensors(tmp.file("on") + "/spectra/step_20.safetensors"), {}};
+  const auto saved = f.get<double>("loss.0.eigenvalues");
+  ASSERT_EQ(saved.size(), out.spectra.at("loss.0.eigenvalues").size());
+  for (size_t i = 0; i < saved.size(); ++i) EXPECT_NEAR(saved[i], out.spectra.at("loss.0.eigenvalues")[i], 1e-12);
+}

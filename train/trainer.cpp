@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "diagnostics/curvature_checkpoint.h"
 #include "io/files.h"
 #include "layers/model.h"
 #include "train/checkpoint.h"
@@ -216,6 +217,48 @@ struct Engine {
     return row;
   }
 
+  // The model as the curvature engine sees it (float64 host copies).
+  ModelSnapshot snapshot() {
+    ModelSnapshot snap;
+    std::vector<T> h(static_cast<size_t>(model->layout().total));
+    device_copy(Device::cpu, h.data(), device, model->params().data(), h.size() * sizeof(T));
+    snap.params.assign(h.begin(), h.end());
+    for (size_t i = 0; i < model->size(); ++i)
+      for (const StateView<T>& v : model->layer(i).state()) {
+        std::vector<T> b(static_cast<size_t>(v.size));
+        device_copy(Device::cpu, b.data(), v.device, v.data, b.size() * sizeof(T));
+        snap.buffers[std::to_string(i) + "." + v.name].assign(b.begin(), b.end());
+      }
+    snap.optimizer = config.optim.name;
+    snap.momentum = config.optim.momentum;
+    snap.lr = lr_at(st.step);
+    // Adam-family preconditioner P = sqrt(v / (1 - beta2^t)) + eps (the denominator of the update).
+    const std::string& o = config.optim.name;
+    if ((o == "adam" || o == "adamw" || o == "nadam" || o == "amsgrad") && st.step > 0) {
+      for (auto& [name, buf] : optimizer->state()) {
+        if (name != (o == "amsgrad" ? "max_exp_avg_sq" : "exp_avg_sq")) continue;
+        const double corr = 1.0 - std::pow(config.optim.beta2, static_cast<double>(st.step));
+        snap.preconditioner.resize(buf->size());
+        for (size_t i = 0; i < buf->size(); ++i)
+          snap.preconditioner[i] = std::sqrt(static_cast<double>((*buf)[i]) / corr) + config.optim.eps;
+      }
+    }
+    return snap;
+  }
+
+  // The fixed curvature batch: the first diagnostics.batch_size training samples in file
+  // order (after standardisation), the same at every checkpoint.
+  std::unique_ptr<CurvatureCheckpoint> curvature(const Dataset* split = nullptr) const {
+    const Dataset& d = split ? *split : data.train;
+    const std::vector<double> targets = split ? loss_targets(d, shape) : train_targets;
+    const int64_t n = std::min<int64_t>(config.diagnostics.batch_size, d.n);
+    std::vector<double> x(d.x.begin(), d.x.begin() + n * d.d);
+    std::vector<double> t(targets.begin(), targets.begin() + n * shape.target_width);
+    return std::make_unique<CurvatureCheckpoint>(config.diagnostics, model->specs(), data.train.d,
+                                                 loss_kind(config.loss.kind), std::move(x), std::move(t), n,
+                                                 config.train.seed);
+  }
+
   void save_checkpoint(const std::string& run_dir) {
     const std::string dir = checkpoint_dir(run_dir, st.step);
     fs::create_directories(dir);
@@ -323,6 +366,12 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
     for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"})
       truncate_after_step(run_dir + "/" + log, e.st.step);
+    // Spectra of curvature checkpoints after the resumed step are recomputed.
+    if (fs::is_directory(run_dir + "/spectra"))
+      for (const auto& f : fs::directory_iterator(run_dir + "/spectra")) {
+        const std::string name = f.path().stem().string();
+        if (name.rfind("step_", 0) == 0 && std::atoll(name.c_str() + 5) > e.st.step) fs::remove(f.path());
+      }
     progress.message("resuming " + run_dir + " from step " + std::to_string(e.st.step));
   }
   write_file_atomic(config_path, to_toml(config));
@@ -341,7 +390,36 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
 
   JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
-      alarms(run_dir + "/alarms.jsonl");
+      alarms(run_dir + "/alarms.jsonl"), diagnostics;
+  const int64_t curv_every = config.diagnostics.every;
+  std::unique_ptr<CurvatureCheckpoint> curvature;
+  if (curv_every > 0) {
+    curvature = e.curvature();
+    diagnostics.open(run_dir + "/diagnostics.jsonl");
+    fs::create_directories(run_dir + "/spectra");
+  }
+  double curv_seconds = 0;
+  json curv_steps = json::array(), curv_skipped = json::array();
+  // A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
+  // skipped when it would lift the curvature share of the wall time above the budget
+  // (its cost estimated by the previous one).
+  auto curvature_checkpoint = [&]() {
+    const int64_t s = e.st.step;
+    if (config.diagnostics.budget > 0 && !curv_steps.empty()) {
+      const double elapsed = now_s() - t_start;
+      const double estimate = curv_seconds / static_cast<double>(curv_steps.size());
+      if (curv_seconds + estimate > config.diagnostics.budget * (elapsed + estimate)) {
+        curv_skipped.push_back(s);
+        return;
+      }
+    }
+    const CurvatureOutput out = curvature->run(s, e.snapshot());
+    for (const json& row : out.rows) diagnostics.write(row);
+    diagnostics.flush();
+    CurvatureCheckpoint::write_spectra(run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors", out);
+    curv_seconds += out.seconds;
+    curv_steps.push_back(s);
+  };
   const int64_t eval_every = *config.train.eval_every, ckpt_every = *config.checkpoint.every;
   const bool early = config.train.patience > 0;
   const std::string es_metric = config.train.early_stopping_metric;
@@ -354,6 +432,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
                      std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
                      config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
     if (ckpt_every > 0) e.save_checkpoint(run_dir);  // step_0: the initialisation
+    if (curvature) curvature_checkpoint();
   }
 
   TrainSummary sum;
@@ -420,6 +499,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     }
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
+    if (curvature && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
     if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) {
       e.save_checkpoint(run_dir);
       metrics.flush();
@@ -452,6 +532,12 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   metrics.close();
   evals.close();
   alarms.close();
+  diagnostics.close();
+  if (curvature) {
+    meta["curvature_steps"] = curv_steps;
+    meta["curvature_skipped_steps"] = curv_skipped;
+    meta["curvature_seconds"] = curv_seconds;
+  }
   sum.steps = e.st.step;
   sum.wall_s = now_s() - t_start;
   meta["end_time"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
@@ -516,6 +602,35 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
     json row = e.evaluate(*d, split);
     row["checkpoint"] = ckpt.string();
     return row;
+  };
+  return config.train.dtype == "float64" ? run(double{}) : run(float{});
+}
+
+CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& ho) {
+  fs::path ckpt = path;
+  if (fs::exists(ckpt / "config.toml")) {
+    const auto steps = list_checkpoints(path);
+    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
+    ckpt = checkpoint_dir(path, steps.back());
+  }
+  if (!fs::exists(ckpt / "model.safetensors") || !fs::exists(ckpt / "state.safetensors"))
+    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors and state.safetensors");
+  const fs::path run_dir = ckpt.parent_path().parent_path();
+  Config config = load_config((run_dir / "config.toml").string());
+  if (!ho.kinds.empty()) config.diagnostics.kinds = ho.kinds;
+  if (!ho.layers.empty()) config.diagnostics.layers = ho.layers;
+  if (ho.batch_size > 0) config.diagnostics.batch_size = ho.batch_size;
+  if (!ho.mode.empty()) config.diagnostics.mode = ho.mode;
+  auto run = [&](auto tag) -> CurvatureOutput {
+    using T = decltype(tag);
+    Engine<T> e(config, Device::cpu);
+    e.load_checkpoint(ckpt.string());
+    const Dataset* d = ho.split == "train" ? nullptr
+                       : ho.split == "val" ? &e.data.val
+                       : ho.split == "test" ? &e.data.test
+                                            : throw InputError("--data " + ho.split + ": expected train, val or test");
+    if (d && d->n == 0) throw InputError("--data " + ho.split + ": the split is empty for data set " + config.data.dataset);
+    return e.curvature(d)->run(e.st.step, e.snapshot());
   };
   return config.train.dtype == "float64" ? run(double{}) : run(float{});
 }

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "diagnostics/curvature_checkpoint.h"
 #include "io/config.h"
 
 namespace cn {
@@ -39,6 +40,17 @@ TrainSummary train(const Config& config, const TrainOptions& options);
 // checkpoint) on a split ("train" | "val" | "test") of the run's data; the row eval.jsonl
 // would hold.
 nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device);
+
+// `curvnet hessian`: the curvature of a saved checkpoint (a checkpoints/step_N directory,
+// or a run directory: its last one). Empty options keep the run's [diagnostics] values.
+struct HessianOptions {
+  std::vector<std::string> kinds;
+  std::vector<int64_t> layers;
+  std::string split = "train";  // the curvature batch: the first batch_size samples of this split
+  int64_t batch_size = 0;
+  std::string mode;             // train | eval
+};
+CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& options);
 
 // One training step at a time, for tests and embedding: the same code train() runs.
 class StepRunner {

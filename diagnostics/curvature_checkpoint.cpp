@@ -1,0 +1,388 @@
+#include "diagnostics/curvature_checkpoint.h"
+
+#include <chrono>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "diagnostics/eigen.h"
+#include "diagnostics/hessian_blocks.h"
+#include "diagnostics/kfac.h"
+#include "diagnostics/local_hessian.h"
+#include "diagnostics/spectral_metrics.h"
+#include "io/safetensors.h"
+#include "layers/model.h"
+
+namespace cn {
+
+using json = nlohmann::json;
+
+namespace {
+
+CurvatureKind kind_of(const std::string& k) {
+  static const std::map<std::string, CurvatureKind> kinds = {
+      {"loss", CurvatureKind::loss}, {"local", CurvatureKind::local},         {"ggn", CurvatureKind::ggn},
+      {"kfac", CurvatureKind::kfac}, {"diag", CurvatureKind::diag},           {"fisher_diag", CurvatureKind::fisher_diag},
+      {"full_top", CurvatureKind::full_top}};
+  const auto it = kinds.find(k);
+  if (it == kinds.end()) throw InputError("diagnostics.kinds: unknown kind '" + k + "'");
+  return it->second;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
+struct CurvatureCheckpoint::Impl {
+  DiagnosticsConfig config;
+  uint64_t seed;
+  int64_t N;
+  std::vector<double> x64, t64;
+  virtual ~Impl() = default;
+  virtual CurvatureOutput run(int64_t step, const ModelSnapshot& s) = 0;
+};
+
+namespace {
+
+template <class D>
+struct TypedImpl final : CurvatureCheckpoint::Impl {
+  std::unique_ptr<Sequential<D>> net;
+  std::unique_ptr<Loss<D>> loss;
+  std::unique_ptr<HvpEngine<D>> eng;
+  std::vector<D> x, target;
+  MetricOptions metric_options;
+
+  TypedImpl(const DiagnosticsConfig& c, const std::vector<LayerSpec>& specs, int64_t n_inputs, LossKind lk,
+            std::vector<double> xs, std::vector<double> ts, int64_t n, uint64_t sd) {
+    config = c;
+    seed = sd;
+    N = n;
+    net = std::make_unique<Sequential<D>>(specs, n_inputs);
+    net->reserve(N, 64);
+    loss = std::make_unique<Loss<D>>(lk);
+    loss->reserve(Device::cpu, N, net->n_outputs());
+    eng = std::make_unique<HvpEngine<D>>(*net, *loss);
+    eng->reserve(N, 64);
+    x.assign(xs.begin(), xs.end());
+    target.assign(ts.begin(), ts.end());
+    metric_options.eps = dtype_eps<D>();
+    for (size_t i = 0; i < net->size(); ++i)
+      if (auto* bn = dynamic_cast<BatchNorm<D>*>(&net->layer(i))) bn->set_update_running(false);
+  }
+
+  void load(const ModelSnapshot& s) {
+    CN_CHECK(static_cast<int64_t>(s.params.size()) == net->layout().total);
+    for (int64_t i = 0; i < net->layout().total; ++i) net->params()[i] = static_cast<D>(s.params[i]);
+    for (size_t i = 0; i < net->size(); ++i)
+      for (const StateView<D>& v : net->layer(i).state()) {
+        const auto it = s.buffers.find(std::to_string(i) + "." + v.name);
+        if (it == s.buffers.end()) continue;
+        for (int64_t k = 0; k < v.size; ++k) v.data[k] = static_cast<D>(it->second[k]);
+      }
+  }
+
+  CurvatureBatch<D> batch(int64_t step) const {
+    CurvatureBatch<D> b;
+    b.ctx.training = config.mode == "train";
+    b.ctx.dropout_key = philox_key(seed, RngStream::curvature);
+    b.ctx.step = static_cast<uint64_t>(step);
+    b.x = x.data();
+    b.target = target.data();
+    b.N = N;
+    return b;
+  }
+
+  std::vector<bool> bias_mask(size_t layer) const {
+    std::vector<bool> m;
+    for (const ParamSegment& seg : net->layout().segments)
+      if (seg.layer == static_cast<int64_t>(layer)) m.insert(m.end(), static_cast<size_t>(seg.size()), seg.is_bias);
+    return m;
+  }
+
+  static MatVec to_matvec(const CurvatureMatVec<D>& op, int64_t n) {
+    if constexpr (std::is_same_v<D, double>) {
+      return [op](const double* v, double* out) { op(v, out, 1); };
+    } else {
+      auto vin = std::make_shared<std::vector<D>>(n), vout = std::make_shared<std::vector<D>>(n);
+      return [op, vin, vout, n](const double* v, double* out) {
+        for (int64_t i = 0; i < n; ++i) (*vin)[i] = static_cast<D>(v[i]);
+        op(vin->data(), vout->data(), 1);
+        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*vout)[i]);
+      };
+    }
+  }
+
+  ProbeKey key(int64_t step, int64_t layer, CurvatureKind kind) const {
+    return ProbeKey{seed, curvature_draw_id(layer, kind), static_cast<uint64_t>(step)};
+  }
+
+  // A dense symmetric block: spectrum, metrics, self-checks against the operator.
+  json dense_row(const std::vector<D>& block, int64_t p, const std::vector<bool>& is_bias, const MatVec& op,
+                 const ProbeKey& k, std::vector<double>* eigenvalues) {
+    const EigResult<D> eig = eigh(block.data(), p);
+    eigenvalues->assign(eig.values.begin(), eig.values.end());
+    std::vector<double> diag(static_cast<size_t>(p));
+    for (int64_t i = 0; i < p; ++i) diag[i] = static_cast<double>(block[i * p + i]);
+    SpectralMetrics m = spectral_metrics(*eigenvalues, diag, is_bias, metric_options);
+    m.method = "dense";
+    json row = to_json(m);
+    row["symmetry_residual"] = json_number_or_null(eig.symmetry_residual);
+    row["solver_info"] = eig.info;
+    // Trace from the eigenvalues against Hutchinson probes of the same block, computed by
+    // Hessian-vector products (not from the dense matrix): an independent check.
+    const HutchinsonResult h = hutchinson_trace(op, p, static_cast<int>(config.probes), k);
+    double tr = 0;
+    for (double v : *eigenvalues) tr += v;
+    row["check_trace_hutchinson"] = json_number_or_null(h.trace);
+    row["check_trace_stderr"] = json_number_or_null(h.standard_error);
+    std::vector<std::string> failed;
+    const double sym_tol = 1e3 * dtype_eps<D>();
+    if (!(eig.symmetry_residual <= sym_tol)) failed.push_back("symmetry residual above " + fmt(sym_tol));
+    if (eig.info != 0) failed.push_back("LAPACK syevd info " + std::to_string(eig.info));
+    // Hutchinson's error is statistical: 5 standard errors, plus rounding of the sums.
+    double scale = 0;
+    for (double v : *eigenvalues) scale += std::fabs(v);
+    if (!(std::fabs(h.trace - tr) <= 5 * h.standard_error + 1e3 * dtype_eps<D>() * (scale + 1e-300)))
+      failed.push_back("trace " + fmt(tr) + " vs Hutchinson " + fmt(h.trace) + " ± " + fmt(h.standard_error));
+    row["checks"] = failed.empty() ? "passed" : "failed: " + join(failed);
+    return row;
+  }
+
+  json iterative_row(const MatVec& op, int64_t p, const ProbeKey& k, const std::string& prefix,
+                     std::map<std::string, std::vector<double>>* spectra) {
+    LanczosOptions lo;
+    lo.k = static_cast<int>(config.lanczos_k);
+    lo.key = k;
+    const LanczosResult lz = lanczos(op, p, lo);
+    SlqOptions so;
+    so.n_probes = static_cast<int>(config.probes);
+    so.key = k;
+    so.key.b ^= 0x5A5A5A5Aull << 32;  // its own probes, not Lanczos's start vector
+    const SlqResult sq = slq(op, p, so);
+    ProbeKey hk = k;
+    hk.b ^= 0xA5A5A5A5ull << 32;
+    const HutchinsonResult h = hutchinson_trace(op, p, static_cast<int>(config.probes), hk);
+    const SpectralMetrics m = iterative_metrics(p, &lz, &sq, &h);
+    json row = to_json(m);
+    (*spectra)[prefix + ".density_grid"] = sq.grid;
+    (*spectra)[prefix + ".density"] = sq.density;
+    std::vector<double> extremes = lz.smallest;
+    extremes.insert(extremes.end(), lz.largest.rbegin(), lz.largest.rend());
+    (*spectra)[prefix + ".lanczos_extremes"] = extremes;
+    // Self-check: SLQ's and Hutchinson's traces are independent estimates.
+    const double err = std::sqrt(sq.trace_stderr * sq.trace_stderr + h.standard_error * h.standard_error);
+    row["check_trace_slq"] = json_number_or_null(sq.trace);
+    row["checks"] = std::fabs(sq.trace - h.trace) <= 5 * err + 1e-12 * std::fabs(h.trace)
+                        ? "passed"
+                        : "failed: SLQ trace " + fmt(sq.trace) + " vs Hutchinson " + fmt(h.trace);
+    return row;
+  }
+
+  static json json_number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+  static std::string fmt(double v) {
+    std::ostringstream os;
+    os << std::setprecision(6) << v;
+    return os.str();
+  }
+  static std::string join(const std::vector<std::string>& v) {
+    std::string s;
+    for (const auto& x : v) s += (s.empty() ? "" : "; ") + x;
+    return s;
+  }
+
+  CurvatureOutput run(int64_t step, const ModelSnapshot& s) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    load(s);
+    CurvatureOutput out;
+    out.step = step;
+    const CurvatureBatch<D> b = batch(step);
+    std::vector<size_t> layers;
+    if (config.layers.empty()) {
+      for (size_t i = 0; i < net->size(); ++i)
+        if (net->layer(i).num_params() > 0) layers.push_back(i);
+    } else {
+      for (int64_t l : config.layers) {
+        if (l < 0 || l >= static_cast<int64_t>(net->size()) || net->layer(static_cast<size_t>(l)).num_params() == 0)
+          throw InputError("diagnostics.layers: " + std::to_string(l) + " is not a layer with parameters");
+        layers.push_back(static_cast<size_t>(l));
+      }
+    }
+    for (const std::string& kind_name : config.kinds) {
+      const CurvatureKind kind = kind_of(kind_name);
+      if (kind == CurvatureKind::full_top) {
+        out.rows.push_back(full_top_row(step, s, b, &out.spectra));
+        continue;
+      }
+      for (size_t layer : layers) {
+        const auto tk = std::chrono::steady_clock::now();
+        json row = layer_row(step, layer, kind, kind_name, b, &out.spectra);
+        row["step"] = step;
+        row["layer"] = layer;
+        row["kind"] = kind_name;
+        row["seconds"] = seconds_since(tk);
+        out.rows.push_back(std::move(row));
+      }
+    }
+    out.seconds = seconds_since(t0);
+    return out;
+  }
+
+  json layer_row(int64_t step, size_t layer, CurvatureKind kind, const std::string& kind_name,
+                 const CurvatureBatch<D>& b, std::map<std::string, std::vector<double>>* spectra) {
+    const int64_t p = net->layer(layer).num_params();
+    const std::string prefix = kind_name + "." + std::to_string(layer);
+    const ProbeKey k = key(step, static_cast<int64_t>(layer), kind);
+    const std::vector<bool> is_bias = bias_mask(layer);
+    switch (kind) {
+      case CurvatureKind::loss:
+      case CurvatureKind::ggn: {
+        const CurvatureMode mode = kind == CurvatureKind::loss ? CurvatureMode::hessian : CurvatureMode::ggn;
+        const MatVec op = to_matvec(layer_matvec(*eng, b, layer, mode), p);
+        if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra);
+        const bool kron = kron_applicable(*net, layer, b.ctx.training);
+        const std::vector<D> block = kron ? kron_block(*eng, b, layer, mode)
+                                          : (mode == CurvatureMode::hessian ? loss_block(*eng, b, layer) : ggn_block(*eng, b, layer));
+        std::vector<double> eig;
+        json row = dense_row(block, p, is_bias, op, k, &eig);
+        row["block_method"] = kron ? "kronecker" : "hvp_columns";
+        (*spectra)[prefix + ".eigenvalues"] = std::move(eig);
+        return row;
+      }
+      case CurvatureKind::local: {
+        PassCtx c = b.ctx;
+        net->forward(c, x.data(), N);
+        const LocalHessianResult r = local_hessian(*net, layer, N);
+        json row = to_json(local_hessian_metrics(r, metric_options));
+        row["symmetry_residual"] = r.max_symmetry_residual;
+        row["solver_info"] = r.max_info;
+        if (r.status != kStatusNotApplicable) (*spectra)[prefix + ".eigenvalues"] = r.eigenvalues;
+        if (!r.reason.empty()) row["reason"] = r.reason;
+        return row;
+      }
+      case CurvatureKind::kfac: {
+        if (net->layer(layer).type() != "linear") {
+          json row = to_json(not_applicable_metrics(p, "K-FAC covers Linear layers"));
+          return row;
+        }
+        eng->prepare(b.ctx, x.data(), target.data(), N);
+        const KfacSpectrum sp = kfac_spectrum(kfac_factors(*net, layer, N));
+        json row = to_json(kfac_metrics(sp, metric_options));
+        row["solver_info"] = sp.info;
+        row["symmetry_residual"] = sp.symmetry_residual;
+        (*spectra)[prefix + ".eigenvalues"] = sp.eigenvalues;
+        (*spectra)[prefix + ".a_eigenvalues"] = sp.a_eigenvalues;
+        (*spectra)[prefix + ".g_eigenvalues"] = sp.g_eigenvalues;
+        return row;
+      }
+      case CurvatureKind::diag:
+      case CurvatureKind::fisher_diag: {
+        const std::vector<D> d = kind == CurvatureKind::diag
+                                     ? hessian_diag(*eng, b, layer, config.dense_max_params, 256, seed, static_cast<uint64_t>(step))
+                                     : fisher_diag(*eng, b, layer);
+        std::vector<double> v(d.begin(), d.end());
+        json row;
+        row["n_params"] = p;
+        row["method"] = kind == CurvatureKind::fisher_diag ? "per_sample_gradients"
+                        : p <= config.dense_max_params      ? "exact"
+                                                            : "hutchinson";
+        double sum = 0, bias = 0, mx = -INFINITY, mn = INFINITY;
+        for (size_t i = 0; i < v.size(); ++i) {
+          sum += v[i];
+          if (is_bias[i]) bias += v[i];
+          mx = std::max(mx, v[i]);
+          mn = std::min(mn, v[i]);
+        }
+        row["trace"] = json_number_or_null(sum);
+        row["mean"] = json_number_or_null(sum / static_cast<double>(p));
+        row["max"] = json_number_or_null(mx);
+        row["min"] = json_number_or_null(mn);
+        row["bias_trace_share"] = sum != 0 ? json_number_or_null(bias / sum) : json(nullptr);
+        (*spectra)[prefix + ".values"] = std::move(v);
+        return row;
+      }
+      case CurvatureKind::full_top: break;
+    }
+    return json::object();
+  }
+
+  json full_top_row(int64_t step, const ModelSnapshot& s, const CurvatureBatch<D>& b,
+                    std::map<std::string, std::vector<double>>* spectra) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t n = net->layout().total;
+    LanczosOptions lo;
+    lo.k = static_cast<int>(config.lanczos_k);
+    lo.key = key(step, -1, CurvatureKind::full_top);
+    const LanczosResult lz = lanczos(to_matvec(full_matvec(*eng, b), n), n, lo);
+    json row;
+    row["step"] = step;
+    row["layer"] = nullptr;
+    row["kind"] = "full_top";
+    row["n_params"] = n;
+    row["method"] = "lanczos";
+    row["status"] = lz.largest.empty() ? "empty" : "ok";
+    row["lambda_max"] = json_number_or_null(lz.lambda_max());
+    row["lambda_min"] = json_number_or_null(lz.lambda_min());
+    (*spectra)["full_top.eigenvalues"] = lz.largest;
+    // The stability edge the sharpness rule compares λmax with.
+    if (s.lr > 0) {
+      const bool heavy_ball = s.optimizer == "momentum" || s.optimizer == "nesterov";
+      row["stability_edge"] = (heavy_ball ? 2.0 + 2.0 * s.momentum : 2.0) / s.lr;
+    }
+    if (!s.preconditioner.empty()) {
+      std::vector<D> pre(s.preconditioner.begin(), s.preconditioner.end());
+      const LanczosResult pz = lanczos(to_matvec(preconditioned_matvec(*eng, b, pre), n), n, lo);
+      row["preconditioned_lambda_max"] = json_number_or_null(pz.lambda_max());
+      (*spectra)["full_top.preconditioned_eigenvalues"] = pz.largest;
+    }
+    row["seconds"] = seconds_since(t0);
+    return row;
+  }
+};
+
+}  // namespace
+
+CurvatureCheckpoint::CurvatureCheckpoint(const DiagnosticsConfig& config, const std::vector<LayerSpec>& specs,
+                                         int64_t n_inputs, LossKind loss, std::vector<double> x,
+                                         std::vector<double> target, int64_t N, uint64_t seed) {
+  if (config.dtype == "float32")
+    impl_ = std::make_unique<TypedImpl<float>>(config, specs, n_inputs, loss, std::move(x), std::move(target), N, seed);
+  else
+    impl_ = std::make_unique<TypedImpl<double>>(config, specs, n_inputs, loss, std::move(x), std::move(target), N, seed);
+}
+CurvatureCheckpoint::~CurvatureCheckpoint() = default;
+CurvatureOutput CurvatureCheckpoint::run(int64_t step, const ModelSnapshot& s) { return impl_->run(step, s); }
+int64_t CurvatureCheckpoint::batch() const { return impl_->N; }
+
+void CurvatureCheckpoint::write_spectra(const std::string& path, const CurvatureOutput& out) {
+  SafetensorsWriter w;
+  for (const auto& [name, values] : out.spectra) w.add<double>(name, {static_cast<int64_t>(values.size())}, values);
+  w.metadata("step", std::to_string(out.step));
+  w.write(path);
+}
+
+std::string curvature_table(const std::vector<json>& rows) {
+  std::ostringstream os;
+  auto num = [](const json& row, const char* k) -> std::string {
+    if (!row.contains(k) || !row[k].is_number()) return "-";
+    std::ostringstream s;
+    s << std::setprecision(4) << row[k].get<double>();
+    return s.str();
+  };
+  os << std::left << std::setw(6) << "layer" << std::setw(12) << "kind" << std::setw(9) << "n" << std::setw(24)
+     << "method" << std::setw(12) << "lambda_max" << std::setw(12) << "lambda_min" << std::setw(12) << "trace"
+     << std::setw(12) << "condition" << std::setw(10) << "eff_rank" << std::setw(9) << "neg" << "status\n";
+  for (const json& r : rows) {
+    const std::string layer = r["layer"].is_null() ? "all" : std::to_string(r["layer"].get<int64_t>());
+    os << std::setw(6) << layer << std::setw(12) << r.value("kind", "") << std::setw(9)
+       << (r.contains("n_params") ? std::to_string(r["n_params"].get<int64_t>()) : "-") << std::setw(24)
+       << r.value("method", "") << std::setw(12) << num(r, "lambda_max") << std::setw(12) << num(r, "lambda_min")
+       << std::setw(12) << num(r, "trace") << std::setw(12) << num(r, "condition") << std::setw(10)
+       << num(r, "effective_rank") << std::setw(9) << num(r, "negative_share")
+       << r.value("status", r.value("checks", "")) << "\n";
+  }
+  return os.str();
+}
+
+}  // namespace cn

@@ -1,0 +1,64 @@
+// A curvature checkpoint (DESIGN §4): on the fixed curvature batch, every selected layer's
+// Hessian blocks of every selected kind, their spectra (dense ?syevd up to
+// diagnostics.dense_max_params parameters, else Lanczos + SLQ + Hutchinson), the SPEC §3
+// metrics and the self-checks. It works on its own copy of the model (in
+// diagnostics.dtype), so training is never disturbed: BatchNorm's running statistics are
+// not updated, and Dropout masks and probes come from RngStream::curvature keyed by
+// (step, layer, kind).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "io/config.h"
+#include "kernels/loss.h"
+
+namespace cn {
+
+struct CurvatureOutput {
+  int64_t step = 0;
+  std::vector<nlohmann::json> rows;                    // diagnostics.jsonl rows
+  std::map<std::string, std::vector<double>> spectra;  // spectra/step_N.safetensors tensors
+  double seconds = 0;
+};
+
+// The model's state at a checkpoint, as float64 host values in layout order.
+struct ModelSnapshot {
+  std::vector<double> params;
+  std::map<std::string, std::vector<double>> buffers;  // "i.running_mean", "i.running_var"
+  std::vector<double> preconditioner;                  // adaptive optimisers: the diagonal P (empty: none)
+  double lr = 0;
+  std::string optimizer;
+  double momentum = 0;
+};
+
+class CurvatureCheckpoint {
+ public:
+  // x: N × n_inputs, target: the loss's targets for those samples (class indices or N × C).
+  CurvatureCheckpoint(const DiagnosticsConfig& config, const std::vector<LayerSpec>& specs, int64_t n_inputs,
+                      LossKind loss, std::vector<double> x, std::vector<double> target, int64_t N, uint64_t seed);
+  ~CurvatureCheckpoint();
+  CurvatureCheckpoint(const CurvatureCheckpoint&) = delete;
+  CurvatureCheckpoint& operator=(const CurvatureCheckpoint&) = delete;
+
+  CurvatureOutput run(int64_t step, const ModelSnapshot& snapshot);
+  int64_t batch() const;
+
+  // Writes spectra as safetensors (atomically); the rows go to diagnostics.jsonl by the caller.
+  static void write_spectra(const std::string& path, const CurvatureOutput& out);
+
+  struct Impl;  // the dtype-specific engine (curvature_checkpoint.cpp)
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+// The text table `curvnet hessian` prints (one line per row: layer, kind, n, method,
+// λmax, λmin, trace, condition, effective rank, negative share, status).
+std::string curvature_table(const std::vector<nlohmann::json>& rows);
+
+}  // namespace cn
