@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "diagnostics/curvature_checkpoint.h"
+#include "diagnostics/doctor.h"
 #include "io/files.h"
 #include "layers/model.h"
 #include "train/checkpoint.h"
@@ -104,6 +105,8 @@ struct Engine {
   int64_t steps_per_epoch = 0, total_steps = 0, batch = 0;
   TrainState st;
   ClipResult last_clip;
+  std::unique_ptr<Doctor<T>> doctor;  // statistics, NaN trace and alarms (train() sets it up)
+  bool halted = false;                // a non-finite value stopped the run (train.on_nonfinite = "stop")
 
   explicit Engine(const Config& c, Device d) : config(c), device(d) {
     data = load_splits(config.data, config.train.seed);
@@ -172,8 +175,15 @@ struct Engine {
     const int64_t P = model->layout().total;
     add_gradient_noise<T>(config.optim, config.train.seed, s, g, P);
     last_clip = clip_gradients<T>(config.clip, model->layout(), p, g);
+    const int64_t done = s + 1;  // the step number the logs give this update
+    const bool logged = done % config.train.log_every == 0 || done == total_steps;
+    if (doctor && doctor->before_update(done, l, last_clip, logged, n) && config.train.on_nonfinite == "stop") {
+      halted = true;
+      return l;
+    }
     optimizer->step(p, g, lr_at(s), s);
-    st.step = s + 1;
+    if (doctor) doctor->after_update(done, logged);
+    st.step = done;
     st.epoch = st.step / steps_per_epoch;
     return l;
   }
@@ -390,7 +400,29 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
 
   JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
-      alarms(run_dir + "/alarms.jsonl"), diagnostics;
+      alarms(run_dir + "/alarms.jsonl"), stats(run_dir + "/stats.jsonl"), diagnostics;
+  e.doctor = std::make_unique<Doctor<T>>(config, *e.model);
+  std::map<std::string, std::vector<double>> step_spectra;  // this step's spectra file
+  auto write_step_spectra = [&](int64_t s) {
+    if (step_spectra.empty()) return;
+    CurvatureOutput all;
+    all.step = s;
+    all.spectra = std::move(step_spectra);
+    CurvatureCheckpoint::write_spectra(run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors", all);
+    step_spectra.clear();
+  };
+  auto drain_doctor = [&]() {
+    for (const json& row : e.doctor->take_stats_rows()) stats.write(row);
+    for (const json& row : e.doctor->take_alarm_rows()) {
+      alarms.write(row);
+      if (row.value("rule", "") == "nonfinite") progress.message("alarm: " + row.value("message", ""));
+    }
+  };
+  auto model_checkpoint = [&]() {
+    e.save_checkpoint(run_dir);
+    fs::create_directories(run_dir + "/spectra");
+    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) stats.write(row);
+  };
   const int64_t curv_every = config.diagnostics.every;
   std::unique_ptr<CurvatureCheckpoint> curvature;
   if (curv_every > 0) {
@@ -416,7 +448,8 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     const CurvatureOutput out = curvature->run(s, e.snapshot());
     for (const json& row : out.rows) diagnostics.write(row);
     diagnostics.flush();
-    CurvatureCheckpoint::write_spectra(run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors", out);
+    for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
+    e.doctor->on_curvature(s, out.rows, e.lr_at(s));
     curv_seconds += out.seconds;
     curv_steps.push_back(s);
   };
@@ -431,8 +464,10 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
                      std::to_string(e.data.val.n) + " test " + std::to_string(e.data.test.n) + ", " +
                      std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
                      config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
-    if (ckpt_every > 0) e.save_checkpoint(run_dir);  // step_0: the initialisation
+    if (ckpt_every > 0) model_checkpoint();  // step_0: the initialisation
     if (curvature) curvature_checkpoint();
+    write_step_spectra(0);
+    drain_doctor();
   }
 
   TrainSummary sum;
@@ -471,17 +506,10 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     window_loss += l;
     ++window_steps;
     window_items += std::min(e.batch, e.data.train.n - ((s - 1) % e.steps_per_epoch) * e.batch);
-    if (!std::isfinite(l)) {
-      json a = {{"step", s - 1}, {"layer", nullptr}, {"rule", "nonfinite"}, {"threshold", nullptr},
-                {"message", "non-finite loss in the forward pass at step " + std::to_string(s - 1)}};
-      set_metric(a, "value", l);
-      alarms.write(a);
-      alarms.flush();
-      progress.message("alarm: " + a["message"].get<std::string>());
-      if (config.train.on_nonfinite == "stop") {
-        sum.nonfinite = true;
-        break;
-      }
+    if (e.halted) {
+      drain_doctor();
+      sum.nonfinite = true;
+      break;
     }
     const bool last = s == e.total_steps;
     if (s % config.train.log_every == 0 || last) {
@@ -500,8 +528,12 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
     if (curvature && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
+    if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) model_checkpoint();
+    write_step_spectra(s);
+    drain_doctor();
     if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) {
-      e.save_checkpoint(run_dir);
+      stats.flush();
+      diagnostics.flush();
       metrics.flush();
       evals.flush();
       alarms.flush();
@@ -529,10 +561,13 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     evals.write(row);
     sum.final_eval = row;
   }
+  drain_doctor();
   metrics.close();
   evals.close();
   alarms.close();
+  stats.close();
   diagnostics.close();
+  progress.message("alarms: " + e.doctor->summary());
   if (curvature) {
     meta["curvature_steps"] = curv_steps;
     meta["curvature_skipped_steps"] = curv_skipped;
