@@ -12,6 +12,7 @@
 #include "data/dataset.h"
 #include "io/config.h"
 #include "io/files.h"
+#include "io/report.h"
 #include "train/trainer.h"
 
 namespace {
@@ -96,6 +97,10 @@ int main(int argc, char** argv) {
 
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
 
+  std::string report_dir;
+  CLI::App* report = app.add_subcommand("report", "write RUN_DIR/report.html: the run's plots in one self-contained file");
+  report->add_option("run_dir", report_dir, "the run directory")->required();
+
   cn::HessianOptions ho;
   std::string hessian_path, hessian_out;
   CLI::App* hessian = app.add_subcommand("hessian", "spectra and metrics of a saved checkpoint's Hessian blocks");
@@ -127,6 +132,13 @@ int main(int argc, char** argv) {
     }
     if (*datasets) return run_datasets();
     if (*hessian) return run_hessian(hessian_path, ho, hessian_out);
+    if (*report) {
+      if (!std::filesystem::is_directory(report_dir) || !std::filesystem::exists(report_dir + "/metrics.jsonl"))
+        throw cn::InputError(report_dir + ": not a run directory (no metrics.jsonl)");
+      cn::write_report(report_dir);
+      std::cout << "report: " << report_dir << "/report.html\n";
+      return 0;
+    }
   } catch (const cn::Error& e) {
     std::cerr << "curvnet: " << e.what() << "\n";
     return e.exit_code();

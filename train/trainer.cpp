@@ -16,6 +16,7 @@
 #include "diagnostics/curvature_checkpoint.h"
 #include "diagnostics/doctor.h"
 #include "io/files.h"
+#include "io/report.h"
 #include "layers/model.h"
 #include "train/checkpoint.h"
 
@@ -579,7 +580,8 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   meta["steps"] = e.st.step;
   meta["wall_s"] = sum.wall_s;
   write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
-  progress.message("");
+  write_report(run_dir);
+  progress.message("report: " + run_dir + "/report.html");
   return sum;
 }
 
