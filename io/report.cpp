@@ -415,7 +415,9 @@ struct SpectrumAtStep {
 // (kind, layer or -1) → step → spectrum
 using Spectra = std::map<std::pair<std::string, int>, std::map<int64_t, SpectrumAtStep>>;
 
-Spectra read_spectra(const std::string& dir, std::vector<std::string>* problems) {
+// Eigenvalue spectra (`<kind>.<i>.eigenvalues`, `density_grid`, `density`) and, into
+// `singular`, singular values (`weights.<i>.singular_values`, `grads.<i>.singular_values`).
+Spectra read_spectra(const std::string& dir, Spectra* singular, std::vector<std::string>* problems) {
   Spectra out;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return out;
@@ -439,6 +441,10 @@ Spectra read_spectra(const std::string& dir, std::vector<std::string>* problems)
         if (d2 != std::string::npos && is_uint(rest.substr(0, d2))) {
           layer = std::stoi(rest.substr(0, d2));
           what = rest.substr(d2 + 1);
+        }
+        if (what == "singular_values") {
+          (*singular)[{kind, layer}][step].eigenvalues = safetensor_values<double>(t, path, name);
+          continue;
         }
         if (what != "eigenvalues" && what != "density_grid" && what != "density") continue;
         std::vector<double> v = safetensor_values<double>(t, path, name);
@@ -470,7 +476,7 @@ double share_to_unit(double share) { return std::min(1.0, std::max(0.0, (std::lo
 // A heat map of the eigenvalue density over checkpoints on a shared symlog axis; "" when
 // no step has a finite eigenvalue or density.
 std::string spectrum_heatmap(const std::string& name, const std::string& title,
-                             const std::map<int64_t, SpectrumAtStep>& steps) {
+                             const std::map<int64_t, SpectrumAtStep>& steps, const std::string& what = "eigenvalue") {
   constexpr int kBins = 48;
   std::vector<double> all;
   for (const auto& [step, sp] : steps) {
@@ -575,7 +581,7 @@ std::string spectrum_heatmap(const std::string& name, const std::string& title,
   s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34)
     << "\" text-anchor=\"middle\">checkpoint step</text>\n";
   s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2)
-    << ") rotate(-90)\" text-anchor=\"middle\">eigenvalue (symlog, linear within ±" << esc(num(y.c))
+    << ") rotate(-90)\" text-anchor=\"middle\">" << esc(what) << " (symlog, linear within ±" << esc(num(y.c))
     << ")</text>\n";
   // colour bar: share of the checkpoint's eigenvalues per bin, 1e-4 .. 1 (log)
   const double bx = kL + pw + 20;
@@ -889,6 +895,34 @@ std::string section_spectra(const Spectra& spectra, const std::vector<std::strin
   return s.str();
 }
 
+std::string section_singular(const Spectra& singular) {
+  std::ostringstream s;
+  s << "<section id=\"singular\" data-section=\"singular\"><h2>Singular values of weights and gradients</h2>\n";
+  if (singular.empty()) {
+    s << nodata("singular values (spectra/step_N.safetensors)") << "</section>\n";
+    return s.str();
+  }
+  s << "<p>Per checkpoint, the share of the singular values of each layer's weight and gradient matrices in "
+       "each bin (<code>weights.&lt;layer&gt;.singular_values</code>, "
+       "<code>grads.&lt;layer&gt;.singular_values</code>).</p>\n";
+  std::string current_kind;
+  for (const auto& [key, steps] : singular) {
+    const auto& [kind, layer] = key;
+    if (kind != current_kind) {
+      if (!current_kind.empty()) s << "</div>\n";
+      s << "<h3>" << esc(kind) << "</h3><div class=\"kind-grid\" data-kind=\"" << esc(kind) << "\">\n";
+      current_kind = kind;
+    }
+    const std::string name = "singular_values/" + kind + (layer < 0 ? "" : "/layer" + std::to_string(layer));
+    const std::string title = kind + " singular values" + (layer < 0 ? "" : ", layer " + std::to_string(layer));
+    const std::string svg = spectrum_heatmap(name, title, steps, "singular value");
+    s << (svg.empty() ? nodata(title) : "<figure>" + svg + "</figure>\n");
+  }
+  if (!current_kind.empty()) s << "</div>\n";
+  s << "</section>\n";
+  return s.str();
+}
+
 std::string section_alarms(const Log& alarms) {
   std::ostringstream s;
   s << "<section id=\"alarms\" data-section=\"alarms\"><h2>Alarms</h2>\n";
@@ -926,8 +960,15 @@ std::string section_verdicts(const Log& stats, const Log& diag, const Log& alarm
   std::ostringstream s;
   s << "<section id=\"verdicts\" data-section=\"verdicts\"><h2>Final per-layer verdicts</h2>\n";
   // The last stats row of each layer, the last loss-Hessian diagnostics, the alarms per layer.
+  // Rows of several kinds (per step, per checkpoint) carry different columns: merge them in
+  // order so that each column holds its last value.
   std::map<int, json> last_stats;
-  for (const json& r : stats.rows) last_stats[get_layer(r)] = r;
+  for (const json& r : stats.rows) {
+    json& m = last_stats[get_layer(r)];
+    if (!m.is_object()) m = json::object();
+    for (auto it = r.begin(); it != r.end(); ++it)
+      if (!it->is_null()) m[it.key()] = *it;
+  }
   std::map<int, json> last_diag;
   for (const json& r : diag.rows)
     if (get_str(r, "kind") == "loss") last_diag[get_layer(r)] = r;
@@ -949,15 +990,16 @@ std::string section_verdicts(const Log& stats, const Log& diag, const Log& alarm
     s << nodata("verdicts (stats.jsonl, alarms.jsonl)") << "</section>\n";
     return s.str();
   }
-  s << "<p>From the last row of <code>stats.jsonl</code> per layer and every alarm of the run: \"healthy\" when "
+  s << "<p>From the last values in <code>stats.jsonl</code> per layer and every alarm of the run: \"healthy\" when "
        "no rule fired for the layer, else the rules that fired (times, last step).</p>\n";
   const std::vector<std::string> cols = {"grad_l2", "update_ratio", "weight_norm", "dead_share", "saturated_share"};
-  s << "<table data-table=\"verdicts\"><tr><th>layer</th><th>last step</th>";
+  s << "<table data-table=\"verdicts\"><tr><th>layer</th><th>type</th><th>last step</th>";
   for (const auto& c : cols) s << "<th>" << esc(c) << "</th>";
   s << "<th>λmax (loss)</th><th>verdict</th></tr>\n";
   for (int layer : layers) {
     s << "<tr data-layer=\"" << layer << "\"><td>" << esc(layer_name(layer)) << "</td>";
     const auto it = last_stats.find(layer);
+    s << "<td>" << esc(it != last_stats.end() ? get_str(it->second, "type") : "") << "</td>";
     double st;
     s << "<td class=\"num\">" << (it != last_stats.end() && get_step(it->second, &st) ? step_str(st) : "") << "</td>";
     for (const auto& c : cols) {
@@ -1033,7 +1075,8 @@ std::string render_report(const std::string& run_dir) {
   const Log diag = read_jsonl(run_dir + "/diagnostics.jsonl");
   const Log alarms = read_jsonl(run_dir + "/alarms.jsonl");
   std::vector<std::string> problems;
-  const Spectra spectra = read_spectra(run_dir + "/spectra", &problems);
+  Spectra singular;
+  const Spectra spectra = read_spectra(run_dir + "/spectra", &singular, &problems);
 
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -1042,7 +1085,8 @@ std::string render_report(const std::string& run_dir) {
     << "</style>\n</head>\n<body>\n";
   h << section_header(run_dir, metrics, eval, alarms);
   h << "<nav><a href=\"#loss\">loss</a> · <a href=\"#layers\">layers</a> · <a href=\"#activations\">activations</a>"
-       " · <a href=\"#curvature\">curvature</a> · <a href=\"#spectra\">spectra</a> · <a href=\"#alarms\">alarms</a>"
+       " · <a href=\"#curvature\">curvature</a> · <a href=\"#spectra\">spectra</a> · <a href=\"#singular\">singular "
+       "values</a> · <a href=\"#alarms\">alarms</a>"
        " · <a href=\"#verdicts\">verdicts</a></nav>\n";
   if (metrics.rows.empty() && eval.rows.empty())
     h << "<section id=\"loss\" data-section=\"loss\"><h2>Loss and quality</h2>\n"
@@ -1053,6 +1097,7 @@ std::string render_report(const std::string& run_dir) {
   h << section_activations(stats);
   h << section_curvature(diag);
   h << section_spectra(spectra, problems);
+  h << section_singular(singular);
   h << section_alarms(alarms);
   h << section_verdicts(stats, diag, alarms);
   try {

@@ -21,6 +21,8 @@
 //   curvature/condition        condition number per kind and layer (log)
 //   spectrum/<kind>/layer<i>   heat map of the eigenvalue density over checkpoints
 //   spectrum/<kind>            the same for a whole-network kind (full_top)
+//   singular_values/<weights|grads>/layer<i>   the same for the singular values of the
+//                              layer's weight and gradient matrices
 //   alarms                     the alarms on a timeline (step x layer, colour = rule)
 // and the table <table data-table="verdicts"> of final per-layer verdicts.
 #pragma once

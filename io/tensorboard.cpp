@@ -502,6 +502,8 @@ void emit_spectra(const Emit& emit, double wall, int64_t step, const SafeTensorM
         tag = "eigenvalues/" + kind + "/layer" + layer;
       else if (what == "values")
         tag = "hessian_diag/" + kind + "/layer" + layer;
+      else if (what == "singular_values")
+        tag = "singular_values/" + kind + "/layer" + layer;
       else
         continue;
     }

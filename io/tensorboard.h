@@ -27,7 +27,8 @@
 //                                                             layer null, e.g. full_top)
 //   spectra            histogram "eigenvalues/<kind>/layer<i>" of `<kind>.<i>.eigenvalues`,
 //                      "eigenvalues/<kind>" of `<kind>.eigenvalues`, "hessian_diag/<kind>/layer<i>"
-//                      of `<kind>.<i>.values`
+//                      of `<kind>.<i>.values`, "singular_values/<weights|grads>/layer<i>" of
+//                      `weights.<i>.singular_values` / `grads.<i>.singular_values`
 //   weights            histogram "weights/<name>" of each tensor of
 //                      checkpoints/step_N/model.safetensors
 //   other histograms   any RUN_DIR/histograms/step_N.safetensors: each tensor under its name
@@ -131,7 +132,8 @@ class TensorBoardWriter {
   // event's step; a row without a numeric step is ignored).
   void row(RunLog log, const nlohmann::json& row);
   // Histograms of the tensors of a spectra file (`<kind>.<i>.eigenvalues`,
-  // `<kind>.eigenvalues`, `<kind>.<i>.values`; other tensors are ignored), tags as above.
+  // `<kind>.eigenvalues`, `<kind>.<i>.values`, `<kind>.<i>.singular_values`; other tensors
+  // are ignored), tags as above.
   void spectra(int64_t step, const SafeTensorMap& tensors);
 
   void flush();  // fflush + fsync (the trainer calls it at every checkpoint)

@@ -82,11 +82,15 @@ void make_full_run(const std::string& run) {
              {"grad_norm", 1.0 / step}, {"grad_norm_clipped", 1.0 / step}, {"clipped", false},
              {"items_per_s", 1000.0}, {"time_s", 0.01 * step}});
     for (int layer : {0, 2, 4}) {
-      s.write({{"step", step}, {"layer", layer}, {"grad_l2", 0.1 * (layer + 1) / std::sqrt(step)},
+      s.write({{"step", step}, {"layer", layer}, {"kind", "step"}, {"type", "linear"},
+               {"grad_l2", 0.1 * (layer + 1) / std::sqrt(step)},
                {"grad_linf", 0.01}, {"weight_norm", 3.0 + layer}, {"update_ratio", 1e-3 * (layer + 1)},
                {"dead_share", layer == 2 ? 0.002 * step : 0.0}, {"saturated_share", 0.0}});
     }
     if (step % 50 == 0) {
+      // A checkpoint row of other columns: the verdicts still show the last grad_l2.
+      s.write({{"step", step}, {"layer", 0}, {"kind", "spectrum"}, {"type", "linear"}, {"rows", 8}, {"cols", 2},
+               {"weight_grad_corr", 0.3}, {"grad_l2", nullptr}});
       e.write({{"step", step}, {"epoch", step / 100}, {"split", "val"}, {"loss", 2.2 * std::exp(-0.008 * step)},
                {"accuracy", 0.5 + 0.002 * step}, {"f1", 0.4 + 0.002 * step}});
       for (int layer : {0, 2, 4}) {
@@ -120,6 +124,9 @@ void make_full_run(const std::string& run) {
     w.add<double>("ggn.4.density", {50}, density);
     w.add<float>("full_top.eigenvalues", {3}, std::vector<float>{10.0f + step, 5.0f, 1.0f});
     w.add<double>("diag.0.values", {4}, std::vector<double>{1, 2, 3, 4});  // not a spectrum: ignored
+    w.add<double>("loss.4.lanczos_extremes", {2}, std::vector<double>{-0.1, 2.0});  // ignored
+    w.add<double>("weights.0.singular_values", {2}, std::vector<double>{3.0 + 0.01 * step, 0.5});
+    w.add<double>("grads.0.singular_values", {2}, std::vector<double>{0.1, 1e-3});
     w.write(run + "/spectra/step_" + std::to_string(step) + ".safetensors");
   }
 }
@@ -142,6 +149,8 @@ const std::vector<std::string> kFullPlots = {
     "spectrum/local/layer0",
     "spectrum/ggn/layer4",
     "spectrum/full_top",
+    "singular_values/weights/layer0",
+    "singular_values/grads/layer0",
     "alarms",
 };
 
@@ -167,7 +176,7 @@ TEST(Report, FullRunRendersEveryPlotInChromium) {
   EXPECT_NE(verdicts.find("data-table=\"verdicts\""), std::string::npos);
   const std::regex row2(R"(<tr data-layer="2">.*dead_units \(3×, last at step 200\))");
   EXPECT_TRUE(std::regex_search(verdicts, row2)) << verdicts;
-  const std::regex row0(R"(<tr data-layer="0">[^\n]*>healthy<)");
+  const std::regex row0(R"(<tr data-layer="0"><td>layer 0</td><td>linear</td><td class="num">200</td><td class="num">0.007071</td>[^\n]*>healthy<)");
   EXPECT_TRUE(std::regex_search(verdicts, row0)) << verdicts;
   const std::regex net(R"(<tr data-layer="-1">[^\n]*loss_spike)");
   EXPECT_TRUE(std::regex_search(verdicts, net)) << verdicts;
@@ -210,7 +219,7 @@ TEST(Report, OnlyMetricsGivesNoDataSections) {
   const std::string html = cn::read_file(run + "/report.html");
   expect_no_urls(html);
   EXPECT_GT(count_marks(plot_markup(html, "loss")), 0u);
-  for (const char* section : {"layers", "activations", "curvature", "spectra", "alarms", "verdicts"}) {
+  for (const char* section : {"layers", "activations", "curvature", "spectra", "singular", "alarms", "verdicts"}) {
     const std::string text = section_markup(html, section);
     EXPECT_FALSE(text.empty()) << section;
     EXPECT_NE(text.find("no data"), std::string::npos) << section << ": " << text;

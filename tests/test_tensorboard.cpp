@@ -382,6 +382,8 @@ TEST(TensorBoard, RecreatesEventsFromRunLogs) {
     w.add<double>("loss.0.eigenvalues", {3}, std::vector<double>{-0.5, 1.0 * step, 2.0});
     w.add<float>("local.1.eigenvalues", {2}, std::vector<float>{0.0f, 0.0f});
     w.add<double>("full_top.eigenvalues", {1}, std::vector<double>{5.0});
+    w.add<double>("weights.0.singular_values", {2}, std::vector<double>{3.0, 1.0});
+    w.add<double>("loss.0.lanczos_extremes", {2}, std::vector<double>{0.0, 1.0});  // not histogrammed
     w.write(run + "/spectra/step_" + std::to_string(step) + ".safetensors");
   }
   {
@@ -414,6 +416,9 @@ TEST(TensorBoard, RecreatesEventsFromRunLogs) {
   EXPECT_EQ(hs["eigenvalues/loss/layer0"][1][2].get<double>(), 30.0);
   EXPECT_EQ(hs["eigenvalues/local/layer1"][0][3].get<double>(), 2.0);
   EXPECT_EQ(hs["eigenvalues/full_top"].size(), 2u);
+  ASSERT_EQ(hs["singular_values/weights/layer0"].size(), 2u);
+  EXPECT_EQ(hs["singular_values/weights/layer0"][0][4].get<double>(), 4.0);
+  for (auto it = hs.begin(); it != hs.end(); ++it) EXPECT_EQ(it.key().find("lanczos"), std::string::npos);
   ASSERT_EQ(hs["weights/0.weight"].size(), 1u);
   EXPECT_EQ(hs["weights/0.weight"][0][0].get<int64_t>(), 20);
   EXPECT_EQ(hs["weights/0.weight"][0][4].get<double>(), 10.0);
