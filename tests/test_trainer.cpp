@@ -104,8 +104,12 @@ TEST(Trainer, RunDirectoryHoldsTheContract) {
   const auto s = train(small_config(), quiet(tmp.file("run")));
   for (const char* f : {"config.toml", "meta.json", "metrics.jsonl", "eval.jsonl", "alarms.jsonl",
                         "checkpoints/step_0/model.safetensors", "checkpoints/step_0/state.safetensors",
-                        "checkpoints/step_40/model.safetensors"})
+                        "checkpoints/step_40/model.safetensors", "stats.jsonl", "report.html"})
     EXPECT_TRUE(fs::exists(tmp.file("run") + "/" + f)) << f;
+  int events = 0;
+  for (const auto& f : fs::directory_iterator(tmp.file("run")))
+    events += f.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  EXPECT_EQ(events, 1);
   EXPECT_EQ(s.steps, 40);
   EXPECT_EQ(s.final_eval["split"], "test");
   // The resolved config re-reads to the same config.

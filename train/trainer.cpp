@@ -17,6 +17,8 @@
 #include "diagnostics/doctor.h"
 #include "io/files.h"
 #include "io/report.h"
+#include "io/safetensors.h"
+#include "io/tensorboard.h"
 #include "layers/model.h"
 #include "train/checkpoint.h"
 
@@ -377,6 +379,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
     for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"})
       truncate_after_step(run_dir + "/" + log, e.st.step);
+    TensorBoardWriter::truncate_after_step(run_dir, e.st.step);
     // Spectra of curvature checkpoints after the resumed step are recomputed.
     if (fs::is_directory(run_dir + "/spectra"))
       for (const auto& f : fs::directory_iterator(run_dir + "/spectra")) {
@@ -403,17 +406,25 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
       alarms(run_dir + "/alarms.jsonl"), stats(run_dir + "/stats.jsonl"), diagnostics;
   e.doctor = std::make_unique<Doctor<T>>(config, *e.model);
+  TensorBoardWriter tb(run_dir);
+  // Every JSON-lines row also goes to TensorBoard under the same names.
+  auto log_row = [&](JsonLinesWriter& w, RunLog kind, const json& row) {
+    w.write(row);
+    tb.row(kind, row);
+  };
   std::map<std::string, std::vector<double>> step_spectra;  // this step's spectra file
   auto write_step_spectra = [&](int64_t s) {
     if (step_spectra.empty()) return;
     CurvatureOutput all;
     all.step = s;
     all.spectra = std::move(step_spectra);
-    CurvatureCheckpoint::write_spectra(run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors", all);
+    const std::string path = run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors";
+    CurvatureCheckpoint::write_spectra(path, all);
+    tb.spectra(s, read_safetensors(path));
     step_spectra.clear();
   };
   auto drain_doctor = [&]() {
-    for (const json& row : e.doctor->take_stats_rows()) stats.write(row);
+    for (const json& row : e.doctor->take_stats_rows()) log_row(stats, RunLog::stats, row);
     for (const json& row : e.doctor->take_alarm_rows()) {
       alarms.write(row);
       if (row.value("rule", "") == "nonfinite") progress.message("alarm: " + row.value("message", ""));
@@ -422,7 +433,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   auto model_checkpoint = [&]() {
     e.save_checkpoint(run_dir);
     fs::create_directories(run_dir + "/spectra");
-    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) stats.write(row);
+    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) log_row(stats, RunLog::stats, row);
   };
   const int64_t curv_every = config.diagnostics.every;
   std::unique_ptr<CurvatureCheckpoint> curvature;
@@ -447,7 +458,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       }
     }
     const CurvatureOutput out = curvature->run(s, e.snapshot());
-    for (const json& row : out.rows) diagnostics.write(row);
+    for (const json& row : out.rows) log_row(diagnostics, RunLog::diagnostics, row);
     diagnostics.flush();
     for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
     e.doctor->on_curvature(s, out.rows, e.lr_at(s));
@@ -482,7 +493,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   auto evaluate_val = [&]() {
     if (e.data.val.n == 0) return;
     json row = e.evaluate(e.data.val, "val");
-    evals.write(row);
+    log_row(evals, RunLog::eval, row);
     const std::string key = es_metric.substr(4);
     if (row.contains(key) && row[key].is_number()) {
       last_val = row[key].get<double>();
@@ -521,7 +532,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       set_metric(row, "grad_norm", e.last_clip.norm_before);
       set_metric(row, "grad_norm_clipped", e.last_clip.norm_after);
       row["items_per_s"] = t > last_log_t ? static_cast<double>(window_items) / (t - last_log_t) : 0.0;
-      metrics.write(row);
+      log_row(metrics, RunLog::metrics, row);
       window_loss = 0;
       window_steps = window_items = 0;
       last_log_t = t;
@@ -535,6 +546,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) {
       stats.flush();
       diagnostics.flush();
+      tb.flush();
       metrics.flush();
       evals.flush();
       alarms.flush();
@@ -559,7 +571,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   }
   if (e.data.test.n > 0 && !sum.nonfinite) {
     json row = e.evaluate(e.data.test, "test");
-    evals.write(row);
+    log_row(evals, RunLog::eval, row);
     sum.final_eval = row;
   }
   drain_doctor();
@@ -568,6 +580,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   alarms.close();
   stats.close();
   diagnostics.close();
+  tb.close();
   progress.message("alarms: " + e.doctor->summary());
   if (curvature) {
     meta["curvature_steps"] = curv_steps;
