@@ -206,7 +206,9 @@ void release_cached_memory() { allocator().release(); }
 Context::Context() {
   if (!cuda_available()) throw Error("CUDA backend used, but " + cuda_device_description());
   CN_CUDA_CHECK(cudaGetDevice(&device_));
-  CN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  // A blocking stream: it stays ordered with the legacy default stream, so code that uses
+  // plain cudaMemcpy (or a library on stream 0) cannot race curvnet's own work.
+  CN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamDefault));
   CN_CUBLAS_CHECK(cublasCreate(&cublas_));
   CN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // Plain FP32/FP64 arithmetic: no TF32 unless set_allow_tf32(true).
