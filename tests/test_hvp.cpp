@@ -243,3 +243,20 @@ TEST(Hvp, FloatAgreesWithDouble) {
   EXPECT_GT(scale, 1e-3);
   EXPECT_LE(err, 1e-4 * scale);
 }
+
+TEST(Hvp, LargeLayersUseBatchedGemmsWithTheSameResult) {
+  // K·O·I above the stacking limit (2^22): the K-GEMM path of the Linear R-forward.
+  Fixture f({L("linear", 1500), L("tanh"), L("linear", 1500), L("sigmoid"), L("linear", 3)}, 8, LossKind::cross_entropy,
+            3);
+  const int64_t P = f.net.layout().total, K = 2;
+  auto V = random_vec(K * P, 11);
+  std::vector<double> HV(K * P), one(P);
+  f.eng.hvp(f.c, f.x.data(), f.t.data(), f.N, V.data(), HV.data(), K);
+  double scale = 0;
+  for (int64_t k = 0; k < K; ++k) {
+    f.eng.apply(V.data() + k * P, one.data(), 1);
+    const double err = max_abs_err(HV.data() + k * P, one.data(), P, &scale);
+    EXPECT_LE(err, 1e-12 * scale) << k;
+    EXPECT_GT(scale, 1e-6);
+  }
+}
