@@ -20,6 +20,9 @@
 #include "io/safetensors.h"
 #include "io/tensorboard.h"
 #include "layers/model.h"
+#ifdef CURVNET_HAVE_CUDA
+#include "optim/optimizer_cuda.h"
+#endif
 #include "train/checkpoint.h"
 
 namespace cn {
@@ -109,6 +112,9 @@ struct Engine {
   TrainState st;
   ClipResult last_clip;
   std::unique_ptr<Doctor<T>> doctor;  // statistics, NaN trace and alarms (train() sets it up)
+#ifdef CURVNET_HAVE_CUDA
+  std::unique_ptr<CudaGradClipper<T>> cuda_clipper;  // clipping with the norms kept on the device
+#endif
   bool halted = false;                // a non-finite value stopped the run (train.on_nonfinite = "stop")
 
   explicit Engine(const Config& c, Device d) : config(c), device(d) {
@@ -124,7 +130,13 @@ struct Engine {
     model->initialize(config.model, config.train.seed);
     loss = std::make_unique<Loss<T>>(loss_kind(config.loss.kind));
     loss->reserve(device, std::max<int64_t>(batch, eval_chunk()), shape.n_outputs);
-    optimizer = make_optimizer<T>(config.optim, model->layout());
+#ifdef CURVNET_HAVE_CUDA
+    if (device == Device::cuda) {
+      optimizer = make_optimizer_cuda<T>(config.optim, model->layout());
+      cuda_clipper = std::make_unique<CudaGradClipper<T>>(config.clip, model->layout());
+    }
+#endif
+    if (!optimizer) optimizer = make_optimizer<T>(config.optim, model->layout());
     for (auto* b : {&xb, &yb}) b->set_device(device);
     xb.resize(eval_chunk() * data.train.d);
     yb.resize(eval_chunk() * shape.target_width);
@@ -176,8 +188,18 @@ struct Engine {
     T* g = model->grads().data();
     T* p = model->params().data();
     const int64_t P = model->layout().total;
-    add_gradient_noise<T>(config.optim, config.train.seed, s, g, P);
-    last_clip = clip_gradients<T>(config.clip, model->layout(), p, g);
+#ifdef CURVNET_HAVE_CUDA
+    if (device == Device::cuda) {
+      add_gradient_noise_cuda<T>(config.optim, config.train.seed, s, g, P);
+      cuda_clipper->clip(p, g, s);
+      // The loss above already waited for the stream; this read adds no further stall.
+      last_clip = cuda_clipper->read(s);
+    } else
+#endif
+    {
+      add_gradient_noise<T>(config.optim, config.train.seed, s, g, P);
+      last_clip = clip_gradients<T>(config.clip, model->layout(), p, g);
+    }
     const int64_t done = s + 1;  // the step number the logs give this update
     const bool logged = done % config.train.log_every == 0 || done == total_steps;
     if (doctor && doctor->before_update(done, l, last_clip, logged, n) && config.train.on_nonfinite == "stop") {
