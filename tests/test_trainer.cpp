@@ -287,3 +287,42 @@ TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
   ASSERT_EQ(saved.size(), out.spectra.at("loss.0.eigenvalues").size());
   for (size_t i = 0; i < saved.size(); ++i) EXPECT_NEAR(saved[i], out.spectra.at("loss.0.eigenvalues")[i], 1e-12);
 }
+
+// The default example at a learning rate of 10: an exploding alarm (grad_explosion or
+// loss_spike) no later than one logged step after the loss starts to rise, i.e. the first
+// logged step whose loss exceeds (1 + δ) × its running minimum over the last W logged
+// steps (δ = alarms.loss_spike_delta, W = alarms.loss_spike_window).
+TEST(Trainer, ExplodingAlarmOnTheDefaultExampleAtLearningRateTen) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "no Fashion-MNIST";
+  test::TempDir tmp;
+  Config c = load_config(std::string(CURVNET_SOURCE_DIR) + "/examples/fashion_mnist.toml",
+                         {"optim.lr=10", "train.steps=40", "train.log_every=1", "diagnostics.every=0",
+                          "checkpoint.every=0", "train.eval_every=0", "train.on_nonfinite=\"continue\""});
+  train(c, quiet(tmp.file("run")));
+  std::vector<std::pair<int64_t, double>> losses;
+  {
+    std::istringstream in(test::read_text(tmp.file("run") + "/metrics.jsonl"));
+    for (std::string line; std::getline(in, line);) {
+      const auto row = nlohmann::json::parse(line);
+      losses.emplace_back(row["step"].get<int64_t>(), row["loss"].is_number() ? row["loss"].get<double>() : INFINITY);
+    }
+  }
+  const double delta = c.alarms.loss_spike_delta;
+  const int64_t W = c.alarms.loss_spike_window;
+  int64_t rise = -1;
+  for (size_t i = 1; i < losses.size() && rise < 0; ++i) {
+    double lo = INFINITY;
+    for (size_t j = i > static_cast<size_t>(W) ? i - W : 0; j < i; ++j) lo = std::min(lo, losses[j].second);
+    if (losses[i].second > (1 + delta) * lo) rise = losses[i].first;
+  }
+  ASSERT_GE(rise, 0) << "the loss never rose at lr = 10";
+  int64_t first_alarm = -1;
+  std::istringstream in(test::read_text(tmp.file("run") + "/alarms.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    const auto row = nlohmann::json::parse(line);
+    const std::string rule = row["rule"];
+    if ((rule == "grad_explosion" || rule == "loss_spike") && first_alarm < 0) first_alarm = row["step"].get<int64_t>();
+  }
+  ASSERT_GE(first_alarm, 0) << "no exploding alarm";
+  EXPECT_LE(first_alarm, rise + 1) << "loss rose at step " << rise;
+}
