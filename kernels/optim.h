@@ -197,7 +197,7 @@ OptimStepValues optim_step_values(OptimKind kind, double beta1, double beta2, in
     v.mu_next = nadam_momentum(beta1, t + 1.0);
     *mu_product = static_cast<T>(static_cast<double>(*mu_product) * v.mu);
     v.mu_prod = static_cast<double>(*mu_product);  // as stored (float: rounded like torch's tensor)
-    v.mu_prod_next = v.mu_prod * v.mu * v.mu_next;
+    v.mu_prod_next = v.mu_prod * v.mu_next;  // prod_{i<=t+1} mu_i (torch >= 2.0; 1.13 multiplied mu_t twice)
   }
   return v;
 }

@@ -28,25 +28,6 @@ OptimKind parse_kind(const std::string& name) {
                    "' (expected sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, nadam or amsgrad)");
 }
 
-// torch.optim's state names, in the order of the kernel's s0, s1, s2.
-const char* state_name(OptimKind k, int j) {
-  switch (k) {
-    case OptimKind::momentum:
-    case OptimKind::nesterov: return "momentum_buffer";
-    case OptimKind::adagrad: return "sum";
-    case OptimKind::rmsprop: return "square_avg";
-    case OptimKind::adam:
-    case OptimKind::adamw:
-    case OptimKind::nadam:
-    case OptimKind::amsgrad: return j == 0 ? "exp_avg" : (j == 1 ? "exp_avg_sq" : "max_exp_avg_sq");
-    case OptimKind::sgd: break;
-  }
-  return "";
-}
-
-// NAdam's momentum schedule (torch momentum_decay = 4e-3): mu_t = beta1 (1 - 0.5 0.96^(t psi)).
-double nadam_mu(double beta1, double t) { return beta1 * (1.0 - 0.5 * std::pow(0.96, t * 4e-3)); }
-
 template <OptimKind K, class T>
 void run_segment(const OptimScalars<T>& s, T* p, const T* g, T* s0, T* s1, T* s2, int64_t begin, int64_t end) {
 #pragma omp parallel for simd schedule(static) if (end - begin >= kParallelMin)
@@ -71,47 +52,16 @@ class FlatOptimizer final : public Optimizer<T> {
     T* s1 = states_.size() > 1 ? states_[1].data() : nullptr;
     T* s2 = states_.size() > 2 ? states_[2].data() : nullptr;
 
-    // Step-dependent scalars shared by all segments (torch's t = step + 1).
-    const double t = static_cast<double>(step) + 1.0;
-    const double b1 = config_.beta1, b2 = config_.beta2;
-    const double bc1 = 1.0 - std::pow(b1, t);
-    const double bc2 = 1.0 - std::pow(b2, t);
-    double mu = 0, mu_next = 0, mu_prod = 0, mu_prod_next = 0;
-    if (kind_ == OptimKind::nadam) {
-      if (step == 0) mu_product_[0] = T(1);
-      mu = nadam_mu(b1, t);
-      mu_next = nadam_mu(b1, t + 1.0);
-      mu_prod = static_cast<double>(mu_product_[0]) * mu;
-      mu_product_[0] = static_cast<T>(mu_prod);
-      mu_prod = static_cast<double>(mu_product_[0]);  // as stored (float: rounded like torch's tensor)
-      mu_prod_next = mu_prod * mu_next;
-    }
-
+    // Step-dependent scalars shared by all segments (torch's t = step + 1), then each
+    // segment's: the same host math as the CUDA optimiser (kernels/optim.h).
+    const OptimStepValues v =
+        optim_step_values(kind_, config_.beta1, config_.beta2, step, mu_product_.empty() ? nullptr : mu_product_.data());
     for (size_t si = 0; si < layout_.segments.size(); ++si) {
       const ParamSegment& seg = layout_.segments[si];
       const SegmentCoeffs& c = coeffs_[si];
-      const double seg_lr = lr * c.lr_scale;
-      OptimScalars<T> s;
-      s.lr = static_cast<T>(seg_lr);
-      s.weight_decay = static_cast<T>(c.weight_decay);
-      s.l1 = static_cast<T>(c.l1);
-      s.momentum = static_cast<T>(config_.momentum);
-      s.alpha = static_cast<T>(config_.alpha);
-      s.one_minus_alpha = static_cast<T>(1.0 - config_.alpha);
-      s.eps = static_cast<T>(config_.eps);
-      s.beta1 = static_cast<T>(b1);
-      s.beta2 = static_cast<T>(b2);
-      s.one_minus_beta1 = static_cast<T>(1.0 - b1);
-      s.one_minus_beta2 = static_cast<T>(1.0 - b2);
-      s.step_size = static_cast<T>(seg_lr / bc1);
-      s.bc2_sqrt = static_cast<T>(std::sqrt(bc2));
-      s.bc2 = static_cast<T>(bc2);
-      if (kind_ == OptimKind::nadam) {
-        s.nadam_c_grad = static_cast<T>(-seg_lr * (1.0 - mu) / (1.0 - mu_prod));
-        s.nadam_c_avg = static_cast<T>(-seg_lr * mu_next / (1.0 - mu_prod_next));
-      }
-      s.decay = static_cast<T>(1.0 - seg_lr * c.weight_decay);
-      s.first = (step == 0);
+      const OptimScalars<T> s = optim_segment_scalars<T>(kind_, v, step, lr * c.lr_scale, c.weight_decay, c.l1,
+                                                         config_.momentum, config_.alpha, config_.eps, config_.beta1,
+                                                         config_.beta2);
       const int64_t b = seg.offset, e = seg.offset + seg.size();
       switch (kind_) {
         case OptimKind::sgd: run_segment<OptimKind::sgd>(s, params, grads, s0, s1, s2, b, e); break;
@@ -129,7 +79,7 @@ class FlatOptimizer final : public Optimizer<T> {
 
   std::vector<std::pair<std::string, std::vector<T>*>> state() override {
     std::vector<std::pair<std::string, std::vector<T>*>> out;
-    for (size_t j = 0; j < states_.size(); ++j) out.emplace_back(state_name(kind_, static_cast<int>(j)), &states_[j]);
+    for (size_t j = 0; j < states_.size(); ++j) out.emplace_back(optim_state_name(kind_, static_cast<int>(j)), &states_[j]);
     if (kind_ == OptimKind::nadam) out.emplace_back("mu_product", &mu_product_);
     return out;
   }
