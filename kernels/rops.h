@@ -75,4 +75,26 @@ CN_ROPS_DECLARE(cpu)
 CN_ROPS_DECLARE(cuda)
 #endif
 
+// Explicit instantiations of every op above, for the twin files (cpu and cuda) to expand
+// inside their own namespace.
+#define CN_ROPS_INSTANTIATE(T)                                                                                       \
+  template void add_row_vector_strided<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);                        \
+  template void column_sum_strided<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t);                             \
+  template void pack_strided<T>(const T*, int64_t, int64_t, T*, int64_t);                                            \
+  template void linear_r_unstack<T>(const T*, const T*, int64_t, T*, int64_t, int64_t, int64_t, bool);               \
+  template void act_rforward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t, int64_t);               \
+  template void act_rbackward<T>(const ActParams&, const T*, const T*, const T*, const T*, const T*, T*, int64_t,    \
+                                 int64_t);                                                                           \
+  template void multiply_k<T>(const T*, const T*, T*, int64_t, int64_t);                                             \
+  template void bn_rforward<T>(bool, const T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,   \
+                               int64_t, int64_t, T*, T*, T*);                                                        \
+  template void bn_rbackward<T>(bool, const T*, const T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
+                                const T*, int64_t, int64_t, int64_t, T*, T*, int64_t);                               \
+  template void loss_rbackward<T>(LossKind, const T*, const T*, T*, int64_t, int64_t, int64_t);                      \
+  template void loss_output_hessian<T>(LossKind, const T*, int64_t, int64_t, T*);                                    \
+  template void hess_diag_sandwich<T>(const T*, int64_t, T*, int64_t, int64_t);                                      \
+  template void act_hess_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t, int64_t);          \
+  template void scaled_square<T>(const T*, T*, int64_t, T);                                                          \
+  template void scale_rows_by<T>(const T*, const T*, T*, int64_t, int64_t);
+
 }  // namespace cn

@@ -239,25 +239,6 @@ void scale_rows_by(const T* x, const T* d, T* y, int64_t len, int64_t K) {
     for (int64_t i = 0; i < len; ++i) y[k * len + i] = x[k * len + i] * d[i];
 }
 
-#define CN_ROPS_INSTANTIATE(T)                                                                                       \
-  template void add_row_vector_strided<T>(T*, const T*, int64_t, int64_t, int64_t, int64_t);                        \
-  template void column_sum_strided<T>(const T*, int64_t, int64_t, int64_t, T*, int64_t);                             \
-  template void pack_strided<T>(const T*, int64_t, int64_t, T*, int64_t);                                            \
-  template void linear_r_unstack<T>(const T*, const T*, int64_t, T*, int64_t, int64_t, int64_t, bool);               \
-  template void act_rforward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t, int64_t);               \
-  template void act_rbackward<T>(const ActParams&, const T*, const T*, const T*, const T*, const T*, T*, int64_t,    \
-                                 int64_t);                                                                           \
-  template void multiply_k<T>(const T*, const T*, T*, int64_t, int64_t);                                             \
-  template void bn_rforward<T>(bool, const T*, const T*, const T*, const T*, const T*, const T*, int64_t, int64_t,   \
-                               int64_t, int64_t, T*, T*, T*);                                                        \
-  template void bn_rbackward<T>(bool, const T*, const T*, const T*, const T*, const T*, const T*, const T*, int64_t, \
-                                const T*, int64_t, int64_t, int64_t, T*, T*, int64_t);                               \
-  template void loss_rbackward<T>(LossKind, const T*, const T*, T*, int64_t, int64_t, int64_t);                      \
-  template void loss_output_hessian<T>(LossKind, const T*, int64_t, int64_t, T*);                                    \
-  template void hess_diag_sandwich<T>(const T*, int64_t, T*, int64_t, int64_t);                                      \
-  template void act_hess_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t, int64_t);          \
-  template void scaled_square<T>(const T*, T*, int64_t, T);                                                          \
-  template void scale_rows_by<T>(const T*, const T*, T*, int64_t, int64_t);
 CN_ROPS_INSTANTIATE(float)
 CN_ROPS_INSTANTIATE(double)
 
