@@ -17,23 +17,9 @@ using namespace cn;
 
 namespace {
 
-std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
+using test::random_vec;
 
-LayerSpec L(const std::string& type, int64_t out = 0, double p = 0) {
-  LayerSpec s;
-  s.type = type;
-  s.out = out;
-  s.p = p;
-  if (type == "leaky_relu") s.slope = 0.1;
-  if (type == "elu") s.alpha = 0.7;
-  return s;
-}
+using test::L;
 
 struct Net {
   std::vector<LayerSpec> specs;

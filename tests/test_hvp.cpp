@@ -3,6 +3,8 @@
 // fixed mask, every loss, K = 1 and K = 5.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <random>
 
@@ -13,23 +15,9 @@ using namespace cn;
 
 namespace {
 
-std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
-}
+using test::random_vec;
 
-LayerSpec L(const std::string& type, int64_t out = 0, double p = 0) {
-  LayerSpec s;
-  s.type = type;
-  s.out = out;
-  s.p = p;
-  if (type == "leaky_relu") s.slope = 0.1;
-  if (type == "elu") s.alpha = 0.7;
-  return s;
-}
+using test::L;
 
 std::vector<double> targets_for(LossKind kind, int64_t N, int64_t C, uint32_t seed) {
   if (kind == LossKind::cross_entropy) {

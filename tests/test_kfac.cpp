@@ -2,6 +2,8 @@
 // eigenvalues) against eigvalsh(kron), and the scaling against the Fisher of the mean loss.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -15,13 +17,7 @@ using namespace cn;
 
 namespace {
 
-std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (auto& e : v) e = u(g);
-  return v;
-}
+using test::random_vec;
 
 double max_abs(const std::vector<double>& v) {
   double m = 0;

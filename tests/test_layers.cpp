@@ -1,6 +1,8 @@
 // Every layer and loss against float64 central finite differences on random inputs.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <cmath>
 #include <functional>
 #include <random>
@@ -13,11 +15,7 @@ using namespace cn;
 namespace {
 
 std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.5, double hi = 1.5) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (auto& x : v) x = u(g);
-  return v;
+  return test::random_vec(n, seed, lo, hi);
 }
 
 // max |a-b| / max(1, |b|)

@@ -3,6 +3,8 @@
 // piecewise-linear activations and the last layer, "not applicable" for BatchNorm.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -69,13 +71,7 @@ std::vector<double> row_by_row_reference(const std::string& type, const std::vec
   return H;
 }
 
-std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937_64 g(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<double> v(n);
-  for (auto& e : v) e = u(g);
-  return v;
-}
+using test::random_vec;
 
 LayerSpec spec(const std::string& type, int64_t out = 0) {
   LayerSpec s;

@@ -8,8 +8,31 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <vector>
+
+#include "io/config.h"
 
 namespace cn::test {
+
+// n values uniform in [lo, hi) from a seeded generator (tests never use zeros).
+inline std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937_64 g(seed);
+  std::uniform_real_distribution<double> u(lo, hi);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (auto& x : v) x = u(g);
+  return v;
+}
+
+// A layer of a [[model.layers]]-style stack; leaky_relu and elu get non-default slopes.
+inline LayerSpec L(const std::string& type, int64_t out = 0, double p = 0) {
+  LayerSpec s;
+  s.type = type;
+  s.out = out;
+  s.p = p;
+  if (type == "leaky_relu") s.slope = 0.1;
+  if (type == "elu") s.alpha = 0.7;
+  return s;
+}
 
 // A fresh directory under the build tree, removed at the end of the test.
 class TempDir {
