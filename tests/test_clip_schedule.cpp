@@ -14,15 +14,7 @@
 #include "core/philox.h"
 #include "optim/optimizer.h"
 
-// Counts C++ heap allocations so a test can assert that a call makes none.
-static std::atomic<long> g_allocs{0};
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "heap_counter.h"
 
 using namespace cn;
 
@@ -324,9 +316,9 @@ TEST(Clip, NoAllocationAndThreadIndependentNorm) {
     ClipConfig c = clip(mode);
     c.max_norm = 1.0;
     c.value = 0.02;
-    const long before = g_allocs.load();
+    const long before = test::heap_allocations();
     clip_gradients(c, l, p.data(), g.data());
-    EXPECT_EQ(g_allocs.load() - before, 0) << mode;
+    EXPECT_EQ(test::heap_allocations() - before, 0) << mode;
   }
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);

@@ -19,15 +19,7 @@
 #include "layers/model.h"
 #include "optim/optimizer.h"
 
-// Counts every global operator new (the "no allocation on steps that are not logged" check).
-static std::atomic<long> g_allocations{0};
-void* operator new(std::size_t n) {
-  ++g_allocations;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "heap_counter.h"
 
 namespace cn {
 namespace {
@@ -267,12 +259,12 @@ TEST(Doctor, NoAllocationOnStepsThatAreNotLogged) {
   d.take_alarm_rows();
   ClipResult big = clip;
   big.norm_before = 1e5;  // a grad_explosion event on a step that is not logged
-  const long before = g_allocations.load();
+  const long before = test::heap_allocations();
   for (int s = 2; s < 9; ++s) {
     d.before_update(s, loss, s == 4 ? big : clip, false, net.N);
     d.after_update(s, false);
   }
-  EXPECT_EQ(g_allocations.load(), before);
+  EXPECT_EQ(test::heap_allocations(), before);
   EXPECT_TRUE(d.take_stats_rows().empty());
   auto alarms = d.take_alarm_rows();
   ASSERT_EQ(alarms.size(), 1u);

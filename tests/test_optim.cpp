@@ -19,15 +19,7 @@
 #include "optim/optimizer.h"
 #include "test_util.h"
 
-// Counts C++ heap allocations so a test can assert that a call makes none.
-static std::atomic<long> g_allocs{0};
-void* operator new(std::size_t n) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#include "heap_counter.h"
 
 using namespace cn;
 
@@ -366,9 +358,9 @@ TEST(Optim, StepDoesNotAllocate) {
     c.name = name;
     auto opt = make_optimizer<float>(c, layout);
     opt->step(p.data(), g.data(), 1e-3, 0);  // the first parallel region may start threads
-    const long before = g_allocs.load();
+    const long before = test::heap_allocations();
     for (int k = 1; k < 4; ++k) opt->step(p.data(), g.data(), 1e-3, k);
-    EXPECT_EQ(g_allocs.load() - before, 0) << name;
+    EXPECT_EQ(test::heap_allocations() - before, 0) << name;
   }
 }
 

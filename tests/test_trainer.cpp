@@ -17,25 +17,7 @@
 using namespace cn;
 namespace fs = std::filesystem;
 
-// Counts every heap allocation of this process (for the no-allocation check).
-static std::atomic<int64_t> g_news{0};
-void* operator new(std::size_t n) {
-  ++g_news;
-  if (void* p = std::malloc(n ? n : 1)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t n) { return operator new(n); }
-void* operator new(std::size_t n, const std::nothrow_t&) noexcept {
-  ++g_news;
-  return std::malloc(n ? n : 1);
-}
-void* operator new[](std::size_t n, const std::nothrow_t& t) noexcept { return operator new(n, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
-void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+#include "heap_counter.h"
 
 namespace {
 
@@ -165,9 +147,9 @@ TEST(Trainer, NoAllocationInsideTheStep) {
     StepRunner r(c);
     r.step();
     r.step();
-    const int64_t before = g_news.load(), before_dev = host_allocation_count();
+    const int64_t before = test::heap_allocations(), before_dev = host_allocation_count();
     for (int i = 0; i < 5; ++i) r.step();  // within one epoch: no new sample order is drawn
-    EXPECT_EQ(g_news.load() - before, 0) << extra;
+    EXPECT_EQ(test::heap_allocations() - before, 0) << extra;
     EXPECT_EQ(host_allocation_count() - before_dev, 0) << extra;
   }
 }
