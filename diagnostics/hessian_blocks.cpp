@@ -76,6 +76,7 @@ std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
                "the Kronecker path needs a Linear layer with no BatchNorm in training mode after it (layer " << layer
                                                                                                           << ")");
   CN_CHECK_MSG(net.device() == Device::cpu, "the Kronecker path runs on the CPU backend");
+  const Device d = Device::cpu;
   const PassCtx& c = b.ctx;
   const int64_t N = b.N, C = net.n_outputs();
   eng.prepare(c, b.x, b.target, N, CurvatureMode::hessian);  // dy at every layer

@@ -83,7 +83,7 @@ CN_OPS_DECLARE(cuda)
 #define CN_DISPATCH(ctx_device, fn, ...) \
   ((ctx_device) == ::cn::Device::cuda ? ::cn::cuda::fn(__VA_ARGS__) : ::cn::cpu::fn(__VA_ARGS__))
 #else
-#define CN_DISPATCH(ctx_device, fn, ...) ::cn::cpu::fn(__VA_ARGS__)
+#define CN_DISPATCH(ctx_device, fn, ...) ((void)(ctx_device), ::cn::cpu::fn(__VA_ARGS__))
 #endif
 
 }  // namespace cn
