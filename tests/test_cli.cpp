@@ -16,7 +16,7 @@ int lines(const std::string& s) {
 
 TEST(Cli, HelpEverywhereExitsZero) {
   std::string out;
-  for (const char* cmd : {"--help", "train --help", "eval --help", "datasets --help"}) {
+  for (const char* cmd : {"--help", "train --help", "eval --help", "datasets --help", "hessian --help", "report --help"}) {
     EXPECT_EQ(cli(cmd, &out), 0) << cmd;
     EXPECT_NE(out.find("Usage"), std::string::npos) << cmd;
   }
@@ -81,4 +81,25 @@ TEST(Cli, DatasetsListsEverySet) {
   for (const char* name : {"fashion-mnist", "iris", "wine", "breast-cancer", "digits", "diabetes", "spirals", "blobs",
                            "xor", "teacher", "sine", "csv"})
     EXPECT_NE(out.find(name), std::string::npos) << name;
+}
+
+TEST(Cli, HessianAndReportOnASavedRun) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml");
+  test::write_text(cfg, "[data]\ndataset = \"xor\"\nn_samples = 200\n[model]\nhidden = [6]\nactivation = \"tanh\"\n"
+                        "[train]\nsteps = 4\n");
+  std::string out;
+  ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 0) << out;
+  ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --kind local --layer 0 --out " + tmp.file("h"), &out), 0)
+      << out;
+  EXPECT_NE(out.find("loss"), std::string::npos) << out;
+  EXPECT_NE(out.find("closed_form"), std::string::npos) << out;
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("h") + "/diagnostics.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("h") + "/spectra.safetensors"));
+  EXPECT_EQ(cli("hessian " + tmp.file("run") + " --kind warp", &out), 2);
+  EXPECT_EQ(cli("hessian " + tmp.file("run") + " --layer 1", &out), 2) << out;  // an activation: no parameters
+  EXPECT_EQ(cli("hessian " + tmp.file("nothing"), &out), 2);
+  ASSERT_EQ(cli("report " + tmp.file("run"), &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("run") + "/report.html"));
+  EXPECT_EQ(cli("report " + tmp.file("nothing"), &out), 2);
 }
