@@ -13,6 +13,7 @@
 #include "io/config.h"
 #include "io/files.h"
 #include "io/report.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 namespace {
@@ -47,11 +48,7 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
 int run_hessian(const std::string& path, const cn::HessianOptions& ho, std::string out) {
   const cn::CurvatureOutput r = cn::checkpoint_curvature(path, ho);
   std::cout << cn::curvature_table(r.rows);
-  if (out.empty()) {
-    std::filesystem::path ckpt = path;
-    if (std::filesystem::exists(ckpt / "config.toml")) ckpt = ckpt / "checkpoints" / ("step_" + std::to_string(r.step));
-    out = (ckpt / "hessian").string();
-  }
+  if (out.empty()) out = cn::resolve_checkpoint(path) + "/hessian";
   std::filesystem::create_directories(out);
   cn::JsonLinesWriter rows(out + "/diagnostics.jsonl", /*append=*/false);
   for (const auto& row : r.rows) rows.write(row);

@@ -10,6 +10,7 @@
 #include "diagnostics/kfac.h"
 #include "diagnostics/local_hessian.h"
 #include "diagnostics/spectral_metrics.h"
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "layers/model.h"
 
@@ -128,15 +129,15 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     SpectralMetrics m = spectral_metrics(*eigenvalues, diag, is_bias, metric_options);
     m.method = "dense";
     json row = to_json(m);
-    row["symmetry_residual"] = json_number_or_null(eig.symmetry_residual);
+    row["symmetry_residual"] = json_number(eig.symmetry_residual);
     row["solver_info"] = eig.info;
     // Trace from the eigenvalues against Hutchinson probes of the same block, computed by
     // Hessian-vector products (not from the dense matrix): an independent check.
     const HutchinsonResult h = hutchinson_trace(op, p, static_cast<int>(config.probes), k);
     double tr = 0;
     for (double v : *eigenvalues) tr += v;
-    row["check_trace_hutchinson"] = json_number_or_null(h.trace);
-    row["check_trace_stderr"] = json_number_or_null(h.standard_error);
+    row["check_trace_hutchinson"] = json_number(h.trace);
+    row["check_trace_stderr"] = json_number(h.standard_error);
     std::vector<std::string> failed;
     const double sym_tol = 1e3 * dtype_eps<D>();
     if (!(eig.symmetry_residual <= sym_tol)) failed.push_back("symmetry residual above " + fmt(sym_tol));
@@ -173,14 +174,13 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     (*spectra)[prefix + ".lanczos_extremes"] = extremes;
     // Self-check: SLQ's and Hutchinson's traces are independent estimates.
     const double err = std::sqrt(sq.trace_stderr * sq.trace_stderr + h.standard_error * h.standard_error);
-    row["check_trace_slq"] = json_number_or_null(sq.trace);
+    row["check_trace_slq"] = json_number(sq.trace);
     row["checks"] = std::fabs(sq.trace - h.trace) <= 5 * err + 1e-12 * std::fabs(h.trace)
                         ? "passed"
                         : "failed: SLQ trace " + fmt(sq.trace) + " vs Hutchinson " + fmt(h.trace);
     return row;
   }
 
-  static json json_number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
   static std::string fmt(double v) {
     std::ostringstream os;
     os << std::setprecision(6) << v;
@@ -294,11 +294,11 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
           mx = std::max(mx, v[i]);
           mn = std::min(mn, v[i]);
         }
-        row["trace"] = json_number_or_null(sum);
-        row["mean"] = json_number_or_null(sum / static_cast<double>(p));
-        row["max"] = json_number_or_null(mx);
-        row["min"] = json_number_or_null(mn);
-        row["bias_trace_share"] = sum != 0 ? json_number_or_null(bias / sum) : json(nullptr);
+        row["trace"] = json_number(sum);
+        row["mean"] = json_number(sum / static_cast<double>(p));
+        row["max"] = json_number(mx);
+        row["min"] = json_number(mn);
+        row["bias_trace_share"] = sum != 0 ? json_number(bias / sum) : json(nullptr);
         (*spectra)[prefix + ".values"] = std::move(v);
         return row;
       }
@@ -322,8 +322,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     row["n_params"] = n;
     row["method"] = "lanczos";
     row["status"] = lz.largest.empty() ? "empty" : "ok";
-    row["lambda_max"] = json_number_or_null(lz.lambda_max());
-    row["lambda_min"] = json_number_or_null(lz.lambda_min());
+    row["lambda_max"] = json_number(lz.lambda_max());
+    row["lambda_min"] = json_number(lz.lambda_min());
     (*spectra)["full_top.eigenvalues"] = lz.largest;
     // The stability edge the sharpness rule compares λmax with.
     if (s.lr > 0) {
@@ -333,7 +333,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     if (!s.preconditioner.empty()) {
       std::vector<D> pre(s.preconditioner.begin(), s.preconditioner.end());
       const LanczosResult pz = lanczos(to_matvec(preconditioned_matvec(*eng, b, pre), n), n, lo);
-      row["preconditioned_lambda_max"] = json_number_or_null(pz.lambda_max());
+      row["preconditioned_lambda_max"] = json_number(pz.lambda_max());
       (*spectra)["full_top.preconditioned_eigenvalues"] = pz.largest;
     }
     row["seconds"] = seconds_since(t0);

@@ -106,6 +106,18 @@ std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
   return (fs::path(run_dir) / "checkpoints" / ("step_" + std::to_string(step))).string();
 }
 
+std::string resolve_checkpoint(const std::string& path) {
+  if (fs::exists(fs::path(path) / "config.toml")) {
+    const auto steps = list_checkpoints(path);
+    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
+    return checkpoint_dir(path, steps.back());
+  }
+  if (!fs::exists(fs::path(path) / "model.safetensors") || !fs::exists(fs::path(path) / "state.safetensors"))
+    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors and "
+                            "state.safetensors");
+  return path;
+}
+
 std::vector<int64_t> list_checkpoints(const std::string& run_dir) {
   std::vector<int64_t> steps;
   const fs::path dir = fs::path(run_dir) / "checkpoints";

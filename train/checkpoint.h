@@ -40,5 +40,8 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path);
 // ascending.
 std::vector<int64_t> list_checkpoints(const std::string& run_dir);
 std::string checkpoint_dir(const std::string& run_dir, int64_t step);
+// A checkpoint named on the command line: a checkpoints/step_N directory, or a run
+// directory (its last complete checkpoint). InputError when it is neither.
+std::string resolve_checkpoint(const std::string& path);
 
 }  // namespace cn

@@ -562,10 +562,11 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
     if (curvature && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
-    if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) model_checkpoint();
+    const bool checkpoint_now = ckpt_every > 0 && (s % ckpt_every == 0 || last || stop_early);
+    if (checkpoint_now) model_checkpoint();
     write_step_spectra(s);
     drain_doctor();
-    if ((ckpt_every > 0 && s % ckpt_every == 0) || ((last || stop_early) && ckpt_every > 0)) {
+    if (checkpoint_now) {
       stats.flush();
       diagnostics.flush();
       tb.flush();
@@ -652,14 +653,7 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
 }
 
 nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device) {
-  fs::path ckpt = path;
-  if (fs::exists(ckpt / "config.toml")) {  // a run directory: its last checkpoint
-    const auto steps = list_checkpoints(path);
-    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
-    ckpt = checkpoint_dir(path, steps.back());
-  }
-  if (!fs::exists(ckpt / "model.safetensors"))
-    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors");
+  const fs::path ckpt = resolve_checkpoint(path);
   const fs::path run_dir = ckpt.parent_path().parent_path();
   const Config config = load_config((run_dir / "config.toml").string());
   auto run = [&](auto tag) -> json {
@@ -679,14 +673,7 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
 }
 
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& ho) {
-  fs::path ckpt = path;
-  if (fs::exists(ckpt / "config.toml")) {
-    const auto steps = list_checkpoints(path);
-    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
-    ckpt = checkpoint_dir(path, steps.back());
-  }
-  if (!fs::exists(ckpt / "model.safetensors") || !fs::exists(ckpt / "state.safetensors"))
-    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors and state.safetensors");
+  const fs::path ckpt = resolve_checkpoint(path);
   const fs::path run_dir = ckpt.parent_path().parent_path();
   Config config = load_config((run_dir / "config.toml").string());
   if (!ho.kinds.empty()) config.diagnostics.kinds = ho.kinds;
