@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/batchnorm.h"
 #include "kernels/dropout.h"
 #include "kernels/ops.h"
 
@@ -114,13 +115,13 @@ void bn_forward_train(const T* x, const T* gamma, const T* beta, int64_t N, int6
       var += c * c;
     }
     var /= T(N);
-    const T is = T(1) / std::sqrt(var + T(eps));
+    const T is = bn_inv_std(var, eps);
     mean[o] = mu;
     inv_std[o] = is;
     for (int64_t n = 0; n < N; ++n) {
-      const T h = (x[n * O + o] - mu) * is;
+      const T h = bn_xhat(x[n * O + o], mu, is);
       xhat[n * O + o] = h;
-      y[n * O + o] = gamma[o] * h + beta[o];
+      y[n * O + o] = bn_affine(gamma[o], h, beta[o]);
     }
   }
 }
@@ -138,9 +139,9 @@ void bn_backward_train(const T* dy, const T* xhat, const T* gamma, const T* inv_
     dgamma[o] = sum_dy_xhat;
     dbeta[o] = sum_dy;
     if (dx) {
-      const T scale = gamma[o] * inv_std[o] / T(N);
+      const T scale = bn_train_dx_scale(gamma[o], inv_std[o], N);
       for (int64_t n = 0; n < N; ++n)
-        dx[n * O + o] = scale * (T(N) * dy[n * O + o] - sum_dy - xhat[n * O + o] * sum_dy_xhat);
+        dx[n * O + o] = bn_train_dx(scale, dy[n * O + o], xhat[n * O + o], sum_dy, sum_dy_xhat, N);
     }
   }
 }
@@ -152,32 +153,27 @@ void bn_backward_eval(const T* dy, const T* xhat, const T* gamma, const T* inv_s
   if (!dx) return;
 #pragma omp parallel for if (N * O > 32768)
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o) dx[n * O + o] = dy[n * O + o] * gamma[o] * inv_std[o];
+    for (int64_t o = 0; o < O; ++o) dx[n * O + o] = bn_eval_dx(dy[n * O + o], gamma[o], inv_std[o]);
 }
 
 template <class T>
 void bn_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
                      int64_t N, int64_t O, double eps, T* y, T* xhat, T* inv_std) {
-  for (int64_t o = 0; o < O; ++o) inv_std[o] = T(1) / std::sqrt(running_var[o] + T(eps));
+  for (int64_t o = 0; o < O; ++o) inv_std[o] = bn_inv_std(running_var[o], eps);
 #pragma omp parallel for if (N * O > 32768)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t o = 0; o < O; ++o) {
-      const T h = (x[n * O + o] - running_mean[o]) * inv_std[o];
+      const T h = bn_xhat(x[n * O + o], running_mean[o], inv_std[o]);
       xhat[n * O + o] = h;
-      y[n * O + o] = gamma[o] * h + beta[o];
+      y[n * O + o] = bn_affine(gamma[o], h, beta[o]);
     }
 }
 
 template <class T>
 void bn_update_running(const T* mean, const T* inv_std, int64_t N, int64_t O, double eps, double momentum,
                        T* running_mean, T* running_var) {
-  const T m = T(momentum);
-  const T unbias = N > 1 ? T(N) / T(N - 1) : T(1);
-  for (int64_t o = 0; o < O; ++o) {
-    const T var = T(1) / (inv_std[o] * inv_std[o]) - T(eps);
-    running_mean[o] = (T(1) - m) * running_mean[o] + m * mean[o];
-    running_var[o] = (T(1) - m) * running_var[o] + m * var * unbias;
-  }
+  for (int64_t o = 0; o < O; ++o)
+    bn_running_update(mean[o], inv_std[o], N, eps, momentum, &running_mean[o], &running_var[o]);
 }
 
 template <class T>
