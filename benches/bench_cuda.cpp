@@ -1,8 +1,9 @@
 // GPU benchmarks: one training step (forward, mean cross-entropy, backward, Adam) of an MLP
-// on the CUDA backend, float32, TF32 off, timed with CUDA events on the context's stream
-// (UseManualTime). Sizes: S = 784-128-128-10 at batch 256, M = 784-1024x4-10 at batch
-// 1024 (benches/compare_train_torch.py runs the same steps in PyTorch). The loss op reads
-// the mean loss back to the host, so every step includes one stream synchronisation.
+// on the CUDA backend, float32, TF32 off unless named, timed with CUDA events on the
+// context's stream over steps run back to back (UseManualTime). Sizes: S = 784-128-128-10
+// at batch 256, M = 784-1024x4-10 at batch 1024, L = 784-4096x8-10 at batch 4096
+// (benches/compare_train_torch.py runs the same steps in PyTorch). The batch loss stays
+// on the device, as in training between logging steps.
 // Synthetic data (random inputs, cycling labels); without a GPU every benchmark is
 // skipped with the reason.
 #include <benchmark/benchmark.h>
@@ -13,6 +14,7 @@
 #include "core/device.h"
 
 #ifdef CURVNET_HAVE_CUDA
+#include <cmath>
 #include <random>
 
 #include "core/memory.h"
@@ -24,12 +26,17 @@ namespace {
 
 using namespace cn;
 
-void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int64_t N) {
+// How a step is enqueued: every kernel launched by the host (eager), or forward, loss and
+// backward replayed as one recorded CUDA graph followed by the optimiser's launch (graph).
+enum class Launch { eager, graph };
+
+void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int64_t N, Launch launch, bool tf32) {
   if (!cuda_available()) {
     state.SkipWithError(cuda_device_description().c_str());
     return;
   }
   constexpr int64_t I = 784, C = 10;
+  cuda::context().set_allow_tf32(tf32);
   ModelConfig mc;
   mc.hidden = hidden;
   mc.activation = "relu";
@@ -48,47 +55,75 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   for (auto& v : xh) v = nd(rng);
   for (int64_t n = 0; n < N; ++n) yh[static_cast<size_t>(n)] = static_cast<float>(n % C);
   Buffer<float> x(N * I, Device::cuda), y(N, Device::cuda);
+  Buffer<double> batch_loss(1, Device::cuda);  // stays on the device: no host wait per step
   device_copy(Device::cuda, x.data(), Device::cpu, xh.data(), xh.size() * sizeof(float));
   device_copy(Device::cuda, y.data(), Device::cpu, yh.data(), yh.size() * sizeof(float));
 
+  PassCtx c;
+  c.device = Device::cuda;
+  c.training = true;
+  auto forward_backward = [&] {
+    const float* z = model.forward(c, x.data(), N);
+    loss.forward_backward_to(c, z, y.data(), N, C, batch_loss.data());
+    model.backward(c, loss.dz(), N);
+  };
+  cuda::Graph graph;
   int64_t step = 0;
   auto train_step = [&] {
-    PassCtx c;
-    c.device = Device::cuda;
-    c.training = true;
-    c.step = static_cast<uint64_t>(step);
-    const float* z = model.forward(c, x.data(), N);
-    benchmark::DoNotOptimize(loss.forward_backward(c, z, y.data(), N, C));
-    model.backward(c, loss.dz(), N);
+    if (launch == Launch::eager || !graph.replay()) forward_backward();
     opt->step(model.params().data(), model.grads().data(), 1e-3, step);
     ++step;
   };
   for (int i = 0; i < 5; ++i) train_step();  // warm-up: allocations, cuBLAS heuristics
+  if (launch == Launch::graph) graph.record(forward_backward);
+  for (int i = 0; i < 5; ++i) train_step();
   cuda::context().synchronize();
   const int64_t mallocs = cuda::memory_stats().cuda_mallocs;
 
+  // Steps back to back, as training runs them: the host enqueues while the device works.
+  // One timed iteration = `per` steps; the reported time is per step.
+  const int per = N * static_cast<int64_t>(hidden.size()) * hidden[0] > (int64_t{1} << 26) ? 2 : 20;
   cuda::EventTimer timer;
   for (auto _ : state) {
     timer.start();
-    train_step();
-    state.SetIterationTime(timer.stop_ms() / 1e3);
+    for (int i = 0; i < per; ++i) train_step();
+    state.SetIterationTime(timer.stop_ms() / 1e3 / per);
   }
+  double last = 0;
+  device_copy(Device::cpu, &last, Device::cuda, batch_loss.data(), sizeof(double));
+  if (!std::isfinite(last)) state.SkipWithError("the loss is not finite");
   const double P = static_cast<double>(model.layout().total);
-  state.SetItemsProcessed(state.iterations() * N);
+  state.SetItemsProcessed(state.iterations() * per * N);
   // ~6 flops per parameter and sample: 2 forward, 4 backward (dx and dW).
-  state.counters["TFLOP/s"] = benchmark::Counter(6.0 * P * static_cast<double>(N) * 1e-12 *
+  state.counters["TFLOP/s"] = benchmark::Counter(6.0 * P * static_cast<double>(N) * 1e-12 * per *
                                                      static_cast<double>(state.iterations()),
                                                  benchmark::Counter::kIsRate);
   state.counters["params"] = P;
   state.counters["cudaMalloc_in_steps"] = static_cast<double>(cuda::memory_stats().cuda_mallocs - mallocs);
+  cuda::context().set_allow_tf32(false);
 }
 
-BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256, std::vector<int64_t>{128, 128}, 256)
+const std::vector<int64_t> kS{128, 128}, kM(4, 1024), kL(8, 4096);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256, kS, 256, Launch::eager, false)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024, std::vector<int64_t>{1024, 1024, 1024, 1024}, 1024)
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_graph, kS, 256, Launch::graph, false)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024, kM, 1024, Launch::eager, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024_graph, kM, 1024, Launch::graph, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, L_784_4096x8_10_b4096, kL, 4096, Launch::graph, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(10);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, Ltf32_784_4096x8_10_b4096, kL, 4096, Launch::graph, true)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(10);
 
 }  // namespace
 

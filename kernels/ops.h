@@ -71,10 +71,15 @@ struct PassCtx {
   /* y = x * mask, elementwise (also Dropout's backward). */                                                         \
   template <class T>                                                                                                 \
   void multiply(const T* x, const T* mask, T* y, int64_t n);                                                         \
-  /* Mean loss over the batch; writes dz = dL/dz (N x C) and, for cross-entropy, the softmax p. */                   \
+  /* dst row r = src row rows[r], rows `width` wide (a mini-batch from a dataset held on the device). */             \
+  template <class T>                                                                                                 \
+  void gather_rows(const T* src, int64_t width, const int64_t* rows, int64_t n, T* dst);                            \
+  /* Mean loss over the batch into *mean (memory of the op's device: the host never waits); */                       \
+  /* writes dz = dL/dz (N x C) and, for cross-entropy, the softmax p. */                                             \
   /* Targets: class indices (N) for cross_entropy, N x C values otherwise. */                                        \
   template <class T>                                                                                                 \
-  double loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N, int64_t C, T* dz, T* p);     \
+  void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N, int64_t C, T* dz, T* p,        \
+                             double* mean);                                                                          \
   }
 
 CN_OPS_DECLARE(cpu)

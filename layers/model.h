@@ -82,14 +82,24 @@ class Loss {
   void reserve(Device d, int64_t max_n, int64_t C) {
     dz_.set_device(d);
     p_.set_device(d);
+    mean_.set_device(d);
     dz_.resize(max_n * C);
     p_.resize(max_n * C);
+    mean_.resize(1);
   }
   // z: N×C; target: N class indices (cross_entropy) or N×C values. Returns the mean loss
-  // and keeps dL/dz (dz()) and the softmax/sigmoid (probabilities()).
+  // and keeps dL/dz (dz()) and the softmax/sigmoid (probabilities()). On CUDA the return
+  // waits for the stream: the hot path uses forward_backward_to.
   double forward_backward(const PassCtx& c, const T* z, const T* target, int64_t N, int64_t C) {
+    forward_backward_to(c, z, target, N, C, mean_.data());
+    double mean = 0;
+    device_copy(Device::cpu, &mean, c.device, mean_.data(), sizeof(double));
+    return mean;
+  }
+  // The same, the mean loss written to `mean` (one double on c.device) without waiting.
+  void forward_backward_to(const PassCtx& c, const T* z, const T* target, int64_t N, int64_t C, double* mean) {
     CN_CHECK_MSG(dz_.capacity() >= N * C, "Loss: reserve() was not called for batch " << N);
-    return CN_DISPATCH(c.device, loss_forward_backward<T>, kind_, z, target, N, C, dz_.data(), p_.data());
+    CN_DISPATCH(c.device, loss_forward_backward<T>, kind_, z, target, N, C, dz_.data(), p_.data(), mean);
   }
   const T* dz() const { return dz_.data(); }
   const T* probabilities() const { return p_.data(); }
@@ -97,6 +107,7 @@ class Loss {
  private:
   LossKind kind_;
   Buffer<T> dz_, p_;
+  Buffer<double> mean_;  // forward_backward's result on the device
 };
 
 LossKind loss_kind(const std::string& name);  // InputError on an unknown name

@@ -33,8 +33,11 @@ struct Tol<float> {
   // The same float operations in the same order on both sides; the device may contract
   // a*b+c into one FMA: a few ulp (1e-7) relative per step, squared.
   static constexpr double update = 1e-12;
-  // A training step chains GEMMs (another summation order), BatchNorm and the loss.
-  static constexpr double train = 1e-9;
+  // Whole steps chain GEMMs (another summation order), BatchNorm and the loss, and Adam
+  // divides by sqrt(v): a gradient entry near zero moves its update by up to lr under
+  // float rounding, so a few entries differ by ~lr relative to weights of ~0.1. Measured
+  // on an H100: 5.9e-8 after 3 steps; float64 (below) shows the math is the same.
+  static constexpr double train = 1e-6;
 };
 template <>
 struct Tol<double> {

@@ -21,6 +21,9 @@
 #include "io/tensorboard.h"
 #include "layers/model.h"
 #ifdef CURVNET_HAVE_CUDA
+#include <map>
+
+#include "kernels/cuda/context.cuh"
 #include "optim/optimizer_cuda.h"
 #endif
 #include "train/checkpoint.h"
@@ -112,8 +115,25 @@ struct Engine {
   TrainState st;
   ClipResult last_clip;
   std::unique_ptr<Doctor<T>> doctor;  // statistics, NaN trace and alarms (train() sets it up)
+  std::vector<double> step_losses;    // batch losses read since the train loop last took them, in step order
 #ifdef CURVNET_HAVE_CUDA
   std::unique_ptr<CudaGradClipper<T>> cuda_clipper;  // clipping with the norms kept on the device
+  // The CUDA hot path: the training split lives on the device and batches are gathered
+  // there; forward, loss and backward replay as one recorded graph per batch size (when
+  // no layer depends on the step, i.e. no Dropout); batch losses and clip records stay in
+  // device rings the host reads at the logging cadence, so a step never waits for the device.
+  struct CudaSteps {
+    static constexpr int64_t kRing = 1024;  // the clipper's ring has the same size
+    Buffer<T> x, targets;                   // the training split as T (empty: gathered on the host)
+    Buffer<int64_t> order;                  // this epoch's sample order
+    int64_t order_epoch = -1;
+    Buffer<double> losses;                  // batch loss of step s at s % kRing
+    Buffer<double> graph_loss;              // where the recorded graph leaves the loss
+    bool use_graphs = false;
+    std::map<int64_t, cuda::Graph> graphs;  // by batch size
+    std::vector<std::pair<int64_t, int64_t>> pending;  // (step, batch size) the host has not read
+  };
+  std::unique_ptr<CudaSteps> cuda_steps;
 #endif
   bool halted = false;                // a non-finite value stopped the run (train.on_nonfinite = "stop")
 
@@ -133,7 +153,27 @@ struct Engine {
 #ifdef CURVNET_HAVE_CUDA
     if (device == Device::cuda) {
       optimizer = make_optimizer_cuda<T>(config.optim, model->layout());
-      cuda_clipper = std::make_unique<CudaGradClipper<T>>(config.clip, model->layout());
+      cuda_clipper = std::make_unique<CudaGradClipper<T>>(config.clip, model->layout(), CudaSteps::kRing);
+      cuda_steps = std::make_unique<CudaSteps>();
+      CudaSteps& cs = *cuda_steps;
+      for (auto* b : {&cs.x, &cs.targets}) b->set_device(device);
+      for (auto* b : {&cs.losses, &cs.graph_loss}) b->set_device(device);
+      cs.order.set_device(device);
+      cs.losses.resize(CudaSteps::kRing);
+      cs.graph_loss.resize(1);
+      // Datasets up to 2 GiB live on the device; larger ones are gathered on the host.
+      const int64_t D = data.train.d, W = shape.target_width, n = data.train.n;
+      if (static_cast<double>(n * (D + W)) * sizeof(T) <= 2.0 * (1 << 30)) {
+        const std::vector<T> xs(data.train.x.begin(), data.train.x.end()), ts(train_targets.begin(), train_targets.end());
+        cs.x.resize(n * D);
+        cs.targets.resize(n * W);
+        cs.order.resize(n);
+        device_copy(device, cs.x.data(), Device::cpu, xs.data(), xs.size() * sizeof(T));
+        device_copy(device, cs.targets.data(), Device::cpu, ts.data(), ts.size() * sizeof(T));
+      }
+      cs.use_graphs = true;
+      for (size_t i = 0; i < model->size(); ++i)
+        if (dynamic_cast<const Dropout<T>*>(&model->layer(i))) cs.use_graphs = false;
     }
 #endif
     if (!optimizer) optimizer = make_optimizer<T>(config.optim, model->layout());
@@ -169,49 +209,125 @@ struct Engine {
     return scheduled_lr(config.schedule, config.optim.lr, step, st.first_total_steps);
   }
 
-  // One update. Returns the batch loss (before the update).
-  double step() {
+  // One update. Its batch loss (before the update) goes to step_losses; on CUDA only at
+  // logging steps or when `read_now`, earlier steps' losses with it (see CudaSteps).
+  void step(bool read_now = false) {
     const int64_t s = st.step;
     const int64_t epoch = s / steps_per_epoch, pos = s % steps_per_epoch;
     ensure_order(epoch);
     st.epoch = epoch;
     const int64_t begin = pos * batch, n = std::min(batch, data.train.n - begin);
-    gather(data.train, train_targets, order.data(), begin, n);
     PassCtx c;
     c.device = device;
     c.training = true;
     c.dropout_key = philox_key(config.train.seed, RngStream::dropout);
     c.step = static_cast<uint64_t>(s);
+#ifdef CURVNET_HAVE_CUDA
+    if (cuda_steps) return step_cuda(c, begin, n, read_now);
+#endif
+    gather(data.train, train_targets, order.data(), begin, n);
     const T* z = model->forward(c, xb.data(), n);
     const double l = loss->forward_backward(c, z, yb.data(), n, shape.n_outputs);
     model->backward(c, loss->dz(), n);
     T* g = model->grads().data();
-    T* p = model->params().data();
-    const int64_t P = model->layout().total;
-#ifdef CURVNET_HAVE_CUDA
-    if (device == Device::cuda) {
-      add_gradient_noise_cuda<T>(config.optim, config.train.seed, s, g, P);
-      cuda_clipper->clip(p, g, s);
-      // The loss above already waited for the stream; this read adds no further stall.
-      last_clip = cuda_clipper->read(s);
-    } else
-#endif
-    {
-      add_gradient_noise<T>(config.optim, config.train.seed, s, g, P);
-      last_clip = clip_gradients<T>(config.clip, model->layout(), p, g);
-    }
+    add_gradient_noise<T>(config.optim, config.train.seed, s, g, model->layout().total);
+    last_clip = clip_gradients<T>(config.clip, model->layout(), model->params().data(), g);
+    step_losses.push_back(l);
     const int64_t done = s + 1;  // the step number the logs give this update
-    const bool logged = done % config.train.log_every == 0 || done == total_steps;
-    if (doctor && doctor->before_update(done, l, last_clip, logged, n) && config.train.on_nonfinite == "stop") {
+    if (doctor && doctor->before_update(done, l, last_clip, logged_step(done), n) &&
+        config.train.on_nonfinite == "stop") {
       halted = true;
-      return l;
+      return;
     }
-    optimizer->step(p, g, lr_at(s), s);
-    if (doctor) doctor->after_update(done, logged);
-    st.step = done;
-    st.epoch = st.step / steps_per_epoch;
-    return l;
+    apply_update(s);
   }
+
+  bool logged_step(int64_t done) const { return done % config.train.log_every == 0 || done == total_steps; }
+
+  void apply_update(int64_t s) {
+    optimizer->step(model->params().data(), model->grads().data(), lr_at(s), s);
+    if (doctor) doctor->after_update(s + 1, logged_step(s + 1));
+    st.step = s + 1;
+    st.epoch = st.step / steps_per_epoch;
+  }
+
+#ifdef CURVNET_HAVE_CUDA
+  void step_cuda(const PassCtx& c, int64_t begin, int64_t n, bool read_now) {
+    CudaSteps& cs = *cuda_steps;
+    const int64_t s = st.step, D = data.train.d, W = shape.target_width;
+    if (cs.x.size() > 0) {
+      if (cs.order_epoch != order_epoch) {
+        device_copy(device, cs.order.data(), Device::cpu, order.data(), order.size() * sizeof(int64_t));
+        cs.order_epoch = order_epoch;
+      }
+      cuda::gather_rows<T>(cs.x.data(), D, cs.order.data() + begin, n, xb.data());
+      cuda::gather_rows<T>(cs.targets.data(), W, cs.order.data() + begin, n, yb.data());
+    } else {
+      gather(data.train, train_targets, order.data(), begin, n);
+    }
+    double* slot = cs.losses.data() + s % CudaSteps::kRing;
+    auto forward_backward = [&](double* loss_out) {
+      const T* z = model->forward(c, xb.data(), n);
+      loss->forward_backward_to(c, z, yb.data(), n, shape.n_outputs, loss_out);
+      model->backward(c, loss->dz(), n);
+    };
+    if (cs.use_graphs) {
+      cuda::Graph& graph = cs.graphs[n];
+      if (!graph.replay()) {  // first step at this batch size, or the workspace moved
+        forward_backward(cs.graph_loss.data());  // sizes every buffer the recording will use
+        graph.record([&] { forward_backward(cs.graph_loss.data()); });
+      }
+      device_copy(device, slot, device, cs.graph_loss.data(), sizeof(double));
+    } else {
+      forward_backward(slot);
+    }
+    T* g = model->grads().data();
+    add_gradient_noise_cuda<T>(config.optim, config.train.seed, s, g, model->layout().total);
+    cuda_clipper->clip(model->params().data(), g, s);
+    cs.pending.emplace_back(s, n);
+    const bool read = read_now || logged_step(s + 1) ||
+                      static_cast<int64_t>(cs.pending.size()) >= CudaSteps::kRing / 2;
+    if (read && !read_pending()) return;  // halted
+    if (!read) {  // the doctor sees this step when the host next reads (read_pending)
+      optimizer->step(model->params().data(), g, lr_at(s), s);
+      st.step = s + 1;
+      st.epoch = st.step / steps_per_epoch;
+      return;
+    }
+    apply_update(s);
+  }
+
+  // Reads the losses and clip records of the pending steps and shows each to the doctor
+  // in step order; the last one is the current step, whose update is not applied yet.
+  // Steps before it were updated without waiting, so a non-finite value among them is
+  // traced here, at the logging step after it. False when that halted the run.
+  bool read_pending() {
+    CudaSteps& cs = *cuda_steps;
+    std::vector<double> ring(static_cast<size_t>(CudaSteps::kRing));
+    device_copy(Device::cpu, ring.data(), device, cs.losses.data(), ring.size() * sizeof(double));
+    std::map<int64_t, ClipResult> clips;
+    for (const auto& [step, r] : cuda_clipper->read_all()) clips[step] = r;
+    const auto pending = std::move(cs.pending);
+    cs.pending.clear();
+    for (size_t i = 0; i < pending.size(); ++i) {
+      const auto [s, n] = pending[i];
+      const bool current = i + 1 == pending.size();
+      const double l = ring[static_cast<size_t>(s % CudaSteps::kRing)];
+      const auto it = clips.find(s);
+      CN_CHECK_MSG(it != clips.end(), "the clip record of step " << s << " is missing");
+      last_clip = it->second;
+      step_losses.push_back(l);
+      if (!doctor) continue;
+      if (doctor->before_update(s + 1, l, last_clip, current && logged_step(s + 1), n) &&
+          config.train.on_nonfinite == "stop") {
+        halted = true;
+        return false;
+      }
+      if (!current) doctor->after_update(s + 1, false);
+    }
+    return true;
+  }
+#endif
 
   // Loss and quality metrics of the model (evaluation mode) on a split.
   json evaluate(const Dataset& d, const std::string& split) {
@@ -282,7 +398,8 @@ struct Engine {
   }
 
   // The fixed curvature batch: the first diagnostics.batch_size training samples in file
-  // order (after standardisation), the same at every checkpoint.
+  // order (after standardisation), the same at every checkpoint. The checkpoint's model
+  // copy lives on the training device.
   std::unique_ptr<CurvatureCheckpoint> curvature(const Dataset* split = nullptr) const {
     const Dataset& d = split ? *split : data.train;
     const std::vector<double> targets = split ? loss_targets(d, shape) : train_targets;
@@ -291,7 +408,7 @@ struct Engine {
     std::vector<double> t(targets.begin(), targets.begin() + n * shape.target_width);
     return std::make_unique<CurvatureCheckpoint>(config.diagnostics, model->specs(), data.train.d,
                                                  loss_kind(config.loss.kind), std::move(x), std::move(t), n,
-                                                 config.train.seed);
+                                                 config.train.seed, device);
   }
 
   void save_checkpoint(const std::string& run_dir) {
@@ -534,11 +651,17 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   };
 
   while (e.st.step < e.total_steps) {
-    const double l = e.step();
+    // Steps after which the host reads the model must read their losses too (CUDA).
+    const int64_t next = e.st.step + 1;
+    auto due = [next](int64_t every) { return every > 0 && next % every == 0; };
+    e.step(due(eval_every) || due(ckpt_every) || due(curv_every));
+    for (const double l : e.step_losses) {
+      sum.last_loss = l;
+      window_loss += l;
+      ++window_steps;
+    }
+    e.step_losses.clear();
     const int64_t s = e.st.step;  // updates done
-    sum.last_loss = l;
-    window_loss += l;
-    ++window_steps;
     window_items += std::min(e.batch, e.data.train.n - ((s - 1) % e.steps_per_epoch) * e.batch);
     if (e.halted) {
       drain_doctor();
@@ -579,7 +702,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       const double rate = static_cast<double>(s - first_step) / std::max(elapsed, 1e-9);
       std::ostringstream line;
       line << "epoch " << (s - 1) / e.steps_per_epoch + 1 << " step " << s << "/" << e.total_steps << " loss "
-           << std::setprecision(4) << l;
+           << std::setprecision(4) << sum.last_loss;
       if (std::isfinite(last_val)) line << " " << es_metric << " " << std::setprecision(4) << last_val;
       line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e.batch) << " items/s ETA "
            << fmt_duration(static_cast<double>(e.total_steps - s) / std::max(rate, 1e-9));
@@ -680,9 +803,10 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
   if (!ho.layers.empty()) config.diagnostics.layers = ho.layers;
   if (ho.batch_size > 0) config.diagnostics.batch_size = ho.batch_size;
   if (!ho.mode.empty()) config.diagnostics.mode = ho.mode;
+  const Device device = resolve_device(ho.device.empty() ? config.train.device : ho.device);
   auto run = [&](auto tag) -> CurvatureOutput {
     using T = decltype(tag);
-    Engine<T> e(config, Device::cpu);
+    Engine<T> e(config, device);
     e.load_checkpoint(ckpt.string());
     const Dataset* d = ho.split == "train" ? nullptr
                        : ho.split == "val" ? &e.data.val
@@ -707,7 +831,15 @@ StepRunner::StepRunner(const Config& config) : impl_(std::make_unique<Impl>()) {
     impl_->f32 = std::make_unique<Engine<float>>(config, d);
 }
 StepRunner::~StepRunner() = default;
-double StepRunner::step() { return impl_->f64 ? impl_->f64->step() : impl_->f32->step(); }
+double StepRunner::step() {
+  auto one = [](auto& e) {
+    e.step(true);
+    const double l = e.step_losses.empty() ? std::nan("") : e.step_losses.back();
+    e.step_losses.clear();
+    return l;
+  };
+  return impl_->f64 ? one(*impl_->f64) : one(*impl_->f32);
+}
 int64_t StepRunner::steps_done() const { return impl_->f64 ? impl_->f64->st.step : impl_->f32->st.step; }
 int64_t StepRunner::num_params() const {
   return impl_->f64 ? impl_->f64->model->layout().total : impl_->f32->model->layout().total;

@@ -1,6 +1,8 @@
 // CPU twins of kernels/ops.h: OpenBLAS for GEMMs, OpenMP loops over the shared math.
 #include <cblas.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <type_traits>
 #include <vector>
@@ -186,13 +188,19 @@ void dropout_forward(const T* x, T* y, T* mask, int64_t n, double p, PhiloxKey k
 }
 
 template <class T>
+void gather_rows(const T* src, int64_t width, const int64_t* rows, int64_t n, T* dst) {
+  for (int64_t r = 0; r < n; ++r) std::copy_n(src + rows[r] * width, width, dst + r * width);
+}
+
+template <class T>
 void multiply(const T* x, const T* mask, T* y, int64_t n) {
 #pragma omp parallel for simd if (n > 32768)
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * mask[i];
 }
 
+namespace {
 template <class T>
-double loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N, int64_t C, T* dz, T* p) {
+double loss_mean(LossKind kind, const T* z, const T* target, int64_t N, int64_t C, T* dz, T* p) {
   double total = 0;
   switch (kind) {
     case LossKind::cross_entropy: {
@@ -231,6 +239,13 @@ double loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t
   }
   throw Error("unknown loss kind");
 }
+}  // namespace
+
+template <class T>
+void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N, int64_t C, T* dz, T* p,
+                           double* mean) {
+  *mean = loss_mean(kind, z, target, N, C, dz, p);
+}
 
 #define CN_INSTANTIATE(T)                                                                                            \
   template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,      \
@@ -249,7 +264,8 @@ double loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t
   template void bn_update_running<T>(const T*, const T*, int64_t, int64_t, double, double, T*, T*);                  \
   template void dropout_forward<T>(const T*, T*, T*, int64_t, double, PhiloxKey, uint32_t, uint64_t);                \
   template void multiply<T>(const T*, const T*, T*, int64_t);                                                        \
-  template double loss_forward_backward<T>(LossKind, const T*, const T*, int64_t, int64_t, T*, T*);
+  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                                      \
+  template void loss_forward_backward<T>(LossKind, const T*, const T*, int64_t, int64_t, T*, T*, double*);
 CN_INSTANTIATE(float)
 CN_INSTANTIATE(double)
 

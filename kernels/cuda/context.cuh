@@ -6,6 +6,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "kernels/cuda/check.cuh"
 
@@ -27,6 +28,9 @@ class Context {
   // stream order, so an op may reuse what the previous op used; it only grows (through
   // the caching allocator), so a training step after the first never allocates.
   void* workspace(size_t bytes);
+  // Changes whenever workspace() moves to a new block: a recorded Graph that used the old
+  // one must be recorded again.
+  uint64_t workspace_generation() const { return workspace_generation_; }
   // Pinned host scratch of at least `bytes` for small device->host reads (same rules).
   void* host_scratch(size_t bytes);
 
@@ -43,6 +47,7 @@ class Context {
   cusolverDnHandle_t cusolver_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  uint64_t workspace_generation_ = 0;
   void* host_scratch_ = nullptr;
   size_t host_scratch_bytes_ = 0;
   bool allow_tf32_ = false;
@@ -62,6 +67,32 @@ struct MemoryStats {
 MemoryStats memory_stats();
 // Waits for the stream and returns every cached block to the driver.
 void release_cached_memory();
+
+// Work recorded once from the context's stream and replayed with one launch (a CUDA graph):
+// a small network's training step is bound by kernel launches, not arithmetic. What the
+// recording reads and writes is fixed at record time — pointers and scalar arguments — so
+// only step-independent work (forward, loss, backward without Dropout) is recorded.
+class Graph {
+ public:
+  Graph() = default;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  ~Graph();
+  // Records what `work` enqueues on the context's stream (nothing runs), replacing any
+  // earlier recording. The work must not wait for the device nor allocate: run it once
+  // unrecorded first, so buffers and library workspaces are sized.
+  void record(const std::function<void()>& work);
+  // Enqueues the recorded work on the context's stream. False (nothing enqueued) when
+  // nothing is recorded or the context's workspace moved since: record again.
+  bool replay();
+  bool recorded() const { return exec_ != nullptr; }
+
+ private:
+  void reset();
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+  uint64_t workspace_generation_ = 0;
+};
 
 // Times work on the context's stream with CUDA events (benchmarks).
 class EventTimer {

@@ -240,6 +240,7 @@ void* Context::workspace(size_t bytes) {
     workspace_bytes_ = 0;
     workspace_ = allocator().alloc(bytes);
     workspace_bytes_ = round_size(bytes);
+    ++workspace_generation_;
   }
   return workspace_;
 }
@@ -280,6 +281,42 @@ EventTimer::~EventTimer() {
   if (stop_) CN_CUDA_WARN(cudaEventDestroy(stop_));
 }
 void EventTimer::start() { CN_CUDA_CHECK(cudaEventRecord(start_, context().stream())); }
+Graph::~Graph() { reset(); }
+
+void Graph::reset() {
+  if (exec_) CN_CUDA_WARN(cudaGraphExecDestroy(exec_));
+  if (graph_) CN_CUDA_WARN(cudaGraphDestroy(graph_));
+  exec_ = nullptr;
+  graph_ = nullptr;
+}
+
+void Graph::record(const std::function<void()>& work) {
+  reset();
+  Context& ctx = context();
+  cudaStream_t s = ctx.stream();
+  // Thread-local mode: another thread's unrelated CUDA calls do not break the recording.
+  CN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  try {
+    work();
+  } catch (...) {
+    cudaGraph_t broken = nullptr;
+    (void)cudaStreamEndCapture(s, &broken);
+    if (broken) (void)cudaGraphDestroy(broken);
+    (void)cudaGetLastError();
+    throw;
+  }
+  CN_CUDA_CHECK(cudaStreamEndCapture(s, &graph_));
+  CN_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+  workspace_generation_ = ctx.workspace_generation();
+}
+
+bool Graph::replay() {
+  Context& ctx = context();
+  if (!exec_ || workspace_generation_ != ctx.workspace_generation()) return false;
+  CN_CUDA_CHECK(cudaGraphLaunch(exec_, ctx.stream()));
+  return true;
+}
+
 double EventTimer::stop_ms() {
   CN_CUDA_CHECK(cudaEventRecord(stop_, context().stream()));
   CN_CUDA_CHECK(cudaEventSynchronize(stop_));

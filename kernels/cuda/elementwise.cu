@@ -5,6 +5,7 @@
 //   act_backward    dx = dy * f'(x, y)
 //   dropout_forward mask = dropout_mask_value(...) (kernels/dropout.h: the CPU's mask), y = x * mask
 //   multiply        y = x * mask
+//   gather_rows     dst row r = src row rows[r]
 #include "kernels/cuda/common.cuh"
 #include "kernels/dropout.h"
 #include "kernels/ops.h"
@@ -51,7 +52,22 @@ __global__ void multiply_kernel(const T* x, const T* mask, T* y, int64_t n) {
   CN_GRID_STRIDE(i, n) y[i] = x[i] * mask[i];
 }
 
+template <class T>
+__global__ void gather_rows_kernel(const T* src, int64_t width, const int64_t* rows, int64_t n, T* dst) {
+  CN_GRID_STRIDE(i, n * width) {
+    const int64_t r = i / width;
+    dst[i] = src[rows[r] * width + (i - r * width)];
+  }
+}
+
 // --- launchers
+
+template <class T>
+void gather_rows(const T* src, int64_t width, const int64_t* rows, int64_t n, T* dst) {
+  if (n * width == 0) return;
+  gather_rows_kernel<<<grid_for(n * width), kBlock, 0, stream()>>>(src, width, rows, n, dst);
+  CN_CUDA_CHECK(cudaGetLastError());
+}
 
 template <class T>
 void add_row_vector(T* y, const T* b, int64_t N, int64_t O) {
@@ -97,6 +113,7 @@ void multiply(const T* x, const T* mask, T* y, int64_t n) {
 
 #define CN_INSTANTIATE(T)                                                                             \
   template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                    \
+  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                        \
   template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                  \
   template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                              \
   template void act_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t);         \
