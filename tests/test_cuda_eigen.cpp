@@ -1,0 +1,398 @@
+// The GPU eigensolvers (kernels/cuda/eigen.h) against LAPACK on the CPU (cn::eigh,
+// cn::eigh_batched): fresh random symmetric matrices, low-rank PSD matrices (many zero
+// eigenvalues) and matrices with repeated eigenvalues, float32 and float64.
+//
+// Metric, per block: max_i |λ_gpu,i − λ_ref,i| / max_i |λ_ref,i|. The reference is LAPACK in
+// double precision on the very matrix the GPU sees (a float matrix promoted exactly to
+// double), so only the GPU's own rounding is measured. Tolerance: 200 · eps(T) · sqrt(n).
+// Why: Jacobi and syevd are backward stable, the computed eigenvalues being exact for
+// A + E with ‖E‖_2 ≲ c · eps · ‖A‖_F and ‖A‖_F ≤ sqrt(n) · max|λ|; c grows with the number
+// of sweeps (up to ~20 for clustered spectra) and the rounding of each rotation. Typical
+// errors are a few eps·sqrt(n), so 200 leaves room for other hardware and libraries while
+// a real bug (a wrong rotation, a missed block, an unsorted output) is off by O(1).
+// W is poisoned with NaN before every call: every value must be written.
+// Skipped, with the reason, when no CUDA device is visible; compiled only in builds with
+// the CUDA backend.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/device.h"
+
+#ifdef CURVNET_HAVE_CUDA
+#include "core/error.h"
+#include "core/memory.h"
+#include "diagnostics/eigen.h"
+#include "kernels/cuda/context.cuh"
+#include "kernels/cuda/eigen.h"
+
+using namespace cn;
+
+namespace {
+
+#define REQUIRE_GPU() \
+  if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
+
+template <class T>
+double tolerance(int64_t n) {
+  return 200.0 * static_cast<double>(std::numeric_limits<T>::epsilon()) * std::sqrt(static_cast<double>(std::max<int64_t>(n, 1)));
+}
+
+// ---- test matrices (built in double, row-major, exactly symmetric) ------------------------
+
+std::vector<double> random_symmetric(int64_t n, int64_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> A(static_cast<size_t>(count * n * n));
+  for (int64_t b = 0; b < count; ++b) {
+    double* a = A.data() + b * n * n;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j <= i; ++j) a[i * n + j] = a[j * n + i] = nd(rng);
+  }
+  return A;
+}
+
+// B Bᵀ with B n×r: rank r, n − r zero eigenvalues.
+std::vector<double> low_rank_psd(int64_t n, int64_t r, int64_t count, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> A(static_cast<size_t>(count * n * n)), B(static_cast<size_t>(n * r));
+  for (int64_t b = 0; b < count; ++b) {
+    for (auto& x : B) x = nd(rng);
+    double* a = A.data() + b * n * n;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < r; ++k) s += B[i * r + k] * B[j * r + k];
+        a[i * n + j] = a[j * n + i] = s;
+      }
+  }
+  return A;
+}
+
+// Q diag(d) Qᵀ with Q orthogonal (Gram-Schmidt, twice, on a Gaussian matrix) and d taking
+// three values, each about n/3 times. `exact` gets the sorted d of every block.
+std::vector<double> repeated_eigenvalues(int64_t n, int64_t count, uint32_t seed, std::vector<double>* exact) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::vector<double> A(static_cast<size_t>(count * n * n)), Q(static_cast<size_t>(n * n));
+  std::vector<double> d(static_cast<size_t>(n));
+  const double levels[3] = {-1.0, 0.5, 2.0};
+  for (int64_t i = 0; i < n; ++i) d[static_cast<size_t>(i)] = levels[i % 3];
+  exact->clear();
+  for (int64_t b = 0; b < count; ++b) {
+    for (auto& x : Q) x = nd(rng);
+    for (int64_t j = 0; j < n; ++j)  // column j of Q
+      for (int pass = 0; pass < 2; ++pass) {
+        for (int64_t k = 0; k < j; ++k) {
+          double s = 0;
+          for (int64_t i = 0; i < n; ++i) s += Q[i * n + k] * Q[i * n + j];
+          for (int64_t i = 0; i < n; ++i) Q[i * n + j] -= s * Q[i * n + k];
+        }
+        double s = 0;
+        for (int64_t i = 0; i < n; ++i) s += Q[i * n + j] * Q[i * n + j];
+        s = std::sqrt(s);
+        for (int64_t i = 0; i < n; ++i) Q[i * n + j] /= s;
+      }
+    double* a = A.data() + b * n * n;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < n; ++k) s += Q[i * n + k] * d[static_cast<size_t>(k)] * Q[j * n + k];
+        a[i * n + j] = a[j * n + i] = s;
+      }
+    std::vector<double> ds = d;
+    std::sort(ds.begin(), ds.end());
+    exact->insert(exact->end(), ds.begin(), ds.end());
+  }
+  return A;
+}
+
+template <class T>
+std::vector<T> cast(const std::vector<double>& v) {
+  std::vector<T> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = static_cast<T>(v[i]);
+  return out;
+}
+
+// LAPACK (double) on exactly the matrices the GPU gets.
+template <class T>
+std::vector<double> reference(const std::vector<T>& A, int64_t n, int64_t count) {
+  std::vector<double> Ad(A.begin(), A.end());
+  BatchedEigResult<double> r = eigh_batched<double>(Ad.data(), n, count);
+  EXPECT_EQ(r.max_info(), 0);
+  return r.values;
+}
+
+// max over blocks of max_i |got − want| / max_i |want|; infinity when a value is not finite.
+template <class T>
+double rel_error(const std::vector<T>& got, const std::vector<double>& want, int64_t n, int64_t count) {
+  double worst = 0;
+  for (int64_t b = 0; b < count; ++b) {
+    double err = 0, scale = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = static_cast<double>(got[static_cast<size_t>(b * n + i)]);
+      const double w = want[static_cast<size_t>(b * n + i)];
+      if (!std::isfinite(g)) return INFINITY;
+      err = std::max(err, std::fabs(g - w));
+      scale = std::max(scale, std::fabs(w));
+    }
+    worst = std::max(worst, scale > 0 ? err / scale : err);
+  }
+  return worst;
+}
+
+template <class T>
+int64_t count_nonfinite(const std::vector<T>& v) {
+  return std::count_if(v.begin(), v.end(), [](T x) { return !std::isfinite(x); });
+}
+
+// Device arrays on the context's stream; upload() waits, so work on another stream may
+// read them at once.
+template <class T>
+Buffer<T> upload(const std::vector<T>& h) {
+  Buffer<T> d(static_cast<int64_t>(h.size()), Device::cuda);
+  device_copy(Device::cuda, d.data(), Device::cpu, h.data(), h.size() * sizeof(T));
+  cuda::context().synchronize();
+  return d;
+}
+template <class T>
+std::vector<T> download(const Buffer<T>& d) {
+  std::vector<T> h(static_cast<size_t>(d.size()));
+  device_copy(Device::cpu, h.data(), Device::cuda, d.data(), h.size() * sizeof(T));
+  return h;
+}
+template <class T>
+Buffer<T> poisoned(int64_t size) {
+  return upload(std::vector<T>(static_cast<size_t>(size), std::numeric_limits<T>::quiet_NaN()));
+}
+
+template <class T>
+class CudaEigen : public ::testing::Test {};
+using Types = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(CudaEigen, Types);
+
+// The Jacobi kernel on the context's stream: values, info, A left intact.
+template <class T>
+void check_jacobi(const std::vector<T>& A, int64_t n, int64_t count, const std::vector<double>& want,
+                  const std::string& what) {
+  Buffer<T> Ad = upload(A), W = poisoned<T>(n * count);
+  Buffer<int> info = upload(std::vector<int>(static_cast<size_t>(count), -7));
+  cuda::eigenvalues_batched<T>(Ad.data(), n, count, W.data(), cuda::context().stream(), info.data());
+  const std::vector<T> got = download(W);
+  EXPECT_EQ(count_nonfinite(got), 0) << what;
+  EXPECT_LE(rel_error(got, want, n, count), tolerance<T>(n)) << what;
+  const std::vector<int> inf = download(info);
+  EXPECT_EQ(*std::max_element(inf.begin(), inf.end()), 0) << what << ": a block did not converge";
+  EXPECT_EQ(*std::min_element(inf.begin(), inf.end()), 0) << what << ": info not written";
+  EXPECT_EQ(download(Ad), A) << what << ": A was modified";
+}
+
+TYPED_TEST(CudaEigen, BatchedJacobiRandom) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  uint32_t seed = 100;
+  for (int64_t n : {1, 2, 7, 32, 33, 65, 96})
+    for (int64_t count : {1, 5, 64}) {
+      const std::vector<T> A = cast<T>(random_symmetric(n, count, ++seed));
+      check_jacobi<T>(A, n, count, reference(A, n, count), "n=" + std::to_string(n) + " count=" + std::to_string(count));
+    }
+}
+
+TYPED_TEST(CudaEigen, BatchedJacobiLowRankPsd) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  uint32_t seed = 200;
+  for (int64_t n : {7, 33, 65, 96}) {
+    const int64_t count = 5, r = std::max<int64_t>(1, n / 4);
+    const std::vector<T> A = cast<T>(low_rank_psd(n, r, count, ++seed));
+    check_jacobi<T>(A, n, count, reference(A, n, count), "low rank n=" + std::to_string(n));
+  }
+}
+
+TYPED_TEST(CudaEigen, BatchedJacobiRepeatedEigenvalues) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  uint32_t seed = 300;
+  for (int64_t n : {7, 33, 65, 96}) {
+    const int64_t count = 5;
+    std::vector<double> exact;
+    const std::vector<T> A = cast<T>(repeated_eigenvalues(n, count, ++seed, &exact));
+    const std::vector<double> ref = reference(A, n, count);
+    // The construction itself (and the rounding to T) is accurate to ~eps sqrt(n).
+    EXPECT_LE(rel_error(ref, exact, n, count), tolerance<T>(n)) << "test matrix n=" << n;
+    check_jacobi<T>(A, n, count, ref, "repeated n=" + std::to_string(n));
+  }
+}
+
+// The largest block the kernel takes (dynamic shared memory above the 48 KiB default), and
+// one more: the free function refuses it, the solver falls back to syevd per block.
+TYPED_TEST(CudaEigen, BatchedLargestBlock) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  const int64_t max_n = cuda::batched_max_n<T>();
+  ASSERT_GE(max_n, 96) << "96×96 doubles should fit on any supported GPU";
+  const int64_t count = 3;
+  const std::vector<T> A = cast<T>(random_symmetric(max_n, count, 400));
+  check_jacobi<T>(A, max_n, count, reference(A, max_n, count), "n=max_n=" + std::to_string(max_n));
+
+  const int64_t n = max_n + 1;
+  const std::vector<T> B = cast<T>(random_symmetric(n, count, 401));
+  Buffer<T> Bd = upload(B), W = poisoned<T>(n * count);
+  EXPECT_THROW(cuda::eigenvalues_batched<T>(Bd.data(), n, count, W.data(), cuda::context().stream()), cn::Error);
+  cuda::DenseEigenSolver solver;
+  EXPECT_EQ(solver.eigenvalues_batched<T>(Bd.data(), n, count, W.data()), 0);
+  const std::vector<T> got = download(W);
+  EXPECT_EQ(count_nonfinite(got), 0);
+  EXPECT_LE(rel_error(got, reference(B, n, count), n, count), tolerance<T>(n));
+  EXPECT_EQ(download(Bd), B) << "the fallback must leave A intact";
+}
+
+TYPED_TEST(CudaEigen, BatchedCusolver) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  uint32_t seed = 500;
+  cuda::DenseEigenSolver solver;
+  for (int64_t n : {7, 33, 65})
+    for (int64_t count : {1, 5, 64}) {
+      const std::string what = "n=" + std::to_string(n) + " count=" + std::to_string(count);
+      const std::vector<T> A = cast<T>(random_symmetric(n, count, ++seed));
+      const std::vector<double> want = reference(A, n, count);
+      {  // the free function on the context's handle and stream
+        Buffer<T> Ad = upload(A), W = poisoned<T>(n * count);
+        Buffer<int> info = upload(std::vector<int>(static_cast<size_t>(count), -7));
+        cuda::Context& ctx = cuda::context();
+        cuda::eigenvalues_batched_cusolver<T>(Ad.data(), n, count, W.data(), ctx.cusolver(), ctx.stream(), info.data());
+        const std::vector<T> got = download(W);
+        EXPECT_EQ(count_nonfinite(got), 0) << what;
+        EXPECT_LE(rel_error(got, want, n, count), tolerance<T>(n)) << what;
+        const std::vector<int> inf = download(info);
+        EXPECT_EQ(*std::max_element(inf.begin(), inf.end()), 0) << what;
+        EXPECT_EQ(*std::min_element(inf.begin(), inf.end()), 0) << what;
+      }
+      {  // the solver's own
+        Buffer<T> Ad = upload(A), W = poisoned<T>(n * count);
+        EXPECT_EQ(solver.eigenvalues_batched_cusolver<T>(Ad.data(), n, count, W.data()), 0) << what;
+        const std::vector<T> got = download(W);
+        EXPECT_EQ(count_nonfinite(got), 0) << what;
+        EXPECT_LE(rel_error(got, want, n, count), tolerance<T>(n)) << what;
+      }
+    }
+}
+
+TYPED_TEST(CudaEigen, SolverDense) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  cuda::DenseEigenSolver own;                                // its own stream
+  cuda::DenseEigenSolver shared(cuda::context().stream());  // the context's stream
+  uint32_t seed = 600;
+  for (cuda::DenseEigenSolver* solver : {&own, &shared})
+    for (int64_t n : {1, 50, 300}) {
+      const std::vector<T> A = cast<T>(random_symmetric(n, 1, ++seed));
+      std::vector<double> Ad(A.begin(), A.end());
+      const EigResult<double> ref = eigh<double>(Ad.data(), n);
+      Buffer<T> Adev = upload(A), W = poisoned<T>(n);
+      EXPECT_EQ(solver->eigenvalues<T>(Adev.data(), n, W.data()), 0) << "n=" << n;
+      const std::vector<T> got = download(W);
+      EXPECT_EQ(count_nonfinite(got), 0) << "n=" << n;
+      EXPECT_LE(rel_error(got, ref.values, n, 1), tolerance<T>(n)) << "n=" << n;
+    }
+}
+
+TYPED_TEST(CudaEigen, SolverLoopedAndBatched) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  const int64_t n = 33, count = 5;
+  const std::vector<T> A = cast<T>(random_symmetric(n, count, 700));
+  const std::vector<double> want = reference(A, n, count);
+  cuda::DenseEigenSolver solver;
+  {
+    Buffer<T> Ad = upload(A), W = poisoned<T>(n * count);
+    EXPECT_EQ(solver.eigenvalues_looped<T>(Ad.data(), n, count, W.data()), 0);
+    const std::vector<T> got = download(W);
+    EXPECT_EQ(count_nonfinite(got), 0);
+    EXPECT_LE(rel_error(got, want, n, count), tolerance<T>(n));
+  }
+  {
+    Buffer<T> Ad = upload(A), W = poisoned<T>(n * count);
+    EXPECT_EQ(solver.eigenvalues_batched<T>(Ad.data(), n, count, W.data()), 0);
+    const std::vector<T> got = download(W);
+    EXPECT_EQ(count_nonfinite(got), 0);
+    EXPECT_LE(rel_error(got, want, n, count), tolerance<T>(n));
+  }
+}
+
+// Two solvers, two threads, at the same time: each restores its matrix from a pristine
+// device copy on its own stream and solves it several times (syevd and the batched Jacobi).
+TYPED_TEST(CudaEigen, TwoSolversOnTwoThreads) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  struct Job {
+    int64_t n = 0, bn = 65, count = 64;
+    std::vector<T> A, B;  // one dense matrix; `count` blocks of 65×65
+    std::vector<double> want_A, want_B;
+    Buffer<T> A0, Awork, WA, B0, WB;
+    double err_A = INFINITY, err_B = INFINITY;
+    int worst_info = -1;
+    std::string error;
+  };
+  Job jobs[2];
+  const int64_t sizes[2] = {300, 200};
+  for (int j = 0; j < 2; ++j) {
+    Job& job = jobs[j];
+    job.n = sizes[j];
+    job.A = cast<T>(random_symmetric(job.n, 1, 800 + j));
+    std::vector<double> Ad(job.A.begin(), job.A.end());
+    job.want_A = eigh<double>(Ad.data(), job.n).values;
+    job.B = cast<T>(random_symmetric(job.bn, job.count, 810 + j));
+    job.want_B = reference(job.B, job.bn, job.count);
+    job.A0 = upload(job.A);
+    job.Awork = poisoned<T>(job.n * job.n);
+    job.WA = poisoned<T>(job.n);
+    job.B0 = upload(job.B);
+    job.WB = poisoned<T>(job.bn * job.count);
+  }
+  auto work = [](Job* job) {
+    try {
+      cuda::DenseEigenSolver solver;
+      cudaStream_t s = solver.stream();
+      int worst = 0;
+      for (int rep = 0; rep < 4; ++rep) {
+        const size_t bytes = static_cast<size_t>(job->n * job->n) * sizeof(T);
+        CN_CUDA_CHECK(cudaMemcpyAsync(job->Awork.data(), job->A0.data(), bytes, cudaMemcpyDeviceToDevice, s));
+        // All-ones bytes are a NaN in float and in double.
+        CN_CUDA_CHECK(cudaMemsetAsync(job->WA.data(), 0xff, static_cast<size_t>(job->n) * sizeof(T), s));
+        CN_CUDA_CHECK(cudaMemsetAsync(job->WB.data(), 0xff, static_cast<size_t>(job->bn * job->count) * sizeof(T), s));
+        worst = std::max(worst, solver.eigenvalues<T>(job->Awork.data(), job->n, job->WA.data()));
+        worst = std::max(worst, solver.eigenvalues_batched<T>(job->B0.data(), job->bn, job->count, job->WB.data()));
+      }
+      job->worst_info = worst;
+    } catch (const std::exception& e) {
+      job->error = e.what();
+    }
+  };
+  std::thread t0(work, &jobs[0]), t1(work, &jobs[1]);
+  t0.join();
+  t1.join();
+  for (int j = 0; j < 2; ++j) {
+    Job& job = jobs[j];
+    ASSERT_TRUE(job.error.empty()) << "thread " << j << ": " << job.error;
+    EXPECT_EQ(job.worst_info, 0) << "thread " << j;
+    EXPECT_LE(rel_error(download(job.WA), job.want_A, job.n, 1), tolerance<T>(job.n)) << "thread " << j;
+    EXPECT_LE(rel_error(download(job.WB), job.want_B, job.bn, job.count), tolerance<T>(job.bn)) << "thread " << j;
+  }
+}
+
+}  // namespace
+
+#else  // !CURVNET_HAVE_CUDA
+
+TEST(CudaEigen, NotBuilt) { GTEST_SKIP() << "curvnet was built without the CUDA backend"; }
+
+#endif
