@@ -107,6 +107,7 @@ int main(int argc, char** argv) {
   hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test");
   hessian->add_option("--batch-size", ho.batch_size, "samples in the curvature batch (default: diagnostics.batch_size)");
   hessian->add_option("--mode", ho.mode, "train | eval (BatchNorm/Dropout; default: diagnostics.mode)");
+  hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)");
   hessian->add_option("--out", hessian_out, "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
 
   try {

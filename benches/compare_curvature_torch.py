@@ -1,11 +1,18 @@
 #!/usr/bin/env python3
-"""PyTorch's way to the same curvature checkpoint as bench_curvature: the exact diagonal
-Hessian block of every layer of a 32-64-64-64-10 tanh MLP (batch 512, float64) by
-torch.autograd.functional.hessian, and its full spectrum by numpy.linalg.eigvalsh.
+"""PyTorch's way to the same curvature checkpoint as bench_curvature / bench_cuda_curvature:
+the exact diagonal Hessian block of every layer of a 32-64-64-64-10 tanh MLP (batch 512) by
+torch.autograd.functional.hessian, and its full spectrum (numpy.linalg.eigvalsh on the CPU,
+torch.linalg.eigvalsh on CUDA). On CUDA it also times the local Hessian's many small unit
+blocks the way PyTorch would solve them: one batched eigvalsh of 64 blocks of 65×65.
 
-Usage: compare_curvature_torch.py [--threads 2] [--layers 0,2,4,6]
+Usage:
+  compare_curvature_torch.py [--threads 2] [--layers 0,2,4,6]                 # CPU, float64
+  compare_curvature_torch.py --device cuda --dtype float32 --json torch.json  # the GPU side
 """
-import argparse, time
+import argparse
+import json
+import statistics
+import time
 
 import numpy as np
 import torch
@@ -15,15 +22,25 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--layers", default="0,2,4,6")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                    help="default: float64 on the CPU, float32 on CUDA")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs (median; default 1 on cpu, 5 on cuda)")
+    ap.add_argument("--json", help="write {'checkpoint_ms': ..., 'eigvalsh_batched_64x65_ms': ...} here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    cuda = a.device == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    dt = getattr(torch, a.dtype or ("float32" if cuda else "float64"))
+    repeats = a.repeats or (5 if cuda else 1)
     torch.manual_seed(0)
-    dt = torch.float64
     sizes = [32, 64, 64, 64, 10]
-    Ws = [torch.randn(o, i, dtype=dt) / i ** 0.5 for i, o in zip(sizes[:-1], sizes[1:])]
-    bs = [torch.zeros(o, dtype=dt) for o in sizes[1:]]
-    x = torch.randn(512, 32, dtype=dt)
-    y = torch.arange(512) % 10
+    Ws = [(torch.randn(o, i, dtype=torch.float64) / i ** 0.5).to(dev, dt) for i, o in zip(sizes[:-1], sizes[1:])]
+    bs = [torch.zeros(o, dtype=dt, device=dev) for o in sizes[1:]]
+    x = torch.randn(512, 32, dtype=torch.float64).to(dev, dt)
+    y = torch.arange(512, device=dev) % 10
 
     def loss_with(k, w_flat, b_flat):
         h = x
@@ -35,18 +52,54 @@ def main():
                 h = torch.tanh(h)
         return torch.nn.functional.cross_entropy(h, y)
 
-    total = 0.0
-    for idx in [int(s) for s in a.layers.split(",")]:
-        k = idx // 2  # nn.Sequential index of the Linear -> its position among the Linears
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    def checkpoint(report):
+        lam = {}
+        for idx in [int(s) for s in a.layers.split(",")]:
+            k = idx // 2  # nn.Sequential index of the Linear -> its position among the Linears
+            p = torch.cat([Ws[k].flatten(), bs[k]])
+            nW = Ws[k].numel()
+            H = torch.autograd.functional.hessian(lambda v: loss_with(k, v[:nW], v[nW:]), p)
+            ev = torch.linalg.eigvalsh(H) if cuda else torch.from_numpy(np.linalg.eigvalsh(H.numpy()))
+            lam[idx] = (p.numel(), float(ev[-1]))
+        sync()
+        if report:
+            for idx, (n, top) in lam.items():
+                print(f"layer {idx}: {n} parameters, lambda_max {top:.6g}")
+
+    times = []
+    for r in range(repeats + (1 if cuda else 0)):  # on CUDA the first run is a warm-up
+        sync()
         t = time.perf_counter()
-        p = torch.cat([Ws[k].flatten(), bs[k]])
-        nW = Ws[k].numel()
-        H = torch.autograd.functional.hessian(lambda v: loss_with(k, v[:nW], v[nW:]), p)
-        ev = np.linalg.eigvalsh(H.numpy())
-        dt_s = time.perf_counter() - t
-        total += dt_s
-        print(f"layer {idx}: {p.numel()} parameters, lambda_max {ev[-1]:.6g}, {dt_s:.1f} s")
-    print(f"PyTorch {torch.__version__}, {a.threads} threads: all blocks + spectra {total:.1f} s")
+        checkpoint(report=r == 0)
+        if cuda and r == 0:
+            continue
+        times.append(time.perf_counter() - t)
+    ms = statistics.median(times) * 1e3
+    print(f"PyTorch {torch.__version__} {a.device} {str(dt).replace('torch.', '')}: "
+          f"all blocks + spectra {ms:.1f} ms (median of {len(times)})")
+    out = {"device": a.device, "torch": torch.__version__, "checkpoint_ms": ms}
+
+    if cuda:  # the local Hessian's unit blocks: 64 symmetric 65x65, one batched call
+        g = torch.Generator(device="cpu").manual_seed(1)
+        B = torch.randn(64, 65, 65, generator=g, dtype=torch.float64).to(dev, torch.float32)
+        B = B + B.transpose(1, 2)
+        torch.linalg.eigvalsh(B)
+        batched = []
+        for _ in range(5):
+            sync()
+            t = time.perf_counter()
+            torch.linalg.eigvalsh(B)
+            sync()
+            batched.append((time.perf_counter() - t) * 1e3)
+        out["eigvalsh_batched_64x65_ms"] = statistics.median(batched)
+        print(f"torch.linalg.eigvalsh of 64 blocks 65x65 float32: {out['eigvalsh_batched_64x65_ms']:.2f} ms")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":

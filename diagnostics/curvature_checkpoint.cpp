@@ -5,6 +5,7 @@
 #include <iomanip>
 #include <sstream>
 
+#include "core/memory.h"
 #include "diagnostics/eigen.h"
 #include "diagnostics/hessian_blocks.h"
 #include "diagnostics/kfac.h"
@@ -13,6 +14,10 @@
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "layers/model.h"
+#ifdef CURVNET_HAVE_CUDA
+#include "kernels/cuda/context.cuh"
+#include "kernels/cuda/eigen.h"
+#endif
 
 namespace cn {
 
@@ -40,52 +45,72 @@ struct CurvatureCheckpoint::Impl {
   DiagnosticsConfig config;
   uint64_t seed;
   int64_t N;
-  std::vector<double> x64, t64;
   virtual ~Impl() = default;
   virtual CurvatureOutput run(int64_t step, const ModelSnapshot& s) = 0;
 };
 
 namespace {
 
+// Host values as D on device d.
+template <class D>
+void upload(Device d, D* dst, const std::vector<double>& src, int64_t n) {
+  const std::vector<D> cast(src.begin(), src.begin() + n);
+  device_copy(d, dst, Device::cpu, cast.data(), static_cast<size_t>(n) * sizeof(D));
+}
+
 template <class D>
 struct TypedImpl final : CurvatureCheckpoint::Impl {
+  Device device;  // where the model copy, the batch and every Hessian-vector product live
   std::unique_ptr<Sequential<D>> net;
   std::unique_ptr<Loss<D>> loss;
   std::unique_ptr<HvpEngine<D>> eng;
-  std::vector<D> x, target;
+  Buffer<D> x, target;  // the curvature batch, uploaded once
   MetricOptions metric_options;
+#ifdef CURVNET_HAVE_CUDA
+  std::unique_ptr<cuda::DenseEigenSolver> gpu_solver;  // made on first use, on the thread that runs checkpoints
+#endif
 
   TypedImpl(const DiagnosticsConfig& c, const std::vector<LayerSpec>& specs, int64_t n_inputs, LossKind lk,
-            std::vector<double> xs, std::vector<double> ts, int64_t n, uint64_t sd) {
+            const std::vector<double>& xs, const std::vector<double>& ts, int64_t n, uint64_t sd, Device dev)
+      : device(dev) {
     config = c;
     seed = sd;
     N = n;
-    net = std::make_unique<Sequential<D>>(specs, n_inputs);
+    CN_CHECK_MSG(static_cast<int64_t>(xs.size()) == N * n_inputs,
+                 "curvature batch: " << xs.size() << " input values for " << N << " × " << n_inputs);
+    net = std::make_unique<Sequential<D>>(specs, n_inputs, device);
     net->reserve(N, 64);
     loss = std::make_unique<Loss<D>>(lk);
-    loss->reserve(Device::cpu, N, net->n_outputs());
+    loss->reserve(device, N, net->n_outputs());
     eng = std::make_unique<HvpEngine<D>>(*net, *loss);
     eng->reserve(N, 64);
-    x.assign(xs.begin(), xs.end());
-    target.assign(ts.begin(), ts.end());
+    x.set_device(device);
+    target.set_device(device);
+    x.resize(static_cast<int64_t>(xs.size()));
+    target.resize(static_cast<int64_t>(ts.size()));
+    upload(device, x.data(), xs, x.size());
+    upload(device, target.data(), ts, target.size());
     metric_options.eps = dtype_eps<D>();
     for (size_t i = 0; i < net->size(); ++i)
       if (auto* bn = dynamic_cast<BatchNorm<D>*>(&net->layer(i))) bn->set_update_running(false);
   }
 
   void load(const ModelSnapshot& s) {
-    CN_CHECK(static_cast<int64_t>(s.params.size()) == net->layout().total);
-    for (int64_t i = 0; i < net->layout().total; ++i) net->params()[i] = static_cast<D>(s.params[i]);
+    const int64_t total = net->layout().total;
+    CN_CHECK(static_cast<int64_t>(s.params.size()) == total);
+    upload(device, net->params().data(), s.params, total);
     for (size_t i = 0; i < net->size(); ++i)
       for (const StateView<D>& v : net->layer(i).state()) {
         const auto it = s.buffers.find(std::to_string(i) + "." + v.name);
         if (it == s.buffers.end()) continue;
-        for (int64_t k = 0; k < v.size; ++k) v.data[k] = static_cast<D>(it->second[k]);
+        CN_CHECK_MSG(static_cast<int64_t>(it->second.size()) >= v.size, "snapshot buffer " << it->first << " is short");
+        upload(v.device, v.data, it->second, v.size);
       }
   }
 
   CurvatureBatch<D> batch(int64_t step) const {
     CurvatureBatch<D> b;
+    b.ctx.device = device;
     b.ctx.training = config.mode == "train";
     b.ctx.dropout_key = philox_key(seed, RngStream::curvature);
     b.ctx.step = static_cast<uint64_t>(step);
@@ -102,15 +127,38 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return m;
   }
 
-  static MatVec to_matvec(const CurvatureMatVec<D>& op, int64_t n) {
+  // Lanczos, SLQ and Hutchinson work on host float64 vectors; the operator runs where the
+  // model lives, so each product moves one vector there and back.
+  MatVec to_matvec(const CurvatureMatVec<D>& op, int64_t n) const {
+    const size_t bytes = static_cast<size_t>(n) * sizeof(D);
+    if (device == Device::cpu) {
+      if constexpr (std::is_same_v<D, double>) {
+        return [op](const double* v, double* out) { op(v, out, 1); };
+      } else {
+        auto vin = std::make_shared<std::vector<D>>(n), vout = std::make_shared<std::vector<D>>(n);
+        return [op, vin, vout, n](const double* v, double* out) {
+          for (int64_t i = 0; i < n; ++i) (*vin)[i] = static_cast<D>(v[i]);
+          op(vin->data(), vout->data(), 1);
+          for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*vout)[i]);
+        };
+      }
+    }
+    const Device d = device;
+    auto vin = std::make_shared<Buffer<D>>(n, d), vout = std::make_shared<Buffer<D>>(n, d);
     if constexpr (std::is_same_v<D, double>) {
-      return [op](const double* v, double* out) { op(v, out, 1); };
-    } else {
-      auto vin = std::make_shared<std::vector<D>>(n), vout = std::make_shared<std::vector<D>>(n);
-      return [op, vin, vout, n](const double* v, double* out) {
-        for (int64_t i = 0; i < n; ++i) (*vin)[i] = static_cast<D>(v[i]);
+      return [op, vin, vout, d, bytes](const double* v, double* out) {
+        device_copy(d, vin->data(), Device::cpu, v, bytes);
         op(vin->data(), vout->data(), 1);
-        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*vout)[i]);
+        device_copy(Device::cpu, out, d, vout->data(), bytes);
+      };
+    } else {
+      auto host = std::make_shared<std::vector<D>>(n);
+      return [op, vin, vout, host, d, n, bytes](const double* v, double* out) {
+        for (int64_t i = 0; i < n; ++i) (*host)[i] = static_cast<D>(v[i]);
+        device_copy(d, vin->data(), Device::cpu, host->data(), bytes);
+        op(vin->data(), vout->data(), 1);
+        device_copy(Device::cpu, host->data(), d, vout->data(), bytes);
+        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*host)[i]);
       };
     }
   }
@@ -119,13 +167,41 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return ProbeKey{seed, curvature_draw_id(layer, kind), static_cast<uint64_t>(step)};
   }
 
-  // A dense symmetric block: spectrum, metrics, self-checks against the operator.
-  json dense_row(const std::vector<D>& block, int64_t p, const std::vector<bool>& is_bias, const MatVec& op,
+  // The one place a dense block's spectrum is computed: LAPACK ?syevd for a block on the
+  // host, cuSOLVER Xsyevd (on the current context's stream) for one built on the GPU
+  // (`where`). Also gives the block's diagonal.
+  EigResult<D> block_spectrum(const D* block, Device where, int64_t p, std::vector<double>* diag) {
+    std::vector<D> staged;
+    if (where != Device::cpu) {  // the host copy: the diagonal and the symmetry residual
+      staged.resize(static_cast<size_t>(p * p));
+      device_copy(Device::cpu, staged.data(), where, block, staged.size() * sizeof(D));
+    }
+    const D* host = where == Device::cpu ? block : staged.data();
+    diag->resize(static_cast<size_t>(p));
+    for (int64_t i = 0; i < p; ++i) (*diag)[i] = static_cast<double>(host[i * p + i]);
+#ifdef CURVNET_HAVE_CUDA
+    if (where == Device::cuda) {
+      if (!gpu_solver) gpu_solver = std::make_unique<cuda::DenseEigenSolver>(cuda::context().stream());
+      Buffer<D> work(p * p, Device::cuda), w(p, Device::cuda);  // syevd overwrites its input
+      device_copy(Device::cuda, work.data(), Device::cuda, block, static_cast<size_t>(p * p) * sizeof(D));
+      EigResult<D> r;
+      r.symmetry_residual = symmetry_residual(host, p);
+      r.info = gpu_solver->eigenvalues(work.data(), p, w.data());
+      r.values.resize(static_cast<size_t>(p));
+      device_copy(Device::cpu, r.values.data(), Device::cuda, w.data(), r.values.size() * sizeof(D));
+      return r;
+    }
+#endif
+    return eigh(host, p);
+  }
+
+  // A dense symmetric block (p × p on device `where`): spectrum, metrics, self-checks
+  // against the operator.
+  json dense_row(const D* block, Device where, int64_t p, const std::vector<bool>& is_bias, const MatVec& op,
                  const ProbeKey& k, std::vector<double>* eigenvalues) {
-    const EigResult<D> eig = eigh(block.data(), p);
+    std::vector<double> diag;
+    const EigResult<D> eig = block_spectrum(block, where, p, &diag);
     eigenvalues->assign(eig.values.begin(), eig.values.end());
-    std::vector<double> diag(static_cast<size_t>(p));
-    for (int64_t i = 0; i < p; ++i) diag[i] = static_cast<double>(block[i * p + i]);
     SpectralMetrics m = spectral_metrics(*eigenvalues, diag, is_bias, metric_options);
     m.method = "dense";
     json row = to_json(m);
@@ -141,7 +217,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     std::vector<std::string> failed;
     const double sym_tol = 1e3 * dtype_eps<D>();
     if (!(eig.symmetry_residual <= sym_tol)) failed.push_back("symmetry residual above " + fmt(sym_tol));
-    if (eig.info != 0) failed.push_back("LAPACK syevd info " + std::to_string(eig.info));
+    if (eig.info != 0) failed.push_back("syevd info " + std::to_string(eig.info));
     // Hutchinson's error is statistical: 5 standard errors, plus rounding of the sums.
     double scale = 0;
     for (double v : *eigenvalues) scale += std::fabs(v);
@@ -241,19 +317,27 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         const CurvatureMode mode = kind == CurvatureKind::loss ? CurvatureMode::hessian : CurvatureMode::ggn;
         const MatVec op = to_matvec(layer_matvec(*eng, b, layer, mode), p);
         if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra);
-        const bool kron = kron_applicable(*net, layer, b.ctx.training);
-        const std::vector<D> block = kron ? kron_block(*eng, b, layer, mode)
-                                          : (mode == CurvatureMode::hessian ? loss_block(*eng, b, layer) : ggn_block(*eng, b, layer));
+        // The Kronecker form is a CPU path; on a GPU the block comes from batched HVP
+        // columns and stays there until its spectrum.
+        const bool kron = device == Device::cpu && kron_applicable(*net, layer, b.ctx.training);
+        std::vector<D> host_block;
+        Buffer<D> device_block;
+        if (kron)
+          host_block = kron_block(*eng, b, layer, mode);
+        else
+          hvp_block(*eng, b, layer, mode, device_block);
         std::vector<double> eig;
-        json row = dense_row(block, p, is_bias, op, k, &eig);
+        json row = kron ? dense_row(host_block.data(), Device::cpu, p, is_bias, op, k, &eig)
+                        : dense_row(device_block.data(), device, p, is_bias, op, k, &eig);
         row["block_method"] = kron ? "kronecker" : "hvp_columns";
         (*spectra)[prefix + ".eigenvalues"] = std::move(eig);
         return row;
       }
       case CurvatureKind::local: {
-        PassCtx c = b.ctx;
-        net->forward(c, x.data(), N);
-        const LocalHessianResult r = local_hessian(*net, layer, N);
+        net->forward(b.ctx, b.x, N);
+        LocalHessianOptions lo;
+        lo.eig_device = net->device();  // on CUDA: the batched Jacobi kernel for the unit blocks
+        const LocalHessianResult r = local_hessian(*net, layer, N, lo);
         json row = to_json(local_hessian_metrics(r, metric_options));
         row["symmetry_residual"] = r.max_symmetry_residual;
         row["solver_info"] = r.max_info;
@@ -266,8 +350,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
           json row = to_json(not_applicable_metrics(p, "K-FAC covers Linear layers"));
           return row;
         }
-        eng->prepare(b.ctx, x.data(), target.data(), N);
-        const KfacSpectrum sp = kfac_spectrum(kfac_factors(*net, layer, N));
+        eng->prepare(b.ctx, b.x, b.target, N);
+        const KfacSpectrum sp = kfac_spectrum(kfac_factors(*eng, layer));
         json row = to_json(kfac_metrics(sp, metric_options));
         row["solver_info"] = sp.info;
         row["symmetry_residual"] = sp.symmetry_residual;
@@ -345,11 +429,13 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
 
 CurvatureCheckpoint::CurvatureCheckpoint(const DiagnosticsConfig& config, const std::vector<LayerSpec>& specs,
                                          int64_t n_inputs, LossKind loss, std::vector<double> x,
-                                         std::vector<double> target, int64_t N, uint64_t seed) {
+                                         std::vector<double> target, int64_t N, uint64_t seed, Device device) {
+  if (device == Device::cuda && !cuda_available())
+    throw InputError("curvature checkpoint on cuda: " + cuda_device_description());
   if (config.dtype == "float32")
-    impl_ = std::make_unique<TypedImpl<float>>(config, specs, n_inputs, loss, std::move(x), std::move(target), N, seed);
+    impl_ = std::make_unique<TypedImpl<float>>(config, specs, n_inputs, loss, x, target, N, seed, device);
   else
-    impl_ = std::make_unique<TypedImpl<double>>(config, specs, n_inputs, loss, std::move(x), std::move(target), N, seed);
+    impl_ = std::make_unique<TypedImpl<double>>(config, specs, n_inputs, loss, x, target, N, seed, device);
 }
 CurvatureCheckpoint::~CurvatureCheckpoint() = default;
 CurvatureOutput CurvatureCheckpoint::run(int64_t step, const ModelSnapshot& s) { return impl_->run(step, s); }

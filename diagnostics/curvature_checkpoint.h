@@ -2,9 +2,11 @@
 // Hessian blocks of every selected kind, their spectra (dense ?syevd up to
 // diagnostics.dense_max_params parameters, else Lanczos + SLQ + Hutchinson), the SPEC §3
 // metrics and the self-checks. It works on its own copy of the model (in
-// diagnostics.dtype), so training is never disturbed: BatchNorm's running statistics are
-// not updated, and Dropout masks and probes come from RngStream::curvature keyed by
-// (step, layer, kind).
+// diagnostics.dtype, on the device it is given: the training device), so training is
+// never disturbed: BatchNorm's running statistics are not updated, and Dropout masks and
+// probes come from RngStream::curvature keyed by (step, layer, kind). On CUDA the
+// Hessian-vector products and dense blocks run on the GPU; spectra are computed on the
+// host (dense blocks are copied over, Lanczos/SLQ/Hutchinson move one vector per product).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -14,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/device.h"
 #include "io/config.h"
 #include "kernels/loss.h"
 
@@ -38,9 +41,11 @@ struct ModelSnapshot {
 
 class CurvatureCheckpoint {
  public:
-  // x: N × n_inputs, target: the loss's targets for those samples (class indices or N × C).
+  // x: N × n_inputs, target: the loss's targets for those samples (class indices or N × C),
+  // uploaded to `device` once. Device::cuda without a visible GPU: InputError.
   CurvatureCheckpoint(const DiagnosticsConfig& config, const std::vector<LayerSpec>& specs, int64_t n_inputs,
-                      LossKind loss, std::vector<double> x, std::vector<double> target, int64_t N, uint64_t seed);
+                      LossKind loss, std::vector<double> x, std::vector<double> target, int64_t N, uint64_t seed,
+                      Device device = Device::cpu);
   ~CurvatureCheckpoint();
   CurvatureCheckpoint(const CurvatureCheckpoint&) = delete;
   CurvatureCheckpoint& operator=(const CurvatureCheckpoint&) = delete;

@@ -24,41 +24,52 @@ void to_host(T* host, Device d, const T* src, int64_t n) {
   device_copy(Device::cpu, host, d, src, static_cast<size_t>(n) * sizeof(T));
 }
 
-// Columns of a layer's block from unit directions, `chunk` at a time.
 template <class T>
-std::vector<T> dense_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk,
-                           CurvatureMode mode) {
+std::vector<T> block_to_host(const Buffer<T>& block) {
+  std::vector<T> host(static_cast<size_t>(block.size()));
+  to_host(host.data(), block.device(), block.data(), block.size());
+  return host;
+}
+
+}  // namespace
+
+template <class T>
+void hvp_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode, Buffer<T>& out,
+               int64_t chunk) {
   const int64_t p = eng.layer_params(layer);
   CN_CHECK_MSG(p > 0, "layer " << layer << " has no parameters");
   chunk = std::max<int64_t>(1, std::min(chunk, p));
   eng.reserve(b.N, chunk);
   eng.prepare(b.ctx, b.x, b.target, b.N, mode);
   const Device d = eng.net().device();
-  Buffer<T> V(chunk * p, d), HV(chunk * p, d);
-  std::vector<T> host(static_cast<size_t>(chunk * p), T(0));
-  std::vector<T> block(static_cast<size_t>(p * p));
+  out.set_device(d);
+  out.resize(p * p);
+  // The unit directions of every chunk from one upload: row k of E (stride 2p) holds its
+  // single 1 at p + k, so E + (p - j0) read with stride 2p is rows j0..j0+K-1 of the
+  // identity (each row stays inside its own 2p values since 0 <= j0 < p).
+  std::vector<T> host(static_cast<size_t>(chunk * 2 * p), T(0));
+  for (int64_t k = 0; k < chunk; ++k) host[k * 2 * p + p + k] = T(1);
+  Buffer<T> E(chunk * 2 * p, d);
+  to_device(d, E.data(), host.data(), chunk * 2 * p);
   for (int64_t j0 = 0; j0 < p; j0 += chunk) {
     const int64_t K = std::min(chunk, p - j0);
-    std::fill(host.begin(), host.end(), T(0));
-    for (int64_t k = 0; k < K; ++k) host[k * p + j0 + k] = T(1);
-    to_device(d, V.data(), host.data(), K * p);
-    eng.apply_layer(layer, V.data(), HV.data(), K);
     // H e_j is column j, which is row j: K consecutive rows of the row-major block.
-    to_host(block.data() + j0 * p, d, HV.data(), K * p);
+    eng.apply_range(layer, layer + 1, E.data() + (p - j0), 2 * p, out.data() + j0 * p, p, K);
   }
-  return block;
 }
-
-}  // namespace
 
 template <class T>
 std::vector<T> loss_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk) {
-  return dense_block(eng, b, layer, chunk, CurvatureMode::hessian);
+  Buffer<T> block;
+  hvp_block(eng, b, layer, CurvatureMode::hessian, block, chunk);
+  return block_to_host(block);
 }
 
 template <class T>
 std::vector<T> ggn_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk) {
-  return dense_block(eng, b, layer, chunk, CurvatureMode::ggn);
+  Buffer<T> block;
+  hvp_block(eng, b, layer, CurvatureMode::ggn, block, chunk);
+  return block_to_host(block);
 }
 
 template <class T>
@@ -292,6 +303,7 @@ CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch
 #define CN_BLOCKS_INSTANTIATE(T)                                                                                     \
   template std::vector<T> loss_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                   \
   template std::vector<T> ggn_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                    \
+  template void hvp_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode, Buffer<T>&, int64_t);   \
   template bool kron_applicable<T>(const Sequential<T>&, size_t, bool);                                              \
   template std::vector<T> kron_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);             \
   template std::vector<T> hessian_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t, int64_t,         \

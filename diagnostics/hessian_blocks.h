@@ -13,6 +13,8 @@
 //                 through Dropout; γ/σ through BatchNorm in evaluation mode) — one GEMM
 //   ggn_block     the Gauss-Newton block Jᵀ ∇²_z L J (positive semi-definite) by HVPs in
 //                 Gauss-Newton mode
+//   hvp_block     either of the two left on the model's device (the GPU path: no transfer
+//                 until the spectrum)
 //   hessian_diag  the exact diagonal (from the dense block) up to dense_max parameters,
 //                 else Hutchinson's estimate mean(v ⊙ Hv) with Rademacher v drawn from
 //                 the curvature Philox stream keyed by (step, layer, kind)
@@ -63,8 +65,14 @@ std::vector<T> loss_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
 template <class T>
 std::vector<T> ggn_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t chunk = 64);
 
+// The block of `mode` by HVP columns into `out` (resized to p × p, moved to the model's
+// device), `chunk` columns per batched product.
+template <class T>
+void hvp_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode, Buffer<T>& out,
+               int64_t chunk = 64);
+
 // Whether the Kronecker path applies to `layer`: a Linear layer with no BatchNorm in
-// training mode after it.
+// training mode after it. The path runs on the CPU backend only.
 template <class T>
 bool kron_applicable(const Sequential<T>& net, size_t layer, bool training);
 

@@ -28,6 +28,7 @@ class HvpEngine {
   HvpEngine(Sequential<T>& net, Loss<T>& loss);
 
   Sequential<T>& net() { return net_; }
+  const Sequential<T>& net() const { return net_; }
   Loss<T>& loss() { return loss_; }
   int64_t total() const { return net_.layout().total; }
 

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/memory.h"
 #include "diagnostics/eigen.h"
+#include "diagnostics/hvp.h"
 #include "diagnostics/local_hessian.h"
 #include "kernels/ops.h"
 #include "layers/model.h"
@@ -48,6 +49,20 @@ KfacFactors kfac_factors(const Sequential<T>& net, size_t layer, int64_t N) {
   std::vector<T> x(static_cast<size_t>(N * I)), dy(static_cast<size_t>(N * O));
   device_copy(Device::cpu, x.data(), net.device(), net.layer_input(layer), x.size() * sizeof(T));
   device_copy(Device::cpu, dy.data(), net.device(), net.output_grad(layer), dy.size() * sizeof(T));
+  return kfac_factors(x.data(), dy.data(), N, I, O);
+}
+
+template <class T>
+KfacFactors kfac_factors(const HvpEngine<T>& eng, size_t layer) {
+  const Sequential<T>& net = eng.net();
+  CN_CHECK_MSG(layer < net.size(), "K-FAC: layer " << layer << " out of range");
+  CN_CHECK_MSG(eng.prepared() && eng.mode() == CurvatureMode::hessian, "K-FAC: prepare() the engine in hessian mode first");
+  const Layer<T>& l = net.layer(layer);
+  CN_CHECK_MSG(l.type() == "linear", "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
+  const int64_t N = eng.batch(), I = l.in_features(), O = l.out_features();
+  std::vector<T> x(static_cast<size_t>(N * I)), dy(static_cast<size_t>(N * O));
+  device_copy(Device::cpu, x.data(), net.device(), net.layer_input(layer), x.size() * sizeof(T));
+  device_copy(Device::cpu, dy.data(), net.device(), eng.output_grad(layer), dy.size() * sizeof(T));
   return kfac_factors(x.data(), dy.data(), N, I, O);
 }
 
@@ -97,5 +112,7 @@ template KfacFactors kfac_factors<float>(const float*, const float*, int64_t, in
 template KfacFactors kfac_factors<double>(const double*, const double*, int64_t, int64_t, int64_t);
 template KfacFactors kfac_factors<float>(const Sequential<float>&, size_t, int64_t);
 template KfacFactors kfac_factors<double>(const Sequential<double>&, size_t, int64_t);
+template KfacFactors kfac_factors<float>(const HvpEngine<float>&, size_t);
+template KfacFactors kfac_factors<double>(const HvpEngine<double>&, size_t);
 
 }  // namespace cn

@@ -26,6 +26,8 @@ namespace cn {
 
 template <class T>
 class Sequential;
+template <class T>
+class HvpEngine;
 
 struct KfacFactors {
   int64_t N = 0, I = 0, O = 0;
@@ -40,6 +42,11 @@ KfacFactors kfac_factors(const T* x, const T* dy, int64_t N, int64_t I, int64_t 
 // Layer `layer` (a Linear) of a model after forward + backward over N samples.
 template <class T>
 KfacFactors kfac_factors(const Sequential<T>& net, size_t layer, int64_t N);
+
+// Layer `layer` (a Linear) at the engine's last prepare() in hessian mode: dy is the
+// engine's cached dL/d(output) (prepare() does not write the model's own gradients).
+template <class T>
+KfacFactors kfac_factors(const HvpEngine<T>& eng, size_t layer);
 
 struct KfacSpectrum {
   std::vector<double> a_eigenvalues, g_eigenvalues;  // ascending

@@ -7,6 +7,10 @@
 #include "diagnostics/eigen.h"
 #include "kernels/ops.h"
 #include "layers/model.h"
+#ifdef CURVNET_HAVE_CUDA
+#include "kernels/cuda/context.cuh"
+#include "kernels/cuda/eigen.h"
+#endif
 
 namespace cn {
 
@@ -134,6 +138,33 @@ std::vector<double> local_hessian_full(const T* x, const T* h, int64_t N, int64_
   return H;
 }
 
+namespace {
+// Eigenvalues of `count` unit blocks (I1 × I1, back to back on the host).
+BatchedEigResult<double> unit_spectra(const double* C, int64_t I1, int64_t count, Device where) {
+#ifdef CURVNET_HAVE_CUDA
+  if (where == Device::cuda && I1 <= cuda::batched_max_n<double>()) {
+    BatchedEigResult<double> e;
+    e.count = count;
+    e.n = I1;
+    const int64_t m = count * I1 * I1;
+    Buffer<double> A(m, Device::cuda), W(count * I1, Device::cuda);
+    Buffer<int> info(count, Device::cuda);
+    device_copy(Device::cuda, A.data(), Device::cpu, C, static_cast<size_t>(m) * sizeof(double));
+    cuda::eigenvalues_batched<double>(A.data(), I1, count, W.data(), cuda::context().stream(), info.data());
+    e.values.resize(static_cast<size_t>(count * I1));
+    e.info.resize(static_cast<size_t>(count));
+    device_copy(Device::cpu, e.values.data(), Device::cuda, W.data(), e.values.size() * sizeof(double));
+    device_copy(Device::cpu, e.info.data(), Device::cuda, info.data(), e.info.size() * sizeof(int));
+    for (int64_t b = 0; b < count; ++b)
+      e.max_symmetry_residual = std::max(e.max_symmetry_residual, symmetry_residual(C + b * I1 * I1, I1));
+    return e;
+  }
+#endif
+  (void)where;
+  return eigh_batched(C, I1, count);
+}
+}  // namespace
+
 template <class T>
 LocalHessianResult local_hessian_linear(const T* x, const T* h, int64_t N, int64_t I, int64_t O, const ActParams& act,
                                         const LocalHessianOptions& opt) {
@@ -155,7 +186,7 @@ LocalHessianResult local_hessian_linear(const T* x, const T* h, int64_t N, int64
     blocks_from(Xt, D, N, I1, O, j0, count, S.data(), C.data());
     for (int64_t c = 0; c < count; ++c)
       for (int64_t k = 0; k < I1; ++k) r.diagonal[local_param_index(I, O, j0 + c, k)] = C[(c * I1 + k) * I1 + k];
-    const BatchedEigResult<double> e = eigh_batched(C.data(), I1, count);
+    const BatchedEigResult<double> e = unit_spectra(C.data(), I1, count, opt.eig_device);
     r.max_symmetry_residual = std::max(r.max_symmetry_residual, e.max_symmetry_residual);
     r.max_info = std::max(r.max_info, e.max_info());
     r.eigenvalues.insert(r.eigenvalues.end(), e.values.begin(), e.values.end());

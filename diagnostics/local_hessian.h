@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "core/device.h"
 #include "diagnostics/spectral_metrics.h"
 #include "io/config.h"
 #include "kernels/activation.h"
@@ -44,6 +45,9 @@ LocalApplicability local_applicability(const std::vector<LayerSpec>& specs, size
 struct LocalHessianOptions {
   // Upper bound on the scratch memory of one chunk of unit blocks (scaled inputs and blocks).
   int64_t max_chunk_bytes = int64_t(256) << 20;
+  // Where the unit blocks' spectra are solved: Device::cuda uses the batched Jacobi kernel
+  // (blocks up to cuda::batched_max_n<double>() wide; wider ones stay on LAPACK).
+  Device eig_device = Device::cpu;
 };
 
 struct LocalHessianResult {

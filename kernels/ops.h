@@ -31,6 +31,15 @@ struct PassCtx {
   void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda,          \
                     int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc,            \
                     int64_t strideC, int64_t count);                                                                 \
+  /* C (M x Nc) = op(A) op(B) + bias, bias (Nc values) added to every row: Linear's forward. */                      \
+  template <class T>                                                                                                 \
+  void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B,          \
+                 int64_t ldb, const T* bias, T* C, int64_t ldc);                                                     \
+  /* Linear's parameter gradients: C (M x Nc) = Aᵀ B with A Kd x M and B Kd x Nc, and */                            \
+  /* bias_grad[m] = sum over k of A[k, m] (=). */                                                                    \
+  template <class T>                                                                                                 \
+  void gemm_bias_grad(int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,    \
+                      int64_t ldc, T* bias_grad);                                                                    \
   /* y[n, o] += b[o] for every row n (N x O). */                                                                     \
   template <class T>                                                                                                 \
   void add_row_vector(T* y, const T* b, int64_t N, int64_t O);                                                       \

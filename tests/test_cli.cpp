@@ -96,6 +96,9 @@ TEST(Cli, HessianAndReportOnASavedRun) {
   EXPECT_NE(out.find("closed_form"), std::string::npos) << out;
   EXPECT_TRUE(std::filesystem::exists(tmp.file("h") + "/diagnostics.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(tmp.file("h") + "/spectra.safetensors"));
+  ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --layer 0 --device cpu --out " + tmp.file("h2"), &out), 0)
+      << out;
+  EXPECT_EQ(cli("hessian " + tmp.file("run") + " --device warp", &out), 2) << out;
   EXPECT_EQ(cli("hessian " + tmp.file("run") + " --kind warp", &out), 2);
   EXPECT_EQ(cli("hessian " + tmp.file("run") + " --layer 1", &out), 2) << out;  // an activation: no parameters
   EXPECT_EQ(cli("hessian " + tmp.file("nothing"), &out), 2);

@@ -12,7 +12,12 @@
 #include "core/device.h"
 
 #ifdef CURVNET_HAVE_CUDA
+#include <algorithm>
+#include <iostream>
+
 #include "core/memory.h"
+#include "kernels/cuda/context.cuh"
+#include "kernels/cuda/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/rops.h"
 
@@ -94,6 +99,45 @@ double nmse(const std::vector<T>& got, const std::vector<T>& want) {
 // The device copy of `t` matches its host copy within `tol` (nmse).
 #define EXPECT_TWIN(t, tol) EXPECT_LE(nmse((t).down(), (t).h), (tol)) << #t
 
+// Sums of K products or values: rounding grows with the number of terms (~K eps^2 nmse).
+template <class T>
+double sum_tol(int64_t K) {
+  return Tol<T>::reduction * std::max(1.0, static_cast<double>(K) / 100.0);
+}
+
+// Sets how the CUDA GEMMs pick kernels for one scope (the process default: CURVNET_GEMM, else cublas).
+struct GemmModeScope {
+  explicit GemmModeScope(cuda::GemmMode m) : previous(cuda::gemm_mode()) { cuda::set_gemm_mode(m); }
+  ~GemmModeScope() { cuda::set_gemm_mode(previous); }
+  cuda::GemmMode previous;
+};
+
+const char* mode_name(cuda::GemmMode m) {
+  return m == cuda::GemmMode::cublas ? "cublas" : m == cuda::GemmMode::lt_heuristic ? "lt_heuristic" : "lt_tuned";
+}
+
+// gemm_bias on both backends from the same random inputs; C starts as random garbage.
+template <class T>
+double gemm_bias_nmse(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, int64_t pad, uint32_t seed) {
+  const int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : Nc) + pad, ldc = Nc + pad;
+  auto A = twin<T>((ta ? K : M) * lda, seed), B = twin<T>((tb ? Nc : K) * ldb, seed + 1);
+  auto bias = twin<T>(Nc, seed + 2), C = twin<T>(M * ldc, seed + 3);
+  cpu::gemm_bias<T>(ta, tb, M, Nc, K, A.hp(), lda, B.hp(), ldb, bias.hp(), C.hp(), ldc);
+  cuda::gemm_bias<T>(ta, tb, M, Nc, K, A.dp(), lda, B.dp(), ldb, bias.dp(), C.dp(), ldc);
+  return nmse(C.down(), C.h);
+}
+
+// gemm_bias_grad on both backends: {nmse of C, nmse of the bias gradient}.
+template <class T>
+std::pair<double, double> gemm_bias_grad_nmse(int64_t M, int64_t Nc, int64_t K, int64_t pad, uint32_t seed) {
+  const int64_t lda = M + pad, ldb = Nc + pad, ldc = Nc + pad;
+  auto A = twin<T>(std::max<int64_t>(1, K * lda), seed), B = twin<T>(std::max<int64_t>(1, K * ldb), seed + 1);
+  auto C = twin<T>(std::max<int64_t>(1, M * ldc), seed + 2), db = twin<T>(M, seed + 3);
+  cpu::gemm_bias_grad<T>(M, Nc, K, A.hp(), lda, B.hp(), ldb, C.hp(), ldc, db.hp());
+  cuda::gemm_bias_grad<T>(M, Nc, K, A.dp(), lda, B.dp(), ldb, C.dp(), ldc, db.dp());
+  return {nmse(C.down(), C.h), nmse(db.down(), db.h)};
+}
+
 template <class T>
 class CudaOps : public ::testing::Test {};
 using Types = ::testing::Types<float, double>;
@@ -131,6 +175,147 @@ TYPED_TEST(CudaOps, GemmBatched) {
   EXPECT_TWIN(C, Tol<T>::reduction);
 }
 
+// Linear's forward: y = x Wᵀ + b is (ta, tb) = (false, true); every transpose pair, odd
+// sizes, leading dimensions wider than the rows, one row, K large.
+TYPED_TEST(CudaOps, GemmBias) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  struct Shape {
+    int64_t M, Nc, K;
+  };
+  uint32_t seed = 100;
+  for (const Shape& s : {Shape{37, 29, 53}, Shape{1, 7, 5}, Shape{130, 96, 784}, Shape{64, 10, 4099}})
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb)
+        for (int64_t pad : {int64_t(0), int64_t(3)}) {
+          EXPECT_LE(gemm_bias_nmse<T>(ta, tb, s.M, s.Nc, s.K, pad, seed), sum_tol<T>(s.K))
+              << "M=" << s.M << " N=" << s.Nc << " K=" << s.K << " ta=" << ta << " tb=" << tb << " pad=" << pad;
+          seed += 4;
+        }
+  // K = 0: C = the bias on every row.
+  EXPECT_LE(gemm_bias_nmse<T>(false, true, 5, 6, 0, 1, 7), Tol<T>::elementwise);
+}
+
+// Linear's backward: dW = dyᵀ x (M = O, Nc = I, K = N) and db = Σ_n dy.
+TYPED_TEST(CudaOps, GemmBiasGrad) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  struct Shape {
+    int64_t M, Nc, K;
+  };
+  uint32_t seed = 300;
+  for (const Shape& s : {Shape{29, 37, 53}, Shape{10, 1, 7}, Shape{96, 784, 256}, Shape{45, 33, 5000},
+                         Shape{10, 130, 1024}})
+    for (int64_t pad : {int64_t(0), int64_t(3)}) {
+      const auto [c, db] = gemm_bias_grad_nmse<T>(s.M, s.Nc, s.K, pad, seed);
+      const std::string what = "M=" + std::to_string(s.M) + " N=" + std::to_string(s.Nc) +
+                               " K=" + std::to_string(s.K) + " pad=" + std::to_string(pad);
+      EXPECT_LE(c, sum_tol<T>(s.K)) << what << " dW";
+      EXPECT_LE(db, sum_tol<T>(s.K)) << what << " db";
+      seed += 4;
+    }
+  // No inputs (Nc = 0): only the bias gradient. No rows (K = 0): both zero.
+  EXPECT_LE(gemm_bias_grad_nmse<T>(5, 0, 9, 0, 11).second, Tol<T>::reduction);
+  const auto [c0, db0] = gemm_bias_grad_nmse<T>(6, 4, 0, 1, 12);
+  EXPECT_EQ(c0, 0.0);
+  EXPECT_EQ(db0, 0.0);
+}
+
+// Every way of picking kernels gives the CPU's results, and a problem asked twice gives the
+// same bits (the choice made on first use is kept).
+TYPED_TEST(CudaOps, GemmModesAgreeWithTheCpu) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  for (cuda::GemmMode m : {cuda::GemmMode::cublas, cuda::GemmMode::lt_heuristic, cuda::GemmMode::lt_tuned}) {
+    GemmModeScope scope(m);
+    EXPECT_LE(gemm_bias_nmse<T>(false, true, 70, 50, 90, 0, 500), sum_tol<T>(90)) << mode_name(m);
+    const auto [c, db] = gemm_bias_grad_nmse<T>(50, 90, 70, 0, 504);
+    EXPECT_LE(c, sum_tol<T>(70)) << mode_name(m);
+    EXPECT_LE(db, sum_tol<T>(70)) << mode_name(m);
+    const int64_t M = 70, Nc = 90, K = 50;
+    auto A = twin<T>(M * K, 508), B = twin<T>(K * Nc, 509), C = twin<T>(M * Nc, 510);
+    cpu::gemm<T>(false, false, M, Nc, K, T(1), A.hp(), K, B.hp(), Nc, T(0), C.hp(), Nc);
+    cuda::gemm<T>(false, false, M, Nc, K, T(1), A.dp(), K, B.dp(), Nc, T(0), C.dp(), Nc);
+    const std::vector<T> first = C.down();
+    EXPECT_LE(nmse(first, C.h), sum_tol<T>(K)) << mode_name(m);
+    cuda::gemm<T>(false, false, M, Nc, K, T(1), A.dp(), K, B.dp(), Nc, T(0), C.dp(), Nc);
+    EXPECT_EQ(C.down(), first) << mode_name(m);
+  }
+}
+
+// Recording into a graph never times candidates: the replay runs the choice made eagerly
+// (same bits), and a problem first seen inside a recording still matches the CPU.
+TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  const int64_t N = 33, I = 21, O = 17;  // shapes no other test uses: first seen here
+  auto x = twin<T>(N * I, 600), W = twin<T>(O * I, 601), b = twin<T>(O, 602), dy = twin<T>(N * O, 603);
+  auto y = twin<T>(N * O, 604), dW = twin<T>(O * I, 605), db = twin<T>(O, 606), dx = twin<T>(N * I, 607);
+  auto linear = [&](auto backend, T* yp, T* dWp, T* dbp, T* dxp, const T* xp, const T* Wp, const T* bp,
+                    const T* dyp) {
+    backend.gemm_bias(false, true, N, O, I, xp, I, Wp, I, bp, yp, O);
+    backend.gemm_bias_grad(O, I, N, dyp, O, xp, I, dWp, I, dbp);
+    backend.gemm(false, false, N, I, O, T(1), dyp, O, Wp, I, T(0), dxp, I);
+  };
+  struct Cpu {
+    void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B,
+                   int64_t ldb, const T* bias, T* C, int64_t ldc) {
+      cpu::gemm_bias<T>(ta, tb, M, Nc, K, A, lda, B, ldb, bias, C, ldc);
+    }
+    void gemm_bias_grad(int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                        int64_t ldc, T* bg) {
+      cpu::gemm_bias_grad<T>(M, Nc, K, A, lda, B, ldb, C, ldc, bg);
+    }
+    void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+              int64_t ldb, T beta, T* C, int64_t ldc) {
+      cpu::gemm<T>(ta, tb, M, Nc, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+  };
+  struct Gpu {
+    void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B,
+                   int64_t ldb, const T* bias, T* C, int64_t ldc) {
+      cuda::gemm_bias<T>(ta, tb, M, Nc, K, A, lda, B, ldb, bias, C, ldc);
+    }
+    void gemm_bias_grad(int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                        int64_t ldc, T* bg) {
+      cuda::gemm_bias_grad<T>(M, Nc, K, A, lda, B, ldb, C, ldc, bg);
+    }
+    void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
+              int64_t ldb, T beta, T* C, int64_t ldc) {
+      cuda::gemm<T>(ta, tb, M, Nc, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
+  };
+  linear(Cpu{}, y.hp(), dW.hp(), db.hp(), dx.hp(), x.hp(), W.hp(), b.hp(), dy.hp());
+  auto poison = [](Twin<T>& t) {
+    const std::vector<T> nan(t.h.size(), static_cast<T>(std::nan("")));
+    device_copy(Device::cuda, t.dp(), Device::cpu, nan.data(), nan.size() * sizeof(T));
+  };
+
+  {  // First seen inside the recording.
+    cuda::Graph graph;
+    graph.record([&] { linear(Gpu{}, y.dp(), dW.dp(), db.dp(), dx.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
+    ASSERT_TRUE(graph.replay());
+    EXPECT_LE(nmse(y.down(), y.h), sum_tol<T>(I)) << "y";
+    EXPECT_LE(nmse(dW.down(), dW.h), sum_tol<T>(N)) << "dW";
+    EXPECT_LE(nmse(db.down(), db.h), sum_tol<T>(N)) << "db";
+    EXPECT_LE(nmse(dx.down(), dx.h), sum_tol<T>(O)) << "dx";
+  }
+  {  // Eager first (timed), then recorded: the replay gives the eager bits.
+    // New outputs, same problem keys: planned inside the recording above, timed now.
+    auto y2 = twin<T>(N * O, 608), dW2 = twin<T>(O * I, 609), db2 = twin<T>(O, 610), dx2 = twin<T>(N * I, 611);
+    linear(Gpu{}, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp());
+    const std::vector<T> ye = y2.down(), dWe = dW2.down(), dbe = db2.down(), dxe = dx2.down();
+    for (Twin<T>* t : {&y2, &dW2, &db2, &dx2}) poison(*t);
+    cuda::Graph graph;
+    graph.record([&] { linear(Gpu{}, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
+    ASSERT_TRUE(graph.replay());
+    EXPECT_EQ(y2.down(), ye);
+    EXPECT_EQ(dW2.down(), dWe);
+    EXPECT_EQ(db2.down(), dbe);
+    EXPECT_EQ(dx2.down(), dxe);
+  }
+}
+
 TYPED_TEST(CudaOps, AddRowVectorAndColumnSum) {
   REQUIRE_GPU();
   using T = TypeParam;
@@ -145,6 +330,14 @@ TYPED_TEST(CudaOps, AddRowVectorAndColumnSum) {
     cuda::column_sum<T>(y.dp(), N, O, s.dp(), acc);
     EXPECT_LE(nmse(s.down(), s.h), Tol<T>::reduction) << "accumulate=" << acc;
   }
+  // Tall matrices: rows cut into chunks summed in a second pass (a ragged last chunk).
+  for (const auto& [Nt, Ot] : {std::pair<int64_t, int64_t>{1000, 45}, {1024, 1030}, {4099, 7}})
+    for (bool acc : {false, true}) {
+      auto x = twin<T>(Nt * Ot, 11), s = twin<T>(Ot, 12);
+      cpu::column_sum<T>(x.hp(), Nt, Ot, s.hp(), acc);
+      cuda::column_sum<T>(x.dp(), Nt, Ot, s.dp(), acc);
+      EXPECT_LE(nmse(s.down(), s.h), sum_tol<T>(Nt)) << "N=" << Nt << " O=" << Ot << " accumulate=" << acc;
+    }
 }
 
 TYPED_TEST(CudaOps, Activations) {
@@ -405,6 +598,31 @@ TYPED_TEST(CudaOps, RLosses) {
     cuda::loss_output_hessian<T>(kind, p.dp(), N, C, M.dp());
     EXPECT_TWIN(M, Tol<T>::elementwise) << static_cast<int>(kind);
   }
+}
+
+// TF32 (opted in): the context's setting reaches the cuBLASLt compute type. Inputs rounded
+// to 10-bit mantissas: ~5e-4 relative per product.
+TEST(CudaOpsTf32, GemmsFollowTheContext) {
+  REQUIRE_GPU();
+  struct Tf32Scope {
+    Tf32Scope() { cuda::context().set_allow_tf32(true); }
+    ~Tf32Scope() { cuda::context().set_allow_tf32(false); }
+  } tf32;
+  constexpr double kTol = 1e-5;
+  EXPECT_LE(gemm_bias_nmse<float>(false, true, 64, 48, 256, 0, 700), kTol);
+  const auto [c, db] = gemm_bias_grad_nmse<float>(48, 64, 256, 0, 704);
+  EXPECT_LE(c, kTol);
+  EXPECT_LE(db, kTol);
+  bool seen = false;
+  for (const cuda::GemmPlanInfo& p : cuda::gemm_plans()) seen = seen || p.tf32;
+  EXPECT_TRUE(seen) << "no TF32 problem key recorded";
+}
+
+// Last: what served each problem key of this process (a fallback is correct but slower; a
+// TF32 key records its own choice).
+TEST(CudaOpsReport, GemmPlans) {
+  REQUIRE_GPU();
+  for (const cuda::GemmPlanInfo& p : cuda::gemm_plans()) std::cout << "[gemm] " << cuda::describe(p) << "\n";
 }
 
 }  // namespace

@@ -148,6 +148,48 @@ TYPED_TEST(CudaOptim, StepsMatchCpu) {
   }
 }
 
+// Segments that start and end off the 16-byte grid: the update kernel's element-wise
+// heads and tails around its vector loads, in every tile of a segment.
+ParamLayout unaligned_layout() {
+  ParamLayout l;
+  l.segments.push_back(ParamSegment{"0.weight", 0, 0, 7, 5, false});
+  l.segments.push_back(ParamSegment{"0.bias", 0, 35, 7, 1, true});
+  l.segments.push_back(ParamSegment{"2.weight", 2, 42, 13, 701, false});
+  l.segments.push_back(ParamSegment{"2.bias", 2, 9155, 13, 1, true});
+  l.total = 9168;
+  return l;
+}
+
+TYPED_TEST(CudaOptim, StepsMatchCpuOnUnalignedSegments) {
+  REQUIRE_GPU();
+  using T = TypeParam;
+  const ParamLayout layout = unaligned_layout();
+  const int64_t P = layout.total;
+  // shift 1: parameters and gradients one element off their allocation, so off the 16-byte
+  // grid: the element-wise kernel.
+  for (int64_t shift : {0, 1})
+    for (const char* kind : kKinds) {
+      const OptimConfig config = config_for(kind);
+      auto cpu_opt = make_optimizer<T>(config, layout);
+      auto gpu_opt = make_optimizer_cuda<T>(config, layout);
+      std::vector<T> p = random_vec<T>(P + shift, 21);
+      Buffer<T> dp = to_device(p);
+      for (int64_t step = 0; step < 3; ++step) {
+        const std::vector<T> g = random_vec<T>(P + shift, 200 + static_cast<uint32_t>(step));
+        Buffer<T> dg = to_device(g);
+        cpu_opt->step(p.data() + shift, g.data() + shift, 1e-2, step);
+        gpu_opt->step(dp.data() + shift, dg.data() + shift, 1e-2, step);
+      }
+      const std::string what = std::string(kind) + " shift " + std::to_string(shift);
+      EXPECT_LE(nmse(to_host(dp.data(), P + shift), p), Tol<T>::update) << what << " parameters";
+      auto cs = cpu_opt->state();
+      auto gs = gpu_opt->state();
+      ASSERT_EQ(cs.size(), gs.size()) << what;
+      for (size_t j = 0; j < cs.size(); ++j)
+        EXPECT_LE(nmse(*gs[j].second, *cs[j].second), Tol<T>::update) << what << " state " << cs[j].first;
+    }
+}
+
 TYPED_TEST(CudaOptim, StateWrittenByTheHostReachesTheDevice) {
   REQUIRE_GPU();
   using T = TypeParam;

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <random>
 
+#include "diagnostics/curvature_checkpoint.h"
 #include "diagnostics/eigen.h"
+#include "diagnostics/hvp.h"
 #include "diagnostics/kfac.h"
 #include "diagnostics/local_hessian.h"
 #include "layers/model.h"
@@ -169,4 +171,54 @@ TEST(Kfac, FromModelCaches) {
   for (double e : s.eigenvalues) tr += e;
   EXPECT_NEAR(tr, trA * trG, 1e-12 * std::max(1.0, tr));
   EXPECT_THROW(kfac_factors(net, 1, N), Error);  // not a Linear
+}
+
+// The curvature engine's path (dy cached by HvpEngine::prepare, not the model's gradient
+// buffers) and the curvature checkpoint's kfac rows give the factors of forward + backward.
+TEST(Kfac, FromEngineAndCheckpointMatchTheModelPath) {
+  const int64_t I = 4, C = 3, N = 6;
+  const std::vector<LayerSpec> specs = {spec("linear", 5), spec("tanh"), spec("linear", C)};
+  Sequential<double> net(specs, I);
+  net.reserve(N);
+  const auto theta = random_vec(net.layout().total, 9);
+  for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = theta[i];
+  const auto x = random_vec(N * I, 10);
+  const std::vector<double> t = {0, 1, 2, 2, 1, 0};
+  PassCtx c;
+  Loss<double> loss(LossKind::cross_entropy);
+  loss.reserve(Device::cpu, N, C);
+  const double* z = net.forward(c, x.data(), N);
+  loss.forward_backward(c, z, t.data(), N, C);
+  net.backward(c, loss.dz(), N);
+  std::vector<KfacFactors> want;
+  for (size_t layer : {size_t(0), size_t(2)}) want.push_back(kfac_factors(net, layer, N));
+
+  Sequential<double> copy(specs, I);
+  for (int64_t i = 0; i < copy.layout().total; ++i) copy.params()[i] = theta[i];
+  Loss<double> loss2(LossKind::cross_entropy);
+  HvpEngine<double> eng(copy, loss2);
+  eng.prepare(c, x.data(), t.data(), N);
+  DiagnosticsConfig dc;
+  dc.kinds = {"kfac"};
+  dc.batch_size = N;
+  CurvatureCheckpoint ckpt(dc, specs, I, LossKind::cross_entropy, x, t, N, 0);
+  ModelSnapshot snap;
+  snap.params = theta;
+  const CurvatureOutput out = ckpt.run(0, snap);
+  for (size_t k = 0; k < 2; ++k) {
+    const size_t layer = k * 2;
+    SCOPED_TRACE("layer " + std::to_string(layer));
+    const KfacFactors f = kfac_factors(eng, layer);
+    ASSERT_EQ(f.G.size(), want[k].G.size());
+    const double gs = max_abs(want[k].G);
+    ASSERT_GT(gs, 0);
+    for (size_t i = 0; i < f.G.size(); ++i) EXPECT_NEAR(f.G[i], want[k].G[i], 1e-13 * gs);
+    EXPECT_EQ(f.A, want[k].A);
+    const KfacSpectrum s = kfac_spectrum(want[k]);
+    const auto& got = out.spectra.at("kfac." + std::to_string(layer) + ".eigenvalues");
+    ASSERT_EQ(got.size(), s.eigenvalues.size());
+    const double es = max_abs(s.eigenvalues);
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], s.eigenvalues[i], 1e-12 * es);
+  }
+  EXPECT_THROW(kfac_factors(eng, 1), Error);  // not a Linear
 }

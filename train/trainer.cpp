@@ -7,8 +7,10 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -21,12 +23,11 @@
 #include "io/tensorboard.h"
 #include "layers/model.h"
 #ifdef CURVNET_HAVE_CUDA
-#include <map>
-
 #include "kernels/cuda/context.cuh"
 #include "optim/optimizer_cuda.h"
 #endif
 #include "train/checkpoint.h"
+#include "train/curvature_worker.h"
 
 namespace cn {
 
@@ -552,7 +553,17 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     tb.row(kind, row);
   };
   std::map<std::string, std::vector<double>> step_spectra;  // this step's spectra file
+  // Steps whose curvature is still on the worker. Once their spectra file is written (the
+  // doctor's part), it is written again, complete, when the curvature arrives; before
+  // that, the curvature joins step_spectra like a checkpoint run in the loop.
+  struct AwaitingCurvature {
+    bool file_written = false;
+    std::map<std::string, std::vector<double>> spectra;  // what the file holds so far
+  };
+  std::map<int64_t, AwaitingCurvature> spectra_awaiting_curvature;
   auto write_step_spectra = [&](int64_t s) {
+    const auto awaiting = spectra_awaiting_curvature.find(s);
+    if (awaiting != spectra_awaiting_curvature.end()) awaiting->second = {true, step_spectra};
     if (step_spectra.empty()) return;
     CurvatureOutput all;
     all.step = s;
@@ -569,40 +580,84 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       if (row.value("rule", "") == "nonfinite") progress.message("alarm: " + row.value("message", ""));
     }
   };
+  std::function<void(bool)> collect_curvature_fn;  // set once the curvature state exists below
   auto model_checkpoint = [&]() {
+    // Curvature of earlier steps is logged before the checkpoint: a resumed run loses none.
+    if (collect_curvature_fn) collect_curvature_fn(true);
     e.save_checkpoint(run_dir);
     fs::create_directories(run_dir + "/spectra");
     for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) log_row(stats, RunLog::stats, row);
   };
   const int64_t curv_every = config.diagnostics.every;
+  // On the CPU a checkpoint runs in the loop; on CUDA on a worker thread with its own
+  // context, while training goes on (its results are logged when they arrive).
   std::unique_ptr<CurvatureCheckpoint> curvature;
+  std::unique_ptr<CurvatureWorker> curvature_worker;
   if (curv_every > 0) {
-    curvature = e.curvature();
+    if (device == Device::cuda)
+      curvature_worker = std::make_unique<CurvatureWorker>([&e] { return e.curvature(); });
+    else
+      curvature = e.curvature();
     diagnostics.open(run_dir + "/diagnostics.jsonl");
     fs::create_directories(run_dir + "/spectra");
   }
   double curv_seconds = 0;
+  int64_t curv_done = 0;
   json curv_steps = json::array(), curv_skipped = json::array();
+  auto curvature_arrived = [&](const CurvatureOutput& out) {
+    for (const json& row : out.rows) log_row(diagnostics, RunLog::diagnostics, row);
+    diagnostics.flush();
+    e.doctor->on_curvature(out.step, out.rows, e.lr_at(out.step));
+    curv_seconds += out.seconds;
+    ++curv_done;
+  };
+  // Logs what the worker finished; with `wait`, first waits for everything queued.
+  auto collect_curvature = [&](bool wait) {
+    if (!curvature_worker) return;
+    for (const CurvatureOutput& out : wait ? curvature_worker->finish() : curvature_worker->take_finished()) {
+      curvature_arrived(out);
+      const auto it = spectra_awaiting_curvature.find(out.step);
+      CN_CHECK(it != spectra_awaiting_curvature.end());
+      AwaitingCurvature awaiting = std::move(it->second);
+      spectra_awaiting_curvature.erase(it);
+      if (!awaiting.file_written) {  // the step's file is still to come: join it
+        for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
+        continue;
+      }
+      CurvatureOutput file = out;
+      for (auto& [name, v] : awaiting.spectra) file.spectra.emplace(name, std::move(v));
+      if (file.spectra.empty()) continue;
+      const std::string path = run_dir + "/spectra/step_" + std::to_string(out.step) + ".safetensors";
+      CurvatureCheckpoint::write_spectra(path, file);
+      SafeTensorMap curvature_only;
+      for (const auto& [name, v] : read_safetensors(path))
+        if (out.spectra.count(name)) curvature_only.emplace(name, v);
+      tb.spectra(out.step, curvature_only);
+    }
+  };
+  collect_curvature_fn = collect_curvature;
   // A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
   // skipped when it would lift the curvature share of the wall time above the budget
-  // (its cost estimated by the previous one).
+  // (its cost estimated by the finished ones).
   auto curvature_checkpoint = [&]() {
     const int64_t s = e.st.step;
-    if (config.diagnostics.budget > 0 && !curv_steps.empty()) {
+    if (config.diagnostics.budget > 0 && curv_done > 0) {
       const double elapsed = now_s() - t_start;
-      const double estimate = curv_seconds / static_cast<double>(curv_steps.size());
+      const double estimate = curv_seconds / static_cast<double>(curv_done);
       if (curv_seconds + estimate > config.diagnostics.budget * (elapsed + estimate)) {
         curv_skipped.push_back(s);
         return;
       }
     }
-    const CurvatureOutput out = curvature->run(s, e.snapshot());
-    for (const json& row : out.rows) log_row(diagnostics, RunLog::diagnostics, row);
-    diagnostics.flush();
-    for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
-    e.doctor->on_curvature(s, out.rows, e.lr_at(s));
-    curv_seconds += out.seconds;
     curv_steps.push_back(s);
+    if (curvature_worker) {
+      curvature_worker->submit(s, e.snapshot());
+      spectra_awaiting_curvature[s];  // this step's file is completed when the result arrives
+      return;
+    }
+    const CurvatureOutput out = curvature->run(s, e.snapshot());
+    for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
+    curvature_arrived(out);
   };
   const int64_t eval_every = *config.train.eval_every, ckpt_every = *config.checkpoint.every;
   const bool early = config.train.patience > 0;
@@ -616,7 +671,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
                      std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
                      config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
     if (ckpt_every > 0) model_checkpoint();  // step_0: the initialisation
-    if (curvature) curvature_checkpoint();
+    if (curvature || curvature_worker) curvature_checkpoint();
     write_step_spectra(0);
     drain_doctor();
   }
@@ -684,10 +739,11 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     }
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
-    if (curvature && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
+    if ((curvature || curvature_worker) && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
     const bool checkpoint_now = ckpt_every > 0 && (s % ckpt_every == 0 || last || stop_early);
     if (checkpoint_now) model_checkpoint();
     write_step_spectra(s);
+    collect_curvature(false);
     drain_doctor();
     if (checkpoint_now) {
       stats.flush();
@@ -715,6 +771,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       break;
     }
   }
+  collect_curvature(true);
   if (e.data.test.n > 0 && !sum.nonfinite) {
     json row = e.evaluate(e.data.test, "test");
     log_row(evals, RunLog::eval, row);

@@ -49,6 +49,7 @@ struct HessianOptions {
   std::string split = "train";  // the curvature batch: the first batch_size samples of this split
   int64_t batch_size = 0;
   std::string mode;             // train | eval
+  std::string device;           // auto | cpu | cuda; "" = the run's train.device
 };
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& options);
 

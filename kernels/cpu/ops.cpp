@@ -46,25 +46,53 @@ void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, 
     gemm(ta, tb, M, Nc, Kd, alpha, A + k * strideA, lda, B + k * strideB, ldb, beta, C + k * strideC, ldc);
 }
 
+namespace {
+// Rows `ld` apart: add_row_vector and column_sum on a block of a wider matrix.
 template <class T>
-void add_row_vector(T* y, const T* b, int64_t N, int64_t O) {
+void add_row_vector_ld(T* y, const T* b, int64_t N, int64_t O, int64_t ld) {
 #pragma omp parallel for if (N * O > 32768)
   for (int64_t n = 0; n < N; ++n) {
-    T* row = y + n * O;
+    T* row = y + n * ld;
 #pragma omp simd
     for (int64_t o = 0; o < O; ++o) row[o] += b[o];
   }
 }
 
 template <class T>
-void column_sum(const T* x, int64_t N, int64_t O, T* s, bool accumulate) {
+void column_sum_ld(const T* x, int64_t N, int64_t O, int64_t ld, T* s, bool accumulate) {
   // Features in parallel, rows in order: the sum is the same whatever the thread count.
 #pragma omp parallel for if (N * O > 32768)
   for (int64_t o = 0; o < O; ++o) {
     T acc = T(0);
-    for (int64_t n = 0; n < N; ++n) acc += x[n * O + o];
+    for (int64_t n = 0; n < N; ++n) acc += x[n * ld + o];
     s[o] = accumulate ? s[o] + acc : acc;
   }
+}
+}  // namespace
+
+template <class T>
+void add_row_vector(T* y, const T* b, int64_t N, int64_t O) {
+  add_row_vector_ld(y, b, N, O, O);
+}
+
+template <class T>
+void column_sum(const T* x, int64_t N, int64_t O, T* s, bool accumulate) {
+  column_sum_ld(x, N, O, O, s, accumulate);
+}
+
+// The fused ops of the CUDA backend, here as the two steps they replace.
+template <class T>
+void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B,
+               int64_t ldb, const T* bias, T* C, int64_t ldc) {
+  gemm(ta, tb, M, Nc, Kd, T(1), A, lda, B, ldb, T(0), C, ldc);
+  add_row_vector_ld(C, bias, M, Nc, ldc);
+}
+
+template <class T>
+void gemm_bias_grad(int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
+                    int64_t ldc, T* bias_grad) {
+  gemm(true, false, M, Nc, Kd, T(1), A, lda, B, ldb, T(0), C, ldc);
+  column_sum_ld(A, Kd, M, lda, bias_grad, false);
 }
 
 // Calls body(kind) with the activation kind as a std::integral_constant, so every
@@ -252,6 +280,9 @@ void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N
                         int64_t);                                                                                    \
   template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, const T*,     \
                                 int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);                                 \
+  template void gemm_bias<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, const T*, \
+                             T*, int64_t);                                                                           \
+  template void gemm_bias_grad<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, T*); \
   template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                                   \
   template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                                 \
   template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                                             \

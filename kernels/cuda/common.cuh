@@ -58,4 +58,9 @@ __device__ T column_tile_sum(int64_t N, F f) {
 inline dim3 tile_block() { return dim3(kTile, kTile); }
 inline unsigned tile_grid(int64_t O) { return static_cast<unsigned>(ceil_div(O, kTile)); }
 
+// s[o] (=, or += when accumulate) sum over n < N of x[n * ld + o], o < O: column_sum on a
+// block of a wider matrix (elementwise.cu; the bias gradient when the GEMM cannot).
+template <class T>
+void column_sum_ld(const T* x, int64_t N, int64_t O, int64_t ld, T* s, bool accumulate);
+
 }  // namespace cn::cuda

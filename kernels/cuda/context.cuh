@@ -1,8 +1,10 @@
 // The CUDA context: one stream, a cuBLAS handle, a cuSOLVER handle, device scratch space
-// and pinned host scratch, shared process-wide (cn::cuda::context(), created on first use
-// on the current device). Every op of the CUDA backend runs on this stream, so the host
-// never waits except where an op says so (a device->host read). Not thread-safe: one
-// host thread drives the backend. Plain C++ (no kernels): .cpp files may include it.
+// and pinned host scratch (cn::cuda::context(), created on first use on the current
+// device). Every op of the CUDA backend runs on the current context's stream, so the host
+// never waits except where an op says so (a device->host read). A context is driven by
+// one host thread at a time: the process-wide one by default; a worker thread (curvature
+// checkpoints overlapping training) makes its own Context current with a ContextScope.
+// Plain C++ (no kernels): .cpp files may include it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -53,8 +55,23 @@ class Context {
   bool allow_tf32_ = false;
 };
 
-// The process-wide context. Throws cn::Error when no CUDA device is usable.
+// The calling thread's current context: the one a ContextScope made current, else the
+// process-wide one. Throws cn::Error when no CUDA device is usable.
 Context& context();
+
+// Makes `ctx` the calling thread's current context until the scope ends. Freed device
+// blocks are cached per stream, so work on one context never reuses a block another
+// context's stream may still be using.
+class ContextScope {
+ public:
+  explicit ContextScope(Context& ctx);
+  ContextScope(const ContextScope&) = delete;
+  ContextScope& operator=(const ContextScope&) = delete;
+  ~ContextScope();
+
+ private:
+  Context* previous_;
+};
 
 // The caching allocator behind cn::cuda_memory::alloc/free: freed blocks are kept by
 // (rounded) size and handed out again, so only the first training step calls cudaMalloc.

@@ -103,9 +103,10 @@ const char* cusolver_status_name(cusolverStatus_t s) noexcept {
 // ---- the caching allocator ---------------------------------------------------------------
 //
 // Blocks are rounded up (512 B below 1 MiB, 2 MiB above) and kept, once freed, in a free
-// list per rounded size. Every op runs on the one context stream, so handing a freed block
-// to the next allocation is safe in stream order (work that used it is queued before work
-// that will). Blocks are never returned to the driver except by release_cached_memory()
+// list per (stream of the freeing thread's context, rounded size). Handing a freed block to
+// the next allocation on the same stream is safe in stream order (work that used it is
+// queued before work that will); another stream never gets it, since work queued on the
+// first may still use it. Blocks are never returned to the driver except by release_cached_memory()
 // or when cudaMalloc runs out of memory; the allocator itself is never destroyed, so
 // Buffers freed during static destruction only go back to the free lists.
 
@@ -121,9 +122,10 @@ class CachingAllocator {
  public:
   void* alloc(size_t bytes) {
     const size_t size = round_size(bytes);
+    cudaStream_t stream = context().stream();  // the device and its stream exist before the first block
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.allocations;
-    auto it = free_.find(size);
+    auto it = free_.find({stream, size});
     if (it != free_.end() && !it->second.empty()) {
       void* p = it->second.back();
       it->second.pop_back();
@@ -132,7 +134,6 @@ class CachingAllocator {
       live_[p] = size;
       return p;
     }
-    context();  // the device and its stream exist before the first block
     void* p = nullptr;
     cudaError_t st = cudaMalloc(&p, size);
     if (st == cudaErrorMemoryAllocation) {  // give the cache back and try once more
@@ -153,6 +154,11 @@ class CachingAllocator {
 
   void free(void* p) noexcept {
     if (!p) return;
+    cudaStream_t stream = nullptr;
+    try {
+      stream = context().stream();
+    } catch (...) {  // no usable device: nothing can be queued on a stream either
+    }
     std::lock_guard<std::mutex> lock(mu_);
     auto it = live_.find(p);
     if (it == live_.end()) {
@@ -163,7 +169,7 @@ class CachingAllocator {
     live_.erase(it);
     stats_.bytes_in_use -= size;
     stats_.bytes_cached += size;
-    free_[size].push_back(p);
+    free_[{stream, size}].push_back(p);
   }
 
   MemoryStats stats() {
@@ -178,15 +184,15 @@ class CachingAllocator {
 
  private:
   void release_locked() {
-    CN_CUDA_WARN(cudaStreamSynchronize(context().stream()));
-    for (auto& [size, blocks] : free_)
+    CN_CUDA_WARN(cudaDeviceSynchronize());  // every stream's work on the cached blocks is done
+    for (auto& [key, blocks] : free_)
       for (void* p : blocks) CN_CUDA_WARN(cudaFree(p));
     free_.clear();
     stats_.bytes_cached = 0;
   }
 
   std::mutex mu_;
-  std::map<size_t, std::vector<void*>> free_;
+  std::map<std::pair<cudaStream_t, size_t>, std::vector<void*>> free_;
   std::unordered_map<void*, size_t> live_;
   MemoryStats stats_;
 };
@@ -217,7 +223,9 @@ Context::Context() {
 
 Context::~Context() {
   // The process-wide context is never destroyed (see context()); this serves contexts
-  // made by hand, e.g. in tests.
+  // made by hand (a worker thread's, tests). Its work finishes first: its cached blocks
+  // are then safe for any stream.
+  if (stream_) CN_CUDA_WARN(cudaStreamSynchronize(stream_));
   if (workspace_) allocator().free(workspace_);
   if (host_scratch_) CN_CUDA_WARN(cudaFreeHost(host_scratch_));
   if (cusolver_) CN_CUSOLVER_WARN(cusolverDnDestroy(cusolver_));
@@ -265,12 +273,20 @@ void Context::set_allow_tf32(bool allow) {
 
 void Context::synchronize() const { CN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
+namespace {
+thread_local Context* current_context = nullptr;  // set by ContextScope
+}  // namespace
+
 Context& context() {
+  if (current_context) return *current_context;
   // Never destroyed: tearing down handles during static destruction races the runtime's
   // own shutdown; the driver reclaims everything at exit.
   static Context* ctx = new Context();
   return *ctx;
 }
+
+ContextScope::ContextScope(Context& ctx) : previous_(current_context) { current_context = &ctx; }
+ContextScope::~ContextScope() { current_context = previous_; }
 
 EventTimer::EventTimer() {
   CN_CUDA_CHECK(cudaEventCreate(&start_));

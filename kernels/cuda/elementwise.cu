@@ -1,11 +1,15 @@
 // CUDA twins of the elementwise and row/column ops of kernels/ops.h (row-major, N x O):
 //   add_row_vector  y[n, o] += b[o]
-//   column_sum      s[o] = (or +=) sum_n x[n, o]   (fixed summation order: reproducible)
+//   column_sum      s[o] = (or +=) sum_n x[n, o]   (fixed summation order: reproducible; rows
+//                   cut into chunks summed in a second pass when the columns alone leave the
+//                   GPU idle)
 //   act_forward     y = f(x)                     (kernels/activation.h)
 //   act_backward    dx = dy * f'(x, y)
 //   dropout_forward mask = dropout_mask_value(...) (kernels/dropout.h: the CPU's mask), y = x * mask
 //   multiply        y = x * mask
 //   gather_rows     dst row r = src row rows[r]
+#include <algorithm>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/dropout.h"
 #include "kernels/ops.h"
@@ -19,12 +23,32 @@ __global__ void add_row_vector_kernel(T* y, const T* b, int64_t N, int64_t O) {
   CN_GRID_STRIDE(i, N * O) y[i] += b[i % O];
 }
 
+// Block (column tile blockIdx.x, row chunk blockIdx.y) sums rows [chunk * rows, +rows) of
+// its 32 columns. One chunk: the result goes to s; several: to partial[chunk * O + o], which
+// column_sum_chunks_kernel adds up in chunk order (fixed order: reproducible).
 template <class T>
-__global__ void column_sum_kernel(const T* x, int64_t N, int64_t O, T* s, bool accumulate) {
+__global__ void column_sum_kernel(const T* x, int64_t N, int64_t O, int64_t ld, int64_t rows, T* s, bool accumulate,
+                                  T* partial) {
   const int64_t o = blockIdx.x * int64_t(kTile) + threadIdx.x;
   const bool inside = o < O;
-  const T sum = column_tile_sum<T>(N, [&](int64_t n) { return inside ? x[n * O + o] : T(0); });
-  if (inside && threadIdx.y == 0) s[o] = accumulate ? s[o] + sum : sum;
+  const int64_t r0 = blockIdx.y * rows;
+  const int64_t n_rows = r0 + rows < N ? rows : N - r0;
+  const T* xc = x + r0 * ld;
+  const T sum = column_tile_sum<T>(n_rows, [&](int64_t n) { return inside ? xc[n * ld + o] : T(0); });
+  if (!inside || threadIdx.y != 0) return;
+  if (gridDim.y == 1)
+    s[o] = accumulate ? s[o] + sum : sum;
+  else
+    partial[blockIdx.y * O + o] = sum;
+}
+
+template <class T>
+__global__ void column_sum_chunks_kernel(const T* partial, int64_t chunks, int64_t O, T* s, bool accumulate) {
+  CN_GRID_STRIDE(o, O) {
+    T sum = T(0);
+    for (int64_t c = 0; c < chunks; ++c) sum += partial[c * O + o];
+    s[o] = accumulate ? s[o] + sum : sum;
+  }
 }
 
 template <class T>
@@ -76,11 +100,48 @@ void add_row_vector(T* y, const T* b, int64_t N, int64_t O) {
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+int multiprocessors() {
+  static const int n = [] {
+    int dev = 0, count = 0;
+    CN_CUDA_CHECK(cudaGetDevice(&dev));
+    CN_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev));
+    return count > 0 ? count : 1;
+  }();
+  return n;
+}
+}  // namespace
+
+template <class T>
+void column_sum_ld(const T* x, int64_t N, int64_t O, int64_t ld, T* s, bool accumulate) {
+  if (O == 0) return;
+  // One block per 32 columns leaves most of the GPU idle when O is small next to N (1024
+  // columns: 32 blocks): the rows are cut into chunks of at least 128, enough of them to
+  // give every multiprocessor two blocks, and the chunk sums are added in a second pass.
+  const int64_t tiles = ceil_div(O, kTile);
+  int64_t chunks = std::min(ceil_div(N, 4 * kTile), ceil_div(2 * int64_t(multiprocessors()), tiles));
+  int64_t rows = N;
+  if (chunks > 1) {
+    rows = ceil_div(ceil_div(N, chunks), kTile) * kTile;
+    chunks = ceil_div(N, rows);
+  }
+  if (chunks <= 1) {
+    column_sum_kernel<T><<<tile_grid(O), tile_block(), 0, stream()>>>(x, N, O, ld, N, s, accumulate, nullptr);
+    CN_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  // Stream-ordered scratch: nothing else runs between the two passes.
+  T* partial = static_cast<T*>(context().workspace(static_cast<size_t>(chunks * O) * sizeof(T)));
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(chunks));
+  column_sum_kernel<<<grid, tile_block(), 0, stream()>>>(x, N, O, ld, rows, s, accumulate, partial);
+  CN_CUDA_CHECK(cudaGetLastError());
+  column_sum_chunks_kernel<<<grid_for(O), kBlock, 0, stream()>>>(partial, chunks, O, s, accumulate);
+  CN_CUDA_CHECK(cudaGetLastError());
+}
+
 template <class T>
 void column_sum(const T* x, int64_t N, int64_t O, T* s, bool accumulate) {
-  if (O == 0) return;
-  column_sum_kernel<<<tile_grid(O), tile_block(), 0, stream()>>>(x, N, O, s, accumulate);
-  CN_CUDA_CHECK(cudaGetLastError());
+  column_sum_ld(x, N, O, O, s, accumulate);
 }
 
 template <class T>
@@ -115,6 +176,7 @@ void multiply(const T* x, const T* mask, T* y, int64_t n) {
   template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                    \
   template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                        \
   template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                  \
+  template void column_sum_ld<T>(const T*, int64_t, int64_t, int64_t, T*, bool);                      \
   template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                              \
   template void act_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t);         \
   template void dropout_forward<T>(const T*, T*, T*, int64_t, double, PhiloxKey, uint32_t, uint64_t); \

@@ -1,7 +1,8 @@
 // Kernels of the CUDA optimiser, clipping and gradient noise over the flat buffer (see
 // optim_launch.cuh for the tiles). The per-element math is kernels/optim.h:
 //   optim_tiles         p, states updated in place by optim_element<K> (one launch per
-//                       coefficient group; usually one for the whole buffer)
+//                       coefficient group; usually one for the whole buffer), 16-byte
+//                       loads and stores where every buffer is 16-byte aligned
 //   tiles_sum_sq        partial[tile] = sum x^2 (=), double, cub::BlockReduce
 //   tiles_scale_sum_sq  x *= coef[slot] where < 1; partial (=) of the result
 //   tiles_clamp_sum_sq  x clamped to [-value, value]; flag |= any; partial (=)
@@ -10,6 +11,8 @@
 //   grad_noise          g += grad_noise_value(...) (=the CPU's draws)
 #include <cub/block/block_reduce.cuh>
 #include <cub/warp/warp_reduce.cuh>
+
+#include <cstdint>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/optim_launch.cuh"
@@ -22,6 +25,63 @@ template <OptimKind K, class T>
 __global__ void optim_kernel(OptimScalars<T> s, const Tile* tiles, T* p, const T* g, T* s0, T* s1, T* s2) {
   const Tile t = tiles[blockIdx.x];
   for (int64_t i = t.begin + threadIdx.x; i < t.end; i += blockDim.x) optim_element<K, T>(s, p, g, s0, s1, s2, i);
+}
+
+// The state buffers a kind reads and writes (optim_state_count, as a compile-time value;
+// the launcher checks that the two agree).
+template <OptimKind K>
+constexpr int kStates = K == OptimKind::sgd ? 0
+                        : (K == OptimKind::momentum || K == OptimKind::nesterov || K == OptimKind::adagrad ||
+                           K == OptimKind::rmsprop)
+                            ? 1
+                            : (K == OptimKind::amsgrad ? 3 : 2);
+
+template <class T>
+struct Vec16;  // 16 bytes of T: one load or store instruction
+template <>
+struct Vec16<float> {
+  using type = float4;
+};
+template <>
+struct Vec16<double> {
+  using type = double2;
+};
+
+template <class T>
+__device__ __forceinline__ void copy16(T* dst, const T* src) {
+  *reinterpret_cast<typename Vec16<T>::type*>(dst) = *reinterpret_cast<const typename Vec16<T>::type*>(src);
+}
+
+// optim_kernel with 16-byte loads and stores: the update streams 5 to 9 arrays and is bound
+// by memory; one element per load leaves too few bytes in flight to reach the bandwidth.
+// Every pointer is 16-byte aligned (the launcher checks), so element i starts a vector
+// when i is a multiple of V; a tile's unaligned head and tail go element by element. Each
+// vector's V elements are updated by optim_element on registers: the same math.
+template <OptimKind K, class T>
+__global__ void optim_vec_kernel(OptimScalars<T> s, const Tile* tiles, T* __restrict__ p, const T* __restrict__ g,
+                                 T* __restrict__ s0, T* __restrict__ s1, T* __restrict__ s2) {
+  constexpr int V = 16 / sizeof(T);
+  constexpr int NS = kStates<K>;
+  const Tile t = tiles[blockIdx.x];
+  const int64_t up = (t.begin + V - 1) / V * V, down = t.end / V * V;
+  const int64_t a = up < t.end ? up : t.end;  // [begin, a) head, [a, b) vectors, [b, end) tail
+  const int64_t b = down > a ? down : a;
+  for (int64_t i = t.begin + threadIdx.x; i < a; i += blockDim.x) optim_element<K, T>(s, p, g, s0, s1, s2, i);
+  for (int64_t i = b + threadIdx.x; i < t.end; i += blockDim.x) optim_element<K, T>(s, p, g, s0, s1, s2, i);
+  for (int64_t i = a + int64_t(threadIdx.x) * V; i < b; i += int64_t(blockDim.x) * V) {
+    alignas(16) T lp[V], lg[V], l0[V], l1[V], l2[V];
+    copy16(lp, p + i);
+    copy16(lg, g + i);
+    if constexpr (NS > 0) copy16(l0, s0 + i);
+    if constexpr (NS > 1) copy16(l1, s1 + i);
+    if constexpr (NS > 2) copy16(l2, s2 + i);
+#pragma unroll
+    for (int j = 0; j < V; ++j) optim_element<K, T>(s, lp, lg, l0, l1, l2, j);
+    copy16(p + i, lp);
+    if constexpr (NS > 0) copy16(s0 + i, l0);
+    if constexpr (NS > 1) copy16(s1 + i, l1);
+    if constexpr (NS > 2) copy16(s2 + i, l2);
+  }
 }
 
 using BlockSum = cub::BlockReduce<double, kBlock>;
@@ -167,6 +227,7 @@ unsigned tiles_grid(int64_t n_tiles) {
   CN_CHECK(n_tiles > 0 && n_tiles < (int64_t(1) << 31));
   return static_cast<unsigned>(n_tiles);
 }
+bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0; }
 }  // namespace
 
 template <class T>
@@ -175,9 +236,19 @@ void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, in
   if (n_tiles == 0) return;
   const unsigned grid = tiles_grid(n_tiles);
   cudaStream_t st = stream();
+  const int n_states = optim_state_count(kind);
+  T* const states[3] = {s0, s1, s2};
+  bool vec = aligned16(p) && aligned16(g);
+  for (int j = 0; j < n_states; ++j) vec = vec && states[j] && aligned16(states[j]);
   switch (kind) {
-#define CN_OPTIM_CASE(k) \
-  case OptimKind::k: optim_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2); break;
+#define CN_OPTIM_CASE(k)                                                                         \
+  case OptimKind::k:                                                                             \
+    CN_CHECK(kStates<OptimKind::k> == n_states);                                                 \
+    if (vec)                                                                                     \
+      optim_vec_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2);    \
+    else                                                                                         \
+      optim_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2);        \
+    break;
     CN_OPTIM_CASE(sgd)
     CN_OPTIM_CASE(momentum)
     CN_OPTIM_CASE(nesterov)

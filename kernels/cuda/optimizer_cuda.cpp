@@ -90,7 +90,10 @@ template <class T>
 class CudaFlatOptimizer final : public Optimizer<T> {
  public:
   CudaFlatOptimizer(const OptimConfig& config, const ParamLayout& layout)
-      : config_(config), kind_(parse_kind(config.name)), total_(layout.total) {
+      : config_(config),
+        kind_(parse_kind(config.name)),
+        total_(layout.total),
+        stride_((layout.total + kStateAlign - 1) / kStateAlign * kStateAlign) {
     check_layout(layout);
     // Segments with equal coefficients share one group, so one launch covers them all.
     const std::vector<SegmentCoeffs> coeffs = resolve_segment_coeffs(config, layout);
@@ -109,7 +112,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
 
     const int n_states = optim_state_count(kind_);
     states_.set_device(Device::cuda);
-    states_.resize(std::max<int64_t>(1, n_states * total_));
+    states_.resize(std::max<int64_t>(1, n_states * stride_));
     states_.zero();
     mirrors_.resize(static_cast<size_t>(n_states));
     if (kind_ == OptimKind::nadam) mu_product_.assign(1, T(1));
@@ -119,7 +122,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
     CN_CHECK(step >= 0);
     if (mirrors_live_) upload_mirrors();
     T* s[3] = {nullptr, nullptr, nullptr};
-    for (size_t j = 0; j < mirrors_.size(); ++j) s[j] = states_.data() + static_cast<int64_t>(j) * total_;
+    for (size_t j = 0; j < mirrors_.size(); ++j) s[j] = states_.data() + static_cast<int64_t>(j) * stride_;
 
     T unused_mu = T(1);
     const OptimStepValues v = optim_step_values<T>(kind_, config_.beta1, config_.beta2, step,
@@ -138,7 +141,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
     if (!mirrors_live_) {
       for (size_t j = 0; j < mirrors_.size(); ++j) {
         mirrors_[j].resize(static_cast<size_t>(total_));
-        device_copy(Device::cpu, mirrors_[j].data(), Device::cuda, states_.data() + static_cast<int64_t>(j) * total_,
+        device_copy(Device::cpu, mirrors_[j].data(), Device::cuda, states_.data() + static_cast<int64_t>(j) * stride_,
                     static_cast<size_t>(total_) * sizeof(T));
       }
       mirrors_live_ = true;
@@ -156,7 +159,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
       CN_CHECK_MSG(static_cast<int64_t>(mirrors_[j].size()) == total_,
                    "optimiser state " << optim_state_name(kind_, static_cast<int>(j)) << " has " << mirrors_[j].size()
                                       << " values, expected " << total_);
-      device_copy(Device::cuda, states_.data() + static_cast<int64_t>(j) * total_, Device::cpu, mirrors_[j].data(),
+      device_copy(Device::cuda, states_.data() + static_cast<int64_t>(j) * stride_, Device::cpu, mirrors_[j].data(),
                   static_cast<size_t>(total_) * sizeof(T));
     }
     mirrors_live_ = false;
@@ -165,10 +168,14 @@ class CudaFlatOptimizer final : public Optimizer<T> {
   OptimConfig config_;
   OptimKind kind_;
   int64_t total_ = 0;
+  // State j starts at j * stride_: every state buffer as aligned as the first, so the
+  // update kernel can use 16-byte loads on all of them.
+  static constexpr int64_t kStateAlign = 64;
+  int64_t stride_ = 0;
   std::vector<SegmentCoeffs> groups_;
   Buffer<Tile> tiles_;
   std::vector<int64_t> group_tile_begin_;
-  Buffer<T> states_;                    // n_states x total on the device
+  Buffer<T> states_;                    // n_states x stride_ on the device
   std::vector<std::vector<T>> mirrors_;  // host copies handed out by state()
   bool mirrors_live_ = false;           // the mirrors hold the truth until the next step()
   std::vector<T> mu_product_;           // nadam: host scalar, as the CPU optimiser keeps it
