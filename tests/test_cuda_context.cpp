@@ -8,13 +8,13 @@
 
 #ifdef CURVNET_HAVE_CUDA
 #include <cmath>
-#include <random>
 #include <thread>
 #include <vector>
 
 #include "core/memory.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
+#include "test_util.h"
 
 using namespace cn;
 
@@ -22,14 +22,6 @@ namespace {
 
 #define REQUIRE_GPU() \
   if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
-
-std::vector<double> random_vec(int64_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  std::vector<double> v(static_cast<size_t>(n));
-  for (auto& x : v) x = u(rng);
-  return v;
-}
 
 // A small float64 network and a batch on the current context: forward, loss, backward.
 struct Net {
@@ -43,7 +35,7 @@ struct Net {
     model.initialize(mc, seed);
     model.reserve(N);
     loss.reserve(Device::cuda, N, C);
-    const std::vector<double> xh = random_vec(N * I, seed + 1);
+    const std::vector<double> xh = test::random_vec(N * I, seed + 1);
     std::vector<double> yh(static_cast<size_t>(N));
     for (int64_t n = 0; n < N; ++n) yh[static_cast<size_t>(n)] = static_cast<double>((n * 7 + seed) % C);
     device_copy(Device::cuda, x.data(), Device::cpu, xh.data(), xh.size() * sizeof(double));

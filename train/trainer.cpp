@@ -7,7 +7,6 @@
 #include <cmath>
 #include <ctime>
 #include <filesystem>
-#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -245,9 +244,11 @@ struct Engine {
 
   bool logged_step(int64_t done) const { return done % config.train.log_every == 0 || done == total_steps; }
 
-  void apply_update(int64_t s) {
+  // `seen_by_doctor`: false for a CUDA step the host has not read yet (read_pending shows
+  // it to the doctor later).
+  void apply_update(int64_t s, bool seen_by_doctor = true) {
     optimizer->step(model->params().data(), model->grads().data(), lr_at(s), s);
-    if (doctor) doctor->after_update(s + 1, logged_step(s + 1));
+    if (doctor && seen_by_doctor) doctor->after_update(s + 1, logged_step(s + 1));
     st.step = s + 1;
     st.epoch = st.step / steps_per_epoch;
   }
@@ -289,13 +290,7 @@ struct Engine {
     const bool read = read_now || logged_step(s + 1) ||
                       static_cast<int64_t>(cs.pending.size()) >= CudaSteps::kRing / 2;
     if (read && !read_pending()) return;  // halted
-    if (!read) {  // the doctor sees this step when the host next reads (read_pending)
-      optimizer->step(model->params().data(), g, lr_at(s), s);
-      st.step = s + 1;
-      st.epoch = st.step / steps_per_epoch;
-      return;
-    }
-    apply_update(s);
+    apply_update(s, read);
   }
 
   // Reads the losses and clip records of the pending steps and shows each to the doctor
@@ -580,14 +575,6 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       if (row.value("rule", "") == "nonfinite") progress.message("alarm: " + row.value("message", ""));
     }
   };
-  std::function<void(bool)> collect_curvature_fn;  // set once the curvature state exists below
-  auto model_checkpoint = [&]() {
-    // Curvature of earlier steps is logged before the checkpoint: a resumed run loses none.
-    if (collect_curvature_fn) collect_curvature_fn(true);
-    e.save_checkpoint(run_dir);
-    fs::create_directories(run_dir + "/spectra");
-    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) log_row(stats, RunLog::stats, row);
-  };
   const int64_t curv_every = config.diagnostics.every;
   // On the CPU a checkpoint runs in the loop; on CUDA on a worker thread with its own
   // context, while training goes on (its results are logged when they arrive).
@@ -635,7 +622,12 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       tb.spectra(out.step, curvature_only);
     }
   };
-  collect_curvature_fn = collect_curvature;
+  auto model_checkpoint = [&]() {
+    collect_curvature(true);  // curvature of earlier steps is logged first: a resumed run loses none
+    e.save_checkpoint(run_dir);
+    fs::create_directories(run_dir + "/spectra");
+    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) log_row(stats, RunLog::stats, row);
+  };
   // A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
   // skipped when it would lift the curvature share of the wall time above the budget
   // (its cost estimated by the finished ones).
