@@ -1,8 +1,10 @@
 // The `curvnet` command line (DESIGN §5). Exit status: 0 success, 2 bad usage, config or
-// input, 1 runtime failure.
+// input, 1 runtime failure, 128 + signal number when SIGINT or SIGTERM stopped training
+// (after a checkpoint it resumes from).
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <csignal>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -17,6 +19,14 @@
 #include "train/trainer.h"
 
 namespace {
+
+// The first SIGINT or SIGTERM asks the training loop to checkpoint and stop after the
+// current step; a second one ends the process at once (the default action).
+volatile std::sig_atomic_t stop_signal = 0;
+extern "C" void on_stop_signal(int sig) {
+  stop_signal = sig;
+  std::signal(sig, SIG_DFL);
+}
 
 int run_train(const std::string& config_path, const std::vector<std::string>& sets, const std::string& out,
               const std::string& device, const std::string& resume) {
@@ -35,9 +45,13 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
     config = cn::load_config(resume + "/config.toml", sets);
     o.config_given = true;
   }
+  o.should_stop = [](int64_t) { return stop_signal != 0; };
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
   const cn::TrainSummary s = cn::train(config, o);
-  if (!s.final_eval.is_null()) std::cout << s.final_eval.dump() << "\n";
+  if (!s.final_eval.is_null() && !s.interrupted) std::cout << s.final_eval.dump() << "\n";
   std::cout << "results: " << s.run_dir << "\n";
+  if (s.interrupted) return 128 + stop_signal;
   if (s.nonfinite) {
     std::cerr << "curvnet: training stopped at a non-finite loss (see " << s.run_dir << "/alarms.jsonl)\n";
     return 1;

@@ -62,6 +62,12 @@ const std::vector<std::string>& alarm_rule_names() {
   return names;
 }
 
+bool is_curvature_rule(const std::string& name) {
+  for (AlarmRule r : {AlarmRule::ill_conditioned, AlarmRule::spectrum_at_zero, AlarmRule::saddle, AlarmRule::sharpness_edge})
+    if (name == alarm_rule_name(r)) return true;
+  return false;
+}
+
 double sharpness_limit(const OptimConfig& o, double lr, bool* preconditioned) {
   const std::string& n = o.name;
   bool pre = false;
@@ -289,6 +295,39 @@ std::vector<json> AlarmEngine::take_rows() {
   std::vector<json> out;
   out.swap(rows_);
   return out;
+}
+
+json AlarmEngine::state() const {
+  json active = json::array();
+  for (const auto& [key, on] : state_)
+    if (on) active.push_back(key);
+  json history = json::object();
+  for (const auto& [layer, h] : history_) history[std::to_string(layer)] = h;
+  return {{"active", active},
+          {"explosion_active", explosion_active_},
+          {"first_loss", json_number(first_loss_)},
+          {"loss_window", loss_window_},
+          {"history", history},
+          {"by_rule", by_rule_},
+          {"layers_by_rule", layers_by_rule_},
+          {"total", total_},
+          {"dropped", dropped_}};
+}
+
+void AlarmEngine::restore(const json& s) {
+  state_.clear();
+  for (const json& key : s.at("active")) state_[key.get<std::string>()] = true;
+  explosion_active_ = s.at("explosion_active").get<bool>();
+  first_loss_ = s.at("first_loss").is_null() ? std::nan("") : s.at("first_loss").get<double>();
+  loss_window_ = s.at("loss_window").get<std::vector<double>>();
+  history_.clear();
+  for (const auto& [layer, h] : s.at("history").items()) history_[std::stoll(layer)] = h.get<std::vector<double>>();
+  by_rule_ = s.at("by_rule").get<std::array<int64_t, kAlarmRuleCount>>();
+  layers_by_rule_ = s.at("layers_by_rule").get<std::array<std::vector<int64_t>, kAlarmRuleCount>>();
+  total_ = s.at("total").get<int64_t>();
+  dropped_ = s.at("dropped").get<int64_t>();
+  n_pending_ = 0;
+  rows_.clear();
 }
 
 std::string AlarmEngine::summary() const {

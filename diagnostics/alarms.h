@@ -42,6 +42,8 @@ inline constexpr int kAlarmRuleCount = 14;
 const char* alarm_rule_name(AlarmRule rule);
 // Every rule name, in the order above.
 const std::vector<std::string>& alarm_rule_names();
+// ill_conditioned, spectrum_at_zero, saddle and sharpness_edge: the rules fed by curvature rows.
+bool is_curvature_rule(const std::string& name);
 
 // outlier: at least this many earlier values of a layer's own history, and at least this
 // many other layers, before a comparison is made; the standard deviation (of log10 values)
@@ -96,6 +98,13 @@ class AlarmEngine {
   std::string summary() const;
   int64_t count() const { return total_; }
   int64_t count(AlarmRule rule) const { return by_rule_[static_cast<int>(rule)]; }
+
+  // What later alarms depend on (rule states, the loss window, the outlier histories, the
+  // counts), for a checkpoint taken after take_rows(); restore() of it makes a resumed run
+  // raise exactly the alarms the uninterrupted run would. restore() throws
+  // nlohmann::json::exception on a malformed state.
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state);
 
  private:
   struct Pending {

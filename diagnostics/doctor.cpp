@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <sstream>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "diagnostics/layer_stats.h"
@@ -284,6 +285,50 @@ void Doctor<T>::trace_nonfinite(int64_t step, double loss, const ClipResult& cli
   }
   bad = clip.norm_before;
   report(step, -1, "backward", "grad_norm");
+}
+
+template <class T>
+json Doctor<T>::state() const {
+  json dead = json::object();
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const LayerScratch& s = layers_[i];
+    if (s.active.empty()) continue;
+    dead[std::to_string(i)] = {{"active", s.active}, {"pos", s.ring_pos}, {"count", s.ring_count}};
+  }
+  return {{"alarms", alarms_.state()},
+          {"dead_windows", dead},
+          {"window_loss", json_number(window_loss_)},
+          {"window_steps", window_steps_},
+          {"last_update_step", last_update_step_},
+          {"nonfinite_seen", nonfinite_seen_}};
+}
+
+template <class T>
+void Doctor<T>::restore(const json& state) {
+  alarms_.restore(state.at("alarms"));
+  const json& dead = state.at("dead_windows");
+  for (auto it = dead.begin(); it != dead.end(); ++it) {
+    const std::string& layer = it.key();
+    const json& d = it.value();
+    const size_t i = std::stoul(layer);
+    if (i >= layers_.size() || layers_[i].active.empty())
+      throw std::invalid_argument("dead_windows: layer " + layer + " has no dead-unit window in this model");
+    LayerScratch& s = layers_[i];
+    auto active = d.at("active").get<std::vector<uint8_t>>();
+    if (active.size() != s.active.size())
+      throw std::invalid_argument("dead_windows: layer " + layer + " holds " + std::to_string(active.size()) +
+                                  " flags, expected " + std::to_string(s.active.size()) + " (alarms.dead_window x units)");
+    const int windows = static_cast<int>(active.size() / static_cast<size_t>(model_.layer(i).out_features()));
+    s.active = std::move(active);
+    s.ring_pos = d.at("pos").get<int>();
+    s.ring_count = d.at("count").get<int>();
+    if (s.ring_pos < 0 || s.ring_pos >= windows || s.ring_count < 0 || s.ring_count > windows)
+      throw std::invalid_argument("dead_windows: layer " + layer + " position or count outside the window");
+  }
+  window_loss_ = state.at("window_loss").is_null() ? std::nan("") : state.at("window_loss").get<double>();
+  window_steps_ = state.at("window_steps").get<int64_t>();
+  last_update_step_ = state.at("last_update_step").get<int64_t>();
+  nonfinite_seen_ = state.at("nonfinite_seen").get<bool>();
 }
 
 template <class T>

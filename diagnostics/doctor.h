@@ -65,6 +65,13 @@ class Doctor {
   // spectrum_at_zero, saddle, sharpness_edge.
   void on_curvature(int64_t step, const std::vector<nlohmann::json>& rows, double lr);
 
+  // What later statistics and alarms depend on (the alarm engine's state, the dead-unit
+  // windows, the loss since the last logged step, the non-finite trace), for a checkpoint
+  // taken after take_stats_rows() and take_alarm_rows(). restore() takes what state() gave
+  // for the same model and config; nlohmann::json::exception on a malformed state.
+  nlohmann::json state() const;
+  void restore(const nlohmann::json& state);
+
   std::string summary() const { return alarms_.summary(); }
   bool nonfinite_seen() const { return nonfinite_seen_; }
   const AlarmEngine& alarms() const { return alarms_; }

@@ -139,7 +139,8 @@ void JsonLinesWriter::close() {
   if (std::fclose(f) != 0) fail_io(path_, "cannot close");
 }
 
-size_t truncate_after_step(const std::string& path, int64_t step) {
+size_t truncate_after_step(const std::string& path, int64_t step,
+                           const std::function<bool(const nlohmann::json&)>& drop_at_step) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return 0;
   std::istringstream in(read_file(path));
@@ -152,9 +153,9 @@ size_t truncate_after_step(const std::string& path, int64_t step) {
     if (row.is_discarded() || !row.is_object()) continue;
     const auto it = row.find("step");
     if (it != row.end() && it->is_number()) {
-      const bool keep = it->is_number_integer() ? it->get<int64_t>() <= step
-                                                : it->get<double>() <= static_cast<double>(step);
-      if (!keep) continue;
+      const double row_step = it->get<double>();
+      if (row_step > static_cast<double>(step)) continue;
+      if (row_step == static_cast<double>(step) && drop_at_step && drop_at_step(row)) continue;
     }
     out += line;
     out += '\n';

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -54,8 +55,10 @@ class JsonLinesWriter {
 // Rewrites a JSON-lines file (atomically) keeping only the rows whose numeric "step" is
 // <= `step`. Rows without a numeric "step" (null or missing) are kept; lines that are
 // not complete JSON objects (a torn last line after a crash) are dropped. A missing file
-// is left missing. Returns the number of rows kept.
-size_t truncate_after_step(const std::string& path, int64_t step);
+// is left missing. Rows at `step` itself for which `drop_at_step` is true are dropped too
+// (the results a resumed run recomputes). Returns the number of rows kept.
+size_t truncate_after_step(const std::string& path, int64_t step,
+                           const std::function<bool(const nlohmann::json&)>& drop_at_step = {});
 
 // JSON for a metric: a finite double → number, NaN/±inf → null.
 nlohmann::json json_number(double value);

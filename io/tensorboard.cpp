@@ -23,6 +23,12 @@
 #include "io/files.h"
 
 namespace cn {
+
+bool is_curvature_tag(const std::string& tag) {
+  for (const char* prefix : {"curvature/", "eigenvalues/", "hessian_diag/"})
+    if (tag.rfind(prefix, 0) == 0) return true;
+  return false;
+}
 namespace tfevents {
 
 // ---- CRC32C -------------------------------------------------------------------------
@@ -631,7 +637,8 @@ std::vector<std::string> TensorBoardWriter::event_files(const std::string& run_d
   return files;
 }
 
-size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step) {
+size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step,
+                                             const std::function<bool(const std::string&)>& drop_tag_at_step) {
   size_t kept = 0;
   for (const std::string& path : event_files(run_dir)) {
     const std::vector<std::string> records = tfevents::parse_records(read_file(path));
@@ -644,6 +651,9 @@ size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_
         continue;
       }
       if (e.file_version.empty() && e.step > step) continue;
+      if (e.file_version.empty() && e.step == step && drop_tag_at_step && !e.values.empty() &&
+          std::all_of(e.values.begin(), e.values.end(), [&](const auto& v) { return drop_tag_at_step(v.tag); }))
+        continue;
       out += tfevents::frame_record(rec);
       ++kept;
     }

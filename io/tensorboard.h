@@ -39,6 +39,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@
 #include "io/safetensors.h"
 
 namespace cn {
+
+// The tags written from curvature checkpoints: "curvature/...", "eigenvalues/...",
+// "hessian_diag/...".
+bool is_curvature_tag(const std::string& tag);
 
 // The TFRecord framing and the little protobuf encoder/decoder (exposed for tests and tools).
 namespace tfevents {
@@ -143,8 +148,10 @@ class TensorBoardWriter {
   // Resume support: cuts every events.out.tfevents.* file in run_dir back to the records
   // whose step is <= `step` (file_version records are always kept; a torn tail is
   // dropped). Each file is rewritten atomically; a file left without any summary record
-  // is still kept (its file_version record). Returns the number of records kept.
-  static size_t truncate_after_step(const std::string& run_dir, int64_t step);
+  // is still kept (its file_version record). Records at `step` itself whose every tag
+  // satisfies `drop_tag_at_step` are dropped too. Returns the number of records kept.
+  static size_t truncate_after_step(const std::string& run_dir, int64_t step,
+                                    const std::function<bool(const std::string&)>& drop_tag_at_step = {});
 
   // The event files of a run directory, sorted by name.
   static std::vector<std::string> event_files(const std::string& run_dir);

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include "test_util.h"
+#include "train/checkpoint.h"
 
 using namespace cn;
 
@@ -73,6 +74,28 @@ TEST(Cli, TrainsResumesAndEvaluates) {
   EXPECT_EQ(cli("eval " + tmp.file("nothing"), &out), 2);
   EXPECT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 2);  // not empty
   EXPECT_NE(out.find("must not exist or be empty"), std::string::npos) << out;
+}
+
+TEST(Cli, SigintCheckpointsAndTheRunResumes) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("long.toml"), run = tmp.file("run");
+  test::write_text(cfg, "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 50000000\n");
+  // Started in the background, interrupted once step_0 is on disk; killed after 120 s if
+  // the signal is ignored.
+  const std::string script = "timeout -s KILL 120 " + test::curvnet_exe() + " train " + cfg + " --out " + run +
+                             " & pid=$!; while [ ! -f " + run + "/checkpoints/step_0/state.safetensors ]; do sleep 0.05; "
+                             "done; sleep 0.3; kill -INT $pid; wait $pid; echo status=$?";
+  std::string out;
+  ASSERT_EQ(test::run_command("sh -c '" + script + "'", &out), 0) << out;
+  ASSERT_NE(out.find("status=130"), std::string::npos) << out;
+  const size_t at = out.find("interrupted after step ");
+  ASSERT_NE(at, std::string::npos) << out;
+  const int64_t step = std::stoll(out.substr(at + 23));
+  EXPECT_EQ(list_checkpoints(run).back(), step) << out;
+  EXPECT_EQ(out.find("\"split\":\"test\""), std::string::npos) << "no final evaluation when interrupted: " << out;
+  ASSERT_EQ(cli("train --resume " + run + " --set train.steps=" + std::to_string(step + 3), &out), 0) << out;
+  EXPECT_NE(out.find("from step " + std::to_string(step)), std::string::npos) << out;
+  EXPECT_EQ(list_checkpoints(run).back(), step + 3);
 }
 
 TEST(Cli, DatasetsListsEverySet) {

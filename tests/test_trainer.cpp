@@ -2,11 +2,14 @@
 // and the PyTorch oracle for loss, gradients and Adam steps.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <new>
+#include <set>
+#include <sstream>
 
 #include "io/safetensors.h"
 #include "layers/model.h"
@@ -55,6 +58,42 @@ std::vector<double> final_params(const std::string& run_dir) {
   return all;
 }
 
+// A JSON-lines log's rows without their wall-clock cells.
+std::vector<nlohmann::json> log_rows(const std::string& path) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(test::read_text(path));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json row = nlohmann::json::parse(line);
+    for (const char* clock : {"time_s", "items_per_s", "seconds"}) row.erase(clock);
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+// Every log and spectra file of run `b` holds what run `a`'s does (eval.jsonl: its
+// validation rows when `val_only`).
+void expect_same_logs(const std::string& a, const std::string& b, bool val_only = false) {
+  for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"}) {
+    std::vector<nlohmann::json> ra = log_rows(a + "/" + log), rb = log_rows(b + "/" + log);
+    if (val_only && std::string(log) == "eval.jsonl")
+      for (auto* rows : {&ra, &rb})
+        rows->erase(std::remove_if(rows->begin(), rows->end(), [](const auto& r) { return r["split"] != "val"; }),
+                    rows->end());
+    ASSERT_EQ(ra.size(), rb.size()) << log;
+    for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i], rb[i]) << log << " row " << i;
+  }
+  for (const auto& f : fs::directory_iterator(a + "/spectra")) {
+    const std::string other = b + "/spectra/" + f.path().filename().string();
+    ASSERT_TRUE(fs::exists(other)) << other;
+    const SafeTensorMap ta = read_safetensors(f.path().string()), tb = read_safetensors(other);
+    ASSERT_EQ(ta.size(), tb.size()) << other;
+    for (const auto& [name, t] : ta) {
+      ASSERT_TRUE(tb.count(name)) << other << " " << name;
+      EXPECT_EQ(t.bytes, tb.at(name).bytes) << other << " " << name;
+    }
+  }
+}
+
 TrainOptions quiet(const std::string& out) {
   static std::ostringstream sink;
   TrainOptions o;
@@ -83,13 +122,53 @@ TEST(Trainer, ResumeIsBitIdentical) {
   const auto a = final_params(tmp.file("full")), b = final_params(tmp.file("half"));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "parameter " << i;
-  // Logs were cut back to the checkpoint before appending: no step appears twice.
-  const std::string metrics = test::read_text(tmp.file("half") + "/metrics.jsonl");
-  EXPECT_EQ(metrics, test::read_text(tmp.file("full") + "/metrics.jsonl").size() > 0 ? metrics : "");
-  int rows = 0;
-  for (char ch : metrics) rows += ch == '\n';
-  EXPECT_EQ(rows, 8);
+  // Logs were cut back to the checkpoint before appending: no step appears twice. The
+  // first start's test row at its last step stays.
+  EXPECT_EQ(log_rows(tmp.file("half") + "/metrics.jsonl").size(), 8u);
+  expect_same_logs(tmp.file("full"), tmp.file("half"), /*val_only=*/true);
 }
+
+// Stopped after step `stop` (as SIGINT does) and resumed, a run writes the logs and spectra
+// of the uninterrupted run: the doctor's rule states and windows, the loss since the last
+// logged step and a curvature checkpoint due at the saved step all carry over.
+void interrupted_run_matches(int64_t stop) {
+  test::TempDir tmp;
+  Config c = small_config(R"(
+[diagnostics]
+every = 10
+kinds = ["loss"]
+[alarms]
+grad_norm_high = 0.3
+loss_spike_delta = 0.02
+loss_spike_window = 3
+condition_high = 10.0
+outlier_window = 4
+)");
+  c.train.log_every = 3;  // logged steps fall between checkpoints
+  train(c, quiet(tmp.file("full")));
+
+  TrainOptions o = quiet(tmp.file("cut"));
+  o.should_stop = [stop](int64_t step) { return step == stop; };
+  const TrainSummary cut = train(c, o);
+  EXPECT_TRUE(cut.interrupted);
+  EXPECT_EQ(cut.steps, stop);
+  EXPECT_EQ(list_checkpoints(tmp.file("cut")).back(), stop);
+  TrainOptions r = quiet("");
+  r.resume_dir = tmp.file("cut");
+  const TrainSummary resumed = train(c, r);
+  EXPECT_FALSE(resumed.interrupted);
+  EXPECT_EQ(resumed.steps, 40);
+
+  EXPECT_EQ(final_params(tmp.file("full")), final_params(tmp.file("cut")));
+  expect_same_logs(tmp.file("full"), tmp.file("cut"));
+  // The rules fired, so their carried state was exercised.
+  std::set<std::string> rules;
+  for (const auto& row : log_rows(tmp.file("full") + "/alarms.jsonl")) rules.insert(row["rule"]);
+  for (const char* rule : {"grad_explosion", "loss_spike", "ill_conditioned"}) EXPECT_TRUE(rules.count(rule)) << rule;
+}
+
+TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { interrupted_run_matches(23); }
+TEST(Trainer, InterruptedAtACurvatureStepResumesAsIfUninterrupted) { interrupted_run_matches(20); }
 
 TEST(Trainer, RunDirectoryHoldsTheContract) {
   test::TempDir tmp;

@@ -78,13 +78,18 @@ void save_state(Optimizer<T>& optimizer, const TrainState& st, const std::string
   w.add<int64_t>("early_stopping.has_best", {}, &has_best);
   w.add<int64_t>("early_stopping.bad_evals", {}, &bad);
   w.add<int64_t>("schedule.first_total_steps", {}, &total);
+  const int64_t window_steps = st.log_window_steps, curvature_due = st.curvature_due;
+  w.add<double>("log.window_loss", {}, &st.log_window_loss);
+  w.add<int64_t>("log.window_steps", {}, &window_steps);
+  w.add<int64_t>("curvature.due", {}, &curvature_due);
+  if (!st.doctor.empty()) w.metadata("doctor", st.doctor);
   w.metadata("format", "curvnet-state");
   w.write(path);
 }
 
 template <class T>
 TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
-  SafetensorsFile f{path, read_safetensors(path), {}};
+  const SafetensorsFile f = load_safetensors(path);
   for (auto& [name, buf] : optimizer.state()) {
     const auto v = f.get<double>("optim." + name, {static_cast<int64_t>(buf->size())});
     std::copy(v.begin(), v.end(), buf->begin());
@@ -99,6 +104,12 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
   st.has_best = f.get<int64_t>("early_stopping.has_best", scalar)[0] != 0;
   st.evals_without_improvement = f.get<int64_t>("early_stopping.bad_evals", scalar)[0];
   st.first_total_steps = f.get<int64_t>("schedule.first_total_steps", scalar)[0];
+  if (f.has("log.window_loss")) {
+    st.log_window_loss = f.get<double>("log.window_loss", scalar)[0];
+    st.log_window_steps = f.get<int64_t>("log.window_steps", scalar)[0];
+    st.curvature_due = f.get<int64_t>("curvature.due", scalar)[0] != 0;
+  }
+  if (const auto it = f.metadata.find("doctor"); it != f.metadata.end()) st.doctor = it->second;
   return st;
 }
 

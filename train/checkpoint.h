@@ -1,6 +1,9 @@
 // Checkpoints (DESIGN §5): checkpoints/step_N/model.safetensors holds parameters and
 // buffers under nn.Sequential's state_dict names; state.safetensors holds the optimiser
-// state, the step, the epoch, the seed, the epoch's data order and early-stopping state.
+// state, the step, the epoch, the seed, the epoch's data order, early-stopping state, and
+// what the logs continue from: the training loss since the last logged step, whether this
+// step's curvature checkpoint is still to run, and the doctor's state (JSON in the
+// "doctor" metadata entry). Checkpoints without the last three resume with them empty.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -29,6 +32,10 @@ struct TrainState {
   bool has_best = false;
   int64_t evals_without_improvement = 0;
   int64_t first_total_steps = 0;    // the run's total at its first start (schedule horizon)
+  double log_window_loss = 0;       // summed batch losses since the last logged step
+  int64_t log_window_steps = 0;
+  bool curvature_due = false;       // this step's curvature checkpoint runs after the save
+  std::string doctor;               // Doctor::state() as JSON text; "" = none
 };
 
 template <class T>

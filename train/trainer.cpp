@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "diagnostics/curvature_checkpoint.h"
+#include "diagnostics/alarms.h"
 #include "diagnostics/doctor.h"
 #include "io/files.h"
 #include "io/report.h"
@@ -483,6 +484,21 @@ class Progress {
   double last_ = -1e9;
 };
 
+// Takes the curvature's tensors out of a spectra file, keeping the doctor's
+// ("weights.<i>.singular_values", "grads.<i>.singular_values"); a file left empty goes.
+void remove_curvature_spectra(const std::string& path) {
+  std::map<std::string, std::string> metadata;
+  SafetensorsWriter kept;
+  for (auto& [name, t] : read_safetensors(path, &metadata))
+    if (name.rfind("weights.", 0) == 0 || name.rfind("grads.", 0) == 0) kept.add_raw(name, std::move(t));
+  if (kept.size() == 0) {
+    fs::remove(path);
+    return;
+  }
+  for (const auto& [key, value] : metadata) kept.metadata(key, value);
+  kept.write(path);
+}
+
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   const long t = static_cast<long>(s + 0.5);
@@ -501,6 +517,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
 
   const double t_start = now_s();
   Engine<T> e(config, device);
+  std::string resumed_from;  // the checkpoint directory
   // Resolve the defaults that depend on the data (one epoch) and record them.
   if (!config.train.eval_every) config.train.eval_every = e.steps_per_epoch;
   if (!config.checkpoint.every) config.checkpoint.every = e.steps_per_epoch;
@@ -509,19 +526,28 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   if (resuming) {
     const auto steps = list_checkpoints(run_dir);
     if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
-    const std::string dir = checkpoint_dir(run_dir, steps.back());
-    e.load_checkpoint(dir);
+    resumed_from = checkpoint_dir(run_dir, steps.back());
+    e.load_checkpoint(resumed_from);
     e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
-    for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"})
-      truncate_after_step(run_dir + "/" + log, e.st.step);
-    TensorBoardWriter::truncate_after_step(run_dir, e.st.step);
-    // Spectra of curvature checkpoints after the resumed step are recomputed.
+    const int64_t s = e.st.step;
+    // The logs go back to what they held at the save. A curvature checkpoint at the saved
+    // step runs after the save; it is run again, so what it logged goes too.
+    const bool redo = e.st.curvature_due;
+    for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl"}) truncate_after_step(run_dir + "/" + log, s);
+    truncate_after_step(run_dir + "/diagnostics.jsonl", s, [redo](const json&) { return redo; });
+    truncate_after_step(run_dir + "/alarms.jsonl", s,
+                        [redo](const json& row) { return redo && is_curvature_rule(row.value("rule", "")); });
+    TensorBoardWriter::truncate_after_step(run_dir, s,
+                                           [redo](const std::string& tag) { return redo && is_curvature_tag(tag); });
     if (fs::is_directory(run_dir + "/spectra"))
       for (const auto& f : fs::directory_iterator(run_dir + "/spectra")) {
         const std::string name = f.path().stem().string();
-        if (name.rfind("step_", 0) == 0 && std::atoll(name.c_str() + 5) > e.st.step) fs::remove(f.path());
+        if (name.rfind("step_", 0) != 0) continue;
+        const int64_t at = std::atoll(name.c_str() + 5);
+        if (at > s) fs::remove(f.path());
+        if (at == s && redo) remove_curvature_spectra(f.path().string());
       }
-    progress.message("resuming " + run_dir + " from step " + std::to_string(e.st.step));
+    progress.message("resuming " + run_dir + " from step " + std::to_string(s));
   }
   write_file_atomic(config_path, to_toml(config));
   json meta = {{"version", CURVNET_VERSION},
@@ -541,32 +567,37 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
       alarms(run_dir + "/alarms.jsonl"), stats(run_dir + "/stats.jsonl"), diagnostics;
   e.doctor = std::make_unique<Doctor<T>>(config, *e.model);
+  if (!e.st.doctor.empty()) {
+    try {
+      e.doctor->restore(json::parse(e.st.doctor));
+    } catch (const std::exception& err) {
+      throw InputError(resumed_from + "/state.safetensors: metadata \"doctor\": " + err.what() +
+                       " (expected the doctor state this run's model and config save)");
+    }
+  }
   TensorBoardWriter tb(run_dir);
   // Every JSON-lines row also goes to TensorBoard under the same names.
   auto log_row = [&](JsonLinesWriter& w, RunLog kind, const json& row) {
     w.write(row);
     tb.row(kind, row);
   };
-  std::map<std::string, std::vector<double>> step_spectra;  // this step's spectra file
-  // Steps whose curvature is still on the worker. Once their spectra file is written (the
-  // doctor's part), it is written again, complete, when the curvature arrives; before
-  // that, the curvature joins step_spectra like a checkpoint run in the loop.
-  struct AwaitingCurvature {
-    bool file_written = false;
-    std::map<std::string, std::vector<double>> spectra;  // what the file holds so far
-  };
-  std::map<int64_t, AwaitingCurvature> spectra_awaiting_curvature;
-  auto write_step_spectra = [&](int64_t s) {
-    const auto awaiting = spectra_awaiting_curvature.find(s);
-    if (awaiting != spectra_awaiting_curvature.end()) awaiting->second = {true, step_spectra};
-    if (step_spectra.empty()) return;
-    CurvatureOutput all;
-    all.step = s;
-    all.spectra = std::move(step_spectra);
+  // Adds tensors to spectra/step_s.safetensors: the doctor's at a model checkpoint and the
+  // curvature's when it arrives, in either order.
+  auto add_step_spectra = [&](int64_t s, const std::map<std::string, std::vector<double>>& added) {
+    if (added.empty()) return;
+    fs::create_directories(run_dir + "/spectra");
     const std::string path = run_dir + "/spectra/step_" + std::to_string(s) + ".safetensors";
-    CurvatureCheckpoint::write_spectra(path, all);
-    tb.spectra(s, read_safetensors(path));
-    step_spectra.clear();
+    CurvatureOutput file;
+    file.step = s;
+    file.spectra = added;
+    if (fs::exists(path))
+      for (const auto& [name, t] : read_safetensors(path))
+        if (!added.count(name)) file.spectra.emplace(name, safetensor_values<double>(t, path, name));
+    CurvatureCheckpoint::write_spectra(path, file);
+    SafeTensorMap new_tensors;
+    for (auto& [name, t] : read_safetensors(path))
+      if (added.count(name)) new_tensors.emplace(name, std::move(t));
+    tb.spectra(s, new_tensors);
   };
   auto drain_doctor = [&]() {
     for (const json& row : e.doctor->take_stats_rows()) log_row(stats, RunLog::stats, row);
@@ -595,38 +626,40 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     for (const json& row : out.rows) log_row(diagnostics, RunLog::diagnostics, row);
     diagnostics.flush();
     e.doctor->on_curvature(out.step, out.rows, e.lr_at(out.step));
+    add_step_spectra(out.step, out.spectra);
     curv_seconds += out.seconds;
     ++curv_done;
   };
   // Logs what the worker finished; with `wait`, first waits for everything queued.
   auto collect_curvature = [&](bool wait) {
     if (!curvature_worker) return;
-    for (const CurvatureOutput& out : wait ? curvature_worker->finish() : curvature_worker->take_finished()) {
+    for (const CurvatureOutput& out : wait ? curvature_worker->finish() : curvature_worker->take_finished())
       curvature_arrived(out);
-      const auto it = spectra_awaiting_curvature.find(out.step);
-      CN_CHECK(it != spectra_awaiting_curvature.end());
-      AwaitingCurvature awaiting = std::move(it->second);
-      spectra_awaiting_curvature.erase(it);
-      if (!awaiting.file_written) {  // the step's file is still to come: join it
-        for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
-        continue;
-      }
-      CurvatureOutput file = out;
-      for (auto& [name, v] : awaiting.spectra) file.spectra.emplace(name, std::move(v));
-      if (file.spectra.empty()) continue;
-      const std::string path = run_dir + "/spectra/step_" + std::to_string(out.step) + ".safetensors";
-      CurvatureCheckpoint::write_spectra(path, file);
-      SafeTensorMap curvature_only;
-      for (const auto& [name, v] : read_safetensors(path))
-        if (out.spectra.count(name)) curvature_only.emplace(name, v);
-      tb.spectra(out.step, curvature_only);
-    }
   };
-  auto model_checkpoint = [&]() {
-    collect_curvature(true);  // curvature of earlier steps is logged first: a resumed run loses none
+  // The loss since the last logged step (the metrics row's "loss").
+  double window_loss = e.st.log_window_loss;
+  int64_t window_steps = e.st.log_window_steps;
+  // Everything the logs hold up to this step is written and flushed before the save, and
+  // the state saved with it continues them, so a run resumed from here writes what the
+  // uninterrupted run would. `curvature_due`: this step's curvature checkpoint runs after
+  // the save (a resume runs it again). A checkpoint taken only because the run was
+  // interrupted (not `scheduled`) adds no weight spectra, so the resumed run's logs are
+  // the uninterrupted run's.
+  auto model_checkpoint = [&](bool curvature_due, bool scheduled) {
+    collect_curvature(true);  // earlier steps' curvature
+    if (scheduled) {
+      std::map<std::string, std::vector<double>> spectra;
+      for (const json& row : e.doctor->on_checkpoint(e.st.step, &spectra)) log_row(stats, RunLog::stats, row);
+      add_step_spectra(e.st.step, spectra);
+    }
+    drain_doctor();
+    for (JsonLinesWriter* w : {&metrics, &evals, &stats, &diagnostics, &alarms}) w->flush();
+    tb.flush();
+    e.st.log_window_loss = window_loss;
+    e.st.log_window_steps = window_steps;
+    e.st.curvature_due = curvature_due;
+    e.st.doctor = e.doctor->state().dump();
     e.save_checkpoint(run_dir);
-    fs::create_directories(run_dir + "/spectra");
-    for (const json& row : e.doctor->on_checkpoint(e.st.step, &step_spectra)) log_row(stats, RunLog::stats, row);
   };
   // A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
   // skipped when it would lift the curvature share of the wall time above the budget
@@ -642,14 +675,10 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
       }
     }
     curv_steps.push_back(s);
-    if (curvature_worker) {
+    if (curvature_worker)
       curvature_worker->submit(s, e.snapshot());
-      spectra_awaiting_curvature[s];  // this step's file is completed when the result arrives
-      return;
-    }
-    const CurvatureOutput out = curvature->run(s, e.snapshot());
-    for (const auto& [name, v] : out.spectra) step_spectra[name] = v;
-    curvature_arrived(out);
+    else
+      curvature_arrived(curvature->run(s, e.snapshot()));
   };
   const int64_t eval_every = *config.train.eval_every, ckpt_every = *config.checkpoint.every;
   const bool early = config.train.patience > 0;
@@ -662,16 +691,18 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
                      std::to_string(e.data.val.n) + " test " + std::to_string(e.data.test.n) + ", " +
                      std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
                      config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
-    if (ckpt_every > 0) model_checkpoint();  // step_0: the initialisation
-    if (curvature || curvature_worker) curvature_checkpoint();
-    write_step_spectra(0);
+    const bool curvature_now = curvature || curvature_worker;
+    if (ckpt_every > 0) model_checkpoint(curvature_now, true);  // step_0: the initialisation
+    if (curvature_now) curvature_checkpoint();
     drain_doctor();
+  } else if (e.st.curvature_due && (curvature || curvature_worker)) {
+    curvature_checkpoint();  // the saved step's, which ran after the save
   }
 
   TrainSummary sum;
   sum.run_dir = run_dir;
-  double window_loss = 0, last_log_t = now_s();
-  int64_t window_steps = 0, window_items = 0;
+  double last_log_t = now_s();
+  int64_t window_items = 0;
   double last_val = std::nan("");
   const double loop_start = now_s();
   const int64_t first_step = e.st.step;
@@ -701,7 +732,9 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     // Steps after which the host reads the model must read their losses too (CUDA).
     const int64_t next = e.st.step + 1;
     auto due = [next](int64_t every) { return every > 0 && next % every == 0; };
-    e.step(due(eval_every) || due(ckpt_every) || due(curv_every));
+    // A stop asked for (SIGINT/SIGTERM in the CLI) takes effect after this update.
+    const bool interrupt = o.should_stop && o.should_stop(next) && next < e.total_steps;
+    e.step(due(eval_every) || due(ckpt_every) || due(curv_every) || interrupt);
     for (const double l : e.step_losses) {
       sum.last_loss = l;
       window_loss += l;
@@ -731,20 +764,13 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     }
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
-    if ((curvature || curvature_worker) && (s % curv_every == 0 || last || stop_early)) curvature_checkpoint();
-    const bool checkpoint_now = ckpt_every > 0 && (s % ckpt_every == 0 || last || stop_early);
-    if (checkpoint_now) model_checkpoint();
-    write_step_spectra(s);
+    const bool curvature_now = (curvature || curvature_worker) && (s % curv_every == 0 || last || stop_early);
+    const bool scheduled_checkpoint = ckpt_every > 0 && (s % ckpt_every == 0 || last || stop_early);
+    const bool checkpoint_now = scheduled_checkpoint || (ckpt_every > 0 && interrupt);
+    if (checkpoint_now) model_checkpoint(curvature_now, scheduled_checkpoint);
+    if (curvature_now && !interrupt) curvature_checkpoint();
     collect_curvature(false);
     drain_doctor();
-    if (checkpoint_now) {
-      stats.flush();
-      diagnostics.flush();
-      tb.flush();
-      metrics.flush();
-      evals.flush();
-      alarms.flush();
-    }
     {
       const double elapsed = now_s() - loop_start;
       const double rate = static_cast<double>(s - first_step) / std::max(elapsed, 1e-9);
@@ -756,6 +782,13 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
            << fmt_duration(static_cast<double>(e.total_steps - s) / std::max(rate, 1e-9));
       progress.update(line.str(), last);
     }
+    if (interrupt) {
+      sum.interrupted = true;
+      progress.message("interrupted after step " + std::to_string(s) +
+                       (checkpoint_now ? "; continue with: curvnet train --resume " + run_dir
+                                       : "; checkpoints are off (checkpoint.every = 0), so it cannot be resumed"));
+      break;
+    }
     if (stop_early) {
       sum.early_stopped = true;
       progress.message("early stopping: " + es_metric + " did not improve for " + std::to_string(config.train.patience) +
@@ -764,7 +797,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     }
   }
   collect_curvature(true);
-  if (e.data.test.n > 0 && !sum.nonfinite) {
+  if (e.data.test.n > 0 && !sum.nonfinite && !sum.interrupted) {
     json row = e.evaluate(e.data.test, "test");
     log_row(evals, RunLog::eval, row);
     sum.final_eval = row;
@@ -786,6 +819,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   sum.wall_s = now_s() - t_start;
   meta["end_time"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
   meta["steps"] = e.st.step;
+  meta["interrupted"] = sum.interrupted;
   meta["wall_s"] = sum.wall_s;
   write_file_atomic(run_dir + "/meta.json", meta.dump(2) + "\n");
   write_report(run_dir);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <string>
@@ -21,6 +22,10 @@ struct TrainOptions {
   std::string device;           // overrides train.device when not empty
   std::ostream* out = nullptr;  // progress and messages (default std::cout)
   int progress = -1;            // 1: live line, 0: plain periodic lines, -1: by isatty(stdout)
+  // Asked before each update with the number of the step it completes; true = stop after
+  // it: write a checkpoint (its curvature runs on resume), skip the final test evaluation,
+  // and return with `interrupted` set. The CLI answers it from SIGINT and SIGTERM.
+  std::function<bool(int64_t step)> should_stop;
 };
 
 struct TrainSummary {
@@ -30,6 +35,7 @@ struct TrainSummary {
   nlohmann::json final_eval;  // the last evaluation row (test when there is a test split)
   bool early_stopped = false;
   bool nonfinite = false;
+  bool interrupted = false;     // should_stop ended it; resume continues it
   double wall_s = 0;
 };
 
