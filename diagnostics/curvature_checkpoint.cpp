@@ -79,11 +79,14 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     CN_CHECK_MSG(static_cast<int64_t>(xs.size()) == N * n_inputs,
                  "curvature batch: " << xs.size() << " input values for " << N << " × " << n_inputs);
     net = std::make_unique<Sequential<D>>(specs, n_inputs, device);
-    net->reserve(N, 64);
+    // Room for one direction; the engine grows to the directions a block or a probe batch
+    // applies at once when one does (64 HVP columns of every layer's width at N = 512 and
+    // width 4096 would be 1 GiB per layer in float64, for nothing when no block is dense).
+    net->reserve(N, 1);
     loss = std::make_unique<Loss<D>>(lk);
     loss->reserve(device, N, net->n_outputs());
     eng = std::make_unique<HvpEngine<D>>(*net, *loss);
-    eng->reserve(N, 64);
+    eng->reserve(N, 1);
     x.set_device(device);
     target.set_device(device);
     x.resize(static_cast<int64_t>(xs.size()));

@@ -2,6 +2,7 @@
 // equal to the same checkpoints run in place; errors on the worker reach the caller.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -87,6 +88,21 @@ TEST(CurvatureWorker, AnErrorOnTheWorkerReachesTheCaller) {
   bad.params.pop_back();  // the wrong parameter count
   worker.submit(3, bad);
   EXPECT_ANY_THROW(worker.finish());
+}
+
+TEST(CurvatureWorker, AFailedSetupStopsTheQueue) {
+  const Problem p;
+  std::atomic<int> makes{0};
+  {
+    CurvatureWorker worker([&]() -> std::unique_ptr<CurvatureCheckpoint> {
+      ++makes;
+      throw Error("no memory for the checkpoint");
+    });
+    for (int64_t s = 0; s < 3; ++s) worker.submit(s, p.snapshot(static_cast<uint64_t>(s)));
+    EXPECT_THROW(worker.finish(), Error);
+    worker.submit(4, p.snapshot(4));  // after the error: dropped too
+  }  // joined
+  EXPECT_EQ(makes.load(), 1);
 }
 
 TEST(CurvatureWorker, DestroyingWithQueuedWorkFinishesCleanly) {

@@ -34,6 +34,10 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) break;  // stop_ and nothing left
+      if (error_) {  // the caller rethrows the first error: what is queued is moot
+        queue_.clear();
+        continue;
+      }
       job = std::move(queue_.front());
       queue_.pop_front();
       ++running_;
@@ -41,7 +45,7 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
     try {
       if (!checkpoint) {
 #ifdef CURVNET_HAVE_CUDA
-        if (cuda_available()) {
+        if (!ctx && cuda_available()) {  // once: a second scope would restore a freed context
           ctx = std::make_unique<cuda::Context>();
           scope = std::make_unique<cuda::ContextScope>(*ctx);
         }

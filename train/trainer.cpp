@@ -132,6 +132,9 @@ struct Engine {
     Buffer<double> graph_loss;              // where the recorded graph leaves the loss
     bool use_graphs = false;
     std::map<int64_t, cuda::Graph> graphs;  // by batch size
+    // Host-side counters a forward bumps (BatchNorm's num_batches_tracked): a replay runs
+    // no host code and a recording runs it once more, so the step keeps them itself.
+    std::vector<T*> host_counters;
     std::vector<std::pair<int64_t, int64_t>> pending;  // (step, batch size) the host has not read
   };
   std::unique_ptr<CudaSteps> cuda_steps;
@@ -173,8 +176,11 @@ struct Engine {
         device_copy(device, cs.targets.data(), Device::cpu, ts.data(), ts.size() * sizeof(T));
       }
       cs.use_graphs = true;
-      for (size_t i = 0; i < model->size(); ++i)
+      for (size_t i = 0; i < model->size(); ++i) {
         if (dynamic_cast<const Dropout<T>*>(&model->layer(i))) cs.use_graphs = false;
+        for (const StateView<T>& v : model->layer(i).state())
+          if (v.name == "num_batches_tracked" && v.device == Device::cpu) cs.host_counters.push_back(v.data);
+      }
     }
 #endif
     if (!optimizer) optimizer = make_optimizer<T>(config.optim, model->layout());
@@ -276,9 +282,14 @@ struct Engine {
     };
     if (cs.use_graphs) {
       cuda::Graph& graph = cs.graphs[n];
-      if (!graph.replay()) {  // first step at this batch size, or the workspace moved
+      if (graph.replay()) {
+        for (T* counter : cs.host_counters) *counter += T(1);
+      } else {  // first step at this batch size, or the workspace moved
         forward_backward(cs.graph_loss.data());  // sizes every buffer the recording will use
+        std::vector<T> counted;
+        for (T* counter : cs.host_counters) counted.push_back(*counter);
         graph.record([&] { forward_backward(cs.graph_loss.data()); });
+        for (size_t k = 0; k < counted.size(); ++k) *cs.host_counters[k] = counted[k];
       }
       device_copy(device, slot, device, cs.graph_loss.data(), sizeof(double));
     } else {
@@ -810,7 +821,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   diagnostics.close();
   tb.close();
   progress.message("alarms: " + e.doctor->summary());
-  if (curvature) {
+  if (curvature || curvature_worker) {
     meta["curvature_steps"] = curv_steps;
     meta["curvature_skipped_steps"] = curv_skipped;
     meta["curvature_seconds"] = curv_seconds;

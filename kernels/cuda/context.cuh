@@ -33,6 +33,7 @@ class Context {
   // Changes whenever workspace() moves to a new block: a recorded Graph that used the old
   // one must be recorded again.
   uint64_t workspace_generation() const { return workspace_generation_; }
+  size_t workspace_bytes() const { return workspace_bytes_; }
   // Pinned host scratch of at least `bytes` for small device->host reads (same rules).
   void* host_scratch(size_t bytes);
 

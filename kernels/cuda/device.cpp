@@ -125,10 +125,12 @@ class CachingAllocator {
     cudaStream_t stream = context().stream();  // the device and its stream exist before the first block
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.allocations;
-    auto it = free_.find({stream, size});
-    if (it != free_.end() && !it->second.empty()) {
-      void* p = it->second.back();
-      it->second.pop_back();
+    std::vector<void*>* cached = nullptr;
+    if (auto it = free_.find({stream, size}); it != free_.end() && !it->second.empty()) cached = &it->second;
+    if (auto it = idle_.find(size); !cached && it != idle_.end() && !it->second.empty()) cached = &it->second;
+    if (cached) {
+      void* p = cached->back();
+      cached->pop_back();
       stats_.bytes_cached -= size;
       stats_.bytes_in_use += size;
       live_[p] = size;
@@ -182,17 +184,36 @@ class CachingAllocator {
     release_locked();
   }
 
+  // After `stream` finished all its work (and before it is destroyed): its cached blocks
+  // are idle, and any stream may take them.
+  void retire_stream(cudaStream_t stream) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = free_.begin(); it != free_.end();) {
+      if (it->first.first != stream) {
+        ++it;
+        continue;
+      }
+      std::vector<void*>& idle = idle_[it->first.second];
+      idle.insert(idle.end(), it->second.begin(), it->second.end());
+      it = free_.erase(it);
+    }
+  }
+
  private:
   void release_locked() {
     CN_CUDA_WARN(cudaDeviceSynchronize());  // every stream's work on the cached blocks is done
     for (auto& [key, blocks] : free_)
       for (void* p : blocks) CN_CUDA_WARN(cudaFree(p));
+    for (auto& [size, blocks] : idle_)
+      for (void* p : blocks) CN_CUDA_WARN(cudaFree(p));
     free_.clear();
+    idle_.clear();
     stats_.bytes_cached = 0;
   }
 
   std::mutex mu_;
   std::map<std::pair<cudaStream_t, size_t>, std::vector<void*>> free_;
+  std::map<size_t, std::vector<void*>> idle_;  // by size: blocks of retired streams
   std::unordered_map<void*, size_t> live_;
   MemoryStats stats_;
 };
@@ -227,6 +248,7 @@ Context::~Context() {
   // are then safe for any stream.
   if (stream_) CN_CUDA_WARN(cudaStreamSynchronize(stream_));
   if (workspace_) allocator().free(workspace_);
+  if (stream_) allocator().retire_stream(stream_);  // a later stream may reuse the handle's value
   if (host_scratch_) CN_CUDA_WARN(cudaFreeHost(host_scratch_));
   if (cusolver_) CN_CUSOLVER_WARN(cusolverDnDestroy(cusolver_));
   if (cublas_) CN_CUBLAS_WARN(cublasDestroy(cublas_));
@@ -310,6 +332,9 @@ void Graph::record(const std::function<void()>& work) {
   reset();
   Context& ctx = context();
   cudaStream_t s = ctx.stream();
+  // Taken before: a workspace that grew during the recording left nodes on the freed
+  // block, and replay() then refuses the graph (the next record() sees the grown one).
+  const uint64_t generation = ctx.workspace_generation();
   // Thread-local mode: another thread's unrelated CUDA calls do not break the recording.
   CN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
   try {
@@ -323,7 +348,7 @@ void Graph::record(const std::function<void()>& work) {
   }
   CN_CUDA_CHECK(cudaStreamEndCapture(s, &graph_));
   CN_CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
-  workspace_generation_ = ctx.workspace_generation();
+  workspace_generation_ = generation;
 }
 
 bool Graph::replay() {

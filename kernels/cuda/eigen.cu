@@ -370,9 +370,12 @@ void eigenvalues_batched(const T* A_dev, int64_t n, int64_t count, T* W_dev, cud
                 " on this device); use DenseEigenSolver::eigenvalues_batched, which falls back to syevd");
   CN_CHECK_MSG(count <= INT_MAX, "eigenvalues_batched: count = " << count << " exceeds the grid limit");
   const JacobiLayout L = jacobi_layout<T>(static_cast<int>(n));
-  if (L.bytes > 48 * 1024)
+  // One value for every n: the attribute belongs to the function, and a smaller one set by
+  // another thread between this set and this launch would make the launch fail.
+  const size_t max_bytes = jacobi_layout<T>(static_cast<int>(max_n)).bytes;
+  if (max_bytes > 48 * 1024)
     CN_CUDA_CHECK(cudaFuncSetAttribute(jacobi_eigenvalues_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(L.bytes)));
+                                       static_cast<int>(max_bytes)));
   jacobi_eigenvalues_kernel<T><<<static_cast<unsigned>(count), jacobi_threads(L), L.bytes, stream>>>(
       A_dev, static_cast<int>(n), W_dev, info_dev);
   CN_CUDA_CHECK(cudaGetLastError());
