@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/memory.h"
+#include "cuda_test_util.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
 #include "test_util.h"
@@ -19,9 +20,6 @@
 using namespace cn;
 
 namespace {
-
-#define REQUIRE_GPU() \
-  if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
 
 // A small float64 network and a batch on the current context: forward, loss, backward.
 struct Net {
@@ -71,7 +69,7 @@ struct Net {
 }  // namespace
 
 TEST(CudaContext, GraphReplayEqualsEagerLaunches) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   Net net(3);
   net.forward_backward();
   const std::vector<double> eager = net.grads();
@@ -97,7 +95,7 @@ TEST(CudaContext, GraphReplayEqualsEagerLaunches) {
 }
 
 TEST(CudaContext, WorkerContextsMatchTheMainThread) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   // The reference: every net computed one after another on the main context.
   std::vector<std::vector<double>> want;
   for (uint32_t s = 0; s < 3; ++s) {
@@ -133,7 +131,7 @@ TEST(CudaContext, WorkerContextsMatchTheMainThread) {
 }
 
 TEST(CudaContext, FreedBlocksStayWithTheirStream) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   const size_t bytes = 3 << 20;  // a size no other test in this process caches
   void* a = device_alloc(Device::cuda, bytes);
   device_free(Device::cuda, a);

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_test_util.h"
 #include "diagnostics/curvature_checkpoint.h"
 #include "io/safetensors.h"
 #include "layers/model.h"
@@ -31,9 +32,6 @@ using namespace cn;
 using json = nlohmann::json;
 
 namespace {
-
-#define CN_SKIP_WITHOUT_GPU() \
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cuda_device_description()
 
 struct Tolerance {
   double spectrum;  // eigenvalue-like tensors and λ-scaled metrics, relative to the largest |λ|
@@ -201,7 +199,7 @@ void expect_same_rows(const std::vector<json>& want, const std::vector<json>& go
 class CudaCurvature : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaCurvature, Float64CheckpointMatchesTheCpu) {
-  CN_SKIP_WITHOUT_GPU();
+  CN_REQUIRE_GPU();
   const Problem p("float64", GetParam());
   const CurvatureOutput cpu = p.run(Device::cpu), gpu = p.run(Device::cuda);
   expect_same_spectra(cpu.spectra, gpu.spectra, kFloat64);
@@ -213,7 +211,7 @@ TEST_P(CudaCurvature, Float64CheckpointMatchesTheCpu) {
 }
 
 TEST_P(CudaCurvature, Float32CheckpointMatchesTheCpu) {
-  CN_SKIP_WITHOUT_GPU();
+  CN_REQUIRE_GPU();
   const Problem p("float32", GetParam());
   const CurvatureOutput cpu = p.run(Device::cpu), gpu = p.run(Device::cuda);
   expect_same_spectra(cpu.spectra, gpu.spectra, kFloat32);
@@ -271,21 +269,11 @@ std::map<std::string, std::vector<double>> read_spectra(const std::string& path)
   return out;
 }
 
-std::vector<double> final_params(const std::string& run_dir) {
-  const auto steps = list_checkpoints(run_dir);
-  SafetensorsFile f{run_dir, read_safetensors(checkpoint_dir(run_dir, steps.back()) + "/model.safetensors"), {}};
-  std::vector<double> all;
-  for (const auto& [name, t] : f.tensors) {
-    const auto v = f.get<double>(name);
-    all.insert(all.end(), v.begin(), v.end());
-  }
-  return all;
-}
 
 // Both runs start from the same parameters, so their step-0 checkpoints must agree (later
 // ones differ by the training runs' own rounding).
 TEST(CudaCurvatureTrainer, StepZeroCheckpointMatchesTheCpuRun) {
-  CN_SKIP_WITHOUT_GPU();
+  CN_REQUIRE_GPU();
   test::TempDir tmp;
   std::ostringstream sink;
   train(trainer_config("cpu"), quiet(tmp.file("cpu"), &sink));
@@ -319,14 +307,14 @@ TEST(CudaCurvatureTrainer, StepZeroCheckpointMatchesTheCpuRun) {
 }
 
 TEST(CudaCurvatureTrainer, DiagnosticsLeaveCudaTrainingBitIdentical) {
-  CN_SKIP_WITHOUT_GPU();
+  CN_REQUIRE_GPU();
   test::TempDir tmp;
   std::ostringstream sink;
   Config on = trainer_config("cuda"), off = on;
   off.diagnostics.every = 0;
   train(off, quiet(tmp.file("off"), &sink));
   train(on, quiet(tmp.file("on"), &sink));
-  EXPECT_EQ(final_params(tmp.file("off")), final_params(tmp.file("on")));
+  EXPECT_EQ(test::final_params(tmp.file("off")), test::final_params(tmp.file("on")));
   const std::string rows = test::read_text(tmp.file("on") + "/diagnostics.jsonl");
   EXPECT_EQ(rows.find("\"checks\":\"failed"), std::string::npos) << rows;
   EXPECT_EQ(rows.find("NaN"), std::string::npos);

@@ -28,6 +28,7 @@
 #ifdef CURVNET_HAVE_CUDA
 #include "core/error.h"
 #include "core/memory.h"
+#include "cuda_test_util.h"
 #include "diagnostics/eigen.h"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/eigen.h"
@@ -35,9 +36,6 @@
 using namespace cn;
 
 namespace {
-
-#define REQUIRE_GPU() \
-  if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
 
 template <class T>
 double tolerance(int64_t n) {
@@ -195,7 +193,7 @@ void check_jacobi(const std::vector<T>& A, int64_t n, int64_t count, const std::
 }
 
 TYPED_TEST(CudaEigen, BatchedJacobiRandom) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   uint32_t seed = 100;
   for (int64_t n : {1, 2, 7, 32, 33, 65, 96})
@@ -206,7 +204,7 @@ TYPED_TEST(CudaEigen, BatchedJacobiRandom) {
 }
 
 TYPED_TEST(CudaEigen, BatchedJacobiLowRankPsd) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   uint32_t seed = 200;
   for (int64_t n : {7, 33, 65, 96}) {
@@ -217,7 +215,7 @@ TYPED_TEST(CudaEigen, BatchedJacobiLowRankPsd) {
 }
 
 TYPED_TEST(CudaEigen, BatchedJacobiRepeatedEigenvalues) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   uint32_t seed = 300;
   for (int64_t n : {7, 33, 65, 96}) {
@@ -234,7 +232,7 @@ TYPED_TEST(CudaEigen, BatchedJacobiRepeatedEigenvalues) {
 // The largest block the kernel takes (dynamic shared memory above the 48 KiB default), and
 // one more: the free function refuses it, the solver falls back to syevd per block.
 TYPED_TEST(CudaEigen, BatchedLargestBlock) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t max_n = cuda::batched_max_n<T>();
   ASSERT_GE(max_n, 96) << "96×96 doubles should fit on any supported GPU";
@@ -255,7 +253,7 @@ TYPED_TEST(CudaEigen, BatchedLargestBlock) {
 }
 
 TYPED_TEST(CudaEigen, BatchedCusolver) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   uint32_t seed = 500;
   cuda::DenseEigenSolver solver;
@@ -287,7 +285,7 @@ TYPED_TEST(CudaEigen, BatchedCusolver) {
 }
 
 TYPED_TEST(CudaEigen, SolverDense) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   cuda::DenseEigenSolver own;                                // its own stream
   cuda::DenseEigenSolver shared(cuda::context().stream());  // the context's stream
@@ -306,7 +304,7 @@ TYPED_TEST(CudaEigen, SolverDense) {
 }
 
 TYPED_TEST(CudaEigen, SolverLoopedAndBatched) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 33, count = 5;
   const std::vector<T> A = cast<T>(random_symmetric(n, count, 700));
@@ -331,7 +329,7 @@ TYPED_TEST(CudaEigen, SolverLoopedAndBatched) {
 // Two solvers, two threads, at the same time: each restores its matrix from a pristine
 // device copy on its own stream and solves it several times (syevd and the batched Jacobi).
 TYPED_TEST(CudaEigen, TwoSolversOnTwoThreads) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   struct Job {
     int64_t n = 0, bn = 65, count = 64;

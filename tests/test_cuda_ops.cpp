@@ -16,12 +16,16 @@
 #include <iostream>
 
 #include "core/memory.h"
+#include "cuda_test_util.h"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/gemm.h"
 #include "kernels/ops.h"
 #include "kernels/rops.h"
 
 using namespace cn;
+using test::nmse;
+using test::to_device;
+using test::to_host;
 
 namespace {
 
@@ -45,21 +49,6 @@ struct Tol<double> {
   static constexpr double loss_rel = 1e-13;
 };
 
-#define REQUIRE_GPU() \
-  if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
-
-template <class T>
-std::vector<T> random_vec(int64_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) {
-    double d = u(rng);
-    if (d == 0.0) d = 0.5 * hi;  // never an exact zero
-    x = static_cast<T>(d);
-  }
-  return v;
-}
 
 // One host array and its device copy; outputs start as the same random garbage on both,
 // so an op that forgets to write (or adds where it should assign) shows up.
@@ -81,20 +70,9 @@ struct Twin {
 
 template <class T>
 Twin<T> twin(int64_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
-  return Twin<T>(random_vec<T>(n, seed, lo, hi));
+  return Twin<T>(test::random_values<T>(n, seed, lo, hi));
 }
 
-template <class T>
-double nmse(const std::vector<T>& got, const std::vector<T>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - static_cast<double>(want[i]);
-    num += d * d;
-    den += static_cast<double>(want[i]) * static_cast<double>(want[i]);
-  }
-  if (!std::isfinite(num)) return INFINITY;
-  return den > 0 ? num / den : num;
-}
 
 // The device copy of `t` matches its host copy within `tol` (nmse).
 #define EXPECT_TWIN(t, tol) EXPECT_LE(nmse((t).down(), (t).h), (tol)) << #t
@@ -146,7 +124,7 @@ TYPED_TEST_SUITE(CudaOps, Types);
 // ---- ops.h -----------------------------------------------------------------------------
 
 TYPED_TEST(CudaOps, Gemm) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t M = 37, Nc = 29, K = 53, pad = 3;
   for (int ta = 0; ta < 2; ++ta)
@@ -165,7 +143,7 @@ TYPED_TEST(CudaOps, Gemm) {
 }
 
 TYPED_TEST(CudaOps, GemmBatched) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t M = 11, Nc = 13, K = 17, count = 4;
   const int64_t sA = K * M + 5, sB = Nc * K + 7, sC = M * Nc + 2;  // ta, tb: A is K x M, B is Nc x K
@@ -178,7 +156,7 @@ TYPED_TEST(CudaOps, GemmBatched) {
 // Linear's forward: y = x Wᵀ + b is (ta, tb) = (false, true); every transpose pair, odd
 // sizes, leading dimensions wider than the rows, one row, K large.
 TYPED_TEST(CudaOps, GemmBias) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   struct Shape {
     int64_t M, Nc, K;
@@ -198,7 +176,7 @@ TYPED_TEST(CudaOps, GemmBias) {
 
 // Linear's backward: dW = dyᵀ x (M = O, Nc = I, K = N) and db = Σ_n dy.
 TYPED_TEST(CudaOps, GemmBiasGrad) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   struct Shape {
     int64_t M, Nc, K;
@@ -224,7 +202,7 @@ TYPED_TEST(CudaOps, GemmBiasGrad) {
 // Every way of picking kernels gives the CPU's results, and a problem asked twice gives the
 // same bits (the choice made on first use is kept).
 TYPED_TEST(CudaOps, GemmModesAgreeWithTheCpu) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   for (cuda::GemmMode m : {cuda::GemmMode::cublas, cuda::GemmMode::lt_heuristic, cuda::GemmMode::lt_tuned}) {
     GemmModeScope scope(m);
@@ -246,7 +224,7 @@ TYPED_TEST(CudaOps, GemmModesAgreeWithTheCpu) {
 // Recording into a graph never times candidates: the replay runs the choice made eagerly
 // (same bits), and a problem first seen inside a recording still matches the CPU.
 TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 33, I = 21, O = 17;  // shapes no other test uses: first seen here
   auto x = twin<T>(N * I, 600), W = twin<T>(O * I, 601), b = twin<T>(O, 602), dy = twin<T>(N * O, 603);
@@ -317,7 +295,7 @@ TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
 }
 
 TYPED_TEST(CudaOps, AddRowVectorAndColumnSum) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 67, O = 45;  // O not a multiple of the 32-column tile
   auto y = twin<T>(N * O, 8), b = twin<T>(O, 9);
@@ -341,7 +319,7 @@ TYPED_TEST(CudaOps, AddRowVectorAndColumnSum) {
 }
 
 TYPED_TEST(CudaOps, Activations) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 5000;
   for (Act k : {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu,
@@ -363,7 +341,7 @@ TYPED_TEST(CudaOps, Activations) {
 }
 
 TYPED_TEST(CudaOps, BatchNormTrain) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 70, O = 37;
   const double eps = 1e-5;
@@ -393,7 +371,7 @@ TYPED_TEST(CudaOps, BatchNormTrain) {
 }
 
 TYPED_TEST(CudaOps, BatchNormEval) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 50, O = 33;
   const double eps = 1e-5;
@@ -417,7 +395,7 @@ TYPED_TEST(CudaOps, BatchNormEval) {
 }
 
 TYPED_TEST(CudaOps, DropoutSameMaskAsCpu) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 10007;
   const PhiloxKey key = philox_key(1234, RngStream::dropout);
@@ -433,12 +411,12 @@ TYPED_TEST(CudaOps, DropoutSameMaskAsCpu) {
 }
 
 TYPED_TEST(CudaOps, Losses) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 300, C = 10;
   for (LossKind kind : {LossKind::cross_entropy, LossKind::mse, LossKind::bce_logits}) {
     auto z = twin<T>(N * C, 44, -4.0, 4.0), dz = twin<T>(N * C, 45), p = twin<T>(N * C, 46);
-    std::vector<T> target_h = random_vec<T>(N * C, 47, 0.0, 1.0);  // mse/bce targets in (0, 1)
+    std::vector<T> target_h = test::random_values<T>(N * C, 47, 0.0, 1.0);  // mse/bce targets in (0, 1)
     if (kind == LossKind::cross_entropy)
       for (int64_t n = 0; n < N; ++n) target_h[n] = static_cast<T>((n * 7 + 3) % C);
     Twin<T> target(target_h);
@@ -457,7 +435,7 @@ TYPED_TEST(CudaOps, Losses) {
 // ---- rops.h ----------------------------------------------------------------------------
 
 TYPED_TEST(CudaOps, RStridedLinearOps) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t K = 3, N = 41, O = 35, stride = O + 6;
   auto y = twin<T>(K * N * O, 50), b = twin<T>(K * stride, 51);
@@ -486,7 +464,7 @@ TYPED_TEST(CudaOps, RStridedLinearOps) {
 }
 
 TYPED_TEST(CudaOps, RActivationOps) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 777, K = 3;
   for (Act k : {Act::relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus}) {
@@ -521,7 +499,7 @@ TYPED_TEST(CudaOps, RActivationOps) {
 }
 
 TYPED_TEST(CudaOps, RElementwiseOps) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 901, K = 4;
   auto X = twin<T>(K * n, 70), m = twin<T>(n, 71), Y = twin<T>(K * n, 72), Y0 = twin<T>(K * n, 73);
@@ -552,7 +530,7 @@ TYPED_TEST(CudaOps, RElementwiseOps) {
 }
 
 TYPED_TEST(CudaOps, RBatchNorm) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 45, O = 39, K = 3, vs = 2 * O + 5, hs = 2 * O + 3;
   auto xhat = twin<T>(N * O, 80), inv_std = twin<T>(O, 81, 0.5, 2.0), gamma = twin<T>(O, 82);
@@ -585,7 +563,7 @@ TYPED_TEST(CudaOps, RBatchNorm) {
 }
 
 TYPED_TEST(CudaOps, RLosses) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t N = 40, C = 7, K = 3;
   for (LossKind kind : {LossKind::cross_entropy, LossKind::mse, LossKind::bce_logits}) {
@@ -603,7 +581,7 @@ TYPED_TEST(CudaOps, RLosses) {
 // TF32 (opted in): the context's setting reaches the cuBLASLt compute type. Inputs rounded
 // to 10-bit mantissas: ~5e-4 relative per product.
 TEST(CudaOpsTf32, GemmsFollowTheContext) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   struct Tf32Scope {
     Tf32Scope() { cuda::context().set_allow_tf32(true); }
     ~Tf32Scope() { cuda::context().set_allow_tf32(false); }
@@ -621,7 +599,7 @@ TEST(CudaOpsTf32, GemmsFollowTheContext) {
 // Last: what served each problem key of this process (a fallback is correct but slower; a
 // TF32 key records its own choice).
 TEST(CudaOpsReport, GemmPlans) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   for (const cuda::GemmPlanInfo& p : cuda::gemm_plans()) std::cout << "[gemm] " << cuda::describe(p) << "\n";
 }
 

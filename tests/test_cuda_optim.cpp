@@ -14,17 +14,18 @@
 
 #ifdef CURVNET_HAVE_CUDA
 #include "core/memory.h"
+#include "cuda_test_util.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 #include "optim/optimizer_cuda.h"
 
 using namespace cn;
+using test::nmse;
+using test::to_device;
+using test::to_host;
 
 namespace {
-
-#define REQUIRE_GPU() \
-  if (!cn::cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cn::cuda_device_description()
 
 template <class T>
 struct Tol;
@@ -47,44 +48,9 @@ struct Tol<double> {
 // Norms are double sums of the same values in another order on both types: ~1e-15 relative.
 constexpr double kNormRel = 1e-12;
 
-template <class T>
-std::vector<T> random_vec(int64_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> u(lo, hi);
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& x : v) {
-    double d = u(rng);
-    if (d == 0.0) d = 0.5 * hi;
-    x = static_cast<T>(d);
-  }
-  return v;
-}
 
-template <class T>
-Buffer<T> to_device(const std::vector<T>& h) {
-  Buffer<T> d(static_cast<int64_t>(h.size()), Device::cuda);
-  device_copy(Device::cuda, d.data(), Device::cpu, h.data(), h.size() * sizeof(T));
-  return d;
-}
 
-template <class T>
-std::vector<T> to_host(const T* d, int64_t n) {
-  std::vector<T> h(static_cast<size_t>(n));
-  device_copy(Device::cpu, h.data(), Device::cuda, d, static_cast<size_t>(n) * sizeof(T));
-  return h;
-}
 
-template <class T>
-double nmse(const std::vector<T>& got, const std::vector<T>& want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double d = static_cast<double>(got[i]) - static_cast<double>(want[i]);
-    num += d * d;
-    den += static_cast<double>(want[i]) * static_cast<double>(want[i]);
-  }
-  if (!std::isfinite(num)) return INFINITY;
-  return den > 0 ? num / den : num;
-}
 
 // Two layers with a weight and a bias each; layer 2's weight spans several 8192-element
 // tiles and is not a multiple of a tile.
@@ -120,7 +86,7 @@ TYPED_TEST_SUITE(CudaOptim, Types);
 const char* const kKinds[] = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "amsgrad"};
 
 TYPED_TEST(CudaOptim, StepsMatchCpu) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const ParamLayout layout = test_layout();
   const int64_t P = layout.total;
@@ -128,10 +94,10 @@ TYPED_TEST(CudaOptim, StepsMatchCpu) {
     const OptimConfig config = config_for(kind);
     auto cpu_opt = make_optimizer<T>(config, layout);
     auto gpu_opt = make_optimizer_cuda<T>(config, layout);
-    std::vector<T> p = random_vec<T>(P, 1);
+    std::vector<T> p = test::random_values<T>(P, 1);
     Buffer<T> dp = to_device(p);
     for (int64_t step = 0; step < 4; ++step) {
-      const std::vector<T> g = random_vec<T>(P, 100 + static_cast<uint32_t>(step));
+      const std::vector<T> g = test::random_values<T>(P, 100 + static_cast<uint32_t>(step));
       Buffer<T> dg = to_device(g);
       const double lr = 1e-2 * (1.0 + 0.3 * static_cast<double>(step));
       cpu_opt->step(p.data(), g.data(), lr, step);
@@ -161,7 +127,7 @@ ParamLayout unaligned_layout() {
 }
 
 TYPED_TEST(CudaOptim, StepsMatchCpuOnUnalignedSegments) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const ParamLayout layout = unaligned_layout();
   const int64_t P = layout.total;
@@ -172,10 +138,10 @@ TYPED_TEST(CudaOptim, StepsMatchCpuOnUnalignedSegments) {
       const OptimConfig config = config_for(kind);
       auto cpu_opt = make_optimizer<T>(config, layout);
       auto gpu_opt = make_optimizer_cuda<T>(config, layout);
-      std::vector<T> p = random_vec<T>(P + shift, 21);
+      std::vector<T> p = test::random_values<T>(P + shift, 21);
       Buffer<T> dp = to_device(p);
       for (int64_t step = 0; step < 3; ++step) {
-        const std::vector<T> g = random_vec<T>(P + shift, 200 + static_cast<uint32_t>(step));
+        const std::vector<T> g = test::random_values<T>(P + shift, 200 + static_cast<uint32_t>(step));
         Buffer<T> dg = to_device(g);
         cpu_opt->step(p.data() + shift, g.data() + shift, 1e-2, step);
         gpu_opt->step(dp.data() + shift, dg.data() + shift, 1e-2, step);
@@ -191,16 +157,16 @@ TYPED_TEST(CudaOptim, StepsMatchCpuOnUnalignedSegments) {
 }
 
 TYPED_TEST(CudaOptim, StateWrittenByTheHostReachesTheDevice) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const ParamLayout layout = test_layout();
   const int64_t P = layout.total;
   const OptimConfig config = config_for("adam");
   auto cpu_opt = make_optimizer<T>(config, layout);
   auto gpu_opt = make_optimizer_cuda<T>(config, layout);
-  std::vector<T> p = random_vec<T>(P, 2);
+  std::vector<T> p = test::random_values<T>(P, 2);
   Buffer<T> dp = to_device(p);
-  const std::vector<T> g = random_vec<T>(P, 3);
+  const std::vector<T> g = test::random_values<T>(P, 3);
   Buffer<T> dg = to_device(g);
   cpu_opt->step(p.data(), g.data(), 1e-2, 0);
   gpu_opt->step(dp.data(), dg.data(), 1e-2, 0);
@@ -214,11 +180,11 @@ TYPED_TEST(CudaOptim, StateWrittenByTheHostReachesTheDevice) {
 }
 
 TYPED_TEST(CudaOptim, ClippingMatchesCpu) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const ParamLayout layout = test_layout();
   const int64_t P = layout.total;
-  const std::vector<T> params = random_vec<T>(P, 4, -0.05, 0.05);  // small: agc clips
+  const std::vector<T> params = test::random_values<T>(P, 4, -0.05, 0.05);  // small: agc clips
   Buffer<T> dparams = to_device(params);
   for (const char* mode : {"none", "norm", "layer_norm", "value", "agc", "agc_unit"})
     for (bool tight : {true, false}) {
@@ -228,7 +194,7 @@ TYPED_TEST(CudaOptim, ClippingMatchesCpu) {
       c.value = tight ? 1.0 : 10.0;
       c.agc_lambda = tight ? 0.01 : 1e6;
       c.agc_eps = 1e-3;
-      std::vector<T> g = random_vec<T>(P, 5);
+      std::vector<T> g = test::random_values<T>(P, 5);
       Buffer<T> dg = to_device(g);
       CudaGradClipper<T> clipper(c, layout, 8);
       clipper.clip(dparams.data(), dg.data(), 3);
@@ -244,15 +210,15 @@ TYPED_TEST(CudaOptim, ClippingMatchesCpu) {
 }
 
 TYPED_TEST(CudaOptim, ClipRingKeepsTheLastRecords) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   const ParamLayout layout = test_layout();
   ClipConfig c;
   c.mode = "norm";
   CudaGradClipper<T> clipper(c, layout, 4);
-  Buffer<T> dparams = to_device(random_vec<T>(layout.total, 6));
+  Buffer<T> dparams = to_device(test::random_values<T>(layout.total, 6));
   for (int64_t step = 0; step < 6; ++step) {
-    Buffer<T> dg = to_device(random_vec<T>(layout.total, 7 + static_cast<uint32_t>(step)));
+    Buffer<T> dg = to_device(test::random_values<T>(layout.total, 7 + static_cast<uint32_t>(step)));
     clipper.clip(dparams.data(), dg.data(), step);
   }
   EXPECT_TRUE(clipper.read(5).clipped);
@@ -265,12 +231,12 @@ TYPED_TEST(CudaOptim, ClipRingKeepsTheLastRecords) {
 }
 
 TYPED_TEST(CudaOptim, GradientNoiseMatchesCpu) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   OptimConfig c;
   c.grad_noise_eta = 0.3;
   const int64_t n = 12345;
-  std::vector<T> g = random_vec<T>(n, 8);
+  std::vector<T> g = test::random_values<T>(n, 8);
   Buffer<T> dg = to_device(g);
   add_gradient_noise<T>(c, 42, 7, g.data(), n);
   add_gradient_noise_cuda<T>(c, 42, 7, dg.data(), n);
@@ -281,7 +247,7 @@ TYPED_TEST(CudaOptim, GradientNoiseMatchesCpu) {
 // A whole training step (forward, loss, backward, Adam) on the GPU and on the CPU from the
 // same initial parameters; after the first step no cudaMalloc happens.
 TYPED_TEST(CudaOptim, TrainingStepMatchesCpuWithoutAllocating) {
-  REQUIRE_GPU();
+  CN_REQUIRE_GPU();
   using T = TypeParam;
   ModelConfig mc;
   mc.hidden = {48, 40};
@@ -303,7 +269,7 @@ TYPED_TEST(CudaOptim, TrainingStepMatchesCpuWithoutAllocating) {
   auto cpu_opt = make_optimizer<T>(oc, cpu_model.layout());
   auto gpu_opt = make_optimizer_cuda<T>(oc, gpu_model.layout());
 
-  const std::vector<T> x = random_vec<T>(N * I, 12);
+  const std::vector<T> x = test::random_values<T>(N * I, 12);
   std::vector<T> y(static_cast<size_t>(N));
   for (int64_t n = 0; n < N; ++n) y[static_cast<size_t>(n)] = static_cast<T>(n % C);
   Buffer<T> dx = to_device(x), dy = to_device(y);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 #include "train/trainer.h"
 
@@ -44,7 +45,7 @@ dtype = "float64"
 }  // namespace
 
 TEST(CudaParity, FiftyStepsMatchTheCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cuda_device_description();
+  CN_REQUIRE_GPU();
   StepRunner cpu(parity_config("cpu")), gpu(parity_config("cuda"));
   for (int i = 0; i < 50; ++i) {
     const double lc = cpu.step(), lg = gpu.step();
@@ -59,7 +60,7 @@ TEST(CudaParity, FiftyStepsMatchTheCpu) {
 }
 
 TEST(CudaParity, GraphStepsLogTheSameLossesAsTheCpu) {
-  if (!cuda_available()) GTEST_SKIP() << "no CUDA device visible: " << cuda_device_description();
+  CN_REQUIRE_GPU();
   test::TempDir tmp;
   std::vector<std::vector<nlohmann::json>> logs;
   for (const std::string device : {"cpu", "cuda"}) {
@@ -85,4 +86,19 @@ TEST(CudaParity, GraphStepsLogTheSameLossesAsTheCpu) {
       const double a = logs[0][i][key].get<double>(), b = logs[1][i][key].get<double>();
       EXPECT_NEAR(a, b, 1e-9 * std::max(1.0, std::fabs(a))) << key << " at step " << logs[0][i]["step"];
     }
+  // The checkpoints agree too, BatchNorm's host-side batch count included (a replay runs
+  // no host code; the step counts for it).
+  const auto cpu = test::last_checkpoint_tensors(tmp.file("cpu")), gpu = test::last_checkpoint_tensors(tmp.file("cuda"));
+  ASSERT_EQ(cpu.size(), gpu.size());
+  for (const auto& [name, a] : cpu) {
+    ASSERT_TRUE(gpu.count(name)) << name;
+    const std::vector<double>& b = gpu.at(name);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    if (name.find("num_batches_tracked") != std::string::npos) {
+      EXPECT_EQ(a[0], 40.0) << name;
+      EXPECT_EQ(b[0], 40.0) << name;
+      continue;
+    }
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-9 * std::max(1.0, std::fabs(a[i]))) << name << "[" << i << "]";
+  }
 }

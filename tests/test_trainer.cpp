@@ -47,16 +47,6 @@ every = 10
                       "test.toml");
 }
 
-std::vector<double> final_params(const std::string& run_dir) {
-  const auto steps = list_checkpoints(run_dir);
-  SafetensorsFile f{run_dir, read_safetensors(checkpoint_dir(run_dir, steps.back()) + "/model.safetensors"), {}};
-  std::vector<double> all;
-  for (const auto& [name, t] : f.tensors) {
-    const auto v = f.get<double>(name);
-    all.insert(all.end(), v.begin(), v.end());
-  }
-  return all;
-}
 
 // A JSON-lines log's rows without their wall-clock cells.
 std::vector<nlohmann::json> log_rows(const std::string& path) {
@@ -119,7 +109,7 @@ TEST(Trainer, ResumeIsBitIdentical) {
   o.resume_dir = tmp.file("half");
   train(more, o);
 
-  const auto a = final_params(tmp.file("full")), b = final_params(tmp.file("half"));
+  const auto a = test::final_params(tmp.file("full")), b = test::final_params(tmp.file("half"));
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "parameter " << i;
   // Logs were cut back to the checkpoint before appending: no step appears twice. The
@@ -159,7 +149,7 @@ outlier_window = 4
   EXPECT_FALSE(resumed.interrupted);
   EXPECT_EQ(resumed.steps, 40);
 
-  EXPECT_EQ(final_params(tmp.file("full")), final_params(tmp.file("cut")));
+  EXPECT_EQ(test::final_params(tmp.file("full")), test::final_params(tmp.file("cut")));
   expect_same_logs(tmp.file("full"), tmp.file("cut"));
   // The rules fired, so their carried state was exercised.
   std::set<std::string> rules;
@@ -339,7 +329,7 @@ TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
   on.diagnostics.dense_max_params = 300;  // the 32×16 layer goes the iterative way
   train(off, quiet(tmp.file("off")));
   train(on, quiet(tmp.file("on")));
-  EXPECT_EQ(final_params(tmp.file("off")), final_params(tmp.file("on")));
+  EXPECT_EQ(test::final_params(tmp.file("off")), test::final_params(tmp.file("on")));
   for (int s : {0, 10, 20}) EXPECT_TRUE(fs::exists(tmp.file("on") + "/spectra/step_" + std::to_string(s) + ".safetensors"));
   const std::string rows = test::read_text(tmp.file("on") + "/diagnostics.jsonl");
   EXPECT_NE(rows.find("\"kind\":\"full_top\""), std::string::npos);

@@ -5,12 +5,16 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "io/config.h"
+#include "io/safetensors.h"
+#include "train/checkpoint.h"
 
 namespace cn::test {
 
@@ -92,6 +96,23 @@ inline int run_command(const std::string& cmd, std::string* output = nullptr) {
   const int status = pclose(pipe);
   if (output) *output = out;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The tensors of a run's last checkpoint (model.safetensors) as float64, by name.
+inline std::map<std::string, std::vector<double>> last_checkpoint_tensors(const std::string& run_dir) {
+  const auto steps = list_checkpoints(run_dir);
+  if (steps.empty()) throw std::runtime_error(run_dir + ": no checkpoint");
+  const SafetensorsFile f = load_safetensors(checkpoint_dir(run_dir, steps.back()) + "/model.safetensors");
+  std::map<std::string, std::vector<double>> out;
+  for (const auto& [name, t] : f.tensors) out[name] = f.get<double>(name);
+  return out;
+}
+
+// All of them, flat, in name order.
+inline std::vector<double> final_params(const std::string& run_dir) {
+  std::vector<double> all;
+  for (const auto& [name, v] : last_checkpoint_tensors(run_dir)) all.insert(all.end(), v.begin(), v.end());
+  return all;
 }
 
 // The built CLI.
