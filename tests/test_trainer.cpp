@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <new>
 #include <set>
 #include <sstream>
@@ -155,6 +156,39 @@ outlier_window = 4
   std::set<std::string> rules;
   for (const auto& row : log_rows(tmp.file("full") + "/alarms.jsonl")) rules.insert(row["rule"]);
   for (const char* rule : {"grad_explosion", "loss_spike", "ill_conditioned"}) EXPECT_TRUE(rules.count(rule)) << rule;
+}
+
+// A state file without the doctor's state and the log window (as older checkpoints are)
+// resumes with them empty; a malformed doctor state is bad input naming the file.
+TEST(Trainer, ResumeReadsOlderAndRejectsMalformedDoctorState) {
+  test::TempDir tmp;
+  Config c = small_config();
+  c.train.steps = 10;
+  train(c, quiet(tmp.file("run")));
+  const std::string state = checkpoint_dir(tmp.file("run"), 10) + "/state.safetensors";
+  auto rewrite = [&](const std::string& doctor) {
+    std::map<std::string, std::string> metadata;
+    SafetensorsWriter w;
+    for (auto& [name, t] : read_safetensors(state, &metadata))
+      if (name.rfind("log.", 0) != 0 && name != "curvature.due") w.add_raw(name, std::move(t));
+    for (const auto& [key, value] : metadata)
+      if (key != "doctor") w.metadata(key, value);
+    if (!doctor.empty()) w.metadata("doctor", doctor);
+    w.write(state);
+  };
+  rewrite("{\"alarms\": 3}");
+  Config more = c;
+  more.train.steps = 15;
+  TrainOptions o = quiet("");
+  o.resume_dir = tmp.file("run");
+  try {
+    train(more, o);
+    FAIL() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("state.safetensors: metadata \"doctor\""), std::string::npos) << e.what();
+  }
+  rewrite("");
+  EXPECT_EQ(train(more, o).steps, 15);
 }
 
 TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { interrupted_run_matches(23); }

@@ -528,7 +528,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
 
   const double t_start = now_s();
   Engine<T> e(config, device);
-  std::string resumed_from;  // the checkpoint directory
+  e.doctor = std::make_unique<Doctor<T>>(config, *e.model);
   // Resolve the defaults that depend on the data (one epoch) and record them.
   if (!config.train.eval_every) config.train.eval_every = e.steps_per_epoch;
   if (!config.checkpoint.every) config.checkpoint.every = e.steps_per_epoch;
@@ -537,8 +537,16 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   if (resuming) {
     const auto steps = list_checkpoints(run_dir);
     if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
-    resumed_from = checkpoint_dir(run_dir, steps.back());
-    e.load_checkpoint(resumed_from);
+    const std::string dir = checkpoint_dir(run_dir, steps.back());
+    e.load_checkpoint(dir);
+    if (!e.st.doctor.empty()) {  // checked before anything in the run directory changes
+      try {
+        e.doctor->restore(json::parse(e.st.doctor));
+      } catch (const std::exception& err) {
+        throw InputError(dir + "/state.safetensors: metadata \"doctor\": " + err.what() +
+                         " (expected the doctor state this run's model and config save)");
+      }
+    }
     e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
     const int64_t s = e.st.step;
     // The logs go back to what they held at the save. A curvature checkpoint at the saved
@@ -577,15 +585,6 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
 
   JsonLinesWriter metrics(run_dir + "/metrics.jsonl"), evals(run_dir + "/eval.jsonl"),
       alarms(run_dir + "/alarms.jsonl"), stats(run_dir + "/stats.jsonl"), diagnostics;
-  e.doctor = std::make_unique<Doctor<T>>(config, *e.model);
-  if (!e.st.doctor.empty()) {
-    try {
-      e.doctor->restore(json::parse(e.st.doctor));
-    } catch (const std::exception& err) {
-      throw InputError(resumed_from + "/state.safetensors: metadata \"doctor\": " + err.what() +
-                       " (expected the doctor state this run's model and config save)");
-    }
-  }
   TensorBoardWriter tb(run_dir);
   // Every JSON-lines row also goes to TensorBoard under the same names.
   auto log_row = [&](JsonLinesWriter& w, RunLog kind, const json& row) {
