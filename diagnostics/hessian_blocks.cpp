@@ -187,10 +187,17 @@ std::vector<T> hessian_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_
                             int64_t probes, uint64_t seed, uint64_t step) {
   const int64_t p = eng.layer_params(layer);
   if (p > dense_max) return hessian_diag_hutchinson(eng, b, layer, probes, seed, step);
-  const std::vector<T> block = loss_block(eng, b, layer);
-  std::vector<T> out(static_cast<size_t>(p));
-  for (int64_t j = 0; j < p; ++j) out[j] = block[j * p + j];
-  return out;
+  Buffer<T> block;
+  hvp_block(eng, b, layer, CurvatureMode::hessian, block);
+  // Every (p+1)-th entry, gathered where the block lives: p values travel, not p².
+  const Device d = block.device();
+  std::vector<int64_t> at(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) at[j] = j * (p + 1);
+  Buffer<int64_t> rows(p, d);
+  device_copy(d, rows.data(), Device::cpu, at.data(), at.size() * sizeof(int64_t));
+  Buffer<T> diagonal(p, d);
+  CN_DISPATCH(d, gather_rows<T>, block.data(), 1, rows.data(), p, diagonal.data());
+  return block_to_host(diagonal);
 }
 
 template <class T>
