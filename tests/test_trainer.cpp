@@ -94,6 +94,18 @@ TrainOptions quiet(const std::string& out) {
   return o;
 }
 
+// Resuming `run_dir` with `config` is bad input whose message contains `needle`.
+void expect_resume_input_error(const Config& config, const std::string& run_dir, const std::string& needle) {
+  TrainOptions o = quiet("");
+  o.resume_dir = run_dir;
+  try {
+    train(config, o);
+    ADD_FAILURE() << "expected an InputError naming " << needle;
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 
 TEST(Trainer, ResumeIsBitIdentical) {
@@ -179,15 +191,10 @@ TEST(Trainer, ResumeReadsOlderAndRejectsMalformedDoctorState) {
   rewrite("{\"alarms\": 3}");
   Config more = c;
   more.train.steps = 15;
+  expect_resume_input_error(more, tmp.file("run"), "state.safetensors: metadata \"doctor\"");
+  rewrite("");
   TrainOptions o = quiet("");
   o.resume_dir = tmp.file("run");
-  try {
-    train(more, o);
-    FAIL() << "expected an InputError";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("state.safetensors: metadata \"doctor\""), std::string::npos) << e.what();
-  }
-  rewrite("");
   EXPECT_EQ(train(more, o).steps, 15);
 }
 
@@ -223,14 +230,7 @@ TEST(Trainer, ResumeRefusesAChangedKey) {
   train(c, quiet(tmp.file("run")));
   Config changed = c;
   changed.optim.lr = 0.5;
-  TrainOptions o = quiet("");
-  o.resume_dir = tmp.file("run");
-  try {
-    train(changed, o);
-    FAIL() << "expected an InputError";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("optim.lr"), std::string::npos) << e.what();
-  }
+  expect_resume_input_error(changed, tmp.file("run"), "optim.lr");
 }
 
 TEST(Trainer, OutMustBeEmpty) {
