@@ -28,13 +28,20 @@ double dot(const double* a, const double* b, int64_t n) {
   return s;
 }
 
-// w -= V[0..rows)ᵀ (V[0..rows) w), twice (CGS2): keeps w orthogonal to the basis to
-// working precision. V: rows×n row-major; h: scratch, rows long.
+// w -= V[0..rows)ᵀ (V[0..rows) w) (classical Gram-Schmidt), and once more when that pass
+// took w's norm below 1/√2 of what it was: a large cancellation leaves rounding along the
+// basis that a second pass removes, a small one does not (the DGKS criterion; Daniel,
+// Gragg, Kaufman & Stewart 1976). Either way w ends orthogonal to the basis to working
+// precision. V: rows×n row-major; h: scratch, rows long.
 void reorthogonalise(const double* V, int64_t rows, int64_t n, double* w, double* h) {
   if (rows == 0) return;
+  double before = std::sqrt(dot(w, w, n));
   for (int pass = 0; pass < 2; ++pass) {
     cpu::gemm<double>(false, false, rows, 1, n, 1.0, V, n, w, 1, 0.0, h, 1);
     cpu::gemm<double>(true, false, n, 1, rows, -1.0, V, n, h, 1, 1.0, w, 1);
+    const double after = std::sqrt(dot(w, w, n));
+    if (after >= M_SQRT1_2 * before) break;
+    before = after;
   }
 }
 
@@ -69,7 +76,13 @@ Tridiag lanczos_core(const MatVec& A, int64_t n, int64_t m, std::vector<double> 
     A(q, w.data());
     const double a = dot(q, w.data(), n);
     t.alpha.push_back(a);
-    // Full reorthogonalisation against every basis vector subsumes the three-term step.
+    // The three-term step, then full reorthogonalisation of what rounding left along the
+    // basis (after the step that is tiny, so one pass usually does).
+    for (int64_t i = 0; i < n; ++i) w[i] -= a * q[i];
+    if (j > 0) {
+      const double* q_prev = V.data() + (j - 1) * n;
+      for (int64_t i = 0; i < n; ++i) w[i] -= t.beta[j - 1] * q_prev[i];
+    }
     reorthogonalise(V.data(), j + 1, n, w.data(), h.data());
     double b = std::sqrt(dot(w.data(), w.data(), n));
     anorm = std::max(anorm, std::fabs(a) + b + (j > 0 ? t.beta[j - 1] : 0.0));
