@@ -130,39 +130,24 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return m;
   }
 
-  // Lanczos, SLQ and Hutchinson work on host float64 vectors; the operator runs where the
-  // model lives, so each product moves one vector there and back.
-  MatVec to_matvec(const CurvatureMatVec<D>& op, int64_t n) const {
-    const size_t bytes = static_cast<size_t>(n) * sizeof(D);
-    if (device == Device::cpu) {
-      if constexpr (std::is_same_v<D, double>) {
-        return [op](const double* v, double* out) { op(v, out, 1); };
-      } else {
-        auto vin = std::make_shared<std::vector<D>>(n), vout = std::make_shared<std::vector<D>>(n);
-        return [op, vin, vout, n](const double* v, double* out) {
-          for (int64_t i = 0; i < n; ++i) (*vin)[i] = static_cast<D>(v[i]);
-          op(vin->data(), vout->data(), 1);
-          for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*vout)[i]);
-        };
-      }
-    }
-    const Device d = device;
-    auto vin = std::make_shared<Buffer<D>>(n, d), vout = std::make_shared<Buffer<D>>(n, d);
+  // Lanczos, SLQ and Hutchinson work on float64 vectors. In float64 they stay where the
+  // model lives (the GPU included); a float32 model gets host vectors, each product
+  // converting one vector on the way in and out.
+  DeviceOperator to_operator(const CurvatureMatVec<D>& op, int64_t n) const {
     if constexpr (std::is_same_v<D, double>) {
-      return [op, vin, vout, d, bytes](const double* v, double* out) {
-        device_copy(d, vin->data(), Device::cpu, v, bytes);
-        op(vin->data(), vout->data(), 1);
-        device_copy(Device::cpu, out, d, vout->data(), bytes);
-      };
+      return {device, [op](const double* v, double* out) { op(v, out, 1); }};
     } else {
+      const Device d = device;
+      auto vin = std::make_shared<Buffer<D>>(n, d), vout = std::make_shared<Buffer<D>>(n, d);
       auto host = std::make_shared<std::vector<D>>(n);
-      return [op, vin, vout, host, d, n, bytes](const double* v, double* out) {
-        for (int64_t i = 0; i < n; ++i) (*host)[i] = static_cast<D>(v[i]);
-        device_copy(d, vin->data(), Device::cpu, host->data(), bytes);
-        op(vin->data(), vout->data(), 1);
-        device_copy(Device::cpu, host->data(), d, vout->data(), bytes);
-        for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*host)[i]);
-      };
+      const size_t bytes = static_cast<size_t>(n) * sizeof(D);
+      return {Device::cpu, [op, vin, vout, host, d, n, bytes](const double* v, double* out) {
+                for (int64_t i = 0; i < n; ++i) (*host)[i] = static_cast<D>(v[i]);
+                device_copy(d, vin->data(), Device::cpu, host->data(), bytes);
+                op(vin->data(), vout->data(), 1);
+                device_copy(Device::cpu, host->data(), d, vout->data(), bytes);
+                for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>((*host)[i]);
+              }};
     }
   }
 
@@ -200,7 +185,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
 
   // A dense symmetric block (p × p on device `where`): spectrum, metrics, self-checks
   // against the operator.
-  json dense_row(const D* block, Device where, int64_t p, const std::vector<bool>& is_bias, const MatVec& op,
+  json dense_row(const D* block, Device where, int64_t p, const std::vector<bool>& is_bias, const DeviceOperator& op,
                  const ProbeKey& k, std::vector<double>* eigenvalues) {
     std::vector<double> diag;
     const EigResult<D> eig = block_spectrum(block, where, p, &diag);
@@ -230,7 +215,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return row;
   }
 
-  json iterative_row(const MatVec& op, int64_t p, const ProbeKey& k, const std::string& prefix,
+  json iterative_row(const DeviceOperator& op, int64_t p, const ProbeKey& k, const std::string& prefix,
                      std::map<std::string, std::vector<double>>* spectra) {
     LanczosOptions lo;
     lo.k = static_cast<int>(config.lanczos_k);
@@ -318,7 +303,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
       case CurvatureKind::loss:
       case CurvatureKind::ggn: {
         const CurvatureMode mode = kind == CurvatureKind::loss ? CurvatureMode::hessian : CurvatureMode::ggn;
-        const MatVec op = to_matvec(layer_matvec(*eng, b, layer, mode), p);
+        const DeviceOperator op = to_operator(layer_matvec(*eng, b, layer, mode), p);
         if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra);
         // The Kronecker form is a CPU path; on a GPU the block comes from batched HVP
         // columns and stays there until its spectrum.
@@ -401,7 +386,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     LanczosOptions lo;
     lo.k = static_cast<int>(config.lanczos_k);
     lo.key = key(step, -1, CurvatureKind::full_top);
-    const LanczosResult lz = lanczos(to_matvec(full_matvec(*eng, b), n), n, lo);
+    const LanczosResult lz = lanczos(to_operator(full_matvec(*eng, b), n), n, lo);
     json row;
     row["step"] = step;
     row["layer"] = nullptr;
@@ -419,7 +404,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     }
     if (!s.preconditioner.empty()) {
       std::vector<D> pre(s.preconditioner.begin(), s.preconditioner.end());
-      const LanczosResult pz = lanczos(to_matvec(preconditioned_matvec(*eng, b, pre), n), n, lo);
+      const LanczosResult pz = lanczos(to_operator(preconditioned_matvec(*eng, b, pre), n), n, lo);
       row["preconditioned_lambda_max"] = json_number(pz.lambda_max());
       (*spectra)["full_top.preconditioned_eigenvalues"] = pz.largest;
     }

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "core/philox.h"
 #include "kernels/ops.h"
 
@@ -28,23 +29,6 @@ double dot(const double* a, const double* b, int64_t n) {
   return s;
 }
 
-// w -= V[0..rows)ᵀ (V[0..rows) w) (classical Gram-Schmidt), and once more when that pass
-// took w's norm below 1/√2 of what it was: a large cancellation leaves rounding along the
-// basis that a second pass removes, a small one does not (the DGKS criterion; Daniel,
-// Gragg, Kaufman & Stewart 1976). Either way w ends orthogonal to the basis to working
-// precision. V: rows×n row-major; h: scratch, rows long.
-void reorthogonalise(const double* V, int64_t rows, int64_t n, double* w, double* h) {
-  if (rows == 0) return;
-  double before = std::sqrt(dot(w, w, n));
-  for (int pass = 0; pass < 2; ++pass) {
-    cpu::gemm<double>(false, false, rows, 1, n, 1.0, V, n, w, 1, 0.0, h, 1);
-    cpu::gemm<double>(true, false, n, 1, rows, -1.0, V, n, h, 1, 1.0, w, 1);
-    const double after = std::sqrt(dot(w, w, n));
-    if (after >= M_SQRT1_2 * before) break;
-    before = after;
-  }
-}
-
 constexpr uint64_t kMethodLanczos = 0, kMethodSlq = 1, kMethodHutchinson = 2;
 
 PhiloxDraw draw_for(const ProbeKey& key, uint64_t method) {
@@ -55,36 +39,82 @@ void rademacher(PhiloxDraw& d, double* v, int64_t n) {
   for (int64_t i = 0; i < n; ++i) v[i] = d.uniform() < 0.5 ? -1.0 : 1.0;
 }
 
+// Float64 arithmetic on n-vectors where the operator keeps them (host memory for
+// Device::cpu), every operation through the gemm op: one code path for both backends.
+class Vectors {
+ public:
+  Vectors(Device d, int64_t n) : d_(d), n_(n), one_(1, d), scalar_(1, d) {
+    const double one = 1.0;
+    device_copy(d_, one_.data(), Device::cpu, &one, sizeof one);
+  }
+  Device device() const { return d_; }
+  double dot(const double* a, const double* b) {
+    CN_DISPATCH(d_, gemm<double>, false, false, 1, 1, n_, 1.0, a, n_, b, 1, 0.0, scalar_.data(), 1);
+    double s = 0;
+    device_copy(Device::cpu, &s, d_, scalar_.data(), sizeof s);
+    return s;
+  }
+  double norm(const double* a) { return std::sqrt(dot(a, a)); }
+  // y = alpha x + beta y (beta = 0: y = alpha x, y not read).
+  void axpby(double alpha, const double* x, double beta, double* y) {
+    CN_DISPATCH(d_, gemm<double>, false, false, n_, 1, 1, alpha, x, 1, one_.data(), 1, beta, y, 1);
+  }
+  void upload(double* dst, const std::vector<double>& host) {
+    device_copy(d_, dst, Device::cpu, host.data(), static_cast<size_t>(n_) * sizeof(double));
+  }
+  // w -= V[0..rows)ᵀ (V[0..rows) w) (classical Gram-Schmidt), and once more when that pass
+  // took w's norm below 1/√2 of what it was: a large cancellation leaves rounding along
+  // the basis that a second pass removes, a small one does not (the DGKS criterion;
+  // Daniel, Gragg, Kaufman & Stewart 1976). Either way w ends orthogonal to the basis to
+  // working precision. V: rows×n row-major; h: scratch, rows long; all on the device.
+  void reorthogonalise(const double* V, int64_t rows, double* w, double* h) {
+    if (rows == 0) return;
+    double before = norm(w);
+    for (int pass = 0; pass < 2; ++pass) {
+      CN_DISPATCH(d_, gemm<double>, false, false, rows, 1, n_, 1.0, V, n_, w, 1, 0.0, h, 1);
+      CN_DISPATCH(d_, gemm<double>, true, false, n_, 1, rows, -1.0, V, n_, h, 1, 1.0, w, 1);
+      const double after = norm(w);
+      if (after >= M_SQRT1_2 * before) break;
+      before = after;
+    }
+  }
+
+ private:
+  Device d_;
+  int64_t n_;
+  Buffer<double> one_, scalar_;
+};
+
 // The core Lanczos recurrence on start vector q0 (normalised inside). Writes alpha (m),
 // beta (m: beta[j] couples j and j+1; beta[m-1] is the final residual norm). With
 // `restart`, an invariant subspace is left through a fresh random orthogonal vector (drawn
-// from `d`); without it the run stops there. Returns the number of steps taken.
+// from `d`); without it the run stops there. The basis lives where the operator does.
 struct Tridiag {
   std::vector<double> alpha, beta;
   int restarts = 0;
 };
 
-Tridiag lanczos_core(const MatVec& A, int64_t n, int64_t m, std::vector<double> q0, bool restart, PhiloxDraw& d) {
+Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<double> q0, bool restart,
+                     PhiloxDraw& d) {
   Tridiag t;
-  std::vector<double> V(static_cast<size_t>(m * n)), w(n), h(m);
-  double nrm = std::sqrt(dot(q0.data(), q0.data(), n));
+  Vectors vec(A.device, n);
+  Buffer<double> V(m * n, A.device), w(n, A.device), h(m, A.device);
+  const double nrm = std::sqrt(dot(q0.data(), q0.data(), n));
   CN_CHECK_MSG(nrm > 0, "Lanczos: zero start vector");
-  for (int64_t i = 0; i < n; ++i) V[i] = q0[i] / nrm;
+  for (auto& x : q0) x /= nrm;
+  vec.upload(V.data(), q0);
   double anorm = 0;
   for (int64_t j = 0; j < m; ++j) {
     const double* q = V.data() + j * n;
-    A(q, w.data());
-    const double a = dot(q, w.data(), n);
+    A.apply(q, w.data());
+    const double a = vec.dot(q, w.data());
     t.alpha.push_back(a);
     // The three-term step, then full reorthogonalisation of what rounding left along the
     // basis (after the step that is tiny, so one pass usually does).
-    for (int64_t i = 0; i < n; ++i) w[i] -= a * q[i];
-    if (j > 0) {
-      const double* q_prev = V.data() + (j - 1) * n;
-      for (int64_t i = 0; i < n; ++i) w[i] -= t.beta[j - 1] * q_prev[i];
-    }
-    reorthogonalise(V.data(), j + 1, n, w.data(), h.data());
-    double b = std::sqrt(dot(w.data(), w.data(), n));
+    vec.axpby(-a, q, 1.0, w.data());
+    if (j > 0) vec.axpby(-t.beta[j - 1], V.data() + (j - 1) * n, 1.0, w.data());
+    vec.reorthogonalise(V.data(), j + 1, w.data(), h.data());
+    double b = vec.norm(w.data());
     anorm = std::max(anorm, std::fabs(a) + b + (j > 0 ? t.beta[j - 1] : 0.0));
     const bool invariant = b <= 1e-11 * anorm || b == 0.0;
     if (j + 1 == m) {
@@ -99,20 +129,22 @@ Tridiag lanczos_core(const MatVec& A, int64_t n, int64_t m, std::vector<double> 
       }
       // A fresh direction orthogonal to the basis; T gets a zero off-diagonal here.
       double nn = 0;
+      std::vector<double> fresh(static_cast<size_t>(n));
       for (int attempt = 0; attempt < 5 && !(nn > 0.5); ++attempt) {
-        for (int64_t i = 0; i < n; ++i) w[i] = d.normal();
-        const double n0 = std::sqrt(dot(w.data(), w.data(), n));
-        reorthogonalise(V.data(), j + 1, n, w.data(), h.data());
-        nn = std::sqrt(dot(w.data(), w.data(), n)) / n0;
+        for (auto& x : fresh) x = d.normal();
+        vec.upload(w.data(), fresh);
+        const double n0 = vec.norm(w.data());
+        vec.reorthogonalise(V.data(), j + 1, w.data(), h.data());
+        nn = vec.norm(w.data()) / n0;
       }
       CN_CHECK_MSG(nn > 0.5, "Lanczos: no new direction orthogonal to the basis");
-      b = std::sqrt(dot(w.data(), w.data(), n));
-      for (int64_t i = 0; i < n; ++i) next[i] = w[i] / b;
+      b = vec.norm(w.data());
+      vec.axpby(1.0 / b, w.data(), 0.0, next);
       t.beta.push_back(0.0);
       ++t.restarts;
       continue;
     }
-    for (int64_t i = 0; i < n; ++i) next[i] = w[i] / b;
+    vec.axpby(1.0 / b, w.data(), 0.0, next);
     t.beta.push_back(b);
   }
   return t;
@@ -200,7 +232,7 @@ BatchedEigResult<T> eigh_batched(const T* A, int64_t n, int64_t count) {
   return r;
 }
 
-LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& opt) {
+LanczosResult lanczos(const DeviceOperator& A, int64_t n, const LanczosOptions& opt) {
   CN_CHECK_MSG(n > 0, "Lanczos: dimension must be positive");
   CN_CHECK_MSG(opt.k >= 1, "Lanczos: k must be >= 1");
   int64_t m = opt.steps > 0 ? opt.steps : std::max<int64_t>(2 * opt.k + 10, 40);
@@ -229,7 +261,7 @@ LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& opt) {
   return r;
 }
 
-SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt) {
+SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
   CN_CHECK_MSG(n > 0, "SLQ: dimension must be positive");
   CN_CHECK_MSG(opt.n_probes >= 1, "SLQ: n_probes must be >= 1");
   CN_CHECK_MSG(opt.grid >= 2, "SLQ: the density grid needs at least 2 points");
@@ -312,16 +344,19 @@ SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt) {
   return r;
 }
 
-HutchinsonResult hutchinson_trace(const MatVec& A, int64_t n, int n_probes, const ProbeKey& key) {
+HutchinsonResult hutchinson_trace(const DeviceOperator& A, int64_t n, int n_probes, const ProbeKey& key) {
   CN_CHECK_MSG(n > 0, "Hutchinson: dimension must be positive");
   CN_CHECK_MSG(n_probes >= 1, "Hutchinson: n_probes must be >= 1");
   PhiloxDraw d = draw_for(key, kMethodHutchinson);
-  std::vector<double> v(n), w(n);
+  Vectors vec(A.device, n);
+  std::vector<double> probe(static_cast<size_t>(n));
+  Buffer<double> v(n, A.device), w(n, A.device);
   HutchinsonResult r;
   for (int p = 0; p < n_probes; ++p) {
-    rademacher(d, v.data(), n);
-    A(v.data(), w.data());
-    r.samples.push_back(dot(v.data(), w.data(), n));
+    rademacher(d, probe.data(), n);
+    vec.upload(v.data(), probe);
+    A.apply(v.data(), w.data());
+    r.samples.push_back(vec.dot(v.data(), w.data()));
   }
   r.trace = std::accumulate(r.samples.begin(), r.samples.end(), 0.0) / n_probes;
   if (n_probes > 1) {

@@ -14,10 +14,20 @@
 #include <functional>
 #include <vector>
 
+#include "core/device.h"
+
 namespace cn {
 
 // y = A v for a symmetric n×n operator A (v and out are n long and never alias).
 using MatVec = std::function<void(const double* v, double* out)>;
+
+// The same on vectors in `device` memory (host memory for Device::cpu). Lanczos, SLQ and
+// Hutchinson keep their vectors, the Lanczos basis included, where the operator does: on
+// the GPU no vector crosses to the host.
+struct DeviceOperator {
+  Device device = Device::cpu;
+  MatVec apply;
+};
 
 // ---------------------------------------------------------------------------------------
 // Dense
@@ -91,8 +101,11 @@ struct LanczosResult {
 // vector. When the Krylov space becomes invariant (β ≈ 0) the run continues from a new
 // random vector orthogonal to the basis (β = 0 in T), so m = n steps give the whole
 // spectrum with multiplicities. Ritz values come from the tridiagonal T via LAPACKE_dstev.
-// Memory: m·n doubles for the basis.
-LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& opt = {});
+// Memory: m·n doubles for the basis, where the operator keeps its vectors.
+LanczosResult lanczos(const DeviceOperator& A, int64_t n, const LanczosOptions& opt = {});
+inline LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& opt = {}) {
+  return lanczos(DeviceOperator{Device::cpu, A}, n, opt);
+}
 
 struct SlqOptions {
   int n_probes = 10;
@@ -125,7 +138,10 @@ struct SlqResult {
 // Stochastic Lanczos quadrature with Rademacher probes v (q1 = v/√n): per probe, m Lanczos
 // steps give T = S Θ Sᵀ; nodes θ_i and weights (S_1i)². The density is Σ w_k N(t; θ_k, σ²)
 // on the grid, renormalised so the trapezoid integral is exactly 1.
-SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt = {});
+SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt = {});
+inline SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt = {}) {
+  return slq(DeviceOperator{Device::cpu, A}, n, opt);
+}
 
 struct HutchinsonResult {
   double trace = 0;
@@ -134,6 +150,9 @@ struct HutchinsonResult {
 };
 
 // tr(A) ≈ mean_p v_pᵀ A v_p, v_p Rademacher. Var(vᵀAv) = 2 Σ_{i≠j} A_ij².
-HutchinsonResult hutchinson_trace(const MatVec& A, int64_t n, int n_probes, const ProbeKey& key = {});
+HutchinsonResult hutchinson_trace(const DeviceOperator& A, int64_t n, int n_probes, const ProbeKey& key = {});
+inline HutchinsonResult hutchinson_trace(const MatVec& A, int64_t n, int n_probes, const ProbeKey& key = {}) {
+  return hutchinson_trace(DeviceOperator{Device::cpu, A}, n, n_probes, key);
+}
 
 }  // namespace cn

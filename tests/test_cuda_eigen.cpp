@@ -32,6 +32,7 @@
 #include "diagnostics/eigen.h"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/eigen.h"
+#include "kernels/ops.h"
 
 using namespace cn;
 
@@ -385,6 +386,49 @@ TYPED_TEST(CudaEigen, TwoSolversOnTwoThreads) {
     EXPECT_LE(rel_error(download(job.WA), job.want_A, job.n, 1), tolerance<T>(job.n)) << "thread " << j;
     EXPECT_LE(rel_error(download(job.WB), job.want_B, job.bn, job.count), tolerance<T>(job.bn)) << "thread " << j;
   }
+}
+
+// Lanczos, SLQ and Hutchinson with their vectors (the Lanczos basis included) on the GPU
+// give what they give with host vectors: the same recurrences, only the summation order
+// of the products differs.
+TEST(CudaIterative, DeviceVectorsMatchHostVectors) {
+  CN_REQUIRE_GPU();
+  const int64_t n = 300;
+  const std::vector<double> A = random_symmetric(n, 1, 41);
+  const Buffer<double> Ad = upload(A);
+  const DeviceOperator on_gpu{Device::cuda, [&](const double* v, double* out) {
+                                CN_DISPATCH(Device::cuda, gemm<double>, false, false, n, 1, n, 1.0, Ad.data(), n, v,
+                                            1, 0.0, out, 1);
+                              }};
+  const MatVec on_host = [&](const double* v, double* out) {
+    cpu::gemm<double>(false, false, n, 1, n, 1.0, A.data(), n, v, 1, 0.0, out, 1);
+  };
+  double scale = 0;
+  for (double x : eigh(A.data(), n).values) scale = std::max(scale, std::fabs(x));
+  const double tol = 1e-10 * scale;
+
+  LanczosOptions lo;
+  lo.k = 5;
+  lo.key = ProbeKey{1, 2, 3};
+  const LanczosResult lg = lanczos(on_gpu, n, lo), lh = lanczos(on_host, n, lo);
+  ASSERT_EQ(lg.ritz.size(), lh.ritz.size());
+  for (size_t i = 0; i < lh.ritz.size(); ++i) EXPECT_NEAR(lg.ritz[i], lh.ritz[i], tol) << "Ritz value " << i;
+
+  SlqOptions so;
+  so.n_probes = 3;
+  so.key = ProbeKey{4, 5, 6};
+  const SlqResult sg = slq(on_gpu, n, so), sh = slq(on_host, n, so);
+  ASSERT_EQ(sg.nodes.size(), sh.nodes.size());
+  for (size_t i = 0; i < sh.nodes.size(); ++i) {
+    EXPECT_NEAR(sg.nodes[i], sh.nodes[i], tol) << "node " << i;
+    EXPECT_NEAR(sg.weights[i], sh.weights[i], 1e-8) << "weight " << i;
+  }
+  EXPECT_NEAR(sg.trace, sh.trace, n * tol);
+
+  const HutchinsonResult hg = hutchinson_trace(on_gpu, n, 4, ProbeKey{7, 8, 9}),
+                         hh = hutchinson_trace(on_host, n, 4, ProbeKey{7, 8, 9});
+  ASSERT_EQ(hg.samples.size(), hh.samples.size());
+  for (size_t i = 0; i < hh.samples.size(); ++i) EXPECT_NEAR(hg.samples[i], hh.samples[i], n * tol) << "probe " << i;
 }
 
 }  // namespace
