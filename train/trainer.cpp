@@ -14,8 +14,8 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
-#include "diagnostics/curvature_checkpoint.h"
 #include "diagnostics/alarms.h"
+#include "diagnostics/curvature_checkpoint.h"
 #include "diagnostics/doctor.h"
 #include "io/files.h"
 #include "io/report.h"
