@@ -4,7 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <csignal>
+#include <ctime>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -21,11 +23,27 @@
 namespace {
 
 // The first SIGINT or SIGTERM asks the training loop to checkpoint and stop after the
-// current step; a second one ends the process at once (the default action).
+// current step. A second Ctrl-C more than a second later ends the process at once; repeats
+// within the second are ignored, since wrappers such as timeout(1) forward the signal to
+// the process group as well (the same signal arrives twice), and SIGTERM never escalates
+// (SIGKILL is the hard stop).
 volatile std::sig_atomic_t stop_signal = 0;
+std::atomic<int64_t> first_signal_ms{0};
+static_assert(std::atomic<int64_t>::is_always_lock_free, "the signal handler needs a lock-free atomic");
+
 extern "C" void on_stop_signal(int sig) {
-  stop_signal = sig;
-  std::signal(sig, SIG_DFL);
+  timespec t{};
+  clock_gettime(CLOCK_MONOTONIC, &t);  // async-signal-safe
+  const int64_t now_ms = static_cast<int64_t>(t.tv_sec) * 1000 + t.tv_nsec / 1000000;
+  if (stop_signal == 0) {
+    first_signal_ms = now_ms;
+    stop_signal = sig;
+    return;
+  }
+  if (sig == SIGINT && now_ms - first_signal_ms > 1000) {
+    std::signal(SIGINT, SIG_DFL);
+    std::raise(SIGINT);
+  }
 }
 
 int run_train(const std::string& config_path, const std::vector<std::string>& sets, const std::string& out,

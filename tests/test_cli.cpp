@@ -81,7 +81,8 @@ TEST(Cli, SigintCheckpointsAndTheRunResumes) {
   const std::string cfg = tmp.file("long.toml"), run = tmp.file("run");
   test::write_text(cfg, "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 50000000\n");
   // Started in the background, interrupted once step_0 is on disk; killed after 120 s if
-  // the signal is ignored.
+  // the signal is ignored. timeout(1) forwards the SIGINT to the process group as well, so
+  // curvnet gets it twice at once: the repeat must not end the run before its checkpoint.
   const std::string script = "timeout -s KILL 120 " + test::curvnet_exe() + " train " + cfg + " --out " + run +
                              " & pid=$!; while [ ! -f " + run + "/checkpoints/step_0/state.safetensors ]; do sleep 0.05; "
                              "done; sleep 0.3; kill -INT $pid; wait $pid; echo status=$?";

@@ -7,12 +7,15 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <iterator>
 #include <map>
 #include <new>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "io/safetensors.h"
+#include "io/tensorboard.h"
 #include "layers/model.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
@@ -49,6 +52,25 @@ every = 10
 }
 
 
+// The run's TensorBoard values (step, tag, value; a histogram as its count and sum),
+// sorted: what TensorBoard shows, whatever order the events were written in.
+std::vector<std::tuple<int64_t, std::string, double, double>> tensorboard_values(const std::string& run_dir) {
+  std::vector<std::tuple<int64_t, std::string, double, double>> out;
+  for (const std::string& path : TensorBoardWriter::event_files(run_dir))
+    for (const std::string& record : tfevents::parse_records(test::read_text(path))) {
+      const tfevents::EventInfo e = tfevents::decode_event(record);
+      for (const auto& v : e.values) {
+        const auto ends_with = [&](const std::string& tail) {
+          return v.tag.size() >= tail.size() && v.tag.compare(v.tag.size() - tail.size(), tail.size(), tail) == 0;
+        };
+        if (ends_with("/time_s") || ends_with("/items_per_s") || ends_with("/seconds")) continue;  // wall clock
+        out.emplace_back(e.step, v.tag, v.has_simple ? v.simple_value : v.histo.num, v.has_histo ? v.histo.sum : 0.0);
+      }
+    }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // A JSON-lines log's rows without their wall-clock cells.
 std::vector<nlohmann::json> log_rows(const std::string& path) {
   std::vector<nlohmann::json> rows;
@@ -61,8 +83,8 @@ std::vector<nlohmann::json> log_rows(const std::string& path) {
   return rows;
 }
 
-// Every log and spectra file of run `b` holds what run `a`'s does (eval.jsonl: its
-// validation rows when `val_only`).
+// Every log, spectra file and TensorBoard value of run `b` holds what run `a`'s does
+// (evaluations: the validation ones when `val_only`).
 void expect_same_logs(const std::string& a, const std::string& b, bool val_only = false) {
   for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"}) {
     std::vector<nlohmann::json> ra = log_rows(a + "/" + log), rb = log_rows(b + "/" + log);
@@ -72,6 +94,21 @@ void expect_same_logs(const std::string& a, const std::string& b, bool val_only 
                     rows->end());
     ASSERT_EQ(ra.size(), rb.size()) << log;
     for (size_t i = 0; i < ra.size(); ++i) EXPECT_EQ(ra[i], rb[i]) << log << " row " << i;
+  }
+  {
+    auto ta = tensorboard_values(a), tb = tensorboard_values(b);
+    if (val_only)
+      for (auto* values : {&ta, &tb})
+        values->erase(std::remove_if(values->begin(), values->end(),
+                                     [](const auto& v) { return std::get<1>(v).rfind("test/", 0) == 0; }),
+                      values->end());
+    std::vector<std::tuple<int64_t, std::string, double, double>> only_a, only_b;
+    std::set_difference(ta.begin(), ta.end(), tb.begin(), tb.end(), std::back_inserter(only_a));
+    std::set_difference(tb.begin(), tb.end(), ta.begin(), ta.end(), std::back_inserter(only_b));
+    EXPECT_TRUE(only_a.empty() && only_b.empty())
+        << "TensorBoard: " << only_a.size() << " values only in " << a << ", " << only_b.size() << " only in " << b
+        << (only_a.empty() ? "" : "; first: step " + std::to_string(std::get<0>(only_a[0])) + " " + std::get<1>(only_a[0]))
+        << (only_b.empty() ? "" : "; first: step " + std::to_string(std::get<0>(only_b[0])) + " " + std::get<1>(only_b[0]));
   }
   for (const auto& f : fs::directory_iterator(a + "/spectra")) {
     const std::string other = b + "/spectra/" + f.path().filename().string();
@@ -131,10 +168,14 @@ TEST(Trainer, ResumeIsBitIdentical) {
   expect_same_logs(tmp.file("full"), tmp.file("half"), /*val_only=*/true);
 }
 
-// Stopped after step `stop` (as SIGINT does) and resumed, a run writes the logs and spectra
-// of the uninterrupted run: the doctor's rule states and windows, the loss since the last
-// logged step and a curvature checkpoint due at the saved step all carry over.
-void interrupted_run_matches(int64_t stop) {
+// Stopped after step `stop` and resumed, a run writes the logs, spectra and TensorBoard
+// values of the uninterrupted run: the doctor's rule states and windows, the loss since the
+// last logged step and a curvature checkpoint due at the saved step all carry over.
+// `interrupt`: stopped as SIGINT does (no curvature at the stop step; logged steps fall
+// between checkpoints). Otherwise the first run ends at `stop` (its last step: curvature,
+// a test evaluation) and is extended, so the resume drops that step's curvature rows,
+// alarms, spectra and TensorBoard values and computes them again.
+void resumed_run_matches(int64_t stop, bool interrupt) {
   test::TempDir tmp;
   Config c = small_config(R"(
 [diagnostics]
@@ -147,13 +188,17 @@ loss_spike_window = 3
 condition_high = 10.0
 outlier_window = 4
 )");
-  c.train.log_every = 3;  // logged steps fall between checkpoints
+  c.train.log_every = interrupt ? 3 : 5;
   train(c, quiet(tmp.file("full")));
 
   TrainOptions o = quiet(tmp.file("cut"));
-  o.should_stop = [stop](int64_t step) { return step == stop; };
-  const TrainSummary cut = train(c, o);
-  EXPECT_TRUE(cut.interrupted);
+  Config first = c;
+  if (interrupt)
+    o.should_stop = [stop](int64_t step) { return step == stop; };
+  else
+    first.train.steps = stop;
+  const TrainSummary cut = train(first, o);
+  EXPECT_EQ(cut.interrupted, interrupt);
   EXPECT_EQ(cut.steps, stop);
   EXPECT_EQ(list_checkpoints(tmp.file("cut")).back(), stop);
   TrainOptions r = quiet("");
@@ -163,11 +208,47 @@ outlier_window = 4
   EXPECT_EQ(resumed.steps, 40);
 
   EXPECT_EQ(test::final_params(tmp.file("full")), test::final_params(tmp.file("cut")));
-  expect_same_logs(tmp.file("full"), tmp.file("cut"));
+  expect_same_logs(tmp.file("full"), tmp.file("cut"), /*val_only=*/!interrupt);
   // The rules fired, so their carried state was exercised.
   std::set<std::string> rules;
   for (const auto& row : log_rows(tmp.file("full") + "/alarms.jsonl")) rules.insert(row["rule"]);
   for (const char* rule : {"grad_explosion", "loss_spike", "ill_conditioned"}) EXPECT_TRUE(rules.count(rule)) << rule;
+}
+
+// The saved step's curvature is computed again on resume with the resumed config's kinds
+// (its earlier rows and spectra go); with curvature off, what it wrote stays.
+TEST(Trainer, ResumeRecomputesTheSavedStepsCurvatureAsConfigured) {
+  test::TempDir tmp;
+  Config c = small_config("[diagnostics]\nevery = 10\nkinds = [\"loss\", \"ggn\"]\n");
+  c.train.steps = 20;
+  train(c, quiet(tmp.file("run")));
+  auto kinds_at_20 = [&]() {
+    std::set<std::string> rows, spectra;
+    for (const auto& row : log_rows(tmp.file("run") + "/diagnostics.jsonl"))
+      if (row["step"] == 20) rows.insert(row["kind"].get<std::string>());
+    for (const auto& [name, t] : read_safetensors(tmp.file("run") + "/spectra/step_20.safetensors"))
+      spectra.insert(name.substr(0, name.find('.')));
+    return std::make_pair(rows, spectra);
+  };
+  EXPECT_EQ(kinds_at_20().first, (std::set<std::string>{"loss", "ggn"}));
+
+  Config off = c;
+  off.train.steps = 25;
+  off.diagnostics.every = 0;
+  TrainOptions o = quiet("");
+  o.resume_dir = tmp.file("run");
+  train(off, o);
+  EXPECT_EQ(kinds_at_20().first, (std::set<std::string>{"loss", "ggn"}));
+
+  // step_25 is the last checkpoint now: go back to step_20's by removing it.
+  fs::remove_all(checkpoint_dir(tmp.file("run"), 25));
+  Config fewer = c;
+  fewer.train.steps = 25;
+  fewer.diagnostics.kinds = {"loss"};
+  train(fewer, o);
+  const auto [rows, spectra] = kinds_at_20();
+  EXPECT_EQ(rows, (std::set<std::string>{"loss"}));
+  EXPECT_EQ(spectra, (std::set<std::string>{"loss", "weights", "grads"}));
 }
 
 // A state file without the doctor's state and the log window (as older checkpoints are)
@@ -198,8 +279,9 @@ TEST(Trainer, ResumeReadsOlderAndRejectsMalformedDoctorState) {
   EXPECT_EQ(train(more, o).steps, 15);
 }
 
-TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { interrupted_run_matches(23); }
-TEST(Trainer, InterruptedAtACurvatureStepResumesAsIfUninterrupted) { interrupted_run_matches(20); }
+TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { resumed_run_matches(23, true); }
+TEST(Trainer, InterruptedAtACurvatureStepResumesAsIfUninterrupted) { resumed_run_matches(20, true); }
+TEST(Trainer, ExtendedAfterACurvatureStepResumesAsIfUninterrupted) { resumed_run_matches(20, false); }
 
 TEST(Trainer, RunDirectoryHoldsTheContract) {
   test::TempDir tmp;

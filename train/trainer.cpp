@@ -550,8 +550,9 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     e.total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * e.steps_per_epoch;
     const int64_t s = e.st.step;
     // The logs go back to what they held at the save. A curvature checkpoint at the saved
-    // step runs after the save; it is run again, so what it logged goes too.
-    const bool redo = e.st.curvature_due;
+    // step runs after the save; it is run again (unless this run has none), so what it
+    // logged goes too.
+    const bool redo = e.st.curvature_due && config.diagnostics.every > 0;
     for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl"}) truncate_after_step(run_dir + "/" + log, s);
     truncate_after_step(run_dir + "/diagnostics.jsonl", s, [redo](const json&) { return redo; });
     truncate_after_step(run_dir + "/alarms.jsonl", s,
