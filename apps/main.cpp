@@ -27,9 +27,11 @@ namespace {
 // within the second are ignored, since wrappers such as timeout(1) forward the signal to
 // the process group as well (the same signal arrives twice), and SIGTERM never escalates
 // (SIGKILL is the hard stop).
-volatile std::sig_atomic_t stop_signal = 0;
+// Lock-free atomics: the handler may run on any thread while the training thread polls.
+std::atomic<int> stop_signal{0};
 std::atomic<int64_t> first_signal_ms{0};
-static_assert(std::atomic<int64_t>::is_always_lock_free, "the signal handler needs a lock-free atomic");
+static_assert(std::atomic<int>::is_always_lock_free && std::atomic<int64_t>::is_always_lock_free,
+              "the signal handler needs lock-free atomics");
 
 extern "C" void on_stop_signal(int sig) {
   timespec t{};

@@ -215,6 +215,43 @@ outlier_window = 4
   for (const char* rule : {"grad_explosion", "loss_spike", "ill_conditioned"}) EXPECT_TRUE(rules.count(rule)) << rule;
 }
 
+// A stop asked for at the step where early stopping ends the run anyway is no
+// interruption: the run ends as the uninterrupted one does.
+TEST(Trainer, AStopAskedAtTheEarlyStoppingStepIsNoInterruption) {
+  test::TempDir tmp;
+  Config c = small_config();
+  c.train.patience = 2;
+  c.model.dropout = 0;
+  c.optim.lr = 0.5;  // val_loss stops improving: early stopping at step 20
+  c.train.steps = 200;
+  c.train.eval_every = 5;
+  const TrainSummary plain = train(c, quiet(tmp.file("plain")));
+  ASSERT_TRUE(plain.early_stopped);
+  TrainOptions o = quiet(tmp.file("asked"));
+  o.should_stop = [&plain](int64_t step) { return step == plain.steps; };
+  const TrainSummary asked = train(c, o);
+  EXPECT_TRUE(asked.early_stopped);
+  EXPECT_FALSE(asked.interrupted);
+  EXPECT_EQ(asked.steps, plain.steps);
+  EXPECT_EQ(asked.final_eval, plain.final_eval);
+}
+
+// A spectra file a crash left half-written (its temporary name) does not stop a resume.
+TEST(Trainer, ResumeDropsATornSpectraFile) {
+  test::TempDir tmp;
+  Config c = small_config("[diagnostics]\nevery = 10\nkinds = [\"loss\"]\n");
+  TrainOptions o = quiet(tmp.file("run"));
+  o.should_stop = [](int64_t step) { return step == 20; };
+  ASSERT_TRUE(train(c, o).interrupted);
+  const std::string torn = tmp.file("run") + "/spectra/step_20.safetensors.tmp.999.0";
+  test::write_text(torn, "\x08\0\0\0");
+  TrainOptions r = quiet("");
+  r.resume_dir = tmp.file("run");
+  EXPECT_EQ(train(c, r).steps, 40);
+  EXPECT_FALSE(fs::exists(torn));
+  EXPECT_TRUE(read_safetensors(tmp.file("run") + "/spectra/step_20.safetensors").count("loss.0.eigenvalues"));
+}
+
 // The saved step's curvature is computed again on resume with the resumed config's kinds
 // (its earlier rows and spectra go); with curvature off, what it wrote stays.
 TEST(Trainer, ResumeRecomputesTheSavedStepsCurvatureAsConfigured) {

@@ -559,14 +559,20 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
                         [redo](const json& row) { return redo && is_curvature_rule(row.value("rule", "")); });
     TensorBoardWriter::truncate_after_step(run_dir, s,
                                            [redo](const std::string& tag) { return redo && is_curvature_tag(tag); });
+    std::vector<fs::path> spectra_files;  // listed first: the loop below changes the directory
     if (fs::is_directory(run_dir + "/spectra"))
-      for (const auto& f : fs::directory_iterator(run_dir + "/spectra")) {
-        const std::string name = f.path().stem().string();
-        if (name.rfind("step_", 0) != 0) continue;
-        const int64_t at = std::atoll(name.c_str() + 5);
-        if (at > s) fs::remove(f.path());
-        if (at == s && redo) remove_curvature_spectra(f.path().string());
+      for (const auto& f : fs::directory_iterator(run_dir + "/spectra")) spectra_files.push_back(f.path());
+    for (const fs::path& f : spectra_files) {
+      const std::string name = f.stem().string();
+      if (name.rfind("step_", 0) != 0) continue;
+      if (f.extension() != ".safetensors") {  // a write a crash left unfinished
+        fs::remove(f);
+        continue;
       }
+      const int64_t at = std::atoll(name.c_str() + 5);
+      if (at > s) fs::remove(f);
+      if (at == s && redo) remove_curvature_spectra(f.string());
+    }
     progress.message("resuming " + run_dir + " from step " + std::to_string(s));
   }
   write_file_atomic(config_path, to_toml(config));
@@ -744,8 +750,8 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     const int64_t next = e.st.step + 1;
     auto due = [next](int64_t every) { return every > 0 && next % every == 0; };
     // A stop asked for (SIGINT/SIGTERM in the CLI) takes effect after this update.
-    const bool interrupt = o.should_stop && o.should_stop(next) && next < e.total_steps;
-    e.step(due(eval_every) || due(ckpt_every) || due(curv_every) || interrupt);
+    const bool stop_asked = o.should_stop && o.should_stop(next) && next < e.total_steps;
+    e.step(due(eval_every) || due(ckpt_every) || due(curv_every) || stop_asked);
     for (const double l : e.step_losses) {
       sum.last_loss = l;
       window_loss += l;
@@ -775,11 +781,13 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     }
     if ((eval_every > 0 && s % eval_every == 0) || (last && eval_every > 0)) evaluate_val();
     const bool stop_early = early && e.st.evals_without_improvement >= config.train.patience;
+    // A step that ends the run anyway is not an interruption (a resume from it would train on).
+    const bool interrupt = stop_asked && !stop_early;
     const bool curvature_now = (curvature || curvature_worker) && (s % curv_every == 0 || last || stop_early);
     const bool scheduled_checkpoint = ckpt_every > 0 && (s % ckpt_every == 0 || last || stop_early);
     const bool checkpoint_now = scheduled_checkpoint || (ckpt_every > 0 && interrupt);
     if (checkpoint_now) model_checkpoint(curvature_now, scheduled_checkpoint);
-    if (curvature_now && !interrupt) curvature_checkpoint();
+    if (curvature_now && !(interrupt && checkpoint_now)) curvature_checkpoint();  // else the resume runs it
     collect_curvature(false);
     drain_doctor();
     {
