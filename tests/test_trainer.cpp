@@ -189,6 +189,7 @@ condition_high = 10.0
 outlier_window = 4
 )");
   c.train.log_every = interrupt ? 3 : 5;
+  c.model.activation = "relu";  // dead-unit windows to carry over
   train(c, quiet(tmp.file("full")));
 
   TrainOptions o = quiet(tmp.file("cut"));
