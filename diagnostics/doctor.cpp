@@ -293,7 +293,10 @@ json Doctor<T>::state() const {
   for (size_t i = 0; i < layers_.size(); ++i) {
     const LayerScratch& s = layers_[i];
     if (s.active.empty()) continue;
-    dead[std::to_string(i)] = {{"active", s.active}, {"pos", s.ring_pos}, {"count", s.ring_count}};
+    std::string active(s.active.size(), '0');  // one character per flag keeps the state small
+    for (size_t k = 0; k < s.active.size(); ++k)
+      if (s.active[k]) active[k] = '1';
+    dead[std::to_string(i)] = {{"active", active}, {"pos", s.ring_pos}, {"count", s.ring_count}};
   }
   return {{"alarms", alarms_.state()},
           {"dead_windows", dead},
@@ -314,7 +317,11 @@ void Doctor<T>::restore(const json& state) {
     if (i >= layers_.size() || layers_[i].active.empty())
       throw std::invalid_argument("dead_windows: layer " + layer + " has no dead-unit window in this model");
     LayerScratch& s = layers_[i];
-    auto active = d.at("active").get<std::vector<uint8_t>>();
+    const std::string flags = d.at("active").get<std::string>();
+    if (flags.find_first_not_of("01") != std::string::npos)
+      throw std::invalid_argument("dead_windows: layer " + layer + " flags are not a string of 0 and 1");
+    std::vector<uint8_t> active(flags.size());
+    for (size_t k = 0; k < flags.size(); ++k) active[k] = flags[k] == '1';
     if (active.size() != s.active.size())
       throw std::invalid_argument("dead_windows: layer " + layer + " holds " + std::to_string(active.size()) +
                                   " flags, expected " + std::to_string(s.active.size()) + " (alarms.dead_window x units)");
