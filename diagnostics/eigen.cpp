@@ -67,16 +67,21 @@ class Vectors {
   // the basis that a second pass removes, a small one does not (the DGKS criterion;
   // Daniel, Gragg, Kaufman & Stewart 1976). Either way w ends orthogonal to the basis to
   // working precision. V: rows×n row-major; h: scratch, rows long; all on the device.
-  void reorthogonalise(const double* V, int64_t rows, double* w, double* h) {
-    if (rows == 0) return;
-    double before = norm(w);
-    for (int pass = 0; pass < 2; ++pass) {
+  // Returns ‖w‖ before and after, which the criterion computes anyway.
+  struct Norms {
+    double before, after;
+  };
+  Norms reorthogonalise(const double* V, int64_t rows, double* w, double* h) {
+    const double first = norm(w);
+    double before = first, after = first;
+    for (int pass = 0; pass < 2 && rows > 0; ++pass) {
       CN_DISPATCH(d_, gemm<double>, false, false, rows, 1, n_, 1.0, V, n_, w, 1, 0.0, h, 1);
       CN_DISPATCH(d_, gemm<double>, true, false, n_, 1, rows, -1.0, V, n_, h, 1, 1.0, w, 1);
-      const double after = norm(w);
+      after = norm(w);
       if (after >= M_SQRT1_2 * before) break;
       before = after;
     }
+    return {first, after};
   }
 
  private:
@@ -113,8 +118,7 @@ Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<
     // basis (after the step that is tiny, so one pass usually does).
     vec.axpby(-a, q, 1.0, w.data());
     if (j > 0) vec.axpby(-t.beta[j - 1], V.data() + (j - 1) * n, 1.0, w.data());
-    vec.reorthogonalise(V.data(), j + 1, w.data(), h.data());
-    double b = vec.norm(w.data());
+    double b = vec.reorthogonalise(V.data(), j + 1, w.data(), h.data()).after;
     anorm = std::max(anorm, std::fabs(a) + b + (j > 0 ? t.beta[j - 1] : 0.0));
     const bool invariant = b <= 1e-11 * anorm || b == 0.0;
     if (j + 1 == m) {
@@ -133,12 +137,11 @@ Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<
       for (int attempt = 0; attempt < 5 && !(nn > 0.5); ++attempt) {
         for (auto& x : fresh) x = d.normal();
         vec.upload(w.data(), fresh);
-        const double n0 = vec.norm(w.data());
-        vec.reorthogonalise(V.data(), j + 1, w.data(), h.data());
-        nn = vec.norm(w.data()) / n0;
+        const Vectors::Norms r = vec.reorthogonalise(V.data(), j + 1, w.data(), h.data());
+        nn = r.after / r.before;
+        b = r.after;
       }
       CN_CHECK_MSG(nn > 0.5, "Lanczos: no new direction orthogonal to the basis");
-      b = vec.norm(w.data());
       vec.axpby(1.0 / b, w.data(), 0.0, next);
       t.beta.push_back(0.0);
       ++t.restarts;

@@ -194,7 +194,7 @@ std::vector<T> hessian_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_
   std::vector<int64_t> at(static_cast<size_t>(p));
   for (int64_t j = 0; j < p; ++j) at[j] = j * (p + 1);
   Buffer<int64_t> rows(p, d);
-  device_copy(d, rows.data(), Device::cpu, at.data(), at.size() * sizeof(int64_t));
+  to_device(d, rows.data(), at.data(), p);
   Buffer<T> diagonal(p, d);
   CN_DISPATCH(d, gather_rows<T>, block.data(), 1, rows.data(), p, diagonal.data());
   return block_to_host(diagonal);
