@@ -229,41 +229,12 @@ TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
   const int64_t N = 33, I = 21, O = 17;  // shapes no other test uses: first seen here
   auto x = twin<T>(N * I, 600), W = twin<T>(O * I, 601), b = twin<T>(O, 602), dy = twin<T>(N * O, 603);
   auto y = twin<T>(N * O, 604), dW = twin<T>(O * I, 605), db = twin<T>(O, 606), dx = twin<T>(N * I, 607);
-  auto linear = [&](auto backend, T* yp, T* dWp, T* dbp, T* dxp, const T* xp, const T* Wp, const T* bp,
-                    const T* dyp) {
-    backend.gemm_bias(false, true, N, O, I, xp, I, Wp, I, bp, yp, O);
-    backend.gemm_bias_grad(O, I, N, dyp, O, xp, I, dWp, I, dbp);
-    backend.gemm(false, false, N, I, O, T(1), dyp, O, Wp, I, T(0), dxp, I);
+  auto linear = [&](Device d, T* yp, T* dWp, T* dbp, T* dxp, const T* xp, const T* Wp, const T* bp, const T* dyp) {
+    CN_DISPATCH(d, gemm_bias<T>, false, true, N, O, I, xp, I, Wp, I, bp, yp, O);
+    CN_DISPATCH(d, gemm_bias_grad<T>, O, I, N, dyp, O, xp, I, dWp, I, dbp);
+    CN_DISPATCH(d, gemm<T>, false, false, N, I, O, T(1), dyp, O, Wp, I, T(0), dxp, I);
   };
-  struct Cpu {
-    void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B,
-                   int64_t ldb, const T* bias, T* C, int64_t ldc) {
-      cpu::gemm_bias<T>(ta, tb, M, Nc, K, A, lda, B, ldb, bias, C, ldc);
-    }
-    void gemm_bias_grad(int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                        int64_t ldc, T* bg) {
-      cpu::gemm_bias_grad<T>(M, Nc, K, A, lda, B, ldb, C, ldc, bg);
-    }
-    void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-              int64_t ldb, T beta, T* C, int64_t ldc) {
-      cpu::gemm<T>(ta, tb, M, Nc, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
-  };
-  struct Gpu {
-    void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B,
-                   int64_t ldb, const T* bias, T* C, int64_t ldc) {
-      cuda::gemm_bias<T>(ta, tb, M, Nc, K, A, lda, B, ldb, bias, C, ldc);
-    }
-    void gemm_bias_grad(int64_t M, int64_t Nc, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T* C,
-                        int64_t ldc, T* bg) {
-      cuda::gemm_bias_grad<T>(M, Nc, K, A, lda, B, ldb, C, ldc, bg);
-    }
-    void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t K, T alpha, const T* A, int64_t lda, const T* B,
-              int64_t ldb, T beta, T* C, int64_t ldc) {
-      cuda::gemm<T>(ta, tb, M, Nc, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    }
-  };
-  linear(Cpu{}, y.hp(), dW.hp(), db.hp(), dx.hp(), x.hp(), W.hp(), b.hp(), dy.hp());
+  linear(Device::cpu, y.hp(), dW.hp(), db.hp(), dx.hp(), x.hp(), W.hp(), b.hp(), dy.hp());
   auto poison = [](Twin<T>& t) {
     const std::vector<T> nan(t.h.size(), static_cast<T>(std::nan("")));
     device_copy(Device::cuda, t.dp(), Device::cpu, nan.data(), nan.size() * sizeof(T));
@@ -271,7 +242,7 @@ TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
 
   {  // First seen inside the recording.
     cuda::Graph graph;
-    graph.record([&] { linear(Gpu{}, y.dp(), dW.dp(), db.dp(), dx.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
+    graph.record([&] { linear(Device::cuda, y.dp(), dW.dp(), db.dp(), dx.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
     ASSERT_TRUE(graph.replay());
     EXPECT_LE(nmse(y.down(), y.h), sum_tol<T>(I)) << "y";
     EXPECT_LE(nmse(dW.down(), dW.h), sum_tol<T>(N)) << "dW";
@@ -281,11 +252,11 @@ TYPED_TEST(CudaOps, GemmsRecordedInAGraph) {
   {  // Eager first (timed), then recorded: the replay gives the eager bits.
     // New outputs, same problem keys: planned inside the recording above, timed now.
     auto y2 = twin<T>(N * O, 608), dW2 = twin<T>(O * I, 609), db2 = twin<T>(O, 610), dx2 = twin<T>(N * I, 611);
-    linear(Gpu{}, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp());
+    linear(Device::cuda, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp());
     const std::vector<T> ye = y2.down(), dWe = dW2.down(), dbe = db2.down(), dxe = dx2.down();
     for (Twin<T>* t : {&y2, &dW2, &db2, &dx2}) poison(*t);
     cuda::Graph graph;
-    graph.record([&] { linear(Gpu{}, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
+    graph.record([&] { linear(Device::cuda, y2.dp(), dW2.dp(), db2.dp(), dx2.dp(), x.dp(), W.dp(), b.dp(), dy.dp()); });
     ASSERT_TRUE(graph.replay());
     EXPECT_EQ(y2.down(), ye);
     EXPECT_EQ(dW2.down(), dWe);
