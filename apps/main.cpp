@@ -14,7 +14,7 @@
 #include "core/device.h"
 #include "core/error.h"
 #include "data/dataset.h"
-#include "io/config.h"
+#include "config/config.h"
 #include "io/files.h"
 #include "io/report.h"
 #include "train/checkpoint.h"

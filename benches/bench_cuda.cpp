@@ -20,7 +20,7 @@
 #include "core/memory.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
-#include "optim/optimizer_cuda.h"
+#include "optim/cuda/optimizer_cuda.h"
 
 namespace {
 

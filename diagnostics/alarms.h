@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/config.h"
+#include "config/config.h"
 
 namespace cn {
 

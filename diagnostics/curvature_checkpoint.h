@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
-#include "io/config.h"
+#include "config/config.h"
 #include "kernels/loss.h"
 
 namespace cn {

@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diagnostics/alarms.h"
-#include "io/config.h"
+#include "config/config.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 

@@ -25,7 +25,7 @@
 
 #include "core/device.h"
 #include "diagnostics/spectral_metrics.h"
-#include "io/config.h"
+#include "config/config.h"
 #include "kernels/activation.h"
 
 namespace cn {

@@ -6,7 +6,7 @@
 //   M_x = diag(f'(x)) M_y diag(f'(x)) + diag(dy f''(x)).
 #pragma once
 #include "kernels/activation.h"
-#include "kernels/hd.h"
+#include "core/hd.h"
 
 namespace cn {
 

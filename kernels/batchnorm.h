@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/hd.h"
+#include "core/hd.h"
 
 namespace cn {
 

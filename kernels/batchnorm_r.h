@@ -12,7 +12,7 @@
 // Evaluation mode (running statistics: an affine map per feature):
 //   Rx̂ = s Rx, Ry = γ Rx̂ + Vγ x̂ + Vβ; Rdx = s (γ Rg + Vγ g); (Hv)γ = Σ (Rg x̂ + g Rx̂), (Hv)β = Σ Rg.
 #pragma once
-#include "kernels/hd.h"
+#include "core/hd.h"
 
 namespace cn {
 

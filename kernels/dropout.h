@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "core/philox.h"
-#include "kernels/hd.h"
+#include "core/hd.h"
 
 namespace cn {
 

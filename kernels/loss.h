@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "kernels/activation.h"
-#include "kernels/hd.h"
+#include "core/hd.h"
 
 namespace cn {
 

@@ -4,7 +4,7 @@
 //   MSE:           2 / (N C) Rz
 //   BCE (logits):  σ(z)(1 - σ(z)) / (N C) Rz        (p = σ(z))
 #pragma once
-#include "kernels/hd.h"
+#include "core/hd.h"
 #include "kernels/loss.h"
 
 namespace cn {

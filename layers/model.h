@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "core/memory.h"
-#include "io/config.h"
+#include "core/param_layout.h"
+#include "config/config.h"
 #include "layers/layers.h"
-#include "optim/optimizer.h"
 
 namespace cn {
 

@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diagnostics/alarms.h"
-#include "io/config.h"
+#include "config/config.h"
 
 namespace cn {
 namespace {

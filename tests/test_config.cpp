@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "io/config.h"
+#include "config/config.h"
 #include "test_util.h"
 
 namespace {

@@ -1,4 +1,4 @@
-// The CUDA optimisers, clipping and gradient noise (optim/optimizer_cuda.h) against the
+// The CUDA optimisers, clipping and gradient noise (optim/cuda/optimizer_cuda.h) against the
 // CPU ones (optim/optimizer.h) on random data, float32 and float64, and a whole training
 // step on the GPU against the CPU (which must not call cudaMalloc after the first step).
 // Metric: nmse = sum (gpu - cpu)^2 / sum cpu^2. Skipped, with the reason, when no CUDA
@@ -18,7 +18,7 @@
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
 #include "optim/optimizer.h"
-#include "optim/optimizer_cuda.h"
+#include "optim/cuda/optimizer_cuda.h"
 
 using namespace cn;
 using test::nmse;

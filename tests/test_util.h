@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "io/config.h"
+#include "config/config.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 

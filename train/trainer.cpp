@@ -24,7 +24,7 @@
 #include "layers/model.h"
 #ifdef CURVNET_HAVE_CUDA
 #include "kernels/cuda/context.cuh"
-#include "optim/optimizer_cuda.h"
+#include "optim/cuda/optimizer_cuda.h"
 #endif
 #include "train/checkpoint.h"
 #include "train/curvature_worker.h"

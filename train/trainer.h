@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "diagnostics/curvature_checkpoint.h"
-#include "io/config.h"
+#include "config/config.h"
 
 namespace cn {
 

@@ -1,5 +1,5 @@
 // Launchers of the optimiser, clipping and gradient-noise kernels (kernels/cuda/optim.cu),
-// called by the CUDA optimiser and clipper (kernels/cuda/optimizer_cuda.cpp). Plain C++.
+// called by the CUDA optimiser and clipper (optim/cuda/optimizer_cuda.cpp). Plain C++.
 //
 // The flat buffer is cut into tiles that never cross a parameter segment (at most
 // kTileElems elements each); one block serves one tile, and each tile carries a slot: the

@@ -1,7 +1,7 @@
-// The CUDA optimiser and clipper of optim/optimizer_cuda.h: host-side bookkeeping (tile
+// The CUDA optimiser and clipper of optim/cuda/optimizer_cuda.h: host-side bookkeeping (tile
 // tables, per-step scalars from kernels/optim.h, the state mirrors, the record ring); the
 // kernels are in kernels/cuda/optim.cu.
-#include "optim/optimizer_cuda.h"
+#include "optim/cuda/optimizer_cuda.h"
 
 #include <algorithm>
 #include <map>

@@ -2,7 +2,7 @@
 // key with its type, range and meaning; the reader, the writer (to_toml), the difference
 // list and the reference table in docs/config.md (config_reference_markdown) all come from
 // it, so a key added here is parsed, written, compared and documented at once.
-#include "io/config.h"
+#include "config/config.h"
 
 #include <cctype>
 #include <charconv>
