@@ -1,8 +1,8 @@
 // CUDA twin of loss_forward_backward (kernels/ops.h): the per-row/per-element math is
 // kernels/loss.h; z, target, dz, p are N x C row-major.
-//   cross_entropy  one thread per row: softmax p (=), loss_n, dz = (p - onehot) / N (=)
-//   mse            per element: (z - t)^2, dz = 2 (z - t) / (N C) (=)
-//   bce_logits     per element: bce_logits_elem, p = sigmoid(z) (= when p), dz = (p - t) / (N C)
+//   cross_entropy  one thread per row: ce_row (softmax p (=), loss_n), ce_row_grad (dz = (p - onehot) / N (=))
+//   mse            per element: mse_elem ((z - t)^2, dz = 2 (z - t) / (N C) (=))
+//   bce_logits     per element: bce_logits_elem, p = sigmoid(z) (= when p), bce_logits_grad (dz = (p - t) / (N C))
 // The per-sample losses go to scratch as double and are summed with cub::DeviceReduce
 // (fixed order for a given size: reproducible) straight into the caller's device double;
 // each term is divided by the count first, so the sum is the mean (double: the rounding is
