@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "kernels/batchnorm.h"
 #include "kernels/rops.h"
 
 namespace cn {
@@ -117,7 +118,7 @@ std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
       const T* gamma = net.params().data() + net.layer_offset(i);
       const auto st = bn.state();
       std::vector<T> scale(static_cast<size_t>(F));
-      for (int64_t o = 0; o < F; ++o) scale[o] = gamma[o] / std::sqrt(st[1].data[o] + T(bn.eps()));
+      for (int64_t o = 0; o < F; ++o) scale[o] = gamma[o] / bn_std(st[1].data[o], bn.eps());
       CN_DISPATCH(d, hess_diag_sandwich<T>, scale.data(), 0, M.data(), N, F);
     } else {
       const auto& act = static_cast<const Activation<T>&>(l);
@@ -242,7 +243,7 @@ std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t
       for (int64_t n = 0; n < N; ++n) var += (x[n * O + o] - mu) * (x[n * O + o] - mu);
       var /= N;
     }
-    const double s = 1.0 / std::sqrt(var + bn.eps());
+    const double s = bn_inv_std(var, bn.eps());
     double fg = 0, fb = 0;
     for (int64_t n = 0; n < N; ++n) {
       const double g = dy[n * O + o], h = (x[n * O + o] - mu) * s;

@@ -10,9 +10,21 @@
 
 namespace cn {
 
+// A summand of the biased batch variance: (x - mean)^2.
+template <class T>
+CN_HD T bn_sq_dev(T x, T mean) {
+  const T c = x - mean;
+  return c * c;
+}
+
+// sqrt(var + eps), and its inverse: the scale of every normalisation.
+template <class T>
+CN_HD T bn_std(T var, double eps) {
+  return std::sqrt(var + T(eps));
+}
 template <class T>
 CN_HD T bn_inv_std(T var, double eps) {
-  return T(1) / std::sqrt(var + T(eps));
+  return T(1) / bn_std(var, eps);
 }
 
 template <class T>

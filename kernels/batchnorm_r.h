@@ -22,8 +22,24 @@ CN_HD T bn_r_xhat_train(T s, T rx, T m1, T xhat, T m2) {
 }
 
 template <class T>
+CN_HD T bn_r_xhat_eval(T s, T rx) {
+  return s * rx;
+}
+
+template <class T>
+CN_HD T bn_r_xhat(bool training, T s, T rx, T m1, T xhat, T m2) {
+  return training ? bn_r_xhat_train(s, rx, m1, xhat, m2) : bn_r_xhat_eval(s, rx);
+}
+
+template <class T>
 CN_HD T bn_r_y(T gamma, T rxhat, T vgamma, T xhat, T vbeta) {
   return gamma * rxhat + vgamma * xhat + vbeta;
+}
+
+// A summand of RB: Rg x̂ + g Rx̂.
+template <class T>
+CN_HD T bn_rb_term(T rg, T xhat, T g, T rxhat) {
+  return rg * xhat + g * rxhat;
 }
 
 // inv_n = 1/N; A, B, RA, RB as above; m2 from the forward tangent.

@@ -23,11 +23,17 @@ CN_HD T elementwise_loss_curvature(LossKind kind, T p, T scale) {
   return kind == LossKind::mse ? T(2) * scale : p * (T(1) - p) * scale;
 }
 
+// The same at element i of the probabilities p (BCE's sigmoid); MSE reads no p (it may be null).
+template <class T>
+CN_HD T elementwise_loss_curvature_at(LossKind kind, const T* p, int64_t i, T scale) {
+  return elementwise_loss_curvature(kind, kind == LossKind::mse ? T(0) : p[i], scale);
+}
+
 // Entry (i, j) of one row's output Hessian (the Kronecker path's starting point).
 template <class T>
 CN_HD T loss_hessian_entry(LossKind kind, const T* p, int64_t i, int64_t j, T inv_n, T inv_nc) {
   if (kind == LossKind::cross_entropy) return inv_n * ((i == j ? p[i] : T(0)) - p[i] * p[j]);
-  return i == j ? elementwise_loss_curvature(kind, p[i], inv_nc) : T(0);
+  return i == j ? elementwise_loss_curvature_at(kind, p, i, inv_nc) : T(0);
 }
 
 }  // namespace cn

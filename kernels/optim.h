@@ -62,6 +62,14 @@ CN_HD T penalised_grad(T g, T p, T weight_decay, T l1) {
   return (g + l1 * sign_of(p)) + weight_decay * p;
 }
 
+// The Adam family's preconditioner, the denominator of the update in NAdam's order of
+// operations: sqrt(v / (1 - beta2^t)) + eps (bc2 = 1 - beta2^t). Adam and AMSGrad divide
+// sqrt(v) by sqrt(bc2) instead, as torch does; the two agree to rounding.
+template <class T>
+CN_HD T adam_preconditioner(T v, T bc2, T eps) {
+  return std::sqrt(v / bc2) + eps;
+}
+
 // One element of one update. s0, s1, s2 are the kind's state buffers (unused ones may be
 // null); i indexes the parameter, its gradient and its states alike.
 template <OptimKind K, class T>
@@ -116,7 +124,7 @@ CN_HD void optim_element(const OptimScalars<T>& s, T* p, const T* grad, T* s0, T
       v = v * s.beta2 + s.one_minus_beta2 * g * g;
       s0[i] = m;
       s1[i] = v;
-      const T denom = std::sqrt(v / s.bc2) + s.eps;
+      const T denom = adam_preconditioner(v, s.bc2, s.eps);
       param = param + s.nadam_c_grad * (g / denom);
       p[i] = param + s.nadam_c_avg * (m / denom);
     }

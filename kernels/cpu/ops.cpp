@@ -140,10 +140,7 @@ void bn_forward_train(const T* x, const T* gamma, const T* beta, int64_t N, int6
     for (int64_t n = 0; n < N; ++n) mu += x[n * O + o];
     mu /= T(N);
     T var = T(0);
-    for (int64_t n = 0; n < N; ++n) {
-      const T c = x[n * O + o] - mu;
-      var += c * c;
-    }
+    for (int64_t n = 0; n < N; ++n) var += bn_sq_dev(x[n * O + o], mu);
     var /= T(N);
     const T is = bn_inv_std(var, eps);
     mean[o] = mu;
@@ -237,7 +234,7 @@ double loss_mean(LossKind kind, const T* z, const T* target, int64_t N, int64_t 
       for (int64_t n = 0; n < N; ++n) {
         const int label = static_cast<int>(target[n]);
         total += static_cast<double>(ce_row(z + n * C, static_cast<int>(C), label, p + n * C));
-        for (int64_t j = 0; j < C; ++j) dz[n * C + j] = (p[n * C + j] - (j == label ? T(1) : T(0))) * inv_n;
+        ce_row_grad(p + n * C, C, label, inv_n, dz + n * C);
       }
       return total / static_cast<double>(N);
     }
@@ -245,11 +242,7 @@ double loss_mean(LossKind kind, const T* z, const T* target, int64_t N, int64_t 
       const int64_t m = N * C;
       const T scale = T(2) / T(m);
 #pragma omp parallel for reduction(+ : total) if (m > 32768)
-      for (int64_t i = 0; i < m; ++i) {
-        const T r = z[i] - target[i];
-        total += static_cast<double>(r * r);
-        dz[i] = scale * r;
-      }
+      for (int64_t i = 0; i < m; ++i) total += static_cast<double>(mse_elem(z[i], target[i], scale, dz[i]));
       return total / static_cast<double>(m);
     }
     case LossKind::bce_logits: {
@@ -260,7 +253,7 @@ double loss_mean(LossKind kind, const T* z, const T* target, int64_t N, int64_t 
         total += static_cast<double>(bce_logits_elem(z[i], target[i]));
         const T s = sigmoid_of(z[i]);
         if (p) p[i] = s;
-        dz[i] = (s - target[i]) * inv_m;
+        dz[i] = bce_logits_grad(s, target[i], inv_m);
       }
       return total / static_cast<double>(m);
     }

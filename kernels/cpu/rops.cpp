@@ -69,7 +69,7 @@ void act_rforward(const ActParams& a, const T* x, const T* y, const T* Rx, T* Ry
 #pragma omp parallel for if (n * K > kPar)
   for (int64_t i = 0; i < n; ++i) {
     const T d1 = act_d1(a, x[i], y[i]);
-    for (int64_t k = 0; k < K; ++k) Ry[k * n + i] = d1 * Rx[k * n + i];
+    for (int64_t k = 0; k < K; ++k) Ry[k * n + i] = act_r_forward(d1, Rx[k * n + i]);
   }
 }
 
@@ -81,10 +81,10 @@ void act_rbackward(const ActParams& a, const T* x, const T* y, const T* dy, cons
   for (int64_t i = 0; i < n; ++i) {
     const T d1 = act_d1(a, x[i], y[i]);
     if (second) {
-      const T c = act_d2(a, x[i], y[i]) * dy[i];
-      for (int64_t k = 0; k < K; ++k) Rdx[k * n + i] = d1 * Rdy[k * n + i] + c * Rx[k * n + i];
+      const T d2_dy = act_d2_dy(a, x[i], y[i], dy[i]);
+      for (int64_t k = 0; k < K; ++k) Rdx[k * n + i] = act_r_backward(d1, d2_dy, Rdy[k * n + i], Rx[k * n + i]);
     } else {
-      for (int64_t k = 0; k < K; ++k) Rdx[k * n + i] = d1 * Rdy[k * n + i];
+      for (int64_t k = 0; k < K; ++k) Rdx[k * n + i] = act_r_forward(d1, Rdy[k * n + i]);
     }
   }
 }
@@ -124,7 +124,7 @@ void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma,
       if (training && Rstat) Rstat[k * O + o] = m2;
       for (int64_t n = 0; n < N; ++n) {
         const int64_t j = n * O + o;
-        const T r = !rx ? T(0) : training ? bn_r_xhat_train(s, rx[j], m1, xhat[j], m2) : s * rx[j];
+        const T r = rx ? bn_r_xhat(training, s, rx[j], m1, xhat[j], m2) : T(0);
         rxh[j] = r;
         ry[j] = bn_r_y(g, r, vg, xhat[j], vb);
       }
@@ -150,7 +150,7 @@ void bn_rbackward(bool training, const T* dy, const T* xhat, const T* inv_std, c
         A += gy;
         B += gy * xhat[j];
         RA += rdy[j];
-        RB += rdy[j] * xhat[j] + gy * rxh[j];
+        RB += bn_rb_term(rdy[j], xhat[j], gy, rxh[j]);
       }
       if (HV) {
         HV[k * hv_stride + o] = RB;
@@ -185,7 +185,7 @@ void loss_rbackward(LossKind kind, const T* p, const T* Rz, T* Rdz, int64_t N, i
   const T scale = T(1) / T(m);
 #pragma omp parallel for if (K * m > kPar)
   for (int64_t i = 0; i < m; ++i) {
-    const T h = elementwise_loss_curvature(kind, kind == LossKind::mse ? T(0) : p[i], scale);
+    const T h = elementwise_loss_curvature_at(kind, p, i, scale);
     for (int64_t k = 0; k < K; ++k) Rdz[k * m + i] = h * Rz[k * m + i];
   }
 }
@@ -207,7 +207,7 @@ void hess_diag_sandwich(const T* d, int64_t d_rowstride, T* M, int64_t N, int64_
     const T* dn = d + n * d_rowstride;
     T* Mn = M + n * F * F;
     for (int64_t i = 0; i < F; ++i)
-      for (int64_t j = 0; j < F; ++j) Mn[i * F + j] *= dn[i] * dn[j];
+      for (int64_t j = 0; j < F; ++j) Mn[i * F + j] = kron_sandwich(Mn[i * F + j], dn[i], dn[j]);
   }
 }
 
@@ -220,8 +220,8 @@ void act_hess_backward(const ActParams& a, const T* x, const T* y, const T* dy, 
     const T* yn = y + n * F;
     for (int64_t i = 0; i < F; ++i) {
       const T di = act_d1(a, xn[i], yn[i]);
-      for (int64_t j = 0; j < F; ++j) Mn[i * F + j] *= di * act_d1(a, xn[j], yn[j]);
-      if (dy) Mn[i * F + i] += dy[n * F + i] * act_d2(a, xn[i], yn[i]);
+      for (int64_t j = 0; j < F; ++j) Mn[i * F + j] = kron_sandwich(Mn[i * F + j], di, act_d1(a, xn[j], yn[j]));
+      if (dy) Mn[i * F + i] += act_d2_dy(a, xn[i], yn[i], dy[n * F + i]);
     }
   }
 }

@@ -20,12 +20,7 @@ __global__ void bn_forward_train_kernel(const T* x, const T* gamma, const T* bet
   const int64_t o = blockIdx.x * int64_t(kTile) + threadIdx.x;
   const bool inside = o < O;
   const T mu = column_tile_sum<T>(N, [&](int64_t n) { return inside ? x[n * O + o] : T(0); }) / T(N);
-  const T var = column_tile_sum<T>(N, [&](int64_t n) {
-                  if (!inside) return T(0);
-                  const T c = x[n * O + o] - mu;
-                  return c * c;
-                }) /
-                T(N);
+  const T var = column_tile_sum<T>(N, [&](int64_t n) { return inside ? bn_sq_dev(x[n * O + o], mu) : T(0); }) / T(N);
   if (!inside) return;
   const T is = bn_inv_std(var, eps);
   if (threadIdx.y == 0) {
@@ -97,22 +92,27 @@ void bn_forward_train(const T* x, const T* gamma, const T* beta, int64_t N, int6
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
+namespace {
+template <class T, bool kTrain>
+void launch_bn_backward(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N, int64_t O, T* dx,
+                        T* dgamma, T* dbeta) {
+  if (O == 0) return;
+  bn_backward_kernel<T, kTrain><<<tile_grid(O), tile_block(), 0, stream()>>>(dy, xhat, gamma, inv_std, N, O, dx,
+                                                                             dgamma, dbeta);
+  CN_CUDA_CHECK(cudaGetLastError());
+}
+}  // namespace
+
 template <class T>
 void bn_backward_train(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N, int64_t O, T* dx,
                        T* dgamma, T* dbeta) {
-  if (O == 0) return;
-  bn_backward_kernel<T, true><<<tile_grid(O), tile_block(), 0, stream()>>>(dy, xhat, gamma, inv_std, N, O, dx,
-                                                                           dgamma, dbeta);
-  CN_CUDA_CHECK(cudaGetLastError());
+  launch_bn_backward<T, true>(dy, xhat, gamma, inv_std, N, O, dx, dgamma, dbeta);
 }
 
 template <class T>
 void bn_backward_eval(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N, int64_t O, T* dx,
                       T* dgamma, T* dbeta) {
-  if (O == 0) return;
-  bn_backward_kernel<T, false><<<tile_grid(O), tile_block(), 0, stream()>>>(dy, xhat, gamma, inv_std, N, O, dx,
-                                                                            dgamma, dbeta);
-  CN_CUDA_CHECK(cudaGetLastError());
+  launch_bn_backward<T, false>(dy, xhat, gamma, inv_std, N, O, dx, dgamma, dbeta);
 }
 
 template <class T>

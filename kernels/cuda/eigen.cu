@@ -60,22 +60,19 @@ __host__ __device__ inline JacobiLayout jacobi_layout(int n) {
   L.ld = L.m + 1;  // odd row stride: column-wise accesses (the mirrored writes) spread over banks
   L.items = L.K * (L.K + 1) / 2;
   size_t off = kReduceSlots * sizeof(double);  // the reduction scratch first: 8-byte aligned
-  L.a = off;
-  off += static_cast<size_t>(L.m) * L.ld * sizeof(T);
-  L.c = off;
-  off += L.K * sizeof(T);
-  L.s = off;
-  off += L.K * sizeof(T);
-  L.t = off;
-  off += L.K * sizeof(T);
-  L.d = off;
-  off += L.m * sizeof(T);
-  L.p = off;
-  off += L.K * sizeof(short);
-  L.q = off;
-  off += L.K * sizeof(short);
-  L.item = off;
-  off += L.items * sizeof(unsigned short);
+  auto take = [&off](size_t bytes) {  // the next `bytes`, in the order of the fields below
+    const size_t at = off;
+    off += bytes;
+    return at;
+  };
+  L.a = take(static_cast<size_t>(L.m) * L.ld * sizeof(T));
+  L.c = take(L.K * sizeof(T));
+  L.s = take(L.K * sizeof(T));
+  L.t = take(L.K * sizeof(T));
+  L.d = take(L.m * sizeof(T));
+  L.p = take(L.K * sizeof(short));
+  L.q = take(L.K * sizeof(short));
+  L.item = take(L.items * sizeof(unsigned short));
   L.bytes = off;
   return L;
 }
@@ -409,24 +406,18 @@ void eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev, 
 
 // ---- DenseEigenSolver ----------------------------------------------------------------------
 
-DenseEigenSolver::DenseEigenSolver() {
-  require_gpu("DenseEigenSolver");
-  try {
-    CN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    owns_stream_ = true;
-    CN_CUSOLVER_CHECK(cusolverDnCreate(&handle_));
-    CN_CUSOLVER_CHECK(cusolverDnSetStream(handle_, stream_));
-    CN_CUSOLVER_CHECK(cusolverDnCreateParams(&params_));
-  } catch (...) {
-    release();
-    throw;
-  }
-}
+DenseEigenSolver::DenseEigenSolver() { create(nullptr, true); }
 
-DenseEigenSolver::DenseEigenSolver(cudaStream_t stream) {
+DenseEigenSolver::DenseEigenSolver(cudaStream_t stream) { create(stream, false); }
+
+void DenseEigenSolver::create(cudaStream_t stream, bool own_stream) {
   require_gpu("DenseEigenSolver");
   stream_ = stream;
   try {
+    if (own_stream) {
+      CN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+      owns_stream_ = true;
+    }
     CN_CUSOLVER_CHECK(cusolverDnCreate(&handle_));
     CN_CUSOLVER_CHECK(cusolverDnSetStream(handle_, stream_));
     CN_CUSOLVER_CHECK(cusolverDnCreateParams(&params_));

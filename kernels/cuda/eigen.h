@@ -98,6 +98,9 @@ class DenseEigenSolver {
     void* ptr = nullptr;
     size_t bytes = 0;
   };
+  // The constructors' work: a new non-blocking stream (own_stream) or `stream`, then the
+  // cuSOLVER handle and parameters; a failure releases what was made and rethrows.
+  void create(cudaStream_t stream, bool own_stream);
   void release() noexcept;  // the destructor's work; also undoes a constructor that failed
   void* grow(DeviceBlock& b, size_t bytes);
   void* host_workspace(size_t bytes);

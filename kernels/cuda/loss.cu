@@ -1,8 +1,8 @@
 // CUDA twin of loss_forward_backward (kernels/ops.h): the per-row/per-element math is
 // kernels/loss.h; z, target, dz, p are N x C row-major.
-//   cross_entropy  one thread per row: softmax p (=), loss_n, dz = (p - onehot) / N (=)
-//   mse            per element: (z - t)^2, dz = 2 (z - t) / (N C) (=)
-//   bce_logits     per element: bce_logits_elem, p = sigmoid(z) (= when p), dz = (p - t) / (N C)
+//   cross_entropy  one thread per row: ce_row (softmax p (=), loss_n), ce_row_grad (dz = (p - onehot) / N (=))
+//   mse            per element: mse_elem ((z - t)^2, dz = 2 (z - t) / (N C) (=))
+//   bce_logits     per element: bce_logits_elem, p = sigmoid(z) (= when p), bce_logits_grad (dz = (p - t) / (N C))
 // The per-sample losses go to scratch as double and are summed with cub::DeviceReduce
 // (fixed order for a given size: reproducible) straight into the caller's device double;
 // each term is divided by the count first, so the sum is the mean (double: the rounding is
@@ -26,19 +26,14 @@ __global__ void cross_entropy_kernel(const T* z, const T* target, int64_t N, int
     const T* zr = z + n * C;
     T* pr = p + n * C;
     loss[n] = static_cast<double>(ce_row(zr, static_cast<int>(C), label, pr)) * loss_scale;
-    const T inv_n = T(1) / T(N);
-    for (int64_t j = 0; j < C; ++j) dz[n * C + j] = (pr[j] - (j == label ? T(1) : T(0))) * inv_n;
+    ce_row_grad(pr, C, label, T(1) / T(N), dz + n * C);
   }
 }
 
 template <class T>
 __global__ void mse_kernel(const T* z, const T* target, int64_t m, T* dz, double* loss, double loss_scale) {
   const T scale = T(2) / T(m);
-  CN_GRID_STRIDE(i, m) {
-    const T r = z[i] - target[i];
-    loss[i] = static_cast<double>(r * r) * loss_scale;
-    dz[i] = scale * r;
-  }
+  CN_GRID_STRIDE(i, m) loss[i] = static_cast<double>(mse_elem(z[i], target[i], scale, dz[i])) * loss_scale;
 }
 
 template <class T>
@@ -48,7 +43,7 @@ __global__ void bce_logits_kernel(const T* z, const T* target, int64_t m, T* dz,
     loss[i] = static_cast<double>(bce_logits_elem(z[i], target[i])) * loss_scale;
     const T s = sigmoid_of(z[i]);
     if (p) p[i] = s;
-    dz[i] = (s - target[i]) * inv_m;
+    dz[i] = bce_logits_grad(s, target[i], inv_m);
   }
 }
 

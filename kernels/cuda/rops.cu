@@ -1,5 +1,5 @@
 // CUDA twins of the R-operator and curvature-block ops of kernels/rops.h; the math is
-// kernels/activation_r.h, batchnorm_r.h and loss_r.h (and activation.h's f', f'').
+// kernels/activation_r.h, batchnorm_r.h, loss_r.h and kronecker.h (and activation.h's f', f'').
 // Tangents are K x N x F row-major blocks; per-direction column sums use column tiles
 // (common.cuh) with blockIdx.y = direction k, so every sum has a fixed order.
 //   add_row_vector_strided  y[k,n,o] += b[k*b_stride + o]
@@ -62,12 +62,7 @@ __global__ void act_rbackward_kernel(ActParams a, const T* x, const T* y, const 
   CN_GRID_STRIDE(j, n * K) {
     const int64_t i = j % n;
     const T d1 = act_d1(a, x[i], y[i]);
-    if (second) {
-      const T c = act_d2(a, x[i], y[i]) * dy[i];
-      Rdx[j] = d1 * Rdy[j] + c * Rx[j];
-    } else {
-      Rdx[j] = d1 * Rdy[j];
-    }
+    Rdx[j] = second ? act_r_backward(d1, act_d2_dy(a, x[i], y[i], dy[i]), Rdy[j], Rx[j]) : act_r_forward(d1, Rdy[j]);
   }
 }
 
@@ -98,7 +93,7 @@ __global__ void bn_rforward_kernel(bool training, const T* xhat, const T* inv_st
   T* ry = Ry + k * N * O;
   for (int64_t n = threadIdx.y; n < N; n += kTile) {
     const int64_t j = n * O + o;
-    const T r = !rx ? T(0) : training ? bn_r_xhat_train(s, rx[j], m1, xhat[j], m2) : s * rx[j];
+    const T r = rx ? bn_r_xhat(training, s, rx[j], m1, xhat[j], m2) : T(0);
     rxh[j] = r;
     ry[j] = bn_r_y(g, r, vg, xhat[j], vb);
   }
@@ -121,7 +116,7 @@ __global__ void bn_rbackward_kernel(bool training, const T* dy, const T* xhat, c
   const T RB = column_tile_sum<T>(N, [&](int64_t n) {
     if (!inside) return T(0);
     const int64_t j = n * O + o;
-    return rdy[j] * xhat[j] + g_at(j) * rxh[j];
+    return bn_rb_term(rdy[j], xhat[j], g_at(j), rxh[j]);
   });
   if (!inside) return;
   if (HV && threadIdx.y == 0) {
@@ -156,7 +151,7 @@ __global__ void elementwise_loss_rbackward_kernel(LossKind kind, const T* p, con
                                                   T scale) {
   CN_GRID_STRIDE(j, m * K) {
     const int64_t i = j % m;
-    Rdz[j] = elementwise_loss_curvature(kind, kind == LossKind::mse ? T(0) : p[i], scale) * Rz[j];
+    Rdz[j] = elementwise_loss_curvature_at(kind, p, i, scale) * Rz[j];
   }
 }
 
@@ -173,7 +168,7 @@ __global__ void hess_diag_sandwich_kernel(const T* d, int64_t d_rowstride, T* M,
   CN_GRID_STRIDE(e, N * F * F) {
     const int64_t n = e / (F * F), i = (e / F) % F, j = e % F;
     const T* dn = d + n * d_rowstride;
-    M[e] *= dn[i] * dn[j];
+    M[e] = kron_sandwich(M[e], dn[i], dn[j]);
   }
 }
 
@@ -182,8 +177,8 @@ __global__ void act_hess_backward_kernel(ActParams a, const T* x, const T* y, co
   CN_GRID_STRIDE(e, N * F * F) {
     const int64_t n = e / (F * F), i = (e / F) % F, j = e % F;
     const int64_t ni = n * F + i, nj = n * F + j;
-    T m = M[e] * (act_d1(a, x[ni], y[ni]) * act_d1(a, x[nj], y[nj]));
-    if (dy && i == j) m += dy[ni] * act_d2(a, x[ni], y[ni]);
+    T m = kron_sandwich(M[e], act_d1(a, x[ni], y[ni]), act_d1(a, x[nj], y[nj]));
+    if (dy && i == j) m += act_d2_dy(a, x[ni], y[ni], dy[ni]);
     M[e] = m;
   }
 }
