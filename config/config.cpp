@@ -20,6 +20,7 @@
 #include <toml++/toml.h>
 
 #include "core/error.h"
+#include "config/layer_kind.h"
 
 namespace cn {
 namespace {
@@ -28,7 +29,14 @@ using Names = std::vector<std::string>;
 
 const Names kDatasets = {"fashion-mnist", "csv",    "iris",  "wine", "breast-cancer", "digits",
                          "diabetes",      "spirals", "blobs", "xor",  "teacher",       "sine"};
-const Names kActivations = {"relu", "leaky_relu", "elu", "sigmoid", "tanh", "identity", "gelu", "softplus"};
+// Layer types and activations from the layer-kind table, in its order.
+Names layer_kind_names(bool activations_only) {
+  Names out;
+  for (const LayerKindName& k : kLayerKinds)
+    if (!activations_only || is_activation(k.value)) out.push_back(k.name);
+  return out;
+}
+const Names kActivations = layer_kind_names(true);
 const Names kInits = {"zeros",          "constant",  "plain_uniform", "xavier_uniform", "xavier_normal",
                       "he_uniform",     "he_normal", "lecun_uniform", "lecun_normal"};
 const Names kLossKinds = {"cross_entropy", "mse", "bce_logits"};
@@ -41,8 +49,7 @@ const Names kOnNonfinite = {"stop", "continue"};
 const Names kDiagModes = {"train", "eval"};
 const Names kDiagKinds = {"loss", "local", "ggn", "kfac", "diag", "fisher_diag", "full_top"};
 const Names kStopMetrics = {"val_loss", "val_accuracy", "val_f1", "val_auc", "val_r2", "val_mae", "val_rmse"};
-const Names kLayerTypes = {"linear", "relu",     "leaky_relu", "elu",       "sigmoid", "tanh",
-                           "identity", "gelu", "softplus", "batchnorm", "dropout"};
+const Names kLayerTypes = layer_kind_names(false);
 
 std::string join(const Names& names, const char* sep = ", ") {
   std::string s;

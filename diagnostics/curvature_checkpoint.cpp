@@ -94,8 +94,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     upload(device, x.data(), xs, x.size());
     upload(device, target.data(), ts, target.size());
     metric_options.eps = dtype_eps<D>();
-    for (size_t i = 0; i < net->size(); ++i)
-      if (auto* bn = dynamic_cast<BatchNorm<D>*>(&net->layer(i))) bn->set_update_running(false);
+    // The running statistics stay as the snapshot loads them.
+    for (size_t i = 0; i < net->size(); ++i) net->layer(i).set_update_running(false);
   }
 
   void load(const ModelSnapshot& s) {
@@ -334,7 +334,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         return row;
       }
       case CurvatureKind::kfac: {
-        if (net->layer(layer).type() != "linear") {
+        if (net->layer(layer).kind() != LayerKind::linear) {
           json row = to_json(not_applicable_metrics(p, "K-FAC covers Linear layers"));
           return row;
         }

@@ -53,7 +53,7 @@ Doctor<T>::Doctor(const Config& config, Sequential<T>& model)
   for (size_t i = 0; i < L; ++i) {
     const Layer<T>& l = model_.layer(i);
     max_width = std::max(max_width, l.out_features());
-    if (const auto* a = dynamic_cast<const Activation<T>*>(&l); a && act_can_die(a->params().kind))
+    if (const ActParams* a = l.activation(); a && act_can_die(a->kind))
       layers_[i].active.assign(static_cast<size_t>(W * l.out_features()), 0);
   }
   const int64_t P = model_.layout().total;
@@ -111,14 +111,14 @@ bool Doctor<T>::before_update(int64_t step, double loss, const ClipResult& clip,
       s.b_before = l2_norm(W + g.offset, g.size());
     }
     const Layer<T>& l = model_.layer(i);
-    if (const auto* a = dynamic_cast<const Activation<T>*>(&l)) {
+    if (const ActParams* a = l.activation()) {
       const int64_t F = l.out_features(), n = batch_n * F;
       const T* x = host(model_.layer_input(i), n, scratch_x_);
       const T* y = host(model_.layer_output(i), n, scratch_y_);
       const MeanVar mv = mean_var(y, n);
       s.act_mean = mv.mean;
       s.act_var = mv.var;
-      if (act_can_die(a->params().kind)) {
+      if (act_can_die(a->kind)) {
         const int64_t Wn = static_cast<int64_t>(s.active.size()) / F;
         units_active(x, batch_n, F, s.active.data() + static_cast<int64_t>(s.ring_pos) * F);
         s.ring_pos = static_cast<int>((s.ring_pos + 1) % Wn);
@@ -132,7 +132,7 @@ bool Doctor<T>::before_update(int64_t step, double loss, const ClipResult& clip,
         s.dead_share = static_cast<double>(dead) / static_cast<double>(F);
         s.dead_window_used = s.ring_count;
       }
-      if (act_saturates(a->params().kind)) s.saturated_share = saturated_share(a->params(), x, y, batch_n, F);
+      if (act_saturates(a->kind)) s.saturated_share = saturated_share(*a, x, y, batch_n, F);
     }
     if (i > 0) {
       const int64_t n = batch_n * l.in_features();
@@ -206,15 +206,15 @@ void Doctor<T>::after_update(int64_t step, bool logged) {
       set_metric(row, "bias_norm", l2_norm(Wn + g.offset, g.size()));
       set_ratio(row, "bias_update_ratio", l2_distance(Wn + g.offset, Wb + g.offset, g.size()), s.b_before);
     }
-    if (const auto* a = dynamic_cast<const Activation<T>*>(&l)) {
+    if (const ActParams* a = l.activation()) {
       set_metric(row, "act_mean", s.act_mean);
       set_metric(row, "act_var", s.act_var);
-      if (act_can_die(a->params().kind)) {
+      if (act_can_die(a->kind)) {
         set_metric(row, "dead_share", s.dead_share);
         row["dead_window"] = s.dead_window_used;
         o.dead_share = s.dead_share;
       }
-      if (act_saturates(a->params().kind)) {
+      if (act_saturates(a->kind)) {
         set_metric(row, "saturated_share", s.saturated_share);
         o.saturated_share = s.saturated_share;
       }
@@ -365,7 +365,7 @@ std::vector<json> Doctor<T>::on_checkpoint(int64_t step, std::map<std::string, s
   };
   std::vector<Spec> specs;
   for (size_t i = 0; i < model_.size(); ++i) {
-    if (model_.layer(i).type() != "linear" || weight_seg_[i] < 0) continue;
+    if (model_.layer(i).kind() != LayerKind::linear || weight_seg_[i] < 0) continue;
     const ParamSegment& s = segs[static_cast<size_t>(weight_seg_[i])];
     std::vector<double> wd(p.begin() + s.offset, p.begin() + s.offset + s.size());
     std::vector<double> gd(g.begin() + s.offset, g.begin() + s.offset + s.size());
@@ -381,7 +381,7 @@ std::vector<json> Doctor<T>::on_checkpoint(int64_t step, std::map<std::string, s
     row["step"] = step;
     row["layer"] = static_cast<int64_t>(sp.layer);
     row["kind"] = "spectrum";
-    row["type"] = "linear";
+    row["type"] = layer_kind_name(LayerKind::linear);
     row["rows"] = s.rows;
     row["cols"] = s.cols;
     auto put = [&](const std::string& prefix, const std::vector<double>& sv) {

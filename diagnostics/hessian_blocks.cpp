@@ -4,7 +4,6 @@
 #include <cmath>
 #include <memory>
 
-#include "kernels/batchnorm.h"
 #include "kernels/rops.h"
 
 namespace cn {
@@ -75,9 +74,9 @@ std::vector<T> ggn_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t l
 
 template <class T>
 bool kron_applicable(const Sequential<T>& net, size_t layer, bool training) {
-  if (layer >= net.size() || net.layer(layer).type() != "linear") return false;
+  if (layer >= net.size() || net.layer(layer).kind() != LayerKind::linear) return false;
   for (size_t i = layer + 1; i < net.size(); ++i)
-    if (training && net.layer(i).type() == "batchnorm") return false;
+    if (!net.layer(i).supports_output_hessian(training)) return false;
   return true;
 }
 
@@ -100,31 +99,12 @@ std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
   CN_DISPATCH(d, loss_output_hessian<T>, eng.loss().kind(), eng.loss().probabilities(), N, C, M.data());
   int64_t F = C;  // current width: M is N × F × F
   for (size_t i = L; i-- > layer + 1;) {
+    // Each layer maps M from its output to its input (Wᵀ M W through Linear, the mask
+    // through Dropout, ...); the Gauss-Newton part drops the dy terms.
     Layer<T>& l = net.layer(i);
-    const std::string t = l.type();
-    if (t == "linear") {
-      const auto& lin = static_cast<const Linear<T>&>(l);
-      const int64_t O = l.out_features(), I = l.in_features();
-      // tmp_n = M_n W (all n in one GEMM), then M_n = Wᵀ tmp_n.
-      CN_DISPATCH(d, gemm<T>, false, false, N * O, I, O, T(1), M.data(), O, lin.W(), I, T(0), tmp.data(), I);
-      CN_DISPATCH(d, gemm_batched<T>, true, false, I, I, O, T(1), lin.W(), I, 0, tmp.data(), I, O * I, T(0), M.data(),
-                  I, I * I, N);
-      F = I;
-    } else if (t == "dropout") {
-      const auto& dr = static_cast<const Dropout<T>&>(l);
-      if (dr.mask()) CN_DISPATCH(d, hess_diag_sandwich<T>, dr.mask(), F, M.data(), N, F);
-    } else if (t == "batchnorm") {  // evaluation mode: y = γ (x - μ_run) / sqrt(σ²_run + ε) + β
-      auto& bn = static_cast<BatchNorm<T>&>(l);
-      const T* gamma = net.params().data() + net.layer_offset(i);
-      const auto st = bn.state();
-      std::vector<T> scale(static_cast<size_t>(F));
-      for (int64_t o = 0; o < F; ++o) scale[o] = gamma[o] / bn_std(st[1].data[o], bn.eps());
-      CN_DISPATCH(d, hess_diag_sandwich<T>, scale.data(), 0, M.data(), N, F);
-    } else {
-      const auto& act = static_cast<const Activation<T>&>(l);
-      const T* dy = mode == CurvatureMode::ggn ? nullptr : eng.output_grad(i);
-      CN_DISPATCH(d, act_hess_backward<T>, act.params(), net.layer_input(i), net.layer_output(i), dy, M.data(), N, F);
-    }
+    CN_CHECK(l.out_features() == F);
+    l.output_hessian_backward(mode == CurvatureMode::ggn ? nullptr : eng.output_grad(i), M.data(), tmp.data(), N);
+    F = l.in_features();
   }
   // H[(o,i),(o',i')] = Σ_n M_n[o,o'] x̃_n[i] x̃_n[i']: one GEMM (O² × N)(N × (I+1)²).
   const int64_t O = net.layer(layer).out_features(), I = net.layer(layer).in_features(), J = I + 1;
@@ -208,52 +188,7 @@ std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t
   CN_CHECK_MSG(p > 0, "layer " << layer << " has no parameters");
   const int64_t N = b.N;
   eng.prepare(b.ctx, b.x, b.target, N, CurvatureMode::hessian);
-  const Device d = net.device();
-  Layer<T>& l = net.layer(layer);
-  const int64_t O = l.out_features(), I = l.in_features();
-  std::vector<T> out(static_cast<size_t>(p));
-  if (l.type() == "linear") {
-    // F_W = N (dy²)ᵀ (x²), F_b = N Σ_n dy²  (per-sample gradients N dy_n x̃_nᵀ).
-    Buffer<T> dy2(N * O, d), x2(N * I, d), F(p, d);
-    CN_DISPATCH(d, scaled_square<T>, eng.output_grad(layer), dy2.data(), N * O, T(1));
-    CN_DISPATCH(d, scaled_square<T>, net.layer_input(layer), x2.data(), N * I, T(1));
-    CN_DISPATCH(d, gemm<T>, true, false, O, I, N, T(N), dy2.data(), O, x2.data(), I, T(0), F.data(), I);
-    CN_DISPATCH(d, column_sum<T>, dy2.data(), N, O, F.data() + O * I, false);
-    to_host(out.data(), d, F.data(), p);
-    for (int64_t o = 0; o < O; ++o) out[O * I + o] *= T(N);
-    return out;
-  }
-  CN_CHECK_MSG(l.type() == "batchnorm", "fisher_diag: layer " << layer << " is " << l.type());
-  // BatchNorm: g_n(γ) = N dy_n x̂_n, g_n(β) = N dy_n; x̂ recomputed from the layer's input.
-  std::vector<T> x(static_cast<size_t>(N * O)), dy(static_cast<size_t>(N * O));
-  to_host(x.data(), d, net.layer_input(layer), N * O);
-  to_host(dy.data(), d, eng.output_grad(layer), N * O);
-  auto& bn = static_cast<BatchNorm<T>&>(l);
-  const auto st = bn.state();
-  std::vector<T> rm(static_cast<size_t>(O)), rv(static_cast<size_t>(O));
-  to_host(rm.data(), st[0].device, st[0].data, O);
-  to_host(rv.data(), st[1].device, st[1].data, O);
-  for (int64_t o = 0; o < O; ++o) {
-    double mu = rm[o], var = rv[o];
-    if (b.ctx.training) {
-      mu = 0;
-      for (int64_t n = 0; n < N; ++n) mu += x[n * O + o];
-      mu /= N;
-      var = 0;
-      for (int64_t n = 0; n < N; ++n) var += (x[n * O + o] - mu) * (x[n * O + o] - mu);
-      var /= N;
-    }
-    const double s = bn_inv_std(var, bn.eps());
-    double fg = 0, fb = 0;
-    for (int64_t n = 0; n < N; ++n) {
-      const double g = dy[n * O + o], h = (x[n * O + o] - mu) * s;
-      fg += g * g * h * h;
-      fb += g * g;
-    }
-    out[o] = static_cast<T>(N * fg);
-    out[O + o] = static_cast<T>(N * fb);
-  }
-  return out;
+  return net.layer(layer).fisher_diag(b.ctx, net.layer_input(layer), eng.output_grad(layer), N);
 }
 
 namespace {

@@ -71,8 +71,9 @@ template <class T>
 void hvp_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode, Buffer<T>& out,
                int64_t chunk = 64);
 
-// Whether the Kronecker path applies to `layer`: a Linear layer with no BatchNorm in
-// training mode after it. The path runs on the CPU backend only.
+// Whether the Kronecker path applies to `layer`: a Linear layer after which every layer has
+// the output-Hessian backward in this mode (BatchNorm in training mode has none). The path
+// runs on the CPU backend only.
 template <class T>
 bool kron_applicable(const Sequential<T>& net, size_t layer, bool training);
 

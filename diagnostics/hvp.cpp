@@ -37,16 +37,11 @@ void HvpEngine<T>::reserve(int64_t max_n, int64_t max_k) {
 template <class T>
 double HvpEngine<T>::forward_loss(const PassCtx& c, const T* x, const T* target, int64_t N) {
   reserve(N, std::max<int64_t>(max_k_, 1));
-  // Curvature passes leave BatchNorm's running statistics alone.
-  bn_saved_.assign(net_.size(), 0);
-  for (size_t i = 0; i < net_.size(); ++i)
-    if (auto* bn = dynamic_cast<BatchNorm<T>*>(&net_.layer(i))) {
-      bn_saved_[i] = bn->update_running_;
-      bn->set_update_running(false);
-    }
-  const T* z = net_.forward(c, x, N);
-  for (size_t i = 0; i < net_.size(); ++i)
-    if (auto* bn = dynamic_cast<BatchNorm<T>*>(&net_.layer(i))) bn->set_update_running(bn_saved_[i] != 0);
+  const T* z = nullptr;
+  {
+    const RunningStatsFreeze<T> frozen(net_);  // curvature passes leave running statistics alone
+    z = net_.forward(c, x, N);
+  }
   return loss_.forward_backward(c, z, target, N, net_.n_outputs());
 }
 
@@ -70,21 +65,9 @@ double HvpEngine<T>::prepare(const PassCtx& c, const T* x, const T* target, int6
   // Backward without parameter gradients, caching dy at every layer; in Gauss-Newton mode
   // the cached dy are zero (null), which drops every second-order term of the layers.
   for (size_t i = L; i-- > 0;) {
-    Layer<T>& l = net_.layer(i);
     const T* dy = mode == CurvatureMode::ggn ? nullptr : i + 1 == L ? loss_.dz() : dy_[i].data();
     T* dx = (mode == CurvatureMode::ggn || i == 0) ? nullptr : dy_[i - 1].data();
-    if (auto* lin = dynamic_cast<Linear<T>*>(&l)) {
-      lin->backward_input(c, dy, dx, N);
-    } else if (auto* bn = dynamic_cast<BatchNorm<T>*>(&l)) {
-      bn->backward_input(c, dy, dx, N);
-    } else if (auto* act = dynamic_cast<Activation<T>*>(&l)) {
-      if (dy)
-        act->backward(c, dy, dx, N);
-      else
-        act->dy_ = nullptr;
-    } else if (dy && dx) {
-      l.backward(c, dy, dx, N);  // Dropout: the stored mask
-    }
+    net_.layer(i).backward(c, dy, dx, N, GradientMode::input_only);
   }
   prepared_ = true;
   ++generation_;

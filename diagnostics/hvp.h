@@ -80,7 +80,6 @@ class HvpEngine {
   std::vector<Buffer<T>> R_;     // per layer: R(output), K × N × width
   std::vector<Buffer<T>> dy_;    // per layer except the last: dL/d(output), N × width
   Buffer<T> ping_, pong_;        // R(dy) / R(dx) of the backward sweep
-  std::vector<char> bn_saved_;   // BatchNorm running-update flags, restored after a forward
   PassCtx ctx_;
   int64_t N_ = 0;
   CurvatureMode mode_ = CurvatureMode::hessian;

@@ -44,7 +44,7 @@ template <class T>
 KfacFactors kfac_factors(const Sequential<T>& net, size_t layer, int64_t N) {
   CN_CHECK_MSG(layer < net.size(), "K-FAC: layer " << layer << " out of range");
   const Layer<T>& l = net.layer(layer);
-  CN_CHECK_MSG(l.type() == "linear", "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
+  CN_CHECK_MSG(l.kind() == LayerKind::linear, "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
   const int64_t I = l.in_features(), O = l.out_features();
   std::vector<T> x(static_cast<size_t>(N * I)), dy(static_cast<size_t>(N * O));
   device_copy(Device::cpu, x.data(), net.device(), net.layer_input(layer), x.size() * sizeof(T));
@@ -58,7 +58,7 @@ KfacFactors kfac_factors(const HvpEngine<T>& eng, size_t layer) {
   CN_CHECK_MSG(layer < net.size(), "K-FAC: layer " << layer << " out of range");
   CN_CHECK_MSG(eng.prepared() && eng.mode() == CurvatureMode::hessian, "K-FAC: prepare() the engine in hessian mode first");
   const Layer<T>& l = net.layer(layer);
-  CN_CHECK_MSG(l.type() == "linear", "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
+  CN_CHECK_MSG(l.kind() == LayerKind::linear, "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
   const int64_t N = eng.batch(), I = l.in_features(), O = l.out_features();
   std::vector<T> x(static_cast<size_t>(N * I)), dy(static_cast<size_t>(N * O));
   device_copy(Device::cpu, x.data(), net.device(), net.layer_input(layer), x.size() * sizeof(T));

@@ -74,12 +74,14 @@ LocalApplicability local_applicability(const std::vector<LayerSpec>& specs, size
   CN_CHECK_MSG(layer < specs.size(), "local Hessian: layer " << layer << " out of range");
   LocalApplicability a;
   const std::string& t = specs[layer].type;
-  if (t == "batchnorm") {
+  LayerKind kind, next_kind;
+  const bool known = find_layer_kind(t, &kind);
+  if (known && kind == LayerKind::batchnorm) {
     a.status = kStatusNotApplicable;
     a.reason = "BatchNorm layer: the local Hessian covers Linear -> activation blocks";
     return a;
   }
-  if (t != "linear") {
+  if (!known || kind != LayerKind::linear) {
     a.status = kStatusNotApplicable;
     a.reason = "layer '" + t + "' has no parameters";
     return a;
@@ -90,16 +92,17 @@ LocalApplicability local_applicability(const std::vector<LayerSpec>& specs, size
     return a;
   }
   const LayerSpec& next = specs[layer + 1];
-  if (next.type == "linear") {
+  const bool next_known = find_layer_kind(next.type, &next_kind);
+  if (next_known && next_kind == LayerKind::linear) {
     a.status = kStatusZeroMatrix;
     a.reason = "no activation follows this Linear, S is linear in the parameters";
-  } else if (next.type == "batchnorm") {
+  } else if (next_known && next_kind == LayerKind::batchnorm) {
     a.status = kStatusNotApplicable;
     a.reason = "Linear followed by BatchNorm";
-  } else if (next.type == "dropout") {
+  } else if (next_known && next_kind == LayerKind::dropout) {
     a.status = kStatusNotApplicable;
     a.reason = "Linear followed by Dropout before an activation";
-  } else if (is_activation_type(next.type)) {
+  } else if (next_known && is_activation(next_kind)) {
     a.act = activation_params(next);
     if (act_is_piecewise_linear(a.act.kind)) {
       a.status = kStatusZeroMatrix;

@@ -10,6 +10,17 @@ namespace cn {
 
 enum class Act { identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus };
 
+// Every activation by name: layer kinds map to it by name, and the CPU loops instantiate
+// one vectorised loop per entry.
+struct ActName {
+  Act value;
+  const char* name;
+};
+inline constexpr ActName kActNames[] = {
+    {Act::identity, "identity"}, {Act::relu, "relu"}, {Act::leaky_relu, "leaky_relu"}, {Act::elu, "elu"},
+    {Act::sigmoid, "sigmoid"},   {Act::tanh, "tanh"}, {Act::gelu, "gelu"},             {Act::softplus, "softplus"},
+};
+
 struct ActParams {
   Act kind = Act::identity;
   double slope = 0.01;  // leaky_relu

@@ -10,9 +10,13 @@ void Activation<T>::forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) 
 }
 
 template <class T>
-void Activation<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) {
+void Activation<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) {
   dy_ = dy;
-  if (dx) CN_DISPATCH(c.device, act_backward<T>, act_, x_, y_, dy, dx, N * this->out_);
+  if (!dx) return;
+  if (dy)
+    CN_DISPATCH(c.device, act_backward<T>, act_, x_, y_, dy, dx, N * this->out_);
+  else
+    device_zero(c.device, dx, static_cast<size_t>(N * this->out_) * sizeof(T));
 }
 
 template class Activation<float>;

@@ -69,13 +69,26 @@ void BatchNorm<T>::forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) {
 }
 
 template <class T>
-void BatchNorm<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) {
+void BatchNorm<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) {
   const int64_t O = this->out_;
   dy_ = dy;
+  T *dg = dgamma_, *db = dbeta_;
+  if (mode == GradientMode::input_only) {
+    if (!dx) return;
+    if (!dy) {
+      device_zero(c.device, dx, static_cast<size_t>(N * O) * sizeof(T));
+      return;
+    }
+    // The kernels write the parameter gradients along with dx: into scratch, not the model's.
+    scratch_grads_.set_device(c.device);
+    scratch_grads_.resize(2 * O);
+    dg = scratch_grads_.data();
+    db = dg + O;
+  }
   if (training_) {
-    CN_DISPATCH(c.device, bn_backward_train<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dgamma_, dbeta_);
+    CN_DISPATCH(c.device, bn_backward_train<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dg, db);
   } else {
-    CN_DISPATCH(c.device, bn_backward_eval<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dgamma_, dbeta_);
+    CN_DISPATCH(c.device, bn_backward_eval<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dg, db);
   }
 }
 

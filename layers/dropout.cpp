@@ -16,10 +16,12 @@ void Dropout<T>::forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) {
 }
 
 template <class T>
-void Dropout<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) {
+void Dropout<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) {
   if (!dx) return;
   const int64_t n = N * this->out_;
-  if (active_)
+  if (!dy)
+    device_zero(c.device, dx, static_cast<size_t>(n) * sizeof(T));
+  else if (active_)
     CN_DISPATCH(c.device, multiply<T>, dy, mask_.data(), dx, n);
   else
     device_copy(c.device, dx, c.device, dy, n * sizeof(T));

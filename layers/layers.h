@@ -7,15 +7,12 @@
 
 namespace cn {
 
-template <class T>
-class HvpEngine;  // diagnostics/hvp.h: drives the curvature passes
-
 // y = x Wᵀ + b; W: O×I (PyTorch's layout), b: O.
 template <class T>
 class Linear final : public Layer<T> {
  public:
   Linear(int64_t index, int64_t in, int64_t out) : Layer<T>(index, in, out) {}
-  std::string type() const override { return "linear"; }
+  LayerKind kind() const override { return LayerKind::linear; }
   std::vector<ParamSpec> param_specs() const override {
     return {{"weight", this->out_, this->in_, false}, {"bias", this->out_, 1, true}};
   }
@@ -28,10 +25,13 @@ class Linear final : public Layer<T> {
   const T* W() const { return W_; }
   const T* b() const { return b_; }
   const T* input() const { return x_; }
+  bool supports_output_hessian(bool training) const override { return true; }
+  void output_hessian_backward(const T* dy, T* M, T* scratch, int64_t N) override;
+  std::vector<T> fisher_diag(const PassCtx& c, const T* x, const T* dy, int64_t N) override;
 
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
-  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
   void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
                      int64_t N) override;
   void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
@@ -47,39 +47,37 @@ class Linear final : public Layer<T> {
   // Curvature passes (layers/rpasses.cpp): the stacked directions [VW_0; ...; VW_K-1] and
   // x times their transpose, for the one-GEMM R-forward of small layers.
   Buffer<T> vw_stack_, xvw_;
-  friend class HvpEngine<T>;
-  // Backward for the curvature passes: caches dy (null = zero, Gauss-Newton) and writes dx
-  // only, no parameter gradients.
-  void backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N);
 };
 
 // y = f(x) elementwise.
 template <class T>
 class Activation final : public Layer<T> {
  public:
-  Activation(int64_t index, int64_t features, ActParams a, std::string name)
-      : Layer<T>(index, features, features), act_(a), name_(std::move(name)) {}
-  std::string type() const override { return name_; }
+  Activation(int64_t index, int64_t features, LayerKind kind, ActParams a)
+      : Layer<T>(index, features, features), kind_(kind), act_(a) {}
+  LayerKind kind() const override { return kind_; }
+  const ActParams* activation() const override { return &act_; }
   const ActParams& params() const { return act_; }
   const T* input() const { return x_; }
   const T* output() const { return y_; }
+  bool supports_output_hessian(bool training) const override { return true; }
+  void output_hessian_backward(const T* dy, T* M, T* scratch, int64_t N) override;
 
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
-  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
   void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
                      int64_t N) override;
   void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
                       int64_t N) override;
 
  private:
+  LayerKind kind_;
   ActParams act_;
-  std::string name_;
   const T* x_ = nullptr;
   const T* y_ = nullptr;
   const T* dy_ = nullptr;
   const T* Rx_ = nullptr;
-  friend class HvpEngine<T>;
 };
 
 // Batch normalisation over features (SPEC §1): training uses the batch mean and biased
@@ -90,7 +88,7 @@ class BatchNorm final : public Layer<T> {
  public:
   BatchNorm(int64_t index, int64_t features, double momentum, double eps)
       : Layer<T>(index, features, features), momentum_(momentum), eps_(eps) {}
-  std::string type() const override { return "batchnorm"; }
+  LayerKind kind() const override { return LayerKind::batchnorm; }
   std::vector<ParamSpec> param_specs() const override {
     return {{"weight", this->out_, 1, false}, {"bias", this->out_, 1, true}};
   }
@@ -105,11 +103,19 @@ class BatchNorm final : public Layer<T> {
   void reserve(Device d, int64_t max_n, int64_t max_k) override;
   double eps() const { return eps_; }
   // Updates of the running statistics are on by default; curvature passes switch them off.
-  void set_update_running(bool on) { update_running_ = on; }
+  bool set_update_running(bool on) override {
+    const bool was = update_running_;
+    update_running_ = on;
+    return was;
+  }
+  // Evaluation mode only: there y = γ (x - μ_run) / sqrt(σ²_run + ε) + β is per-sample affine.
+  bool supports_output_hessian(bool training) const override { return !training; }
+  void output_hessian_backward(const T* dy, T* M, T* scratch, int64_t N) override;
+  std::vector<T> fisher_diag(const PassCtx& c, const T* x, const T* dy, int64_t N) override;
 
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
-  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
   void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
                      int64_t N) override;
   void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
@@ -127,10 +133,8 @@ class BatchNorm final : public Layer<T> {
   const T* V_ = nullptr;
   int64_t v_stride_ = 0;
   // Curvature passes (layers/rpasses.cpp): mean(x̂ Rx) per direction and feature (K×O),
-  // and the parameter gradients backward_input discards.
+  // and the parameter gradients an input-only backward discards.
   Buffer<T> Rstat_, scratch_grads_;
-  friend class HvpEngine<T>;
-  void backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N);
 };
 
 // Inverted dropout; p = drop probability. The mask is a function of (seed, layer, step).
@@ -138,14 +142,17 @@ template <class T>
 class Dropout final : public Layer<T> {
  public:
   Dropout(int64_t index, int64_t features, double p) : Layer<T>(index, features, features), p_(p) {}
-  std::string type() const override { return "dropout"; }
+  LayerKind kind() const override { return LayerKind::dropout; }
   double p() const { return p_; }
+  bool uses_step_randomness() const override { return true; }
   void reserve(Device d, int64_t max_n, int64_t max_k) override { mask_.set_device(d), mask_.resize(max_n * this->out_); }
   const T* mask() const { return active_ ? mask_.data() : nullptr; }
+  bool supports_output_hessian(bool training) const override { return true; }
+  void output_hessian_backward(const T* dy, T* M, T* scratch, int64_t N) override;
 
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
-  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) override;
+  void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
   void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
                      int64_t N) override;
   void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
@@ -155,7 +162,6 @@ class Dropout final : public Layer<T> {
   double p_;
   bool active_ = false;  // a mask was applied in the last forward (training and p > 0)
   Buffer<T> mask_;
-  friend class HvpEngine<T>;
 };
 
 }  // namespace cn

@@ -10,11 +10,16 @@ void Linear<T>::forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) {
 }
 
 template <class T>
-void Linear<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N) {
+void Linear<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) {
   const int64_t I = this->in_, O = this->out_;
   dy_ = dy;
-  CN_DISPATCH(c.device, gemm_bias_grad<T>, O, I, N, dy, O, x_, I, dW_, I, db_);  // dW = dyᵀ x, db = Σ_n dy
-  if (dx) CN_DISPATCH(c.device, gemm<T>, false, false, N, I, O, T(1), dy, O, W_, I, T(0), dx, I);  // dx = dy W
+  if (mode == GradientMode::params)
+    CN_DISPATCH(c.device, gemm_bias_grad<T>, O, I, N, dy, O, x_, I, dW_, I, db_);  // dW = dyᵀ x, db = Σ_n dy
+  if (!dx) return;
+  if (dy)
+    CN_DISPATCH(c.device, gemm<T>, false, false, N, I, O, T(1), dy, O, W_, I, T(0), dx, I);  // dx = dy W
+  else
+    device_zero(c.device, dx, static_cast<size_t>(N * I) * sizeof(T));
 }
 
 template class Linear<float>;

@@ -7,20 +7,30 @@
 namespace cn {
 
 namespace {
-const std::vector<std::string> kActivations = {"identity", "relu", "leaky_relu", "elu",
-                                                "sigmoid",  "tanh", "gelu",       "softplus"};
+// The kind a spec names; false for an unknown name.
+bool spec_kind(const LayerSpec& s, LayerKind* kind) { return find_layer_kind(s.type, kind); }
+bool spec_is(const LayerSpec& s, LayerKind kind) {
+  LayerKind k;
+  return spec_kind(s, &k) && k == kind;
 }
+}  // namespace
 
 bool is_activation_type(const std::string& type) {
-  for (const auto& a : kActivations)
-    if (a == type) return true;
-  return false;
+  LayerKind k;
+  return find_layer_kind(type, &k) && is_activation(k);
+}
+
+Act activation_of(LayerKind kind) {
+  const std::string name = layer_kind_name(kind);
+  for (const ActName& a : kActNames)
+    if (name == a.name) return a.value;
+  throw Error("layer kind '" + name + "' has no activation of that name in kernels/activation.h");
 }
 
 ActParams activation_params(const LayerSpec& spec) {
-  for (size_t i = 0; i < kActivations.size(); ++i)
-    if (kActivations[i] == spec.type) return ActParams{static_cast<Act>(i), spec.slope, spec.alpha};
-  throw InputError("layer type '" + spec.type + "' is not an activation");
+  LayerKind k;
+  if (!spec_kind(spec, &k) || !is_activation(k)) throw InputError("layer type '" + spec.type + "' is not an activation");
+  return ActParams{activation_of(k), spec.slope, spec.alpha};
 }
 
 LossKind loss_kind(const std::string& name) {
@@ -37,12 +47,12 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
   } else {
     for (int64_t width : model.hidden) {
       LayerSpec lin;
-      lin.type = "linear";
+      lin.type = layer_kind_name(LayerKind::linear);
       lin.out = width;
       out.push_back(lin);
       if (model.batchnorm) {
         LayerSpec bn;
-        bn.type = "batchnorm";
+        bn.type = layer_kind_name(LayerKind::batchnorm);
         bn.momentum = model.bn_momentum;
         out.push_back(bn);
       }
@@ -53,19 +63,19 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
       out.push_back(act);
       if (model.dropout > 0) {
         LayerSpec dr;
-        dr.type = "dropout";
+        dr.type = layer_kind_name(LayerKind::dropout);
         dr.p = model.dropout;
         out.push_back(dr);
       }
     }
     LayerSpec head;
-    head.type = "linear";
+    head.type = layer_kind_name(LayerKind::linear);
     head.out = n_outputs;
     out.push_back(head);
   }
   for (auto& s : out) {
-    if (s.type == "linear" && s.init.empty()) s.init = model.init;
-    if (s.type == "linear" && s.bias_init.empty()) s.bias_init = model.bias_init;
+    if (spec_is(s, LayerKind::linear) && s.init.empty()) s.init = model.init;
+    if (spec_is(s, LayerKind::linear) && s.bias_init.empty()) s.bias_init = model.bias_init;
   }
   return out;
 }
@@ -77,18 +87,19 @@ Sequential<T>::Sequential(const std::vector<LayerSpec>& specs, int64_t n_inputs,
   for (size_t i = 0; i < specs.size(); ++i) {
     const LayerSpec& s = specs[i];
     const int64_t idx = static_cast<int64_t>(i);
-    if (s.type == "linear") {
+    LayerKind kind;
+    if (!spec_kind(s, &kind))
+      throw InputError("model.layers[" + std::to_string(i) + "].type '" + s.type + "': unknown layer type");
+    if (kind == LayerKind::linear) {
       CN_CHECK_MSG(s.out > 0, "layer " << i << ": linear needs out > 0");
       layers_.push_back(std::make_unique<Linear<T>>(idx, width, s.out));
       width = s.out;
-    } else if (s.type == "batchnorm") {
+    } else if (kind == LayerKind::batchnorm) {
       layers_.push_back(std::make_unique<BatchNorm<T>>(idx, width, s.momentum, s.eps));
-    } else if (s.type == "dropout") {
+    } else if (kind == LayerKind::dropout) {
       layers_.push_back(std::make_unique<Dropout<T>>(idx, width, s.p));
-    } else if (is_activation_type(s.type)) {
-      layers_.push_back(std::make_unique<Activation<T>>(idx, width, activation_params(s), s.type));
     } else {
-      throw InputError("model.layers[" + std::to_string(i) + "].type '" + s.type + "': unknown layer type");
+      layers_.push_back(std::make_unique<Activation<T>>(idx, width, kind, activation_params(s)));
     }
   }
   n_outputs_ = width;
@@ -130,24 +141,25 @@ void Sequential<T>::initialize(const ModelConfig& model, uint64_t seed) {
   for (size_t i = 0; i < layers_.size(); ++i) {
     Layer<T>& l = *layers_[i];
     const int64_t off = layer_offset_[i];
-    if (l.type() == "linear") {
+    if (l.kind() == LayerKind::linear) {
       // He's gain follows the activation after this Linear (LeakyReLU's slope), skipping
       // BatchNorm/Dropout in between.
       double gain = std::sqrt(2.0);
       for (size_t j = i + 1; j < layers_.size(); ++j) {
-        if (specs_[j].type == "linear") break;
-        if (specs_[j].type == "leaky_relu") {
+        const LayerKind next = layers_[j]->kind();
+        if (next == LayerKind::linear) break;
+        if (next == LayerKind::leaky_relu) {
           gain = std::sqrt(2.0 / (1.0 + specs_[j].slope * specs_[j].slope));
           break;
         }
-        if (is_activation_type(specs_[j].type)) break;
+        if (is_activation(next)) break;
       }
       const int64_t I = l.in_features(), O = l.out_features();
       init_fill(parse_init(specs_[i].init.empty() ? model.init : specs_[i].init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
                 host.data() + off, O * I);
       init_fill(parse_init(specs_[i].bias_init.empty() ? model.bias_init : specs_[i].bias_init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 1,
                 host.data() + off + O * I, O);
-    } else if (l.type() == "batchnorm") {
+    } else if (l.kind() == LayerKind::batchnorm) {
       const int64_t O = l.out_features();
       for (int64_t o = 0; o < O; ++o) host[off + o] = 1.0;  // γ = 1, β = 0 (PyTorch)
     }

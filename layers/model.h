@@ -20,6 +20,8 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
 // InputError for an unknown name.
 ActParams activation_params(const LayerSpec& spec);
 bool is_activation_type(const std::string& type);
+// The kernels' function of an activation kind (the Act of the same name).
+Act activation_of(LayerKind kind);
 
 template <class T>
 class Sequential {
@@ -71,6 +73,26 @@ class Sequential {
   std::vector<Buffer<T>> acts_, dacts_;  // per layer: output and dL/d(output), N×width
   const T* input_ = nullptr;
   int64_t max_n_ = 0;
+};
+
+// While alive, no layer of the model updates running statistics (passes that measure the
+// model must not move them); the previous settings come back on destruction.
+template <class T>
+class RunningStatsFreeze {
+ public:
+  explicit RunningStatsFreeze(Sequential<T>& net) : net_(net) {
+    saved_.reserve(net.size());
+    for (size_t i = 0; i < net.size(); ++i) saved_.push_back(net.layer(i).set_update_running(false));
+  }
+  ~RunningStatsFreeze() {
+    for (size_t i = 0; i < saved_.size(); ++i) net_.layer(i).set_update_running(saved_[i] != 0);
+  }
+  RunningStatsFreeze(const RunningStatsFreeze&) = delete;
+  RunningStatsFreeze& operator=(const RunningStatsFreeze&) = delete;
+
+ private:
+  Sequential<T>& net_;
+  std::vector<char> saved_;
 };
 
 // The loss over a batch (means over the batch; MSE and BCE also over outputs).

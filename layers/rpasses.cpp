@@ -69,13 +69,6 @@ void Linear<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, in
   }
 }
 
-template <class T>
-void Linear<T>::backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N) {
-  const int64_t I = this->in_, O = this->out_;
-  dy_ = dy;
-  if (dx && dy) CN_DISPATCH(c.device, gemm<T>, false, false, N, I, O, T(1), dy, O, W_, I, T(0), dx, I);
-}
-
 // ---- Activation: y = f(x) ---------------------------------------------------------------
 
 template <class T>
@@ -113,20 +106,6 @@ void BatchNorm<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV,
               Rstat_.data(), V_, v_stride_, Rdy, N, this->out_, K, Rdx, HV, hv_stride);
 }
 
-template <class T>
-void BatchNorm<T>::backward_input(const PassCtx& c, const T* dy, T* dx, int64_t N) {
-  const int64_t O = this->out_;
-  dy_ = dy;
-  if (!dx || !dy) return;
-  scratch_grads_.set_device(c.device);
-  scratch_grads_.resize(2 * O);
-  T* dg = scratch_grads_.data();
-  if (training_)
-    CN_DISPATCH(c.device, bn_backward_train<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dg, dg + O);
-  else
-    CN_DISPATCH(c.device, bn_backward_eval<T>, dy, xhat_.data(), gamma_, inv_std_.data(), N, O, dx, dg, dg + O);
-}
-
 // ---- Dropout: the stored mask -------------------------------------------------------------
 
 template <class T>
@@ -159,9 +138,7 @@ void Dropout<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, i
   CN_R_INSTANTIATE(Linear, T)                                                                                    \
   CN_R_INSTANTIATE(Activation, T)                                                                                \
   CN_R_INSTANTIATE(BatchNorm, T)                                                                                 \
-  CN_R_INSTANTIATE(Dropout, T)                                                                                   \
-  template void Linear<T>::backward_input(const PassCtx&, const T*, T*, int64_t);                                \
-  template void BatchNorm<T>::backward_input(const PassCtx&, const T*, T*, int64_t);
+  CN_R_INSTANTIATE(Dropout, T)
 CN_R_INSTANTIATE_ALL(float)
 CN_R_INSTANTIATE_ALL(double)
 

@@ -38,7 +38,7 @@ struct Net {
     auto p = random_vec(net.layout().total, 40 + seed, -0.9, 0.9);
     for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];
     for (size_t i = 0; i < net.size(); ++i)
-      if (net.layer(i).type() == "batchnorm") {
+      if (net.layer(i).kind() == LayerKind::batchnorm) {
         const int64_t off = net.layer_offset(i), O = net.layer(i).out_features();
         for (int64_t o = 0; o < O; ++o) net.params()[off + o] = 1.0 + 0.3 * p[off + o];
         auto st = net.layer(i).state();
@@ -198,7 +198,7 @@ TEST_P(Kron, EqualsTheHvpPath) {
     Net n(cases[ci].specs, 4, kind, 7, cases[ci].training, 3);
     for (size_t layer : n.param_layers()) {
       if (!kron_applicable(n.net, layer, cases[ci].training)) {
-        EXPECT_TRUE(n.net.layer(layer).type() == "batchnorm" || ci == 3) << ci << " " << layer;
+        EXPECT_TRUE(n.net.layer(layer).kind() == LayerKind::batchnorm || ci == 3) << ci << " " << layer;
         continue;
       }
       const auto hvp = loss_block(n.eng, n.b, layer);

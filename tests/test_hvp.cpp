@@ -45,7 +45,7 @@ struct Fixture {
     auto p = random_vec(net.layout().total, 17, -0.9, 0.9);
     for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];
     for (size_t i = 0; i < net.size(); ++i)  // BatchNorm: γ near 1, random running statistics
-      if (net.layer(i).type() == "batchnorm") {
+      if (net.layer(i).kind() == LayerKind::batchnorm) {
         const int64_t off = net.layer_offset(i), O = net.layer(i).out_features();
         for (int64_t o = 0; o < O; ++o) net.params()[off + o] = 1.0 + 0.3 * p[off + o];
         auto st = net.layer(i).state();

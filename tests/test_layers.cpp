@@ -6,6 +6,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <set>
 
 #include "kernels/rops.h"
 #include "layers/init.h"
@@ -61,9 +62,9 @@ void check_layer(const LayerSpec& spec, bool training) {
     auto st = net.layer(1).state();
     auto rm = random_vec(I, 5), rv = random_vec(I, 6, 0.5, 2.0);
     for (int64_t i = 0; i < I; ++i) st[0].data[i] = rm[i], st[1].data[i] = rv[i];
-    static_cast<BatchNorm<double>&>(net.layer(1)).set_update_running(false);
+    net.layer(1).set_update_running(false);
   }
-  if (spec.type == "batchnorm") static_cast<BatchNorm<double>&>(net.layer(1)).set_update_running(false);
+  if (spec.type == "batchnorm") net.layer(1).set_update_running(false);
   auto x = random_vec(N * I, 7);
   PassCtx c;
   c.training = training;
@@ -114,6 +115,94 @@ TEST_P(LayerGradient, EvalModeMatchesFiniteDifferences) { check_layer(spec_of(Ge
 INSTANTIATE_TEST_SUITE_P(AllLayers, LayerGradient,
                          ::testing::Values("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "identity", "gelu",
                                            "softplus", "batchnorm", "dropout"));
+
+// An input-only backward gives the same dx as the full one and leaves the gradient buffer
+// alone; a null dy (the Gauss-Newton passes) gives dx = 0.
+TEST_P(LayerGradient, InputOnlyBackwardWritesDxOnly) {
+  const int64_t N = 5, I = 3;
+  LayerSpec ident;
+  ident.type = "identity";
+  Sequential<double> net({ident, spec_of(GetParam())}, I);
+  net.reserve(N);
+  ModelConfig mc;
+  net.initialize(mc, 11);
+  auto p = random_vec(net.layout().total, 3);
+  for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];
+  PassCtx c;
+  c.dropout_key = philox_key(42, RngStream::dropout);
+  const auto x = random_vec(N * I, 7), dy = random_vec(N * net.n_outputs(), 9);
+  net.forward(c, x.data(), N);
+  net.backward(c, dy.data(), N);
+  const std::vector<double> dx_full(net.output_grad(0), net.output_grad(0) + N * I);
+  for (int64_t i = 0; i < net.layout().total; ++i) net.grads()[i] = 7.0;
+  std::vector<double> dx(N * I, -1.0);
+  net.layer(1).backward(c, dy.data(), dx.data(), N, GradientMode::input_only);
+  EXPECT_EQ(dx, dx_full);
+  net.layer(1).backward(c, nullptr, dx.data(), N, GradientMode::input_only);
+  EXPECT_EQ(dx, std::vector<double>(N * I, 0.0));
+  for (int64_t i = 0; i < net.layout().total; ++i) EXPECT_EQ(net.grads()[i], 7.0);
+  EXPECT_THROW(net.layer(1).backward(c, nullptr, dx.data(), N), Error);  // parameter gradients need dy
+}
+
+// Names are unique; every activation kind maps to the kernels' Act of the same name and every
+// Act has a kind; a layer reports the kind it was built from.
+TEST(LayerKind, OneTableNamesEveryKind) {
+  std::set<std::string> names;
+  for (const LayerKindName& k : kLayerKinds) {
+    EXPECT_TRUE(names.insert(k.name).second) << k.name;
+    EXPECT_STREQ(layer_kind_name(k.value), k.name);
+    LayerKind found;
+    ASSERT_TRUE(find_layer_kind(k.name, &found)) << k.name;
+    EXPECT_EQ(found, k.value);
+    Sequential<double> net({spec_of(k.name)}, 3);
+    EXPECT_EQ(net.layer(0).kind(), k.value);
+    EXPECT_EQ(net.layer(0).type(), k.name);
+    EXPECT_EQ(net.layer(0).activation() != nullptr, is_activation(k.value)) << k.name;
+    if (is_activation(k.value)) {
+      EXPECT_TRUE(is_activation_type(k.name));
+      EXPECT_EQ(net.layer(0).activation()->kind, activation_of(k.value)) << k.name;
+    }
+  }
+  for (const ActName& a : kActNames) {
+    LayerKind k;
+    ASSERT_TRUE(find_layer_kind(a.name, &k)) << a.name << " has no layer kind";
+    EXPECT_TRUE(is_activation(k));
+    EXPECT_EQ(activation_of(k), a.value) << a.name;
+  }
+  LayerKind k;
+  EXPECT_FALSE(find_layer_kind("swish", &k));
+  EXPECT_THROW(Sequential<double>({spec_of("swish")}, 3), InputError);
+}
+
+// The freeze stops every running-statistics update while it lives and restores each
+// layer's own setting after.
+TEST(BatchNorm, RunningStatsFreezeRestoresTheSetting) {
+  const int64_t N = 6, I = 3;
+  Sequential<double> net({spec_of("batchnorm"), spec_of("tanh"), spec_of("batchnorm")}, I);
+  net.reserve(N);
+  ModelConfig mc;
+  net.initialize(mc, 1);
+  PassCtx c;
+  const auto x = random_vec(N * I, 4);
+  auto running = [&](size_t i) {
+    const auto st = net.layer(i).state();
+    return std::vector<double>(st[0].data, st[0].data + I);
+  };
+  EXPECT_FALSE(net.layer(1).set_update_running(false));  // nothing to freeze
+  EXPECT_TRUE(net.layer(2).set_update_running(false));
+  const auto before0 = running(0), before2 = running(2);
+  {
+    const RunningStatsFreeze<double> frozen(net);
+    net.forward(c, x.data(), N);
+    EXPECT_EQ(running(0), before0);
+    EXPECT_EQ(running(2), before2);
+  }
+  net.forward(c, x.data(), N);
+  EXPECT_NE(running(0), before0);
+  EXPECT_EQ(running(2), before2);  // off before the freeze: still off
+  EXPECT_TRUE(net.layer(0).set_update_running(true));
+  EXPECT_FALSE(net.layer(2).set_update_running(true));
+}
 
 TEST(Activation, SecondDerivativeMatchesFiniteDifferences) {
   for (Act a : {Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus, Act::relu, Act::leaky_relu}) {

@@ -13,7 +13,7 @@ namespace {
 // Shape of a parameter tensor as PyTorch stores it.
 template <class T>
 std::vector<int64_t> torch_shape(const Sequential<T>& model, const ParamSegment& seg) {
-  if (model.layer(static_cast<size_t>(seg.layer)).type() == "linear" && seg.name.size() > 7 &&
+  if (model.layer(static_cast<size_t>(seg.layer)).kind() == LayerKind::linear && seg.name.size() > 7 &&
       seg.name.compare(seg.name.size() - 7, 7, ".weight") == 0)
     return {seg.rows, seg.cols};
   return {seg.size()};

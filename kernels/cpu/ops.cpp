@@ -4,7 +4,9 @@
 #include <algorithm>
 
 #include <cmath>
+#include <iterator>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -98,17 +100,12 @@ void gemm_bias_grad(int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, 
 // Calls body(kind) with the activation kind as a std::integral_constant, so every
 // instantiation of the elementwise loop has a constant kind: the switch inside
 // act_f/act_d1 folds away and the loop vectorises.
-template <class Body>
+template <size_t K = 0, class Body>
 void with_constant_act(Act kind, Body&& body) {
-  switch (kind) {
-    case Act::identity: return body(std::integral_constant<Act, Act::identity>{});
-    case Act::relu: return body(std::integral_constant<Act, Act::relu>{});
-    case Act::leaky_relu: return body(std::integral_constant<Act, Act::leaky_relu>{});
-    case Act::elu: return body(std::integral_constant<Act, Act::elu>{});
-    case Act::sigmoid: return body(std::integral_constant<Act, Act::sigmoid>{});
-    case Act::tanh: return body(std::integral_constant<Act, Act::tanh>{});
-    case Act::gelu: return body(std::integral_constant<Act, Act::gelu>{});
-    case Act::softplus: return body(std::integral_constant<Act, Act::softplus>{});
+  if constexpr (K < std::size(kActNames)) {
+    constexpr Act a = kActNames[K].value;
+    if (kind == a) return body(std::integral_constant<Act, a>{});
+    return with_constant_act<K + 1>(kind, std::forward<Body>(body));
   }
 }
 
