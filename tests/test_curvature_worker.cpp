@@ -31,7 +31,7 @@ struct Problem {
     PhiloxDraw d(9, RngStream::data, 0, 0);
     for (auto& v : x) v = d.normal();
     for (int64_t n = 0; n < kBatch; ++n) y[n] = static_cast<double>(n % kClasses);
-    dc.kinds = {"loss", "local", "ggn"};
+    dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn};
     dc.batch_size = kBatch;
     dc.probes = 4;
   }
