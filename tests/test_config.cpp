@@ -505,4 +505,41 @@ TEST(Config, DocsListEveryKey) {
   }
 }
 
+// Every kind's name table: each value named once, each name parsed back to its value; an
+// unknown name is an InputError naming the key and listing the names as the parser does.
+template <class E, size_t N>
+void expect_table_round_trip(const cn::EnumName<E> (&table)[N]) {
+  for (const auto& e : table) {
+    EXPECT_EQ(cn::parse_enum(table, e.name, "k"), e.value) << e.name;
+    EXPECT_STREQ(cn::enum_name(table, e.value), e.name);
+    int same = 0;
+    for (const auto& f : table) same += f.value == e.value;
+    EXPECT_EQ(same, 1) << e.name;
+  }
+}
+
+TEST(Config, EnumTablesRoundTrip) {
+  expect_table_round_trip(cn::kOptimKinds);
+  expect_table_round_trip(cn::kClipModes);
+  expect_table_round_trip(cn::kScheduleKinds);
+  expect_table_round_trip(cn::kLossKinds);
+  expect_table_round_trip(cn::kInits);
+  expect_table_round_trip(cn::kDeviceChoices);
+  expect_table_round_trip(cn::kDTypes);
+  expect_table_round_trip(cn::kOnNonfinite);
+  expect_table_round_trip(cn::kStopMetrics);
+  expect_table_round_trip(cn::kDiagModes);
+  expect_table_round_trip(cn::kCurvatureKinds);
+  try {
+    cn::parse_enum(cn::kClipModes, "global", "clip.mode");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "clip.mode: expected one of none, norm, layer_norm, value, agc, agc_unit, got \"global\"");
+  }
+  // The parser's message for the same value adds the location.
+  EXPECT_HAS(error_of("[clip]\nmode = \"global\"\n"),
+             "clip.mode: expected one of none, norm, layer_norm, value, agc, agc_unit, got \"global\"");
+}
+
 }  // namespace
