@@ -251,7 +251,7 @@ batch_size = 64
 dense_max_params = 100
 )",
                           "cuda_curvature.toml");
-  c.train.device = device;
+  c.train.device = cn::parse_enum(cn::kDeviceChoices, device, "train.device");
   return c;
 }
 
