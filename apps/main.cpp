@@ -133,14 +133,17 @@ int main(int argc, char** argv) {
   report->add_option("run_dir", report_dir, "the run directory")->required();
 
   cn::HessianOptions ho;
-  std::string hessian_path, hessian_out;
+  std::string hessian_path, hessian_out, hessian_mode;
+  std::vector<std::string> hessian_kinds;
   CLI::App* hessian = app.add_subcommand("hessian", "spectra and metrics of a saved checkpoint's Hessian blocks");
   hessian->add_option("checkpoint", hessian_path, "checkpoints/step_N directory or a run directory (its last)")->required();
-  hessian->add_option("--kind", ho.kinds, "loss local ggn kfac diag fisher_diag full_top (repeatable; default: the run's diagnostics.kinds)");
+  hessian->add_option("--kind", hessian_kinds,
+                      cn::enum_names_joined(cn::kCurvatureKinds, " ") + " (repeatable; default: the run's diagnostics.kinds)");
   hessian->add_option("--layer", ho.layers, "layer index (repeatable; default: every layer with parameters)");
   hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test");
   hessian->add_option("--batch-size", ho.batch_size, "samples in the curvature batch (default: diagnostics.batch_size)");
-  hessian->add_option("--mode", ho.mode, "train | eval (BatchNorm/Dropout; default: diagnostics.mode)");
+  hessian->add_option("--mode", hessian_mode,
+                      cn::enum_names_joined(cn::kDiagModes, " | ") + " (BatchNorm/Dropout; default: diagnostics.mode)");
   hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)");
   hessian->add_option("--out", hessian_out, "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
 
@@ -163,7 +166,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return run_datasets();
-    if (*hessian) return run_hessian(hessian_path, ho, hessian_out);
+    if (*hessian) {
+      for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
+      if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");
+      return run_hessian(hessian_path, ho, hessian_out);
+    }
     if (*report) {
       if (!std::filesystem::is_directory(report_dir) || !std::filesystem::exists(report_dir + "/metrics.jsonl"))
         throw cn::InputError(report_dir + ": not a run directory (no metrics.jsonl)");

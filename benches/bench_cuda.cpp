@@ -46,7 +46,7 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   Loss<float> loss(LossKind::cross_entropy);
   loss.reserve(Device::cuda, N, C);
   OptimConfig oc;
-  oc.name = "adam";
+  oc.name = cn::OptimKind::adam;
   auto opt = make_optimizer_cuda<float>(oc, model.layout());
 
   std::vector<float> xh(static_cast<size_t>(N * I)), yh(static_cast<size_t>(N));

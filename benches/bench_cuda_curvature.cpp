@@ -20,7 +20,7 @@ void BM_CurvatureCheckpoint_cuda_f32(benchmark::State& state) {
     return;
   }
   cn::bench::CurvatureProblem p(state.range(0));
-  p.dc.dtype = "float32";
+  p.dc.dtype = cn::DType::float32;
   cn::CurvatureCheckpoint ckpt = p.checkpoint(cn::Device::cuda);
   int64_t eigenvalues = cn::bench::eigenvalue_count(ckpt.run(0, p.snap));  // warm-up
   for (auto _ : state) {

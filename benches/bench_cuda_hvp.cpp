@@ -89,7 +89,7 @@ struct Setup {
 
   explicit Setup(Net n) : N(n == Net::S ? 256 : 1024), net(specs(n), kIn, Device::cuda), eng(net, loss) {
     ModelConfig m;
-    m.init = "he_normal";
+    m.init = cn::Init::he_normal;
     net.initialize(m, 1);
     c.device = Device::cuda;
     const int64_t P = net.layout().total;

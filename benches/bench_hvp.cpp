@@ -32,7 +32,7 @@ struct Setup {
   }
   Setup() : net(specs(), kIn), eng(net, loss) {
     ModelConfig m;
-    m.init = "he_normal";
+    m.init = cn::Init::he_normal;
     net.initialize(m, 1);
     std::mt19937 g(3);
     std::normal_distribution<float> nd;

@@ -28,7 +28,7 @@ struct StepBench {
     model.reserve(N);
     loss.reserve(cn::Device::cpu, N, 10);
     cn::OptimConfig oc;
-    oc.name = optim;
+    oc.name = cn::parse_enum(cn::kOptimKinds, optim, "optim.name");
     opt = cn::make_optimizer<float>(oc, model.layout());
     cn::PhiloxDraw d(1, cn::RngStream::data, 0, 0);
     x.resize(N * 784);

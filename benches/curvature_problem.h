@@ -23,7 +23,7 @@ struct CurvatureProblem {
     ModelConfig mc;
     mc.hidden = {64, 64, 64};
     mc.activation = "tanh";
-    mc.init = "xavier_normal";
+    mc.init = cn::Init::xavier_normal;
     specs = resolve_layers(mc, kClasses);
     Sequential<double> net(specs, kInputs);
     net.initialize(mc, 0);
@@ -32,7 +32,7 @@ struct CurvatureProblem {
     PhiloxDraw d(3, RngStream::data, 0, 0);
     for (auto& v : x) v = d.normal();
     for (int64_t n = 0; n < kBatch; ++n) y[n] = static_cast<double>(n % kClasses);
-    dc.kinds = {"loss"};
+    dc.kinds = {cn::CurvatureKind::loss};
     dc.batch_size = kBatch;
     dc.probes = probes;  // Hutchinson probes of the trace self-check
     snap.params.assign(net.params().data(), net.params().data() + net.layout().total);

@@ -37,18 +37,6 @@ Names layer_kind_names(bool activations_only) {
   return out;
 }
 const Names kActivations = layer_kind_names(true);
-const Names kInits = {"zeros",          "constant",  "plain_uniform", "xavier_uniform", "xavier_normal",
-                      "he_uniform",     "he_normal", "lecun_uniform", "lecun_normal"};
-const Names kLossKinds = {"cross_entropy", "mse", "bce_logits"};
-const Names kOptimizers = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "amsgrad"};
-const Names kSchedules = {"constant", "step", "exponential", "cosine", "cosine_restarts", "cyclic"};
-const Names kClipModes = {"none", "norm", "layer_norm", "value", "agc", "agc_unit"};
-const Names kDevices = {"auto", "cpu", "cuda"};
-const Names kDTypes = {"float32", "float64"};
-const Names kOnNonfinite = {"stop", "continue"};
-const Names kDiagModes = {"train", "eval"};
-const Names kDiagKinds = {"loss", "local", "ggn", "kfac", "diag", "fisher_diag", "full_top"};
-const Names kStopMetrics = {"val_loss", "val_accuracy", "val_f1", "val_auc", "val_r2", "val_mae", "val_rmse"};
 const Names kLayerTypes = layer_kind_names(false);
 
 std::string join(const Names& names, const char* sep = ", ") {
@@ -218,6 +206,14 @@ std::string read_enum(const toml::node& n, const Ctx& ctx, const std::string& ke
   return s->get();
 }
 
+// A kind the config holds, by its name in the enum's table.
+template <class E, size_t N>
+E read_enum(const toml::node& n, const Ctx& ctx, const std::string& key, const EnumName<E> (&table)[N]) {
+  if (auto* s = n.as_string())
+    if (const auto v = find_enum(table, s->get())) return *v;
+  expected(n, ctx, key, "one of " + enum_names_joined(table));
+}
+
 // Integers; an integral float (1e4) is accepted too.
 int64_t read_int(const toml::node& n, const Ctx& ctx, const std::string& key, const Range& r) {
   int64_t v = 0;
@@ -352,6 +348,18 @@ Field f_enum(const char* key, S Config::*sec, std::string S::*m, const Names* al
   return f;
 }
 
+template <class S, class E, size_t N>
+Field f_enum(const char* key, S Config::*sec, E S::*m, const EnumName<E> (&table)[N], const char* doc) {
+  const EnumName<E>(*t)[N] = &table;  // static storage: the lambdas keep a pointer
+  Field f = field(key, "string", "one of: " + enum_names_joined(table, " "), doc,
+          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+            member(c, sec, m) = read_enum(n, ctx, k, *t);
+          },
+          [=](const Config& c) -> std::optional<std::string> { return fmt_string(enum_name(*t, member(c, sec, m))); });
+  f.is_string = true;
+  return f;
+}
+
 template <class S>
 Field f_int_list(const char* key, S Config::*sec, std::vector<int64_t> S::*m, Range r, const char* doc) {
   return field(key, "array of integers", "each " + r.text(), doc,
@@ -369,18 +377,20 @@ Field f_int_list(const char* key, S Config::*sec, std::vector<int64_t> S::*m, Ra
           [=](const Config& c) -> std::optional<std::string> { return fmt_list(member(c, sec, m), fmt_int); });
 }
 
-template <class S>
-Field f_enum_list(const char* key, S Config::*sec, std::vector<std::string> S::*m, const Names* allowed,
+template <class S, class E, size_t N>
+Field f_enum_list(const char* key, S Config::*sec, std::vector<E> S::*m, const EnumName<E> (&table)[N],
                   const char* doc) {
-  return field(key, "array of strings", "each one of: " + join(*allowed, " "), doc,
+  const EnumName<E>(*t)[N] = &table;  // static storage: the lambdas keep a pointer
+  return field(key, "array of strings", "each one of: " + enum_names_joined(table, " "), doc,
           [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            const toml::array& a = read_array(n, ctx, k, "an array of strings, each one of " + join(*allowed));
-            std::vector<std::string> out;
-            for (size_t i = 0; i < a.size(); ++i)
-              out.push_back(read_enum(*a.get(i), ctx, k + "[" + std::to_string(i) + "]", *allowed));
+            const toml::array& a = read_array(n, ctx, k, "an array of strings, each one of " + enum_names_joined(*t));
+            std::vector<E> out;
+            for (size_t i = 0; i < a.size(); ++i) out.push_back(read_enum(*a.get(i), ctx, k + "[" + std::to_string(i) + "]", *t));
             member(c, sec, m) = std::move(out);
           },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_list(member(c, sec, m), fmt_string); });
+          [=](const Config& c) -> std::optional<std::string> {
+            return fmt_list(member(c, sec, m), [t](E v) { return fmt_string(enum_name(*t, v)); });
+          });
 }
 
 // Keys of one [[model.layers]] entry, by type.
@@ -424,8 +434,8 @@ std::string write_layer(const LayerSpec& s) {
   std::string o = "[[model.layers]]\ntype = " + fmt_string(s.type) + "\n";
   if (s.type == "linear") {
     o += "out = " + fmt_int(s.out) + "\n";
-    if (!s.init.empty()) o += "init = " + fmt_string(s.init) + "\n";
-    if (!s.bias_init.empty()) o += "bias_init = " + fmt_string(s.bias_init) + "\n";
+    if (s.init) o += "init = " + fmt_string(enum_name(kInits, *s.init)) + "\n";
+    if (s.bias_init) o += "bias_init = " + fmt_string(enum_name(kInits, *s.bias_init)) + "\n";
   } else if (s.type == "leaky_relu") {
     o += "slope = " + fmt_double(s.slope) + "\n";
   } else if (s.type == "elu") {
@@ -500,8 +510,8 @@ std::vector<Section> build_schema() {
       f_bool("batchnorm", &C::model, &ModelConfig::batchnorm, "BatchNorm after each hidden Linear"),
       f_double("bn_momentum", &C::model, &ModelConfig::bn_momentum, kBnMomentum, "BatchNorm running-statistics momentum (PyTorch's meaning)"),
       f_double("dropout", &C::model, &ModelConfig::dropout, kDropP, "drop probability after each hidden activation (0 = no Dropout layer)"),
-      f_enum("init", &C::model, &ModelConfig::init, &kInits, "weight initialiser"),
-      f_enum("bias_init", &C::model, &ModelConfig::bias_init, &kInits, "bias initialiser"),
+      f_enum("init", &C::model, &ModelConfig::init, kInits, "weight initialiser"),
+      f_enum("bias_init", &C::model, &ModelConfig::bias_init, kInits, "bias initialiser"),
       f_double("init_constant", &C::model, &ModelConfig::init_constant, any(), "the value for init/bias_init = \"constant\""),
   }});
   {
@@ -528,11 +538,11 @@ std::vector<Section> build_schema() {
   }
 
   s.push_back({"loss", "the training loss (a mean over the batch)", {
-      f_enum("kind", &C::loss, &LossConfig::kind, &kLossKinds, "loss function (MSE: mean over batch and outputs)"),
+      f_enum("kind", &C::loss, &LossConfig::kind, kLossKinds, "loss function (MSE: mean over batch and outputs)"),
   }});
 
   s.push_back({"optim", "the optimiser (torch.optim semantics)", {
-      f_enum("name", &C::optim, &OptimConfig::name, &kOptimizers, "update rule"),
+      f_enum("name", &C::optim, &OptimConfig::name, kOptimKinds, "update rule"),
       f_double("lr", &C::optim, &OptimConfig::lr, gt(0), "learning rate"),
       f_double("momentum", &C::optim, &OptimConfig::momentum, co(0, 1), "momentum, nesterov: momentum factor"),
   }});
@@ -587,7 +597,7 @@ std::vector<Section> build_schema() {
   }
 
   s.push_back({"schedule", "the learning-rate schedule (in optimiser steps)", {
-      f_enum("kind", &C::schedule, &ScheduleConfig::kind, &kSchedules, "schedule shape"),
+      f_enum("kind", &C::schedule, &ScheduleConfig::kind, kScheduleKinds, "schedule shape"),
       f_int("warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps, ge(0), "linear warm-up steps in front of any kind"),
       f_int("total_steps", &C::schedule, &ScheduleConfig::total_steps, ge(0), "horizon for cosine; 0 = the run's total at its first start"),
       f_int("step_size", &C::schedule, &ScheduleConfig::step_size, ge(1), "step: steps between decays; cosine_restarts/cyclic: period"),
@@ -597,7 +607,7 @@ std::vector<Section> build_schema() {
   }});
 
   s.push_back({"clip", "gradient clipping", {
-      f_enum("mode", &C::clip, &ClipConfig::mode, &kClipModes, "clipping rule"),
+      f_enum("mode", &C::clip, &ClipConfig::mode, kClipModes, "clipping rule"),
       f_double("max_norm", &C::clip, &ClipConfig::max_norm, gt(0), "norm, layer_norm: the largest gradient norm"),
       f_double("value", &C::clip, &ClipConfig::value, gt(0), "value: clip each element to [-value, value]"),
       f_double("agc_lambda", &C::clip, &ClipConfig::agc_lambda, gt(0), "agc (per layer), agc_unit (per output unit): the ratio lambda"),
@@ -624,13 +634,13 @@ std::vector<Section> build_schema() {
     s.back().fields.push_back(std::move(f));
   }
   for (Field f : {
-           f_enum("device", &C::train, &TrainConfig::device, &kDevices, "auto = cuda when a GPU is visible, else cpu"),
-           f_enum("dtype", &C::train, &TrainConfig::dtype, &kDTypes, "training precision"),
+           f_enum("device", &C::train, &TrainConfig::device, kDeviceChoices, "auto = cuda when a GPU is visible, else cpu"),
+           f_enum("dtype", &C::train, &TrainConfig::dtype, kDTypes, "training precision"),
            f_opt_int("eval_every", &C::train, &TrainConfig::eval_every, ge(0), "steps between validations; 0 = off", "absent = one epoch"),
            f_int("log_every", &C::train, &TrainConfig::log_every, ge(1), "steps between metrics/stats rows"),
-           f_enum("early_stopping_metric", &C::train, &TrainConfig::early_stopping_metric, &kStopMetrics, "the validation metric early stopping watches"),
+           f_enum("early_stopping_metric", &C::train, &TrainConfig::early_stopping_metric, kStopMetrics, "the validation metric early stopping watches"),
            f_int("patience", &C::train, &TrainConfig::patience, ge(0), "evaluations without improvement before stopping; 0 = off"),
-           f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, &kOnNonfinite, "what a NaN/inf loss or gradient does"),
+           f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, kOnNonfinite, "what a NaN/inf loss or gradient does"),
            f_int("threads", &C::train, &TrainConfig::threads, ge(0), "CPU threads; 0 = all cores"),
        })
     s.back().fields.push_back(std::move(f));
@@ -641,13 +651,13 @@ std::vector<Section> build_schema() {
 
   s.push_back({"diagnostics", "curvature checkpoints (Hessian blocks and spectra)", {
       f_int("every", &C::diagnostics, &DiagnosticsConfig::every, ge(0), "steps between curvature checkpoints; 0 = off"),
-      f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, &kDiagKinds, "which Hessians to compute"),
-      f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, &kDiagModes, "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
+      f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, kCurvatureKinds, "which Hessians to compute"),
+      f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, kDiagModes, "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
       f_int_list("layers", &C::diagnostics, &DiagnosticsConfig::layers, ge(0), "layer indices; empty = every layer with parameters"),
       f_int("batch_size", &C::diagnostics, &DiagnosticsConfig::batch_size, ge(1), "the fixed curvature batch (first samples of the training split)"),
       f_int("dense_max_params", &C::diagnostics, &DiagnosticsConfig::dense_max_params, ge(1), "largest block given a full eigendecomposition; above it, iterative methods"),
       f_double("budget", &C::diagnostics, &DiagnosticsConfig::budget, co(0, 1), "> 0: space curvature checkpoints to cost at most this share of wall time"),
-      f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, &kDTypes, "precision of Hessian products and eigensolvers"),
+      f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, kDTypes, "precision of Hessian products and eigensolvers"),
       f_int("lanczos_k", &C::diagnostics, &DiagnosticsConfig::lanczos_k, ge(1), "Lanczos iterations / top eigenvalues for iterative methods"),
       f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, ge(1), "random probes for Hutchinson and SLQ"),
   }});
@@ -900,8 +910,8 @@ std::string config_reference_markdown() {
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
   o += "| `type` | string | (required) | one of: " + join(kLayerTypes, " ") + " | the layer |\n";
   o += "| `out` | integer | (required for linear) | " + ge(1).text() + " | linear: output width |\n";
-  o += "| `init` | string | model.init | one of: " + join(kInits, " ") + " | linear: weight initialiser |\n";
-  o += "| `bias_init` | string | model.bias_init | one of: " + join(kInits, " ") + " | linear: bias initialiser |\n";
+  o += "| `init` | string | model.init | one of: " + enum_names_joined(kInits, " ") + " | linear: weight initialiser |\n";
+  o += "| `bias_init` | string | model.bias_init | one of: " + enum_names_joined(kInits, " ") + " | linear: bias initialiser |\n";
   o += "| `slope` | float | `" + fmt_double(LayerSpec{}.slope) + "` | " + kSlope.text() + " | leaky_relu: negative-side slope |\n";
   o += "| `alpha` | float | `" + fmt_double(LayerSpec{}.alpha) + "` | " + kEluAlpha.text() + " | elu: alpha |\n";
   o += "| `momentum` | float | `" + fmt_double(LayerSpec{}.momentum) + "` | " + kBnMomentum.text() + " | batchnorm: running-statistics momentum |\n";

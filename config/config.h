@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "config/kinds.h"
+
 namespace cn {
 
 struct DataConfig {
@@ -26,8 +28,8 @@ struct DataConfig {
 struct LayerSpec {
   std::string type;
   int64_t out = 0;           // linear
-  std::string init;          // linear; empty = model.init
-  std::string bias_init;     // linear; empty = model.bias_init
+  std::optional<Init> init;       // linear; absent = model.init
+  std::optional<Init> bias_init;  // linear; absent = model.bias_init
   double p = 0.0;            // dropout: drop probability
   double slope = 0.01;       // leaky_relu
   double alpha = 1.0;        // elu
@@ -43,14 +45,14 @@ struct ModelConfig {
   bool batchnorm = false;
   double bn_momentum = 0.1;
   double dropout = 0.0;
-  std::string init = "he_normal";
-  std::string bias_init = "zeros";
+  Init init = Init::he_normal;
+  Init bias_init = Init::zeros;
   double init_constant = 0.0;     // for init/bias_init = "constant"
   std::vector<LayerSpec> layers;  // non-empty: replaces the hidden/activation shorthand
 };
 
 struct LossConfig {
-  std::string kind = "cross_entropy";  // cross_entropy mse bce_logits
+  LossKind kind = LossKind::cross_entropy;
 };
 
 struct PerLayerOptim {
@@ -60,7 +62,7 @@ struct PerLayerOptim {
 };
 
 struct OptimConfig {
-  std::string name = "adam";  // sgd momentum nesterov adagrad rmsprop adam adamw nadam amsgrad
+  OptimKind name = OptimKind::adam;
   double lr = 1e-3;
   double momentum = 0.9;
   double beta1 = 0.9, beta2 = 0.999;  // the TOML key is betas = [b1, b2]
@@ -74,7 +76,7 @@ struct OptimConfig {
 };
 
 struct ScheduleConfig {
-  std::string kind = "constant";  // constant step exponential cosine cosine_restarts cyclic
+  ScheduleKind kind = ScheduleKind::constant;
   int64_t warmup_steps = 0;
   int64_t total_steps = 0;
   int64_t step_size = 1000;
@@ -84,7 +86,7 @@ struct ScheduleConfig {
 };
 
 struct ClipConfig {
-  std::string mode = "none";  // none norm layer_norm value agc agc_unit
+  ClipMode mode = ClipMode::none;
   double max_norm = 1.0;
   double value = 1.0;
   double agc_lambda = 0.01;
@@ -95,13 +97,13 @@ struct TrainConfig {
   int64_t epochs = 2;
   int64_t steps = 0;
   uint64_t seed = 0;
-  std::string device = "auto";
-  std::string dtype = "float32";
+  DeviceChoice device = DeviceChoice::automatic;
+  DType dtype = DType::float32;
   std::optional<int64_t> eval_every;  // absent: one epoch (filled in when resolved)
   int64_t log_every = 10;
-  std::string early_stopping_metric = "val_loss";
+  StopMetric early_stopping_metric = StopMetric::val_loss;
   int64_t patience = 0;
-  std::string on_nonfinite = "stop";
+  OnNonfinite on_nonfinite = OnNonfinite::stop;
   int64_t threads = 0;  // 0 = all cores
 };
 
@@ -111,13 +113,13 @@ struct CheckpointConfig {
 
 struct DiagnosticsConfig {
   int64_t every = 0;
-  std::vector<std::string> kinds = {"loss", "local"};
-  std::string mode = "train";
+  std::vector<CurvatureKind> kinds = {CurvatureKind::loss, CurvatureKind::local};
+  DiagMode mode = DiagMode::train;
   std::vector<int64_t> layers;
   int64_t batch_size = 512;
   int64_t dense_max_params = 8192;
   double budget = 0.0;
-  std::string dtype = "float64";
+  DType dtype = DType::float64;
   int64_t lanczos_k = 20;
   int64_t probes = 10;
 };

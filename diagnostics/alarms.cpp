@@ -12,10 +12,6 @@ using json = nlohmann::json;
 
 namespace {
 
-const char* const kRuleNames[kAlarmRuleCount] = {
-    "grad_explosion", "grad_vanishing", "nonfinite", "loss_spike",      "frozen_layer", "dead_units", "saturation",
-    "update_ratio",   "weight_norm",    "outlier",   "ill_conditioned", "spectrum_at_zero", "saddle",  "sharpness_edge"};
-
 bool finite(double x) { return std::isfinite(x); }
 
 std::string fmt(double x) {
@@ -28,15 +24,11 @@ std::string fmt(double x) {
 std::string layer_text(int64_t layer) { return layer < 0 ? "network" : "layer " + std::to_string(layer); }
 
 std::string key_of(AlarmRule rule, int64_t layer, const std::string& extra = "") {
-  return std::string(kRuleNames[static_cast<int>(rule)]) + "/" + std::to_string(layer) + "/" + extra;
+  return std::string(alarm_rule_name(rule)) + "/" + std::to_string(layer) + "/" + extra;
 }
 
-// The number in a JSON row, NaN when absent, null or not a number.
-double num(const json& row, const char* key) {
-  auto it = row.find(key);
-  if (it == row.end() || !it->is_number()) return std::nan("");
-  return it->get<double>();
-}
+// A metric's value, NaN when absent or not finite (as null in the row).
+double num(const std::optional<double>& v) { return v && std::isfinite(*v) ? *v : std::nan(""); }
 
 struct MeanStd {
   double mean = 0, std = 0;
@@ -55,35 +47,38 @@ MeanStd mean_std(const std::vector<double>& v) {
 
 }  // namespace
 
-const char* alarm_rule_name(AlarmRule rule) { return kRuleNames[static_cast<int>(rule)]; }
+const char* alarm_rule_name(AlarmRule rule) { return enum_name(kAlarmRules, rule); }
 
 const std::vector<std::string>& alarm_rule_names() {
-  static const std::vector<std::string> names(kRuleNames, kRuleNames + kAlarmRuleCount);
+  static const std::vector<std::string> names = enum_names(kAlarmRules);
   return names;
 }
 
+bool is_curvature_rule(AlarmRule rule) {
+  return rule == AlarmRule::ill_conditioned || rule == AlarmRule::spectrum_at_zero || rule == AlarmRule::saddle ||
+         rule == AlarmRule::sharpness_edge;
+}
+
 bool is_curvature_rule(const std::string& name) {
-  for (AlarmRule r : {AlarmRule::ill_conditioned, AlarmRule::spectrum_at_zero, AlarmRule::saddle, AlarmRule::sharpness_edge})
-    if (name == alarm_rule_name(r)) return true;
-  return false;
+  const auto rule = find_enum(kAlarmRules, name);
+  return rule && is_curvature_rule(*rule);
 }
 
 double sharpness_limit(const OptimConfig& o, double lr, bool* preconditioned) {
-  const std::string& n = o.name;
   bool pre = false;
   double limit;
-  if (n == "sgd") {
-    limit = 2.0 / lr;
-  } else if (n == "momentum") {
-    limit = (2.0 + 2.0 * o.momentum) / lr;
-  } else if (n == "nesterov") {
-    limit = (2.0 + 2.0 * o.momentum) / ((1.0 + 2.0 * o.momentum) * lr);
-  } else if (n == "adagrad" || n == "rmsprop") {
-    pre = true;
-    limit = 2.0 / lr;
-  } else {  // adam adamw nadam amsgrad: EMA momentum β₁
-    pre = true;
-    limit = (2.0 + 2.0 * o.beta1) / ((1.0 - o.beta1) * lr);
+  switch (o.name) {
+    case OptimKind::sgd: limit = 2.0 / lr; break;
+    case OptimKind::momentum: limit = (2.0 + 2.0 * o.momentum) / lr; break;
+    case OptimKind::nesterov: limit = (2.0 + 2.0 * o.momentum) / ((1.0 + 2.0 * o.momentum) * lr); break;
+    case OptimKind::adagrad:
+    case OptimKind::rmsprop:
+      pre = true;
+      limit = 2.0 / lr;
+      break;
+    default:  // adam adamw nadam amsgrad: EMA momentum β₁
+      pre = true;
+      limit = (2.0 + 2.0 * o.beta1) / ((1.0 - o.beta1) * lr);
   }
   if (preconditioned) *preconditioned = pre;
   return limit;
@@ -234,33 +229,35 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
   }
 }
 
-void AlarmEngine::observe_curvature(int64_t step, const std::vector<json>& rows, double lr) {
+void AlarmEngine::observe_curvature(int64_t step, const std::vector<CurvatureObservation>& rows, double lr) {
   flush_pending();
-  for (const json& row : rows) {
-    const int64_t L = row.contains("layer") && row["layer"].is_number_integer() ? row["layer"].get<int64_t>() : -1;
-    const std::string kind = row.contains("kind") && row["kind"].is_string() ? row["kind"].get<std::string>() : "";
-    const std::string status = row.contains("status") && row["status"].is_string() ? row["status"].get<std::string>() : "";
+  for (const CurvatureObservation& row : rows) {
+    const int64_t L = row.layer;
+    const CurvatureKind k = row.kind;
+    const std::string kind = enum_name(kCurvatureKinds, k);
+    const SpectralMetrics& m = row.metrics;
     const std::string where = layer_text(L) + " (" + kind + " Hessian)";
     const json extra = {{"kind", kind}};
-    if (status == "not applicable") continue;
+    if (m.status == kStatusNotApplicable) continue;
+    const bool zero_matrix = m.status == kStatusZeroMatrix;
 
-    const double cond = num(row, "condition");
+    const double cond = num(m.condition);
     if (c_.condition_high > 0 && finite(cond) &&
         transition(key_of(AlarmRule::ill_conditioned, L, kind), cond > c_.condition_high))
       emit(step, L, AlarmRule::ill_conditioned, cond, c_.condition_high,
            where + ": condition number " + fmt(cond) + " above condition_high " + fmt(c_.condition_high), extra);
 
     // The local Hessian of a piecewise-linear layer is zero by construction: no alarm.
-    double nz = num(row, "near_zero_share");
-    if (!finite(nz) && status == "zero matrix") nz = 1.0;
-    if (c_.near_zero_high > 0 && finite(nz) && !(kind == "local" && status == "zero matrix") &&
+    double nz = num(m.near_zero_share);
+    if (!finite(nz) && zero_matrix) nz = 1.0;
+    if (c_.near_zero_high > 0 && finite(nz) && !(k == CurvatureKind::local && zero_matrix) &&
         transition(key_of(AlarmRule::spectrum_at_zero, L, kind), nz > c_.near_zero_high))
       emit(step, L, AlarmRule::spectrum_at_zero, nz, c_.near_zero_high,
            where + ": share of eigenvalues near zero " + fmt(nz) + " above near_zero_high " + fmt(c_.near_zero_high),
            extra);
 
-    if ((kind == "loss" || kind == "full_top") && c_.saddle_symmetry > 0) {
-      const double sym = num(row, "symmetry"), neg = num(row, "negative_share");
+    if ((k == CurvatureKind::loss || k == CurvatureKind::full_top) && c_.saddle_symmetry > 0) {
+      const double sym = num(m.symmetry), neg = num(m.negative_share);
       if (finite(sym) && finite(neg) &&
           transition(key_of(AlarmRule::saddle, L, kind), sym >= c_.saddle_symmetry && neg >= c_.saddle_negative_share))
         emit(step, L, AlarmRule::saddle, sym, c_.saddle_symmetry,
@@ -269,15 +266,15 @@ void AlarmEngine::observe_curvature(int64_t step, const std::vector<json>& rows,
              {{"kind", kind}, {"negative_share", neg}});
     }
 
-    if (kind == "full_top" && c_.sharpness_fraction > 0 && finite(lr) && lr > 0) {
+    if (k == CurvatureKind::full_top && c_.sharpness_fraction > 0 && finite(lr) && lr > 0) {
       bool pre = false;
       const double limit = sharpness_limit(optim_, lr, &pre);
-      const double lam = num(row, pre ? "preconditioned_lambda_max" : "lambda_max");
+      const double lam = num(pre ? row.preconditioned_lambda_max : m.lambda_max);
       const double thr = c_.sharpness_fraction * limit;
       if (finite(lam) && transition(key_of(AlarmRule::sharpness_edge, L, kind), lam >= thr))
         emit(step, L, AlarmRule::sharpness_edge, lam, thr,
              std::string(pre ? "preconditioned " : "") + "lambda_max " + fmt(lam) + " at or above " +
-                 fmt(c_.sharpness_fraction) + " x the stability limit " + fmt(limit) + " of " + optim_.name +
+                 fmt(c_.sharpness_fraction) + " x the stability limit " + fmt(limit) + " of " + enum_name(kOptimKinds, optim_.name) +
                  " at lr " + fmt(lr),
              {{"kind", kind}, {"limit", limit}, {"lr", lr}});
     }
@@ -341,7 +338,7 @@ std::string AlarmEngine::summary() const {
     if (n == 0) continue;
     if (!first) os << ", ";
     first = false;
-    os << kRuleNames[r] << " \u00d7" << n;
+    os << alarm_rule_name(static_cast<AlarmRule>(r)) << " \u00d7" << n;
     std::vector<int64_t> ls = layers_by_rule_[r];
     std::sort(ls.begin(), ls.end());
     if (!ls.empty()) {

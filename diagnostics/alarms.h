@@ -1,6 +1,7 @@
 // The alarm rules of the training doctor (SPEC §4; DESIGN §5's fixed rule names;
 // docs/doctor.md defines each rule, its threshold and its config key). The engine sees
-// plain numbers (per step, per logged step and layer, per curvature row) and emits
+// plain numbers (per step, per logged step and layer) and typed curvature metrics (per
+// curvature row) and emits
 // alarms.jsonl rows: step, layer (null for the network), rule, value, threshold, message.
 //
 // An alarm fires on the transition into the alarm state: a rule keyed by (rule, layer,
@@ -12,12 +13,15 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "config/enum_table.h"
+#include "diagnostics/spectral_metrics.h"
 
 namespace cn {
 
@@ -38,12 +42,22 @@ enum class AlarmRule {
   sharpness_edge,
 };
 inline constexpr int kAlarmRuleCount = 14;
+// The rule names of alarms.jsonl and docs/doctor.md, in the order above.
+inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {
+    {AlarmRule::grad_explosion, "grad_explosion"},   {AlarmRule::grad_vanishing, "grad_vanishing"},
+    {AlarmRule::nonfinite, "nonfinite"},             {AlarmRule::loss_spike, "loss_spike"},
+    {AlarmRule::frozen_layer, "frozen_layer"},       {AlarmRule::dead_units, "dead_units"},
+    {AlarmRule::saturation, "saturation"},           {AlarmRule::update_ratio, "update_ratio"},
+    {AlarmRule::weight_norm, "weight_norm"},         {AlarmRule::outlier, "outlier"},
+    {AlarmRule::ill_conditioned, "ill_conditioned"}, {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
+    {AlarmRule::saddle, "saddle"},                   {AlarmRule::sharpness_edge, "sharpness_edge"}};
 
 const char* alarm_rule_name(AlarmRule rule);
 // Every rule name, in the order above.
 const std::vector<std::string>& alarm_rule_names();
 // ill_conditioned, spectrum_at_zero, saddle and sharpness_edge: the rules fed by curvature rows.
-bool is_curvature_rule(const std::string& name);
+bool is_curvature_rule(AlarmRule rule);
+bool is_curvature_rule(const std::string& name);  // false for a name that is no rule
 
 // outlier: at least this many earlier values of a layer's own history, and at least this
 // many other layers, before a comparison is made; the standard deviation (of log10 values)
@@ -66,6 +80,16 @@ struct LayerObservation {
   double saturated_share = std::numeric_limits<double>::quiet_NaN();
 };
 
+// What the curvature rules see of one curvature row (a diagnostics.jsonl row holds the same
+// values): its block, its kind and its metrics. Rows without a spectrum (diag,
+// fisher_diag) leave every metric absent; full_top has lambda_max and lambda_min.
+struct CurvatureObservation {
+  int64_t layer = -1;  // -1: the whole network (full_top)
+  CurvatureKind kind = CurvatureKind::loss;
+  SpectralMetrics metrics;
+  std::optional<double> preconditioned_lambda_max;  // full_top, adaptive optimisers
+};
+
 // The stability limit of the full Hessian's λmax for an optimiser at learning rate lr
 // (docs/doctor.md): sgd 2/η; momentum (heavy ball, β) (2+2β)/η; nesterov (2+2β)/((1+2β)η);
 // adagrad, rmsprop 2/η and adam, adamw, nadam, amsgrad (2+2β₁)/((1−β₁)η), both for the
@@ -84,10 +108,10 @@ class AlarmEngine {
   // per-layer observations (grad_explosion and frozen_layer per layer, grad_vanishing,
   // loss_spike, dead_units, saturation, update_ratio, weight_norm, outlier).
   void observe_logged(int64_t step, double loss, double grad_norm, const std::vector<LayerObservation>& layers);
-  // Curvature rows (diagnostics.jsonl: step, layer, kind, SPEC §3 metrics): ill_conditioned,
-  // spectrum_at_zero, saddle (loss Hessians: kinds "loss" and "full_top"), sharpness_edge
-  // (kind "full_top"; the row's "preconditioned_lambda_max" for adaptive optimisers).
-  void observe_curvature(int64_t step, const std::vector<nlohmann::json>& rows, double lr);
+  // The rows of a curvature checkpoint (SPEC §3 metrics): ill_conditioned,
+  // spectrum_at_zero, saddle (loss Hessians: kinds loss and full_top), sharpness_edge
+  // (kind full_top; preconditioned_lambda_max for adaptive optimisers).
+  void observe_curvature(int64_t step, const std::vector<CurvatureObservation>& rows, double lr);
   // The NaN trace: one nonfinite row (layer -1 = the network) with the pass and tensor.
   void report_nonfinite(int64_t step, int64_t layer, const std::string& pass, const std::string& tensor, double value,
                         const std::string& message);

@@ -25,16 +25,6 @@ using json = nlohmann::json;
 
 namespace {
 
-CurvatureKind kind_of(const std::string& k) {
-  static const std::map<std::string, CurvatureKind> kinds = {
-      {"loss", CurvatureKind::loss}, {"local", CurvatureKind::local},         {"ggn", CurvatureKind::ggn},
-      {"kfac", CurvatureKind::kfac}, {"diag", CurvatureKind::diag},           {"fisher_diag", CurvatureKind::fisher_diag},
-      {"full_top", CurvatureKind::full_top}};
-  const auto it = kinds.find(k);
-  if (it == kinds.end()) throw InputError("diagnostics.kinds: unknown kind '" + k + "'");
-  return it->second;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
@@ -114,7 +104,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   CurvatureBatch<D> batch(int64_t step) const {
     CurvatureBatch<D> b;
     b.ctx.device = device;
-    b.ctx.training = config.mode == "train";
+    b.ctx.training = config.mode == DiagMode::train;
     b.ctx.dropout_key = philox_key(seed, RngStream::curvature);
     b.ctx.step = static_cast<uint64_t>(step);
     b.x = x.data();
@@ -186,13 +176,14 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   // A dense symmetric block (p × p on device `where`): spectrum, metrics, self-checks
   // against the operator.
   json dense_row(const D* block, Device where, int64_t p, const std::vector<bool>& is_bias, const DeviceOperator& op,
-                 const ProbeKey& k, std::vector<double>* eigenvalues) {
+                 const ProbeKey& k, std::vector<double>* eigenvalues, SpectralMetrics* metrics) {
     std::vector<double> diag;
     const EigResult<D> eig = block_spectrum(block, where, p, &diag);
     eigenvalues->assign(eig.values.begin(), eig.values.end());
     SpectralMetrics m = spectral_metrics(*eigenvalues, diag, is_bias, metric_options);
     m.method = "dense";
     json row = to_json(m);
+    *metrics = m;
     row["symmetry_residual"] = json_number(eig.symmetry_residual);
     row["solver_info"] = eig.info;
     // Trace from the eigenvalues against Hutchinson probes of the same block, computed by
@@ -216,7 +207,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   }
 
   json iterative_row(const DeviceOperator& op, int64_t p, const ProbeKey& k, const std::string& prefix,
-                     std::map<std::string, std::vector<double>>* spectra) {
+                     std::map<std::string, std::vector<double>>* spectra, SpectralMetrics* metrics) {
     LanczosOptions lo;
     lo.k = static_cast<int>(config.lanczos_k);
     lo.key = k;
@@ -231,6 +222,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     const HutchinsonResult h = hutchinson_trace(op, p, static_cast<int>(config.probes), hk);
     const SpectralMetrics m = iterative_metrics(p, &lz, &sq, &h);
     json row = to_json(m);
+    *metrics = m;
     (*spectra)[prefix + ".density_grid"] = sq.grid;
     (*spectra)[prefix + ".density"] = sq.density;
     std::vector<double> extremes = lz.smallest;
@@ -273,15 +265,17 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         layers.push_back(static_cast<size_t>(l));
       }
     }
-    for (const std::string& kind_name : config.kinds) {
-      const CurvatureKind kind = kind_of(kind_name);
+    for (const CurvatureKind kind : config.kinds) {
+      const std::string kind_name = enum_name(kCurvatureKinds, kind);
       if (kind == CurvatureKind::full_top) {
-        out.rows.push_back(full_top_row(step, s, b, &out.spectra));
+        out.observations.emplace_back();
+        out.rows.push_back(full_top_row(step, s, b, &out.spectra, &out.observations.back()));
         continue;
       }
       for (size_t layer : layers) {
         const auto tk = std::chrono::steady_clock::now();
-        json row = layer_row(step, layer, kind, kind_name, b, &out.spectra);
+        out.observations.push_back({static_cast<int64_t>(layer), kind, {}, std::nullopt});
+        json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations.back().metrics);
         row["step"] = step;
         row["layer"] = layer;
         row["kind"] = kind_name;
@@ -294,7 +288,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   }
 
   json layer_row(int64_t step, size_t layer, CurvatureKind kind, const std::string& kind_name,
-                 const CurvatureBatch<D>& b, std::map<std::string, std::vector<double>>* spectra) {
+                 const CurvatureBatch<D>& b, std::map<std::string, std::vector<double>>* spectra,
+                 SpectralMetrics* metrics) {
     const int64_t p = net->layer(layer).num_params();
     const std::string prefix = kind_name + "." + std::to_string(layer);
     const ProbeKey k = key(step, static_cast<int64_t>(layer), kind);
@@ -304,7 +299,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
       case CurvatureKind::ggn: {
         const CurvatureMode mode = kind == CurvatureKind::loss ? CurvatureMode::hessian : CurvatureMode::ggn;
         const DeviceOperator op = to_operator(layer_matvec(*eng, b, layer, mode), p);
-        if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra);
+        if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra, metrics);
         // The Kronecker form is a CPU path; on a GPU the block comes from batched HVP
         // columns and stays there until its spectrum.
         const bool kron = device == Device::cpu && kron_applicable(*net, layer, b.ctx.training);
@@ -315,8 +310,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         else
           hvp_block(*eng, b, layer, mode, device_block);
         std::vector<double> eig;
-        json row = kron ? dense_row(host_block.data(), Device::cpu, p, is_bias, op, k, &eig)
-                        : dense_row(device_block.data(), device, p, is_bias, op, k, &eig);
+        json row = kron ? dense_row(host_block.data(), Device::cpu, p, is_bias, op, k, &eig, metrics)
+                        : dense_row(device_block.data(), device, p, is_bias, op, k, &eig, metrics);
         row["block_method"] = kron ? "kronecker" : "hvp_columns";
         (*spectra)[prefix + ".eigenvalues"] = std::move(eig);
         return row;
@@ -326,7 +321,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         LocalHessianOptions lo;
         lo.eig_device = net->device();  // on CUDA: the batched Jacobi kernel for the unit blocks
         const LocalHessianResult r = local_hessian(*net, layer, N, lo);
-        json row = to_json(local_hessian_metrics(r, metric_options));
+        *metrics = local_hessian_metrics(r, metric_options);
+        json row = to_json(*metrics);
         row["symmetry_residual"] = r.max_symmetry_residual;
         row["solver_info"] = r.max_info;
         if (r.status != kStatusNotApplicable) (*spectra)[prefix + ".eigenvalues"] = r.eigenvalues;
@@ -335,12 +331,14 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
       }
       case CurvatureKind::kfac: {
         if (net->layer(layer).kind() != LayerKind::linear) {
-          json row = to_json(not_applicable_metrics(p, "K-FAC covers Linear layers"));
+          *metrics = not_applicable_metrics(p, "K-FAC covers Linear layers");
+          json row = to_json(*metrics);
           return row;
         }
         eng->prepare(b.ctx, b.x, b.target, N);
         const KfacSpectrum sp = kfac_spectrum(kfac_factors(*eng, layer));
-        json row = to_json(kfac_metrics(sp, metric_options));
+        *metrics = kfac_metrics(sp, metric_options);
+        json row = to_json(*metrics);
         row["solver_info"] = sp.info;
         row["symmetry_residual"] = sp.symmetry_residual;
         (*spectra)[prefix + ".eigenvalues"] = sp.eigenvalues;
@@ -380,7 +378,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   }
 
   json full_top_row(int64_t step, const ModelSnapshot& s, const CurvatureBatch<D>& b,
-                    std::map<std::string, std::vector<double>>* spectra) {
+                    std::map<std::string, std::vector<double>>* spectra, CurvatureObservation* obs) {
     const auto t0 = std::chrono::steady_clock::now();
     const int64_t n = net->layout().total;
     LanczosOptions lo;
@@ -390,22 +388,30 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     json row;
     row["step"] = step;
     row["layer"] = nullptr;
-    row["kind"] = "full_top";
+    row["kind"] = enum_name(kCurvatureKinds, CurvatureKind::full_top);
     row["n_params"] = n;
     row["method"] = "lanczos";
     row["status"] = lz.largest.empty() ? "empty" : "ok";
     row["lambda_max"] = json_number(lz.lambda_max());
     row["lambda_min"] = json_number(lz.lambda_min());
+    obs->layer = -1;
+    obs->kind = CurvatureKind::full_top;
+    obs->metrics.n = n;
+    obs->metrics.method = "lanczos";
+    obs->metrics.status = row["status"].get<std::string>();
+    obs->metrics.lambda_max = lz.lambda_max();
+    obs->metrics.lambda_min = lz.lambda_min();
     (*spectra)["full_top.eigenvalues"] = lz.largest;
     // The stability edge the sharpness rule compares λmax with.
     if (s.lr > 0) {
-      const bool heavy_ball = s.optimizer == "momentum" || s.optimizer == "nesterov";
+      const bool heavy_ball = s.optimizer == OptimKind::momentum || s.optimizer == OptimKind::nesterov;
       row["stability_edge"] = (heavy_ball ? 2.0 + 2.0 * s.momentum : 2.0) / s.lr;
     }
     if (!s.preconditioner.empty()) {
       std::vector<D> pre(s.preconditioner.begin(), s.preconditioner.end());
       const LanczosResult pz = lanczos(to_operator(preconditioned_matvec(*eng, b, pre), n), n, lo);
       row["preconditioned_lambda_max"] = json_number(pz.lambda_max());
+      obs->preconditioned_lambda_max = pz.lambda_max();
       (*spectra)["full_top.preconditioned_eigenvalues"] = pz.largest;
     }
     row["seconds"] = seconds_since(t0);
@@ -420,7 +426,7 @@ CurvatureCheckpoint::CurvatureCheckpoint(const DiagnosticsConfig& config, const 
                                          std::vector<double> target, int64_t N, uint64_t seed, Device device) {
   if (device == Device::cuda && !cuda_available())
     throw InputError("curvature checkpoint on cuda: " + cuda_device_description());
-  if (config.dtype == "float32")
+  if (config.dtype == DType::float32)
     impl_ = std::make_unique<TypedImpl<float>>(config, specs, n_inputs, loss, x, target, N, seed, device);
   else
     impl_ = std::make_unique<TypedImpl<double>>(config, specs, n_inputs, loss, x, target, N, seed, device);

@@ -18,6 +18,7 @@
 
 #include "core/device.h"
 #include "config/config.h"
+#include "diagnostics/alarms.h"
 #include "kernels/loss.h"
 
 namespace cn {
@@ -25,6 +26,7 @@ namespace cn {
 struct CurvatureOutput {
   int64_t step = 0;
   std::vector<nlohmann::json> rows;                    // diagnostics.jsonl rows
+  std::vector<CurvatureObservation> observations;      // the same rows' metrics, typed (for the alarms)
   std::map<std::string, std::vector<double>> spectra;  // spectra/step_N.safetensors tensors
   double seconds = 0;
 };
@@ -35,7 +37,7 @@ struct ModelSnapshot {
   std::map<std::string, std::vector<double>> buffers;  // "i.running_mean", "i.running_var"
   std::vector<double> preconditioner;                  // adaptive optimisers: the diagonal P (empty: none)
   double lr = 0;
-  std::string optimizer;
+  OptimKind optimizer = OptimKind::sgd;
   double momentum = 0;
 };
 

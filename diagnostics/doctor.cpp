@@ -432,7 +432,7 @@ std::vector<json> Doctor<T>::on_checkpoint(int64_t step, std::map<std::string, s
 }
 
 template <class T>
-void Doctor<T>::on_curvature(int64_t step, const std::vector<json>& rows, double lr) {
+void Doctor<T>::on_curvature(int64_t step, const std::vector<CurvatureObservation>& rows, double lr) {
   alarms_.observe_curvature(step, rows, lr);
 }
 

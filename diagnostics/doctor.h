@@ -63,7 +63,7 @@ class Doctor {
 
   // Curvature rows (diagnostics.jsonl) at learning rate `lr`: ill_conditioned,
   // spectrum_at_zero, saddle, sharpness_edge.
-  void on_curvature(int64_t step, const std::vector<nlohmann::json>& rows, double lr);
+  void on_curvature(int64_t step, const std::vector<CurvatureObservation>& rows, double lr);
 
   // What later statistics and alarms depend on (the alarm engine's state, the dead-unit
   // windows, the loss since the last logged step, the non-finite trace), for a checkpoint

@@ -34,6 +34,7 @@
 #include <functional>
 #include <vector>
 
+#include "config/kinds.h"
 #include "core/philox.h"
 #include "diagnostics/hvp.h"
 
@@ -48,9 +49,6 @@ struct CurvatureBatch {
   const T* target = nullptr;  // N class indices or N × C values
   int64_t N = 0;
 };
-
-// Hessian kinds, also the `kind` of a draw from the curvature stream.
-enum class CurvatureKind : uint32_t { loss = 0, local = 1, ggn = 2, kfac = 3, diag = 4, fisher_diag = 5, full_top = 6 };
 
 // The draw id of (layer, kind) in RngStream::curvature: Philox's `a` word is
 // layer * 8 + kind (layer -1, the whole network, maps to 0xFFFFFF), `b` the step.

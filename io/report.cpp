@@ -14,7 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/kinds.h"
 #include "core/error.h"
+#include "diagnostics/alarms.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 
@@ -600,13 +602,7 @@ std::string spectrum_heatmap(const std::string& name, const std::string& title,
 
 // ---- alarms -------------------------------------------------------------------------------
 
-const std::vector<std::string>& known_rules() {
-  static const std::vector<std::string> rules = {
-      "grad_explosion", "grad_vanishing", "nonfinite",       "loss_spike",       "frozen_layer",
-      "dead_units",     "saturation",     "update_ratio",    "weight_norm",      "outlier",
-      "ill_conditioned", "spectrum_at_zero", "saddle",       "sharpness_edge"};
-  return rules;
-}
+const std::vector<std::string>& known_rules() { return alarm_rule_names(); }
 
 std::string rule_color(const std::string& rule, std::map<std::string, size_t>& extra) {
   const auto& rules = known_rules();
@@ -867,7 +863,13 @@ std::string section_spectra(const Spectra& spectra, const std::vector<std::strin
     return s.str();
   }
   // Kinds in the config's order (loss local ggn kfac ... full_top), others after by name.
-  static const std::vector<std::string> order = {"loss", "local", "ggn", "kfac", "fisher_diag", "diag", "full_top"};
+  static const std::vector<std::string> order = [] {
+    std::vector<std::string> o;
+    for (CurvatureKind k : {CurvatureKind::loss, CurvatureKind::local, CurvatureKind::ggn, CurvatureKind::kfac,
+                            CurvatureKind::fisher_diag, CurvatureKind::diag, CurvatureKind::full_top})
+      o.emplace_back(enum_name(kCurvatureKinds, k));
+    return o;
+  }();
   auto rank = [&](const std::string& k) {
     return static_cast<size_t>(std::find(order.begin(), order.end(), k) - order.begin());
   };
@@ -971,7 +973,7 @@ std::string section_verdicts(const Log& stats, const Log& diag, const Log& alarm
   }
   std::map<int, json> last_diag;
   for (const json& r : diag.rows)
-    if (get_str(r, "kind") == "loss") last_diag[get_layer(r)] = r;
+    if (get_str(r, "kind") == enum_name(kCurvatureKinds, CurvatureKind::loss)) last_diag[get_layer(r)] = r;
   struct Fired {
     size_t count = 0;
     double last = -DBL_MAX;

@@ -6,10 +6,9 @@
 
 #include "kernels/activation.h"
 #include "core/hd.h"
+#include "config/kinds.h"
 
 namespace cn {
-
-enum class LossKind { cross_entropy, mse, bce_logits };
 
 // Softmax cross-entropy of one row z[0..C) with integer label y: log-sum-exp - z_y.
 // Writes the softmax into p (may alias nothing). Stable: shifts by max z.

@@ -8,10 +8,9 @@
 
 #include "core/philox.h"
 #include "core/hd.h"
+#include "config/kinds.h"
 
 namespace cn {
-
-enum class OptimKind { sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, nadam, amsgrad };
 
 // How many state buffers (each as long as the parameter buffer) a kind keeps.
 CN_HD int optim_state_count(OptimKind k) {

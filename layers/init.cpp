@@ -8,20 +8,11 @@
 namespace cn {
 
 const std::vector<std::string>& init_names() {
-  static const std::vector<std::string> names = {"zeros",         "constant",      "plain_uniform",
-                                                 "xavier_uniform", "xavier_normal", "he_uniform",
-                                                 "he_normal",      "lecun_uniform", "lecun_normal"};
+  static const std::vector<std::string> names = enum_names(kInits);
   return names;
 }
 
-Init parse_init(const std::string& name) {
-  const auto& names = init_names();
-  for (size_t i = 0; i < names.size(); ++i)
-    if (names[i] == name) return static_cast<Init>(i);
-  std::string all;
-  for (const auto& n : names) all += (all.empty() ? "" : " ") + n;
-  throw InputError("init '" + name + "': expected one of " + all);
-}
+Init parse_init(const std::string& name) { return parse_enum(kInits, name, "init"); }
 
 double init_variance(Init kind, int64_t fan_in, int64_t fan_out, double gain) {
   const double I = static_cast<double>(fan_in), O = static_cast<double>(fan_out);

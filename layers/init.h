@@ -5,10 +5,9 @@
 #include <string>
 #include <vector>
 
-namespace cn {
+#include "config/kinds.h"
 
-enum class Init { zeros, constant, plain_uniform, xavier_uniform, xavier_normal, he_uniform, he_normal, lecun_uniform,
-                  lecun_normal };
+namespace cn {
 
 Init parse_init(const std::string& name);  // InputError on an unknown name
 const std::vector<std::string>& init_names();

@@ -34,10 +34,7 @@ ActParams activation_params(const LayerSpec& spec) {
 }
 
 LossKind loss_kind(const std::string& name) {
-  if (name == "cross_entropy") return LossKind::cross_entropy;
-  if (name == "mse") return LossKind::mse;
-  if (name == "bce_logits") return LossKind::bce_logits;
-  throw InputError("loss.kind '" + name + "': expected cross_entropy, mse or bce_logits");
+  return parse_enum(kLossKinds, name, "loss.kind");
 }
 
 std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_outputs) {
@@ -74,8 +71,8 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
     out.push_back(head);
   }
   for (auto& s : out) {
-    if (spec_is(s, LayerKind::linear) && s.init.empty()) s.init = model.init;
-    if (spec_is(s, LayerKind::linear) && s.bias_init.empty()) s.bias_init = model.bias_init;
+    if (spec_is(s, LayerKind::linear) && !s.init) s.init = model.init;
+    if (spec_is(s, LayerKind::linear) && !s.bias_init) s.bias_init = model.bias_init;
   }
   return out;
 }
@@ -155,9 +152,9 @@ void Sequential<T>::initialize(const ModelConfig& model, uint64_t seed) {
         if (is_activation(next)) break;
       }
       const int64_t I = l.in_features(), O = l.out_features();
-      init_fill(parse_init(specs_[i].init.empty() ? model.init : specs_[i].init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
+      init_fill(specs_[i].init.value_or(model.init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
                 host.data() + off, O * I);
-      init_fill(parse_init(specs_[i].bias_init.empty() ? model.bias_init : specs_[i].bias_init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 1,
+      init_fill(specs_[i].bias_init.value_or(model.bias_init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 1,
                 host.data() + off + O * I, O);
     } else if (l.kind() == LayerKind::batchnorm) {
       const int64_t O = l.out_features();

@@ -87,20 +87,20 @@ void scale_layer(const ParamLayout& layout, int64_t layer, T* x, double coef) {
 
 template <class T>
 ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, const T* params, T* grads) {
-  const std::string& mode = config.mode;
+  const ClipMode mode = config.mode;
   const int64_t n = layout.total;
   ClipResult r;
   r.norm_before = std::sqrt(sum_sq(grads, n));
   r.norm_after = r.norm_before;
 
-  if (mode == "none") return r;
-  if (mode == "norm") {
+  if (mode == ClipMode::none) return r;
+  if (mode == ClipMode::norm) {
     const double coef = clip_norm_coef(config.max_norm, r.norm_before);
     if (coef < 1.0) {  // false for a non-finite norm: the gradient is left for the non-finite check
       scale(grads, n, coef);
       r.clipped = true;
     }
-  } else if (mode == "layer_norm") {
+  } else if (mode == ClipMode::layer_norm) {
     for (size_t j = 0; j < layout.segments.size(); ++j) {
       if (!first_of_layer(layout, j)) continue;
       const int64_t layer = layout.segments[j].layer;
@@ -110,7 +110,7 @@ ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, c
         r.clipped = true;
       }
     }
-  } else if (mode == "value") {
+  } else if (mode == ClipMode::value) {
     const T v = static_cast<T>(config.value);
     const double over = blocked_sum(n, [grads, v](int64_t i) { return (grads[i] > v || grads[i] < -v) ? 1.0 : 0.0; });
     if (over > 0) {
@@ -118,7 +118,7 @@ ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, c
       for (int64_t i = 0; i < n; ++i) grads[i] = clamp_abs(grads[i], v);
       r.clipped = true;
     }
-  } else if (mode == "agc") {
+  } else if (mode == ClipMode::agc) {
     for (size_t j = 0; j < layout.segments.size(); ++j) {
       if (!first_of_layer(layout, j)) continue;
       const int64_t layer = layout.segments[j].layer;
@@ -130,7 +130,7 @@ ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, c
         r.clipped = true;
       }
     }
-  } else if (mode == "agc_unit") {
+  } else if (mode == ClipMode::agc_unit) {
     // Units are the rows of each segment: output unit i of a weight matrix (row i), and
     // each element of a vector (bias, BatchNorm scale/shift).
     bool any = false;
@@ -158,8 +158,6 @@ ClipResult clip_gradients(const ClipConfig& config, const ParamLayout& layout, c
       }
     }
     r.clipped = any;
-  } else {
-    throw InputError("clip.mode: unknown mode '" + mode + "' (expected none, norm, layer_norm, value, agc or agc_unit)");
   }
   if (r.clipped) r.norm_after = std::sqrt(sum_sq(grads, n));
   return r;

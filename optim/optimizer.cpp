@@ -14,20 +14,6 @@ namespace {
 // Below this many elements a segment's loop runs on one thread (fork/join costs more).
 constexpr int64_t kParallelMin = 1 << 14;
 
-OptimKind parse_kind(const std::string& name) {
-  if (name == "sgd") return OptimKind::sgd;
-  if (name == "momentum") return OptimKind::momentum;
-  if (name == "nesterov") return OptimKind::nesterov;
-  if (name == "adagrad") return OptimKind::adagrad;
-  if (name == "rmsprop") return OptimKind::rmsprop;
-  if (name == "adam") return OptimKind::adam;
-  if (name == "adamw") return OptimKind::adamw;
-  if (name == "nadam") return OptimKind::nadam;
-  if (name == "amsgrad") return OptimKind::amsgrad;
-  throw InputError("optim.name: unknown optimiser '" + name +
-                   "' (expected sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, nadam or amsgrad)");
-}
-
 template <OptimKind K, class T>
 void run_segment(const OptimScalars<T>& s, T* p, const T* g, T* s0, T* s1, T* s2, int64_t begin, int64_t end) {
 #pragma omp parallel for simd schedule(static) if (end - begin >= kParallelMin)
@@ -38,7 +24,7 @@ template <class T>
 class FlatOptimizer final : public Optimizer<T> {
  public:
   FlatOptimizer(const OptimConfig& config, const ParamLayout& layout)
-      : config_(config), kind_(parse_kind(config.name)), layout_(layout),
+      : config_(config), kind_(config.name), layout_(layout),
         coeffs_(resolve_segment_coeffs(config, layout)) {
     const int n_states = optim_state_count(kind_);
     states_.resize(static_cast<size_t>(n_states));

@@ -15,7 +15,7 @@ import sys
 ALLOWED = {
     "core": {"core"},
     "config": {"core", "config"},
-    "kernels": {"core", "kernels"},
+    "kernels": {"core", "config", "kernels"},
     "layers": {"core", "config", "kernels", "layers"},
     "optim": {"core", "config", "kernels", "optim"},
     "data": {"core", "config", "data"},

@@ -16,7 +16,16 @@ using json = nlohmann::json;
 
 OptimConfig sgd() {
   OptimConfig o;
-  o.name = "sgd";
+  o.name = cn::OptimKind::sgd;
+  return o;
+}
+
+// A curvature row as the curvature rules see it (layer -1: the network); metrics set after.
+CurvatureObservation curv(int64_t layer, CurvatureKind kind, const char* status = kStatusOk) {
+  CurvatureObservation o;
+  o.layer = layer;
+  o.kind = kind;
+  o.metrics.status = status;
   return o;
 }
 
@@ -63,10 +72,15 @@ TEST(Alarms, HealthySequenceIsQuiet) {
     const double noisy = loss * (1.0 + 0.1 * std::sin(1.7 * k));
     e.observe_logged(k * 10 + 9, noisy, 1.0 + 0.2 * std::cos(k), healthy_net(1.0 + 0.1 * std::sin(0.5 * k)));
   }
-  const json healthy_curv = {{"layer", 0},           {"kind", "loss"},       {"status", "ok"}, {"condition", 1e3},
-                             {"near_zero_share", 0.1}, {"symmetry", 0.05},    {"negative_share", 0.02}};
-  const json healthy_top = {{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 5.0}, {"symmetry", 0.1},
-                            {"negative_share", 0.0}};
+  CurvatureObservation healthy_curv = curv(0, CurvatureKind::loss);
+  healthy_curv.metrics.condition = 1e3;
+  healthy_curv.metrics.near_zero_share = 0.1;
+  healthy_curv.metrics.symmetry = 0.05;
+  healthy_curv.metrics.negative_share = 0.02;
+  CurvatureObservation healthy_top = curv(-1, CurvatureKind::full_top);
+  healthy_top.metrics.lambda_max = 5.0;
+  healthy_top.metrics.symmetry = 0.1;
+  healthy_top.metrics.negative_share = 0.0;
   e.observe_curvature(600, {healthy_curv, healthy_top}, 0.1);  // limit 2/0.1 = 20
   EXPECT_EQ(e.take_rows(), std::vector<json>{});
   EXPECT_EQ(e.summary(), "no alarms");
@@ -230,15 +244,25 @@ TEST(Alarms, OutlierAcrossLayersAndOwnHistory) {
 TEST(Alarms, CurvatureRules) {
   AlarmsConfig c;
   AlarmEngine e(c, sgd());
-  const std::vector<json> rows = {
-      {{"layer", 0}, {"kind", "loss"}, {"status", "ok"}, {"condition", 1e10}, {"near_zero_share", 0.1}},
-      {{"layer", 2}, {"kind", "ggn"}, {"status", "ok"}, {"condition", 10.0}, {"near_zero_share", 0.9}},
-      {{"layer", 0}, {"kind", "local"}, {"status", "zero matrix"}, {"near_zero_share", 1.0}},  // ReLU: by construction
-      {{"layer", 4}, {"kind", "loss"}, {"status", "ok"}, {"symmetry", 0.9}, {"negative_share", 0.4}},
-      {{"layer", 4}, {"kind", "local"}, {"status", "ok"}, {"symmetry", 0.9}, {"negative_share", 0.4}},  // not a loss Hessian
-      {{"layer", 6}, {"kind", "kfac"}, {"status", "not applicable"}, {"condition", nullptr}},
-      {{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 25.0}},  // sgd, lr 0.1: limit 20
+  std::vector<CurvatureObservation> rows = {
+      curv(0, CurvatureKind::loss),
+      curv(2, CurvatureKind::ggn),
+      curv(0, CurvatureKind::local, kStatusZeroMatrix),  // ReLU: by construction
+      curv(4, CurvatureKind::loss),
+      curv(4, CurvatureKind::local),  // not a loss Hessian
+      curv(6, CurvatureKind::kfac, kStatusNotApplicable),
+      curv(-1, CurvatureKind::full_top),  // sgd, lr 0.1: limit 20
   };
+  rows[0].metrics.condition = 1e10;
+  rows[0].metrics.near_zero_share = 0.1;
+  rows[1].metrics.condition = 10.0;
+  rows[1].metrics.near_zero_share = 0.9;
+  rows[2].metrics.near_zero_share = 1.0;
+  rows[3].metrics.symmetry = 0.9;
+  rows[3].metrics.negative_share = 0.4;
+  rows[4].metrics.symmetry = 0.9;
+  rows[4].metrics.negative_share = 0.4;
+  rows[6].metrics.lambda_max = 25.0;
   e.observe_curvature(100, rows, 0.1);
   auto all = e.take_rows();
   ASSERT_EQ(all.size(), 4u);
@@ -263,30 +287,32 @@ TEST(Alarms, CurvatureRules) {
 TEST(Alarms, SharpnessLimitPerOptimiser) {
   OptimConfig o;
   bool pre = true;
-  o.name = "sgd";
+  o.name = cn::OptimKind::sgd;
   EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 20.0);
   EXPECT_FALSE(pre);
-  o.name = "momentum";
+  o.name = cn::OptimKind::momentum;
   o.momentum = 0.9;
   EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 38.0);
   EXPECT_FALSE(pre);
-  o.name = "nesterov";
+  o.name = cn::OptimKind::nesterov;
   EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.1, &pre), 3.8 / (2.8 * 0.1));
-  o.name = "adam";
+  o.name = cn::OptimKind::adam;
   o.beta1 = 0.9;
   EXPECT_NEAR(sharpness_limit(o, 0.01, &pre), 3800.0, 1e-9);
   EXPECT_TRUE(pre);
-  o.name = "rmsprop";
+  o.name = cn::OptimKind::rmsprop;
   EXPECT_DOUBLE_EQ(sharpness_limit(o, 0.01, &pre), 200.0);
   EXPECT_TRUE(pre);
   // Adaptive optimisers compare the preconditioned λmax; the raw one is ignored.
   AlarmsConfig c;
-  o.name = "adam";
+  o.name = cn::OptimKind::adam;
   AlarmEngine e(c, o);
-  e.observe_curvature(0, {{{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 1e6}}}, 0.01);
+  CurvatureObservation top = curv(-1, CurvatureKind::full_top);
+  top.metrics.lambda_max = 1e6;
+  e.observe_curvature(0, {top}, 0.01);
   EXPECT_TRUE(e.take_rows().empty());
-  e.observe_curvature(1, {{{"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 1e6}, {"preconditioned_lambda_max", 4000.0}}},
-                      0.01);
+  top.preconditioned_lambda_max = 4000.0;
+  e.observe_curvature(1, {top}, 0.01);
   auto rows = e.take_rows();
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0]["rule"], "sharpness_edge");

@@ -23,7 +23,7 @@ const double kPi = 3.14159265358979323846;
 
 ScheduleConfig sched(const std::string& kind) {
   ScheduleConfig s;
-  s.kind = kind;
+  s.kind = cn::parse_enum(cn::kScheduleKinds, kind, "schedule.kind");
   return s;
 }
 }  // namespace
@@ -158,7 +158,7 @@ const std::vector<double> kGrad = {3, 0, 0, 4, 0, 0, 1, 2, 2};
 
 ClipConfig clip(const std::string& mode) {
   ClipConfig c;
-  c.mode = mode;
+  c.mode = cn::parse_enum(cn::kClipModes, mode, "clip.mode");
   return c;
 }
 
@@ -281,12 +281,12 @@ TEST(Clip, AgcPerUnit) {
 
   // The per-layer rule on the same input leaves layer 2 alone (ratio 3 / 5 < 1).
   std::vector<double> g2 = kGrad;
-  c.mode = "agc";
+  c.mode = cn::ClipMode::agc;
   clip_gradients(c, clip_layout(), p.data(), g2.data());
   expect_vec(std::vector<double>(g2.begin() + 6, g2.end()), {1, 2, 2});
 
   // Bias elements are units of their own: only the one over the ratio is scaled.
-  c.mode = "agc_unit";
+  c.mode = cn::ClipMode::agc_unit;
   std::vector<double> gb = {0, 0, 0, 0, 0.5, 3, 0, 0, 0};
   std::vector<double> pb = {1, 1, 1, 1, 1, 1, 1, 1, 1};
   clip_gradients(c, clip_layout(), pb.data(), gb.data());

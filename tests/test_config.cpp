@@ -16,6 +16,15 @@ namespace {
 
 using cn::Config;
 using cn::InputError;
+using cn::ClipMode;
+using cn::CurvatureKind;
+using cn::DiagMode;
+using cn::DType;
+using cn::Init;
+using cn::LossKind;
+using cn::OptimKind;
+using cn::ScheduleKind;
+using cn::StopMetric;
 
 // The InputError message from parsing `text` (as file `origin`), or "" when it parses.
 std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {},
@@ -221,15 +230,15 @@ TEST(Config, EverySectionParsed) {
   ASSERT_EQ(c.model.layers.size(), 6u);
   EXPECT_EQ(c.model.layers[0].type, "linear");
   EXPECT_EQ(c.model.layers[0].out, 20);
-  EXPECT_EQ(c.model.layers[0].init, "lecun_normal");
-  EXPECT_EQ(c.model.layers[0].bias_init, "");
+  EXPECT_EQ(c.model.layers[0].init, Init::lecun_normal);
+  EXPECT_EQ(c.model.layers[0].bias_init, std::nullopt);
   EXPECT_DOUBLE_EQ(c.model.layers[1].momentum, 0.2);
   EXPECT_DOUBLE_EQ(c.model.layers[1].eps, 1e-3);
   EXPECT_DOUBLE_EQ(c.model.layers[2].slope, 0.3);
   EXPECT_DOUBLE_EQ(c.model.layers[3].p, 0.5);
   EXPECT_DOUBLE_EQ(c.model.layers[4].alpha, 2.0);  // an integer for a float key
-  EXPECT_EQ(c.loss.kind, "mse");
-  EXPECT_EQ(c.optim.name, "adamw");
+  EXPECT_EQ(c.loss.kind, LossKind::mse);
+  EXPECT_EQ(c.optim.name, OptimKind::adamw);
   EXPECT_DOUBLE_EQ(c.optim.lr, 3e-4);
   EXPECT_DOUBLE_EQ(c.optim.beta1, 0.85);
   EXPECT_DOUBLE_EQ(c.optim.beta2, 0.995);
@@ -241,22 +250,22 @@ TEST(Config, EverySectionParsed) {
   EXPECT_EQ(c.optim.per_layer[1].layer, 5);
   EXPECT_FALSE(c.optim.per_layer[1].weight_decay.has_value());
   EXPECT_DOUBLE_EQ(*c.optim.per_layer[1].l1, 0.001);
-  EXPECT_EQ(c.schedule.kind, "cosine");
+  EXPECT_EQ(c.schedule.kind, ScheduleKind::cosine);
   EXPECT_EQ(c.schedule.total_steps, 5000);
-  EXPECT_EQ(c.clip.mode, "agc");
+  EXPECT_EQ(c.clip.mode, ClipMode::agc);
   EXPECT_DOUBLE_EQ(c.clip.max_norm, 5.0);
   EXPECT_EQ(c.train.steps, 1234);
   EXPECT_EQ(c.train.seed, 42u);
   EXPECT_EQ(c.train.eval_every, 50);
-  EXPECT_EQ(c.train.early_stopping_metric, "val_accuracy");
+  EXPECT_EQ(c.train.early_stopping_metric, StopMetric::val_accuracy);
   EXPECT_EQ(c.train.threads, 4);
   ASSERT_TRUE(c.checkpoint.every.has_value());
   EXPECT_EQ(*c.checkpoint.every, 0);
-  EXPECT_EQ(c.diagnostics.kinds, (std::vector<std::string>{"ggn", "kfac", "full_top"}));
+  EXPECT_EQ(c.diagnostics.kinds, (std::vector<CurvatureKind>{CurvatureKind::ggn, CurvatureKind::kfac, CurvatureKind::full_top}));
   EXPECT_EQ(c.diagnostics.layers, (std::vector<int64_t>{0, 3}));
-  EXPECT_EQ(c.diagnostics.mode, "eval");
+  EXPECT_EQ(c.diagnostics.mode, DiagMode::eval);
   EXPECT_DOUBLE_EQ(c.diagnostics.budget, 0.2);
-  EXPECT_EQ(c.diagnostics.dtype, "float32");
+  EXPECT_EQ(c.diagnostics.dtype, DType::float32);
   EXPECT_DOUBLE_EQ(c.alarms.sigma, 2.5);
   EXPECT_EQ(c.alarms.grad_norm_low, 0.0);
   EXPECT_EQ(c.name, "full");
@@ -374,7 +383,7 @@ TEST(Config, SetNumberArrayBareWordAndString) {
                                      "data.label_column=3", "data.shuffle=false"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.25);
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{512, 512}));
-  EXPECT_EQ(c.optim.name, "sgd");
+  EXPECT_EQ(c.optim.name, OptimKind::sgd);
   EXPECT_EQ(c.data.path, "data/my file.csv");
   EXPECT_EQ(c.train.eval_every, 0);
   EXPECT_DOUBLE_EQ(c.optim.beta1, 0.8);
@@ -383,8 +392,8 @@ TEST(Config, SetNumberArrayBareWordAndString) {
   EXPECT_FALSE(c.data.shuffle);
   // A quoted TOML string works too, and a section absent from the file is created.
   const Config d = cn::parse_config("", "x.toml", {"loss.kind=\"mse\"", "diagnostics.kinds=[\"ggn\"]"});
-  EXPECT_EQ(d.loss.kind, "mse");
-  EXPECT_EQ(d.diagnostics.kinds, (std::vector<std::string>{"ggn"}));
+  EXPECT_EQ(d.loss.kind, LossKind::mse);
+  EXPECT_EQ(d.diagnostics.kinds, (std::vector<CurvatureKind>{CurvatureKind::ggn}));
   // Later overrides win.
   EXPECT_EQ(cn::parse_config("", "x.toml", {"train.steps=5", "train.steps=7"}).train.steps, 7);
 }
@@ -427,7 +436,7 @@ TEST(Config, RoundTripThroughToml) {
   c.data.path = "a \"quoted\" path\\with\ttab and ü";
   c.train.eval_every = 123;
   c.model.layers = {{"linear", 7}, {"gelu"}, {"linear", 2}};
-  c.model.layers[0].bias_init = "constant";
+  c.model.layers[0].bias_init = cn::Init::constant;
   const Config d = cn::parse_config(cn::to_toml(c), "c.toml");
   expect_same(c, d);
   EXPECT_TRUE(cn::config_differences(c, d).empty());
@@ -448,7 +457,7 @@ TEST(Config, Differences) {
   b.optim.beta2 = 0.99;
   b.checkpoint.every = 10;
   b.model.layers.push_back({"linear", 4});
-  b.diagnostics.kinds.push_back("ggn");
+  b.diagnostics.kinds.push_back(cn::CurvatureKind::ggn);
   EXPECT_EQ(cn::config_differences(a, b),
             (std::vector<std::string>{"model.layers", "optim.betas", "train.steps", "checkpoint.every",
                                       "diagnostics.kinds"}));
@@ -494,6 +503,43 @@ TEST(Config, DocsListEveryKey) {
     }
     EXPECT_HAS(ref, "`" + section + "." + key + "`");
   }
+}
+
+// Every kind's name table: each value named once, each name parsed back to its value; an
+// unknown name is an InputError naming the key and listing the names as the parser does.
+template <class E, size_t N>
+void expect_table_round_trip(const cn::EnumName<E> (&table)[N]) {
+  for (const auto& e : table) {
+    EXPECT_EQ(cn::parse_enum(table, e.name, "k"), e.value) << e.name;
+    EXPECT_STREQ(cn::enum_name(table, e.value), e.name);
+    int same = 0;
+    for (const auto& f : table) same += f.value == e.value;
+    EXPECT_EQ(same, 1) << e.name;
+  }
+}
+
+TEST(Config, EnumTablesRoundTrip) {
+  expect_table_round_trip(cn::kOptimKinds);
+  expect_table_round_trip(cn::kClipModes);
+  expect_table_round_trip(cn::kScheduleKinds);
+  expect_table_round_trip(cn::kLossKinds);
+  expect_table_round_trip(cn::kInits);
+  expect_table_round_trip(cn::kDeviceChoices);
+  expect_table_round_trip(cn::kDTypes);
+  expect_table_round_trip(cn::kOnNonfinite);
+  expect_table_round_trip(cn::kStopMetrics);
+  expect_table_round_trip(cn::kDiagModes);
+  expect_table_round_trip(cn::kCurvatureKinds);
+  try {
+    cn::parse_enum(cn::kClipModes, "global", "clip.mode");
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "clip.mode: expected one of none, norm, layer_norm, value, agc, agc_unit, got \"global\"");
+  }
+  // The parser's message for the same value adds the location.
+  EXPECT_HAS(error_of("[clip]\nmode = \"global\"\n"),
+             "clip.mode: expected one of none, norm, layer_norm, value, agc, agc_unit, got \"global\"");
 }
 
 }  // namespace

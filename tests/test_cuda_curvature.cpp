@@ -56,7 +56,7 @@ struct Problem {
   explicit Problem(const std::string& dtype, const std::string& mode) {
     ModelConfig mc;
     mc.activation = "tanh";
-    mc.init = "xavier_normal";
+    mc.init = cn::Init::xavier_normal;
     mc.layers = {test::L("linear", 12), test::L("tanh"),      test::L("dropout", 0, 0.2), test::L("linear", 10),
                  test::L("batchnorm"),  test::L("tanh"),      test::L("dropout", 0, 0.2), test::L("linear", C)};
     specs = resolve_layers(mc, C);
@@ -75,14 +75,15 @@ struct Problem {
       }
     snap.preconditioner = test::random_vec(P, 30, 0.5, 2.0);
     snap.lr = 0.05;
-    snap.optimizer = "adam";
+    snap.optimizer = cn::OptimKind::adam;
     x = test::random_vec(N * I, 5, -2.0, 2.0);
     for (int64_t n = 0; n < N; ++n) y.push_back(static_cast<double>(n % C));
-    dc.kinds = {"loss", "local", "ggn", "kfac", "diag", "fisher_diag", "full_top"};
+    dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn, cn::CurvatureKind::kfac,
+                cn::CurvatureKind::diag, cn::CurvatureKind::fisher_diag, cn::CurvatureKind::full_top};
     dc.batch_size = N;
     dc.dense_max_params = 100;
-    dc.dtype = dtype;
-    dc.mode = mode;
+    dc.dtype = cn::parse_enum(cn::kDTypes, dtype, "diagnostics.dtype");
+    dc.mode = cn::parse_enum(cn::kDiagModes, mode, "diagnostics.mode");
   }
 
   CurvatureOutput run(Device d) const {
@@ -250,7 +251,7 @@ batch_size = 64
 dense_max_params = 100
 )",
                           "cuda_curvature.toml");
-  c.train.device = device;
+  c.train.device = cn::parse_enum(cn::kDeviceChoices, device, "train.device");
   return c;
 }
 
@@ -295,7 +296,7 @@ TEST(CudaCurvatureTrainer, StepZeroCheckpointMatchesTheCpuRun) {
   expect_same_rows(cpu_rows, gpu_rows, kFloat64, cpu_spectra, gpu_spectra, 2.2e-16);
   // `curvnet hessian` on the CUDA run's last checkpoint, on the GPU, reproduces its rows.
   HessianOptions ho;
-  ho.kinds = {"loss"};
+  ho.kinds = {cn::CurvatureKind::loss};
   ho.layers = {0};
   ho.device = "cuda";
   const CurvatureOutput out = checkpoint_curvature(tmp.file("cuda"), ho);

@@ -66,7 +66,7 @@ ParamLayout test_layout() {
 
 OptimConfig config_for(const std::string& name) {
   OptimConfig c;
-  c.name = name;
+  c.name = cn::parse_enum(cn::kOptimKinds, name, "optim.name");
   c.lr = 1e-2;
   c.weight_decay = 1e-2;
   c.l1 = 1e-3;
@@ -189,7 +189,7 @@ TYPED_TEST(CudaOptim, ClippingMatchesCpu) {
   for (const char* mode : {"none", "norm", "layer_norm", "value", "agc", "agc_unit"})
     for (bool tight : {true, false}) {
       ClipConfig c;
-      c.mode = mode;
+      c.mode = cn::parse_enum(cn::kClipModes, mode, "clip.mode");
       c.max_norm = tight ? 10.0 : 1e6;
       c.value = tight ? 1.0 : 10.0;
       c.agc_lambda = tight ? 0.01 : 1e6;
@@ -214,7 +214,7 @@ TYPED_TEST(CudaOptim, ClipRingKeepsTheLastRecords) {
   using T = TypeParam;
   const ParamLayout layout = test_layout();
   ClipConfig c;
-  c.mode = "norm";
+  c.mode = cn::ClipMode::norm;
   CudaGradClipper<T> clipper(c, layout, 4);
   Buffer<T> dparams = to_device(test::random_values<T>(layout.total, 6));
   for (int64_t step = 0; step < 6; ++step) {
@@ -265,7 +265,7 @@ TYPED_TEST(CudaOptim, TrainingStepMatchesCpuWithoutAllocating) {
   cpu_loss.reserve(Device::cpu, N, C);
   gpu_loss.reserve(Device::cuda, N, C);
   OptimConfig oc;
-  oc.name = "adam";
+  oc.name = cn::OptimKind::adam;
   auto cpu_opt = make_optimizer<T>(oc, cpu_model.layout());
   auto gpu_opt = make_optimizer_cuda<T>(oc, gpu_model.layout());
 

@@ -39,7 +39,7 @@ steps = 50
 dtype = "float64"
 )",
                           "parity.toml");
-  c.train.device = device;
+  c.train.device = cn::parse_enum(cn::kDeviceChoices, device, "train.device");
   return c;
 }
 }  // namespace

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
+#include <optional>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -31,7 +33,7 @@ struct Problem {
     PhiloxDraw d(9, RngStream::data, 0, 0);
     for (auto& v : x) v = d.normal();
     for (int64_t n = 0; n < kBatch; ++n) y[n] = static_cast<double>(n % kClasses);
-    dc.kinds = {"loss", "local", "ggn"};
+    dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn};
     dc.batch_size = kBatch;
     dc.probes = 4;
   }
@@ -111,4 +113,33 @@ TEST(CurvatureWorker, DestroyingWithQueuedWorkFinishesCleanly) {
   for (int64_t s = 0; s < 3; ++s) worker->submit(s, p.snapshot(static_cast<uint64_t>(s)));
   worker.reset();  // joins: the queued checkpoints run, their results are dropped
   SUCCEED();
+}
+
+// The alarms read the typed observations; they must hold what diagnostics.jsonl logs.
+TEST(CurvatureWorker, ObservationsHoldTheRowsMetrics) {
+  Problem p;
+  p.dc.kinds = {CurvatureKind::loss,        CurvatureKind::local, CurvatureKind::ggn,     CurvatureKind::kfac,
+                CurvatureKind::diag,        CurvatureKind::fisher_diag, CurvatureKind::full_top};
+  ModelSnapshot s = p.snapshot(3);
+  s.preconditioner.assign(s.params.size(), 1.5);
+  const CurvatureOutput out = p.checkpoint()->run(3, s);
+  ASSERT_EQ(out.observations.size(), out.rows.size());
+  for (size_t i = 0; i < out.rows.size(); ++i) {
+    const nlohmann::json& row = out.rows[i];
+    const CurvatureObservation& o = out.observations[i];
+    EXPECT_EQ(row["layer"].is_null() ? -1 : row["layer"].get<int64_t>(), o.layer) << i;
+    EXPECT_EQ(row["kind"], enum_name(kCurvatureKinds, o.kind)) << i;
+    if (row.contains("status")) EXPECT_EQ(row["status"], o.metrics.status) << i;
+    const auto same = [&](const char* key, const std::optional<double>& v) {
+      const bool logged = row.contains(key) && row[key].is_number();
+      EXPECT_EQ(logged, v.has_value() && std::isfinite(*v)) << i << " " << key;
+      if (logged && v) EXPECT_EQ(row[key].get<double>(), *v) << i << " " << key;
+    };
+    same("condition", o.metrics.condition);
+    same("near_zero_share", o.metrics.near_zero_share);
+    same("symmetry", o.metrics.symmetry);
+    same("negative_share", o.metrics.negative_share);
+    same("preconditioned_lambda_max", o.preconditioned_lambda_max);
+    if (o.kind != CurvatureKind::diag && o.kind != CurvatureKind::fisher_diag) same("lambda_max", o.metrics.lambda_max);
+  }
 }

@@ -30,8 +30,8 @@ LayerSpec lin(int64_t out) {
   LayerSpec s;
   s.type = "linear";
   s.out = out;
-  s.init = "xavier_normal";
-  s.bias_init = "zeros";
+  s.init = cn::Init::xavier_normal;
+  s.bias_init = cn::Init::zeros;
   return s;
 }
 LayerSpec act(const std::string& type) {
@@ -82,7 +82,7 @@ struct Net {
 
 Config base_config() {
   Config c;
-  c.optim.name = "sgd";
+  c.optim.name = cn::OptimKind::sgd;
   c.data.batch_size = 16;
   return c;
 }

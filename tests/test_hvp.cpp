@@ -40,7 +40,7 @@ struct Fixture {
       : net(specs, n_in), loss(kind), eng(net, loss), N(N_) {
     net.reserve(N, 8);
     ModelConfig mc;
-    mc.init = "xavier_normal";
+    mc.init = cn::Init::xavier_normal;
     net.initialize(mc, 5);
     auto p = random_vec(net.layout().total, 17, -0.9, 0.9);
     for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];

@@ -199,7 +199,7 @@ TEST(Kfac, FromEngineAndCheckpointMatchTheModelPath) {
   HvpEngine<double> eng(copy, loss2);
   eng.prepare(c, x.data(), t.data(), N);
   DiagnosticsConfig dc;
-  dc.kinds = {"kfac"};
+  dc.kinds = {cn::CurvatureKind::kfac};
   dc.batch_size = N;
   CurvatureCheckpoint ckpt(dc, specs, I, LossKind::cross_entropy, x, t, N, 0);
   ModelSnapshot snap;

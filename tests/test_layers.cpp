@@ -52,8 +52,8 @@ void check_layer(const LayerSpec& spec, bool training) {
   Sequential<double> net({ident, spec}, I);
   net.reserve(N);
   ModelConfig mc;
-  mc.init = "xavier_normal";
-  mc.bias_init = "zeros";
+  mc.init = cn::Init::xavier_normal;
+  mc.bias_init = cn::Init::zeros;
   net.initialize(mc, 11);
   // Random parameters (also the biases / BatchNorm shift), away from zero.
   auto p = random_vec(net.layout().total, 3);
@@ -393,7 +393,7 @@ TEST(Init, LeakyReluGainIsUsedByTheModel) {
   m.hidden = {2000};
   m.activation = "leaky_relu";
   m.leaky_slope = 0.5;
-  m.init = "he_normal";
+  m.init = cn::Init::he_normal;
   Sequential<double> net(resolve_layers(m, 1), 1000);
   net.initialize(m, 1);
   double s2 = 0;

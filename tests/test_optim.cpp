@@ -53,14 +53,14 @@ void expect_three(const OptimConfig& c, const double want[3], const ParamLayout&
   const std::vector<double> d = run_three<double>(c, layout);
   const std::vector<float> f = run_three<float>(c, layout);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_NEAR(d[i], want[i], 1e-14 * std::max(1.0, std::fabs(want[i]))) << c.name << " element " << i;
-    EXPECT_NEAR(f[i], want[i], 2e-6 * std::max(1.0, std::fabs(want[i]))) << c.name << " (float) element " << i;
+    EXPECT_NEAR(d[i], want[i], 1e-14 * std::max(1.0, std::fabs(want[i]))) << enum_name(kOptimKinds, c.name) << " element " << i;
+    EXPECT_NEAR(f[i], want[i], 2e-6 * std::max(1.0, std::fabs(want[i]))) << enum_name(kOptimKinds, c.name) << " (float) element " << i;
   }
 }
 
 OptimConfig cfg(const std::string& name) {
   OptimConfig c;
-  c.name = name;
+  c.name = cn::parse_enum(cn::kOptimKinds, name, "optim.name");
   return c;
 }
 
@@ -355,7 +355,7 @@ TEST(Optim, StepDoesNotAllocate) {
   pl.lr_scale = 2;
   c.per_layer.push_back(pl);
   for (const char* name : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "amsgrad"}) {
-    c.name = name;
+    c.name = cn::parse_enum(cn::kOptimKinds, name, "optim.name");
     auto opt = make_optimizer<float>(c, layout);
     opt->step(p.data(), g.data(), 1e-3, 0);  // the first parallel region may start threads
     const long before = test::heap_allocations();
@@ -462,7 +462,7 @@ TEST(Optim, MatchesTorchOptimFloat64) {
   for (const std::string& name : names)
     for (int penalised = 0; penalised < 2; ++penalised) {
       OracleRun r;
-      r.config.name = name;
+      r.config.name = cn::parse_enum(cn::kOptimKinds, name, "optim.name");
       r.config.momentum = 0.85;
       r.config.beta1 = 0.8;
       r.config.beta2 = 0.95;
@@ -520,7 +520,7 @@ TEST(Optim, MatchesTorchOptimFloat64) {
     std::string grads = "[";
     for (int k = 0; k < 10; ++k) grads += std::string(k ? "," : "") + json_list(r.grads[k]);
     grads += "]";
-    js += std::string(ri ? "," : "") + "{\"name\":\"" + r.config.name + "\",\"momentum\":" + num(r.config.momentum) +
+    js += std::string(ri ? "," : "") + "{\"name\":\"" + cn::enum_name(cn::kOptimKinds, r.config.name) + "\",\"momentum\":" + num(r.config.momentum) +
           ",\"beta1\":" + num(r.config.beta1) + ",\"beta2\":" + num(r.config.beta2) + ",\"eps\":" + num(r.config.eps) +
           ",\"alpha\":" + num(r.config.alpha) + ",\"segments\":" + segs + ",\"params\":" + json_list(r.params) +
           ",\"grads\":" + grads + ",\"lrs\":" + json_list(r.lrs) + ",\"states\":" + snames + "}";
@@ -535,7 +535,7 @@ TEST(Optim, MatchesTorchOptimFloat64) {
 
   std::istringstream in(cn::test::read_text(dir.file("out.txt")));
   for (size_t ri = 0; ri < runs.size(); ++ri) {
-    const std::string label = runs[ri].config.name + (runs[ri].config.per_layer.empty() ? "" : " (penalised)");
+    const std::string label = std::string(cn::enum_name(cn::kOptimKinds, runs[ri].config.name)) + (runs[ri].config.per_layer.empty() ? "" : " (penalised)");
     std::string tag;
     size_t n_states = 0;
     int n_params = 0;

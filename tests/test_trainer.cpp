@@ -282,7 +282,7 @@ TEST(Trainer, ResumeRecomputesTheSavedStepsCurvatureAsConfigured) {
   fs::remove_all(checkpoint_dir(tmp.file("run"), 25));
   Config fewer = c;
   fewer.train.steps = 25;
-  fewer.diagnostics.kinds = {"loss"};
+  fewer.diagnostics.kinds = {cn::CurvatureKind::loss};
   train(fewer, o);
   const auto [rows, spectra] = kinds_at_20();
   EXPECT_EQ(rows, (std::set<std::string>{"loss"}));
@@ -364,7 +364,7 @@ TEST(Trainer, NoAllocationInsideTheStep) {
   for (const char* extra : {"", "[clip]\nmode = \"agc_unit\"\n[model]\nbatchnorm = true\n"}) {
     Config c = small_config();
     if (*extra) {
-      c.clip.mode = "agc_unit";
+      c.clip.mode = cn::ClipMode::agc_unit;
       c.model.batchnorm = true;
     }
     StepRunner r(c);
@@ -385,8 +385,8 @@ TEST(Oracle, MlpLossGradientsAndAdamMatchPyTorch) {
   ModelConfig mc;
   mc.hidden = {7, 5};
   mc.activation = "tanh";
-  mc.init = "xavier_normal";
-  mc.bias_init = "lecun_uniform";
+  mc.init = cn::Init::xavier_normal;
+  mc.bias_init = cn::Init::lecun_uniform;
   mc.batchnorm = true;
   const int64_t N = 16, I = 4, C = 3;
   Sequential<double> model(resolve_layers(mc, C), I);
@@ -478,7 +478,7 @@ TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
   off.train.steps = 20;
   Config on = off;
   on.diagnostics.every = 10;
-  on.diagnostics.kinds = {"loss", "local", "ggn", "kfac", "diag", "fisher_diag", "full_top"};
+  on.diagnostics.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn, cn::CurvatureKind::kfac, cn::CurvatureKind::diag, cn::CurvatureKind::fisher_diag, cn::CurvatureKind::full_top};
   on.diagnostics.batch_size = 64;
   on.diagnostics.dense_max_params = 300;  // the 32×16 layer goes the iterative way
   train(off, quiet(tmp.file("off")));
@@ -492,7 +492,7 @@ TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
   EXPECT_EQ(rows.find("NaN"), std::string::npos);
   // `curvnet hessian` on the saved checkpoint reproduces the run's last loss block.
   HessianOptions ho;
-  ho.kinds = {"loss"};
+  ho.kinds = {cn::CurvatureKind::loss};
   ho.layers = {0};
   const CurvatureOutput out = checkpoint_curvature(tmp.file("on"), ho);
   ASSERT_EQ(out.rows.size(), 1u);

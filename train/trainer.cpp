@@ -144,7 +144,7 @@ struct Engine {
   explicit Engine(const Config& c, Device d) : config(c), device(d) {
     data = load_splits(config.data, config.train.seed);
     if (data.train.n == 0) throw InputError("data: the training split is empty");
-    shape = task_shape(data.train, loss_kind(config.loss.kind));
+    shape = task_shape(data.train, config.loss.kind);
     train_targets = loss_targets(data.train, shape);
     batch = std::min<int64_t>(config.data.batch_size, data.train.n);
     steps_per_epoch = (data.train.n + batch - 1) / batch;
@@ -152,7 +152,7 @@ struct Engine {
     model = std::make_unique<Sequential<T>>(resolve_layers(config.model, shape.n_outputs), data.train.d, device);
     model->reserve(std::max<int64_t>(batch, eval_chunk()));
     model->initialize(config.model, config.train.seed);
-    loss = std::make_unique<Loss<T>>(loss_kind(config.loss.kind));
+    loss = std::make_unique<Loss<T>>(config.loss.kind);
     loss->reserve(device, std::max<int64_t>(batch, eval_chunk()), shape.n_outputs);
 #ifdef CURVNET_HAVE_CUDA
     if (device == Device::cuda) {
@@ -242,7 +242,7 @@ struct Engine {
     step_losses.push_back(l);
     const int64_t done = s + 1;  // the step number the logs give this update
     if (doctor && doctor->before_update(done, l, last_clip, logged_step(done), n) &&
-        config.train.on_nonfinite == "stop") {
+        config.train.on_nonfinite == OnNonfinite::stop) {
       halted = true;
       return;
     }
@@ -327,7 +327,7 @@ struct Engine {
       step_losses.push_back(l);
       if (!doctor) continue;
       if (doctor->before_update(s + 1, l, last_clip, current && logged_step(s + 1), n) &&
-          config.train.on_nonfinite == "stop") {
+          config.train.on_nonfinite == OnNonfinite::stop) {
         halted = true;
         return false;
       }
@@ -392,10 +392,10 @@ struct Engine {
     snap.momentum = config.optim.momentum;
     snap.lr = lr_at(st.step);
     // Adam-family preconditioner P = sqrt(v / (1 - beta2^t)) + eps (the denominator of the update).
-    const std::string& o = config.optim.name;
-    if ((o == "adam" || o == "adamw" || o == "nadam" || o == "amsgrad") && st.step > 0) {
+    const OptimKind o = config.optim.name;
+    if ((o == OptimKind::adam || o == OptimKind::adamw || o == OptimKind::nadam || o == OptimKind::amsgrad) && st.step > 0) {
       for (auto& [name, buf] : optimizer->state()) {
-        if (name != (o == "amsgrad" ? "max_exp_avg_sq" : "exp_avg_sq")) continue;
+        if (name != (o == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq")) continue;
         const double corr = 1.0 - std::pow(config.optim.beta2, static_cast<double>(st.step));
         snap.preconditioner.resize(buf->size());
         for (size_t i = 0; i < buf->size(); ++i)
@@ -415,7 +415,7 @@ struct Engine {
     std::vector<double> x(d.x.begin(), d.x.begin() + n * d.d);
     std::vector<double> t(targets.begin(), targets.begin() + n * shape.target_width);
     return std::make_unique<CurvatureCheckpoint>(config.diagnostics, model->specs(), data.train.d,
-                                                 loss_kind(config.loss.kind), std::move(x), std::move(t), n,
+                                                 config.loss.kind, std::move(x), std::move(t), n,
                                                  config.train.seed, device);
   }
 
@@ -523,7 +523,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   std::ostream& out = o.out ? *o.out : std::cout;
   const bool live = o.progress >= 0 ? o.progress == 1 : isatty(STDOUT_FILENO);
   Progress progress(out, live);
-  const Device device = resolve_device(o.device.empty() ? config.train.device : o.device);
+  const Device device = resolve_device(o.device.empty() ? enum_name(kDeviceChoices, config.train.device) : o.device);
   if (config.train.threads > 0) omp_set_num_threads(static_cast<int>(config.train.threads));
 
   const double t_start = now_s();
@@ -579,7 +579,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   json meta = {{"version", CURVNET_VERSION},
                {"git_revision", CURVNET_GIT_REV},
                {"device", device_name(device)},
-               {"dtype", config.train.dtype},
+               {"dtype", enum_name(kDTypes, config.train.dtype)},
                {"seed", config.train.seed},
                {"threads", omp_get_max_threads()},
                {"dataset", config.data.dataset},
@@ -642,7 +642,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   auto curvature_arrived = [&](const CurvatureOutput& out) {
     for (const json& row : out.rows) log_row(diagnostics, RunLog::diagnostics, row);
     diagnostics.flush();
-    e.doctor->on_curvature(out.step, out.rows, e.lr_at(out.step));
+    e.doctor->on_curvature(out.step, out.observations, e.lr_at(out.step));
     add_step_spectra(out.step, out.spectra);
     curv_seconds += out.seconds;
     ++curv_done;
@@ -699,7 +699,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
   };
   const int64_t eval_every = *config.train.eval_every, ckpt_every = *config.checkpoint.every;
   const bool early = config.train.patience > 0;
-  const std::string es_metric = config.train.early_stopping_metric;
+  const std::string es_metric = enum_name(kStopMetrics, config.train.early_stopping_metric);
   const bool es_higher = higher_is_better(es_metric);
 
   if (!resuming) {
@@ -707,7 +707,7 @@ TrainSummary run_training(Config config, const TrainOptions& o, const std::strin
     progress.message("data: " + config.data.dataset + " train " + std::to_string(e.data.train.n) + " val " +
                      std::to_string(e.data.val.n) + " test " + std::to_string(e.data.test.n) + ", " +
                      std::to_string(e.model->layout().total) + " parameters, " + device_name(device) + " " +
-                     config.train.dtype + ", " + std::to_string(e.total_steps) + " steps");
+                     enum_name(kDTypes, config.train.dtype) + ", " + std::to_string(e.total_steps) + " steps");
     const bool curvature_now = curvature || curvature_worker;
     if (ckpt_every > 0) model_checkpoint(curvature_now, true);  // step_0: the initialisation
     if (curvature_now) curvature_checkpoint();
@@ -873,7 +873,7 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
   } else {
     run_dir = prepare_run_dir(config, o);
   }
-  if (config.train.dtype == "float64") return run_training<double>(config, o, run_dir, resuming);
+  if (config.train.dtype == DType::float64) return run_training<double>(config, o, run_dir, resuming);
   return run_training<float>(config, o, run_dir, resuming);
 }
 
@@ -883,7 +883,7 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
   const Config config = load_config((run_dir / "config.toml").string());
   auto run = [&](auto tag) -> json {
     using T = decltype(tag);
-    Engine<T> e(config, resolve_device(device.empty() ? config.train.device : device));
+    Engine<T> e(config, resolve_device(device.empty() ? enum_name(kDeviceChoices, config.train.device) : device));
     load_model(*e.model, (ckpt / "model.safetensors").string());
     const std::string step_name = ckpt.filename().string();
     e.st.step = std::stoll(step_name.substr(5));
@@ -894,7 +894,7 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
     row["checkpoint"] = ckpt.string();
     return row;
   };
-  return config.train.dtype == "float64" ? run(double{}) : run(float{});
+  return config.train.dtype == DType::float64 ? run(double{}) : run(float{});
 }
 
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& ho) {
@@ -904,8 +904,8 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
   if (!ho.kinds.empty()) config.diagnostics.kinds = ho.kinds;
   if (!ho.layers.empty()) config.diagnostics.layers = ho.layers;
   if (ho.batch_size > 0) config.diagnostics.batch_size = ho.batch_size;
-  if (!ho.mode.empty()) config.diagnostics.mode = ho.mode;
-  const Device device = resolve_device(ho.device.empty() ? config.train.device : ho.device);
+  if (ho.mode) config.diagnostics.mode = *ho.mode;
+  const Device device = resolve_device(ho.device.empty() ? enum_name(kDeviceChoices, config.train.device) : ho.device);
   auto run = [&](auto tag) -> CurvatureOutput {
     using T = decltype(tag);
     Engine<T> e(config, device);
@@ -917,7 +917,7 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
     if (d && d->n == 0) throw InputError("--data " + ho.split + ": the split is empty for data set " + config.data.dataset);
     return e.curvature(d)->run(e.st.step, e.snapshot());
   };
-  return config.train.dtype == "float64" ? run(double{}) : run(float{});
+  return config.train.dtype == DType::float64 ? run(double{}) : run(float{});
 }
 
 struct StepRunner::Impl {
@@ -926,8 +926,8 @@ struct StepRunner::Impl {
 };
 
 StepRunner::StepRunner(const Config& config) : impl_(std::make_unique<Impl>()) {
-  const Device d = resolve_device(config.train.device);
-  if (config.train.dtype == "float64")
+  const Device d = resolve_device(enum_name(kDeviceChoices, config.train.device));
+  if (config.train.dtype == DType::float64)
     impl_->f64 = std::make_unique<Engine<double>>(config, d);
   else
     impl_->f32 = std::make_unique<Engine<float>>(config, d);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <iosfwd>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -50,11 +51,11 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
 // `curvnet hessian`: the curvature of a saved checkpoint (a checkpoints/step_N directory,
 // or a run directory: its last one). Empty options keep the run's [diagnostics] values.
 struct HessianOptions {
-  std::vector<std::string> kinds;
+  std::vector<CurvatureKind> kinds;
   std::vector<int64_t> layers;
   std::string split = "train";  // the curvature batch: the first batch_size samples of this split
   int64_t batch_size = 0;
-  std::string mode;             // train | eval
+  std::optional<DiagMode> mode;
   std::string device;           // auto | cpu | cuda; "" = the run's train.device
 };
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& options);

@@ -170,7 +170,7 @@ __global__ void units_agc_kernel(const T* p, T* g, const UnitRow* units, int64_t
   }
 }
 
-__global__ void clip_before_kernel(ClipModeId mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
+__global__ void clip_before_kernel(ClipMode mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
                                    const int64_t* layer_tile_begin, int32_t n_layers, double max_norm, double lambda,
                                    double nu, double* coef, int32_t* flag, ClipRecord* rec) {
   __shared__ typename BlockSum::TempStorage tmp;
@@ -187,15 +187,15 @@ __global__ void clip_before_kernel(ClipModeId mode, const double* partial_g, con
   const double norm = norm_sh;
   for (int32_t l = threadIdx.x; l < n_layers; l += kBlock) {
     double c = 1.0;
-    if (mode == ClipModeId::norm) {
+    if (mode == ClipMode::norm) {
       c = clip_norm_coef(max_norm, norm);
-    } else if (mode == ClipModeId::layer_norm || mode == ClipModeId::agc) {
+    } else if (mode == ClipMode::layer_norm || mode == ClipMode::agc) {
       double gs = 0.0, ps = 0.0;
       for (int64_t t = layer_tile_begin[l]; t < layer_tile_begin[l + 1]; ++t) {
         gs += partial_g[t];
-        if (mode == ClipModeId::agc) ps += partial_p[t];
+        if (mode == ClipMode::agc) ps += partial_p[t];
       }
-      c = mode == ClipModeId::layer_norm ? clip_norm_coef(max_norm, sqrt(gs)) : agc_coef(lambda, nu, sqrt(gs), sqrt(ps));
+      c = mode == ClipMode::layer_norm ? clip_norm_coef(max_norm, sqrt(gs)) : agc_coef(lambda, nu, sqrt(gs), sqrt(ps));
     }
     coef[l] = c;
     if (c < 1.0) atomicOr(flag, 1);
@@ -292,7 +292,7 @@ void units_agc(const T* p, T* g, const UnitRow* units, int64_t n_units, double l
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
-void clip_before(ClipModeId mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
+void clip_before(ClipMode mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
                  const int64_t* layer_tile_begin, int32_t n_layers, double max_norm, double lambda, double nu,
                  double* coef, int32_t* flag, ClipRecord* rec) {
   clip_before_kernel<<<1, kBlock, 0, stream()>>>(mode, partial_g, partial_p, n_tiles, layer_tile_begin, n_layers,

@@ -35,8 +35,6 @@ struct ClipRecord {
   int32_t unused = 0;
 };
 
-enum class ClipModeId : int { none, norm, layer_norm, value, agc, agc_unit };
-
 // One update of the tiles [tiles, tiles + n_tiles), all of one coefficient group.
 template <class T>
 void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, int64_t n_tiles, T* p, const T* g,
@@ -58,7 +56,7 @@ void units_agc(const T* p, T* g, const UnitRow* units, int64_t n_units, double l
 // From the gradient (and for agc the parameter) partials: rec->norm_before, *flag = 0 (or
 // 1 for a coefficient below 1) and coef[layer] for the modes that scale. Layer l owns the
 // tiles [layer_tile_begin[l], layer_tile_begin[l + 1]).
-void clip_before(ClipModeId mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
+void clip_before(ClipMode mode, const double* partial_g, const double* partial_p, int64_t n_tiles,
                  const int64_t* layer_tile_begin, int32_t n_layers, double max_norm, double lambda, double nu,
                  double* coef, int32_t* flag, ClipRecord* rec);
 // rec->norm_after (from the partials, or norm_before when nothing could change) and

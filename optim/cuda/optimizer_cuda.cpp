@@ -17,32 +17,9 @@ namespace cn {
 
 namespace {
 
-using cuda::ClipModeId;
 using cuda::ClipRecord;
 using cuda::Tile;
 using cuda::UnitRow;
-
-OptimKind parse_kind(const std::string& name) {
-  static const std::map<std::string, OptimKind> kinds = {
-      {"sgd", OptimKind::sgd},         {"momentum", OptimKind::momentum}, {"nesterov", OptimKind::nesterov},
-      {"adagrad", OptimKind::adagrad}, {"rmsprop", OptimKind::rmsprop},   {"adam", OptimKind::adam},
-      {"adamw", OptimKind::adamw},     {"nadam", OptimKind::nadam},       {"amsgrad", OptimKind::amsgrad}};
-  const auto it = kinds.find(name);
-  if (it == kinds.end())
-    throw InputError("optim.name: unknown optimiser '" + name +
-                     "' (expected sgd, momentum, nesterov, adagrad, rmsprop, adam, adamw, nadam or amsgrad)");
-  return it->second;
-}
-
-ClipModeId parse_clip_mode(const std::string& mode) {
-  if (mode == "none") return ClipModeId::none;
-  if (mode == "norm") return ClipModeId::norm;
-  if (mode == "layer_norm") return ClipModeId::layer_norm;
-  if (mode == "value") return ClipModeId::value;
-  if (mode == "agc") return ClipModeId::agc;
-  if (mode == "agc_unit") return ClipModeId::agc_unit;
-  throw InputError("clip.mode: unknown mode '" + mode + "' (expected none, norm, layer_norm, value, agc or agc_unit)");
-}
 
 void check_layout(const ParamLayout& layout) {
   for (const ParamSegment& seg : layout.segments)
@@ -91,7 +68,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
  public:
   CudaFlatOptimizer(const OptimConfig& config, const ParamLayout& layout)
       : config_(config),
-        kind_(parse_kind(config.name)),
+        kind_(config.name),
         total_(layout.total),
         stride_((layout.total + kStateAlign - 1) / kStateAlign * kStateAlign) {
     check_layout(layout);
@@ -193,7 +170,7 @@ std::unique_ptr<Optimizer<T>> make_optimizer_cuda(const OptimConfig& config, con
 template <class T>
 struct CudaGradClipper<T>::Impl {
   ClipConfig config;
-  ClipModeId mode = ClipModeId::none;
+  ClipMode mode = ClipMode::none;
   int32_t n_layers = 0;
   int64_t n_tiles = 0, n_units = 0;
   Buffer<Tile> tiles;
@@ -212,7 +189,7 @@ CudaGradClipper<T>::CudaGradClipper(const ClipConfig& config, const ParamLayout&
   check_layout(layout);
   Impl& m = *impl_;
   m.config = config;
-  m.mode = parse_clip_mode(config.mode);
+  m.mode = config.mode;
 
   // Layers in order of first appearance; tiles grouped by layer.
   std::map<int64_t, int32_t> layer_slot;
@@ -229,7 +206,7 @@ CudaGradClipper<T>::CudaGradClipper(const ClipConfig& config, const ParamLayout&
   upload(m.tiles, tiles);
   upload(m.layer_tile_begin, begin);
 
-  if (m.mode == ClipModeId::agc_unit) {  // units: the rows of each segment
+  if (m.mode == ClipMode::agc_unit) {  // units: the rows of each segment
     std::vector<UnitRow> units;
     for (const ParamSegment& seg : layout.segments)
       for (int64_t r = 0; r < seg.rows; ++r) units.push_back(UnitRow{seg.offset + r * seg.cols, seg.cols});
@@ -268,26 +245,26 @@ void CudaGradClipper<T>::clip(const T* params, T* grads, int64_t step) {
   const ClipConfig& c = m.config;
 
   cuda::tiles_sum_sq<T>(grads, m.tiles.data(), m.n_tiles, m.partial_g.data());
-  if (m.mode == ClipModeId::agc) cuda::tiles_sum_sq<T>(params, m.tiles.data(), m.n_tiles, m.partial_p.data());
+  if (m.mode == ClipMode::agc) cuda::tiles_sum_sq<T>(params, m.tiles.data(), m.n_tiles, m.partial_p.data());
   cuda::clip_before(m.mode, m.partial_g.data(), m.partial_p.data(), m.n_tiles, m.layer_tile_begin.data(), m.n_layers,
                     c.max_norm, c.agc_lambda, c.agc_eps, m.coef.data(), m.flag.data(), rec);
   switch (m.mode) {
-    case ClipModeId::none: break;
-    case ClipModeId::norm:
-    case ClipModeId::layer_norm:
-    case ClipModeId::agc:
+    case ClipMode::none: break;
+    case ClipMode::norm:
+    case ClipMode::layer_norm:
+    case ClipMode::agc:
       cuda::tiles_scale_sum_sq<T>(grads, m.tiles.data(), m.n_tiles, m.coef.data(), m.partial_g.data());
       break;
-    case ClipModeId::value:
+    case ClipMode::value:
       cuda::tiles_clamp_sum_sq<T>(grads, m.tiles.data(), m.n_tiles, static_cast<T>(c.value), m.flag.data(),
                                   m.partial_g.data());
       break;
-    case ClipModeId::agc_unit:
+    case ClipMode::agc_unit:
       cuda::units_agc<T>(params, grads, m.units.data(), m.n_units, c.agc_lambda, c.agc_eps, m.flag.data());
       cuda::tiles_sum_sq<T>(grads, m.tiles.data(), m.n_tiles, m.partial_g.data());
       break;
   }
-  cuda::clip_after(m.partial_g.data(), m.n_tiles, m.mode != ClipModeId::none, m.flag.data(), rec);
+  cuda::clip_after(m.partial_g.data(), m.n_tiles, m.mode != ClipMode::none, m.flag.data(), rec);
 }
 
 namespace {
