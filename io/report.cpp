@@ -1093,6 +1093,8 @@ std::string render_report(const std::string& run_dir) {
   return h.str();
 }
 
-void write_report(const std::string& run_dir) { write_file_atomic(RunLayout(run_dir).report(), render_report(run_dir)); }
+void write_report(const std::string& run_dir) {
+  write_file_atomic(RunLayout(run_dir).report(), render_report(run_dir));
+}
 
 }  // namespace cn

@@ -10,7 +10,7 @@ namespace cn {
 namespace fs = std::filesystem;
 
 std::optional<int64_t> parse_step_name(const std::string& name, const std::string& suffix) {
-  static const std::string prefix = "step_";
+  static const std::string prefix = kStepPrefix;
   if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
       name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
     return std::nullopt;
@@ -20,7 +20,7 @@ std::optional<int64_t> parse_step_name(const std::string& name, const std::strin
   return std::stoll(digits);
 }
 
-std::string step_name(int64_t step, const std::string& suffix) { return "step_" + std::to_string(step) + suffix; }
+std::string step_name(int64_t step, const std::string& suffix) { return kStepPrefix + std::to_string(step) + suffix; }
 
 std::vector<std::pair<int64_t, std::string>> step_entries(const std::string& dir, const std::string& suffix,
                                                           bool directories) {

@@ -60,6 +60,7 @@ class RunLayout {
 };
 
 // "step_<N><suffix>" → N (N: 1 to 18 decimal digits); nullopt for any other name.
+constexpr const char* kStepPrefix = "step_";
 std::optional<int64_t> parse_step_name(const std::string& name, const std::string& suffix = "");
 std::string step_name(int64_t step, const std::string& suffix = "");
 

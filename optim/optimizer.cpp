@@ -86,7 +86,8 @@ class FlatOptimizer final : public Optimizer<T> {
 
   // The Adam family's.
   std::vector<double> preconditioner(int64_t step) override {
-    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam && kind_ != OptimKind::amsgrad)
+    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
+        kind_ != OptimKind::amsgrad)
       return {};
     return adam_preconditioner<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", config_.beta2,
                                   config_.eps, step);

@@ -50,6 +50,8 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path);
 inline std::vector<int64_t> list_checkpoints(const std::string& run_dir) {
   return RunLayout(run_dir).complete_checkpoints();
 }
-inline std::string checkpoint_dir(const std::string& run_dir, int64_t step) { return RunLayout(run_dir).checkpoint(step); }
+inline std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return RunLayout(run_dir).checkpoint(step);
+}
 
 }  // namespace cn

@@ -40,7 +40,6 @@ TaskShape task_shape(const Dataset& train, LossKind loss) {
   return s;
 }
 
-// Targets of a split in the loss's layout (as double; cast per batch).
 std::vector<double> loss_targets(const Dataset& d, const TaskShape& s) {
   if (!s.one_hot) return d.y;
   std::vector<double> t(static_cast<size_t>(d.n * s.target_width), 0.0);

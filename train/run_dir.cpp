@@ -83,7 +83,7 @@ void RunDir::truncate_for_resume(int64_t s, bool redo) const {
     for (const auto& f : fs::directory_iterator(layout_.spectra())) spectra_files.push_back(f.path());
   for (const fs::path& f : spectra_files) {
     const std::string name = f.filename().string();
-    if (name.rfind("step_", 0) != 0) continue;
+    if (name.rfind(kStepPrefix, 0) != 0) continue;
     if (!ends_with(name, ".safetensors")) {  // a write a crash left unfinished
       fs::remove(f);
       continue;

@@ -215,7 +215,8 @@ void TrainingLoop<T>::evaluate_val() {
   if (row.contains(key) && row[key].is_number()) {
     last_val_ = row[key].get<double>();
     if (early_) {
-      const bool better = !e_.st.has_best || (es_higher_ ? last_val_ > e_.st.best_metric : last_val_ < e_.st.best_metric);
+      const bool better =
+          !e_.st.has_best || (es_higher_ ? last_val_ > e_.st.best_metric : last_val_ < e_.st.best_metric);
       if (better) {
         e_.st.best_metric = last_val_;
         e_.st.has_best = true;
