@@ -93,7 +93,7 @@ Engine<T>::CudaSteps::CudaSteps(Engine& e) {
     device_copy(device, x.data(), Device::cpu, xs.data(), xs.size() * sizeof(T));
     device_copy(device, targets.data(), Device::cpu, ts.data(), ts.size() * sizeof(T));
   }
-  // Graphs replay a step as recorded: a layer that draws per step (Dropout) needs the host.
+  // A recorded graph replays the same step: a layer that depends on the step (Dropout) turns graphs off.
   use_graphs = true;
   Sequential<T>* model = e.model.get();
   for (size_t i = 0; i < model->size(); ++i) {
