@@ -165,6 +165,22 @@ size_t truncate_after_step(const std::string& path, int64_t step,
   return kept;
 }
 
+std::vector<nlohmann::json> read_jsonl(const std::string& path, bool* exists) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(path);
+  if (exists) *exists = static_cast<bool>(in);
+  std::string line;
+  while (std::getline(in, line)) {
+    nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
+    if (!row.is_discarded() && row.is_object()) rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 nlohmann::json json_number(double value) {
   if (std::isfinite(value)) return value;
   return nullptr;

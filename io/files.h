@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -59,6 +60,13 @@ class JsonLinesWriter {
 // (the results a resumed run recomputes). Returns the number of rows kept.
 size_t truncate_after_step(const std::string& path, int64_t step,
                            const std::function<bool(const nlohmann::json&)>& drop_at_step = {});
+
+// The rows of a JSON-lines file: every line that is a complete JSON object (a torn tail or
+// any other line is skipped). A file that cannot be opened has none; `exists` (optional)
+// says whether it could.
+std::vector<nlohmann::json> read_jsonl(const std::string& path, bool* exists = nullptr);
+
+bool ends_with(const std::string& s, const std::string& suffix);
 
 // JSON for a metric: a finite double → number, NaN/±inf → null.
 nlohmann::json json_number(double value);

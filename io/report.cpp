@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -18,6 +17,7 @@
 #include "core/error.h"
 #include "diagnostics/alarms.h"
 #include "io/files.h"
+#include "io/run_layout.h"
 #include "io/safetensors.h"
 
 namespace cn {
@@ -32,16 +32,9 @@ struct Log {
   std::vector<json> rows;
 };
 
-Log read_jsonl(const std::string& path) {
+Log read_log(const std::string& path) {
   Log log;
-  std::ifstream in(path);
-  if (!in) return log;
-  log.exists = true;
-  std::string line;
-  while (std::getline(in, line)) {
-    json row = json::parse(line, nullptr, false);
-    if (!row.is_discarded() && row.is_object()) log.rows.push_back(std::move(row));
-  }
+  log.rows = read_jsonl(path, &log.exists);
   return log;
 }
 
@@ -69,10 +62,6 @@ std::string get_str(const json& row, const std::string& key, const std::string& 
 }
 
 std::string layer_name(int layer) { return layer < 0 ? "network" : "layer " + std::to_string(layer); }
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 bool is_uint(const std::string& s) {
   return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -423,15 +412,7 @@ Spectra read_spectra(const std::string& dir, Spectra* singular, std::vector<std:
   Spectra out;
   std::error_code ec;
   if (!std::filesystem::is_directory(dir, ec)) return out;
-  std::vector<std::pair<int64_t, std::string>> files;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("step_", 0) != 0 || !ends_with(name, ".safetensors")) continue;
-    const std::string n = name.substr(5, name.size() - 5 - 12);
-    if (is_uint(n)) files.emplace_back(std::stoll(n), entry.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  for (const auto& [step, path] : files) {
+  for (const auto& [step, path] : step_entries(dir, ".safetensors", /*directories=*/false)) {
     try {
       for (const auto& [name, t] : read_safetensors(path)) {
         const size_t d1 = name.find('.');
@@ -1038,7 +1019,7 @@ std::string section_header(const std::string& run_dir, const Log& metrics, const
   std::vector<std::pair<std::string, std::string>> rows;
   rows.emplace_back("run directory", run_dir);
   try {
-    const json meta = json::parse(read_file(run_dir + "/meta.json"));
+    const json meta = json::parse(read_file(RunLayout(run_dir).meta()));
     if (meta.is_object())
       for (auto it = meta.begin(); it != meta.end(); ++it)
         if (!it->is_object() && !it->is_array()) rows.emplace_back(it.key(), json_scalar_text(*it));
@@ -1071,14 +1052,15 @@ std::string section_header(const std::string& run_dir, const Log& metrics, const
 }  // namespace
 
 std::string render_report(const std::string& run_dir) {
-  const Log metrics = read_jsonl(run_dir + "/metrics.jsonl");
-  const Log eval = read_jsonl(run_dir + "/eval.jsonl");
-  const Log stats = read_jsonl(run_dir + "/stats.jsonl");
-  const Log diag = read_jsonl(run_dir + "/diagnostics.jsonl");
-  const Log alarms = read_jsonl(run_dir + "/alarms.jsonl");
+  const RunLayout run(run_dir);
+  const Log metrics = read_log(run.metrics_log());
+  const Log eval = read_log(run.eval_log());
+  const Log stats = read_log(run.stats_log());
+  const Log diag = read_log(run.diagnostics_log());
+  const Log alarms = read_log(run.alarms_log());
   std::vector<std::string> problems;
   Spectra singular;
-  const Spectra spectra = read_spectra(run_dir + "/spectra", &singular, &problems);
+  const Spectra spectra = read_spectra(run.spectra(), &singular, &problems);
 
   std::ostringstream h;
   h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -1103,7 +1085,7 @@ std::string render_report(const std::string& run_dir) {
   h << section_alarms(alarms);
   h << section_verdicts(stats, diag, alarms);
   try {
-    const std::string config = read_file(run_dir + "/config.toml");
+    const std::string config = read_file(RunLayout(run_dir).config());
     h << "<section id=\"config\" data-section=\"config\"><h2>Resolved config</h2>\n<details><summary>config.toml"
          "</summary><pre>"
       << esc(config) << "</pre></details></section>\n";
@@ -1113,6 +1095,8 @@ std::string render_report(const std::string& run_dir) {
   return h.str();
 }
 
-void write_report(const std::string& run_dir) { write_file_atomic(run_dir + "/report.html", render_report(run_dir)); }
+void write_report(const std::string& run_dir) {
+  write_file_atomic(RunLayout(run_dir).report(), render_report(run_dir));
+}
 
 }  // namespace cn

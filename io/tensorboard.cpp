@@ -12,7 +12,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -21,6 +20,7 @@
 
 #include "core/error.h"
 #include "io/files.h"
+#include "io/run_layout.h"
 
 namespace cn {
 
@@ -415,10 +415,6 @@ bool json_step(const nlohmann::json& row, int64_t* step) {
   return true;
 }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Every number/bool of `j` (nested objects flattened with '/') under prefix.
 void emit_numbers(const Emit& emit, double wall, int64_t step, const std::string& prefix, const nlohmann::json& j,
                   const std::vector<std::string>& skip) {
@@ -526,13 +522,9 @@ std::string host_name() {
   return h;
 }
 
-bool is_event_file_name(const std::string& name) {
-  return name.rfind("events.out.tfevents.", 0) == 0 && name.find(".tmp.") == std::string::npos;
-}
-
 // A fresh event-file path in run_dir (a ".<n>" suffix when the name is taken).
 std::string new_event_path(const std::string& run_dir, double wall) {
-  const std::string base = run_dir + "/events.out.tfevents." + std::to_string(static_cast<int64_t>(wall)) + "." +
+  const std::string base = run_dir + "/" + RunLayout::kEventsPrefix + std::to_string(static_cast<int64_t>(wall)) + "." +
                            host_name() + "." + std::to_string(static_cast<long>(getpid())) + ".curvnet";
   std::error_code ec;
   std::string path = base;
@@ -627,14 +619,7 @@ void TensorBoardWriter::close() {
 }
 
 std::vector<std::string> TensorBoardWriter::event_files(const std::string& run_dir) {
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(run_dir, ec)) {
-    if (!entry.is_regular_file(ec)) continue;
-    if (is_event_file_name(entry.path().filename().string())) files.push_back(entry.path().string());
-  }
-  std::sort(files.begin(), files.end());
-  return files;
+  return RunLayout(run_dir).event_files();
 }
 
 size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step,
@@ -664,45 +649,10 @@ size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_
 
 // ---- re-creation from a run's logs --------------------------------------------------------
 
-namespace {
-
-std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    nlohmann::json row = nlohmann::json::parse(line, nullptr, false);
-    if (!row.is_discarded() && row.is_object()) rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
-// step_<N>.safetensors (or step_<N> directories) under dir, sorted by N.
-std::vector<std::pair<int64_t, std::string>> step_entries(const std::string& dir, bool directories) {
-  std::vector<std::pair<int64_t, std::string>> out;
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.rfind("step_", 0) != 0) continue;
-    std::string num = name.substr(5);
-    if (!directories) {
-      if (!ends_with(num, ".safetensors") || !entry.is_regular_file(ec)) continue;
-      num = num.substr(0, num.size() - 12);
-    } else if (!entry.is_directory(ec)) {
-      continue;
-    }
-    if (!is_uint(num) || num.size() > 18) continue;
-    out.emplace_back(std::stoll(num), entry.path().string());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-}  // namespace
-
 std::string write_tensorboard_from_run(const std::string& run_dir) {
+  const RunLayout run(run_dir);
   const double now = now_seconds();
-  const std::vector<nlohmann::json> metrics = read_jsonl(run_dir + "/metrics.jsonl");
+  const std::vector<nlohmann::json> metrics = read_jsonl(run.metrics_log());
 
   // Wall time per step from metrics.jsonl's time_s (seconds since the run started).
   std::map<int64_t, double> time_at;
@@ -731,15 +681,15 @@ std::string write_tensorboard_from_run(const std::string& run_dir) {
     }
   };
   emit_rows(RunLog::metrics, metrics);
-  emit_rows(RunLog::eval, read_jsonl(run_dir + "/eval.jsonl"));
-  emit_rows(RunLog::stats, read_jsonl(run_dir + "/stats.jsonl"));
-  emit_rows(RunLog::diagnostics, read_jsonl(run_dir + "/diagnostics.jsonl"));
+  emit_rows(RunLog::eval, read_jsonl(run.eval_log()));
+  emit_rows(RunLog::stats, read_jsonl(run.stats_log()));
+  emit_rows(RunLog::diagnostics, read_jsonl(run.diagnostics_log()));
 
-  for (const auto& [step, path] : step_entries(run_dir + "/spectra", false))
+  for (const auto& [step, path] : step_entries(run.spectra(), ".safetensors", false))
     emit_spectra(emit, wall_of(step), step, read_safetensors(path), path);
 
-  for (const auto& [step, dir] : step_entries(run_dir + "/checkpoints", true)) {
-    const std::string path = dir + "/model.safetensors";
+  for (const auto& [step, dir] : step_entries(run.checkpoints(), "", true)) {
+    const std::string path = dir + "/" + RunLayout::kModelFile;
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) continue;
     for (const auto& [name, t] : read_safetensors(path))
@@ -747,7 +697,7 @@ std::string write_tensorboard_from_run(const std::string& run_dir) {
         emit_histogram(emit, wall_of(step), step, "weights/" + name, safetensor_values<double>(t, path, name));
   }
 
-  for (const auto& [step, path] : step_entries(run_dir + "/histograms", false)) {
+  for (const auto& [step, path] : step_entries(run.histograms(), ".safetensors", false)) {
     for (const auto& [name, t] : read_safetensors(path)) {
       if (!is_float_dtype(t.dtype)) continue;
       std::string tag = name;

@@ -70,6 +70,15 @@ class FlatOptimizer final : public Optimizer<T> {
     return out;
   }
 
+  // The Adam family's.
+  std::vector<double> preconditioner(int64_t step) override {
+    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
+        kind_ != OptimKind::amsgrad)
+      return {};
+    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", config_.beta2,
+                                  config_.eps, step);
+  }
+
  private:
   OptimConfig config_;
   OptimKind kind_;
@@ -107,6 +116,20 @@ std::vector<SegmentCoeffs> resolve_segment_coeffs(const OptimConfig& config, con
 }
 
 template <class T>
+std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
+                                        double eps, int64_t step) {
+  std::vector<double> p;
+  if (step <= 0) return p;
+  for (auto& [name, buf] : optimizer.state()) {
+    if (name != state_name) continue;
+    const double corr = 1.0 - std::pow(beta2, static_cast<double>(step));
+    p.resize(buf->size());
+    for (size_t i = 0; i < buf->size(); ++i) p[i] = adam_preconditioner<double>(static_cast<double>((*buf)[i]), corr, eps);
+  }
+  return p;
+}
+
+template <class T>
 std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const ParamLayout& layout) {
   for (const ParamSegment& seg : layout.segments)
     CN_CHECK_MSG(seg.offset >= 0 && seg.offset + seg.size() <= layout.total,
@@ -114,6 +137,9 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const Pa
   return std::make_unique<FlatOptimizer<T>>(config, layout);
 }
 
+template std::vector<double> preconditioner_from_state<float>(Optimizer<float>&, const std::string&, double, double, int64_t);
+template std::vector<double> preconditioner_from_state<double>(Optimizer<double>&, const std::string&, double, double,
+                                                         int64_t);
 template std::unique_ptr<Optimizer<float>> make_optimizer<float>(const OptimConfig&, const ParamLayout&);
 template std::unique_ptr<Optimizer<double>> make_optimizer<double>(const OptimConfig&, const ParamLayout&);
 

@@ -31,7 +31,18 @@ class Optimizer {
   virtual void step(T* params, const T* grads, double lr, int64_t step) = 0;
   // Named state buffers (each layout.total long, or 1 for scalars), for checkpoints.
   virtual std::vector<std::pair<std::string, std::vector<T>*>> state() = 0;
+  // The diagonal preconditioner after `step` updates, as float64 (layout.total long): the
+  // Adam family's P = sqrt(v / (1 - beta2^t)) + eps, the denominator of its update. Empty
+  // for optimisers without one and before the first update.
+  virtual std::vector<double> preconditioner(int64_t step) { return {}; }
 };
+
+// P = sqrt(v / (1 - beta2^step)) + eps from the Adam family's state buffer `state_name`
+// ("exp_avg_sq", or "max_exp_avg_sq" for AMSGrad); empty when step is 0 or the optimiser
+// has no state of that name.
+template <class T>
+std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
+                                        double eps, int64_t step);
 
 template <class T>
 std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const ParamLayout& layout);

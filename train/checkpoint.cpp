@@ -1,13 +1,10 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "io/safetensors.h"
 
 namespace cn {
-
-namespace fs = std::filesystem;
 
 namespace {
 // Shape of a parameter tensor as PyTorch stores it.
@@ -111,38 +108,6 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
   }
   if (const auto it = f.metadata.find("doctor"); it != f.metadata.end()) st.doctor = it->second;
   return st;
-}
-
-std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
-  return (fs::path(run_dir) / "checkpoints" / ("step_" + std::to_string(step))).string();
-}
-
-std::string resolve_checkpoint(const std::string& path) {
-  if (fs::exists(fs::path(path) / "config.toml")) {
-    const auto steps = list_checkpoints(path);
-    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
-    return checkpoint_dir(path, steps.back());
-  }
-  if (!fs::exists(fs::path(path) / "model.safetensors") || !fs::exists(fs::path(path) / "state.safetensors"))
-    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors and "
-                            "state.safetensors");
-  return path;
-}
-
-std::vector<int64_t> list_checkpoints(const std::string& run_dir) {
-  std::vector<int64_t> steps;
-  const fs::path dir = fs::path(run_dir) / "checkpoints";
-  if (!fs::is_directory(dir)) return steps;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    const std::string name = e.path().filename().string();
-    if (name.rfind("step_", 0) != 0) continue;
-    char* end = nullptr;
-    const long long s = std::strtoll(name.c_str() + 5, &end, 10);
-    if (!end || *end != '\0' || s < 0) continue;
-    if (fs::exists(e.path() / "model.safetensors") && fs::exists(e.path() / "state.safetensors")) steps.push_back(s);
-  }
-  std::sort(steps.begin(), steps.end());
-  return steps;
 }
 
 #define CN_INSTANTIATE(T)                                                            \

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "io/run_layout.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 
@@ -44,11 +45,13 @@ template <class T>
 TrainState load_state(Optimizer<T>& optimizer, const std::string& path);
 
 // The steps of the complete checkpoints under run_dir/checkpoints (both files present),
-// ascending.
-std::vector<int64_t> list_checkpoints(const std::string& run_dir);
-std::string checkpoint_dir(const std::string& run_dir, int64_t step);
-// A checkpoint named on the command line: a checkpoints/step_N directory, or a run
-// directory (its last complete checkpoint). InputError when it is neither.
-std::string resolve_checkpoint(const std::string& path);
+// ascending; and a checkpoint's directory. The names are RunLayout's (io/run_layout.h, which
+// also has resolve_checkpoint).
+inline std::vector<int64_t> list_checkpoints(const std::string& run_dir) {
+  return RunLayout(run_dir).complete_checkpoints();
+}
+inline std::string checkpoint_dir(const std::string& run_dir, int64_t step) {
+  return RunLayout(run_dir).checkpoint(step);
+}
 
 }  // namespace cn

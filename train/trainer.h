@@ -3,7 +3,6 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>

@@ -130,6 +130,15 @@ class CudaFlatOptimizer final : public Optimizer<T> {
     return out;
   }
 
+  // The Adam family's (on the CUDA optimiser from the host mirrors state() fills).
+  std::vector<double> preconditioner(int64_t step) override {
+    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
+        kind_ != OptimKind::amsgrad)
+      return {};
+    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", config_.beta2,
+                                  config_.eps, step);
+  }
+
  private:
   void upload_mirrors() {
     for (size_t j = 0; j < mirrors_.size(); ++j) {

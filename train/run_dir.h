@@ -1,0 +1,67 @@
+// The run directory as the trainer writes it (DESIGN §5): its names (RunLayout,
+// io/run_layout.h), config.toml and meta.json, the JSON-lines logs with their TensorBoard
+// mirror, the spectra files, and the resume truncation that cuts all of them back to a
+// checkpoint. One RunDir per run; the logs are open between open_logs() and close().
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "config/config.h"
+#include "io/files.h"
+#include "io/run_layout.h"
+#include "io/tensorboard.h"
+
+namespace cn {
+
+class RunDir {
+ public:
+  // Creates a new run directory: `out_dir`, or runs/<UTC>-<name> (with "-<i>" when taken)
+  // when empty. InputError when it exists and is not an empty directory, or cannot be made.
+  static std::string create(const std::string& out_dir, const std::string& name);
+
+  explicit RunDir(std::string root) : layout_(std::move(root)) {}
+  const RunLayout& layout() const { return layout_; }
+  const std::string& root() const { return layout_.root(); }
+
+  // Resume from the checkpoint of `step`: the logs, the event files and the spectra go
+  // back to what they held at its save. With `redo_curvature` (that step's curvature
+  // checkpoint ran after the save and runs again), what it logged goes too: its rows of
+  // diagnostics.jsonl, its alarms, its TensorBoard tags and its tensors of the step's
+  // spectra file (the doctor's singular values stay).
+  void truncate_for_resume(int64_t step, bool redo_curvature) const;
+
+  void write_config(const Config& config) const;
+  void write_meta(const nlohmann::json& meta) const;
+  void write_report() const;
+
+  // Opens the logs for appending and a new TensorBoard event file; diagnostics.jsonl and
+  // spectra/ only with `curvature`.
+  void open_logs(bool curvature);
+  // A row of a JSON-lines log; every row also goes to TensorBoard under the same names.
+  void log(RunLog kind, const nlohmann::json& row);
+  void alarm(const nlohmann::json& row);  // alarms.jsonl only
+  void flush_diagnostics();
+  // Adds tensors to spectra/step_<step>.safetensors (the doctor's at a model checkpoint,
+  // the curvature's when it arrives, in either order; a tensor already there under the
+  // same name is replaced) and their histograms to TensorBoard.
+  void add_step_spectra(int64_t step, const std::map<std::string, std::vector<double>>& added);
+  void flush();  // every log and the event file (before a checkpoint is saved)
+  void close();
+
+ private:
+  JsonLinesWriter& writer(RunLog kind);
+
+  RunLayout layout_;
+  JsonLinesWriter metrics_, eval_, alarms_, stats_, diagnostics_;
+  std::unique_ptr<TensorBoardWriter> tb_;
+};
+
+// UTC now per strftime's `fmt`.
+std::string utc_now(const char* fmt);
+
+}  // namespace cn

@@ -1,0 +1,355 @@
+#include "train/training_loop.h"
+
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "diagnostics/doctor.h"
+#include "io/files.h"
+
+namespace cn {
+
+using json = nlohmann::json;
+
+namespace {
+
+bool higher_is_better(const std::string& metric) {
+  return metric == "val_accuracy" || metric == "val_f1" || metric == "val_auc" || metric == "val_r2" ||
+         metric == "val_precision" || metric == "val_recall";
+}
+
+// Applies train.threads; the run's clock starts here.
+double start_clock(const Config& config) {
+  if (config.train.threads > 0) omp_set_num_threads(static_cast<int>(config.train.threads));
+  return now_s();
+}
+
+}  // namespace
+
+template <class T>
+TrainingLoop<T>::TrainingLoop(Config config, const TrainOptions& o, const std::string& run_dir, bool resuming)
+    : config_(std::move(config)),
+      options_(o),
+      resuming_(resuming),
+      progress_(o.out ? *o.out : std::cout, o.progress >= 0 ? o.progress == 1 : isatty(STDOUT_FILENO)),
+      device_(resolve_device(o.device.empty() ? enum_name(kDeviceChoices, config_.train.device) : o.device)),
+      t_start_(start_clock(config_)),
+      e_(config_, device_),
+      dir_(run_dir) {
+  e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
+  // Resolve the defaults that depend on the data (one epoch) and record them.
+  if (!config_.train.eval_every) config_.train.eval_every = e_.steps_per_epoch;
+  if (!config_.checkpoint.every) config_.checkpoint.every = e_.steps_per_epoch;
+  if (resuming_) resume();
+  start_run_dir();
+  start_curvature();
+  window_loss_ = e_.st.log_window_loss;
+  window_steps_ = e_.st.log_window_steps;
+  eval_every_ = *config_.train.eval_every;
+  ckpt_every_ = *config_.checkpoint.every;
+  early_ = config_.train.patience > 0;
+  es_metric_ = enum_name(kStopMetrics, config_.train.early_stopping_metric);
+  es_higher_ = higher_is_better(es_metric_);
+  first_checkpoints();
+}
+
+template <class T>
+TrainingLoop<T>::~TrainingLoop() = default;
+
+// Continues from the last complete checkpoint: its model, optimiser, data order and doctor,
+// and the run directory cut back to what it held at that save.
+template <class T>
+void TrainingLoop<T>::resume() {
+  const std::string& run_dir = dir_.root();
+  const auto steps = dir_.layout().complete_checkpoints();
+  if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
+  const std::string dir = dir_.layout().checkpoint(steps.back());
+  e_.load_checkpoint(dir);
+  if (!e_.st.doctor.empty()) {  // checked before anything in the run directory changes
+    try {
+      e_.doctor->restore(json::parse(e_.st.doctor));
+    } catch (const std::exception& err) {
+      throw InputError(dir + "/" + RunLayout::kStateFile + ": metadata \"doctor\": " + err.what() +
+                       " (expected the doctor state this run's model and config save)");
+    }
+  }
+  e_.total_steps = config_.train.steps > 0 ? config_.train.steps : config_.train.epochs * e_.steps_per_epoch;
+  const int64_t s = e_.st.step;
+  // A curvature checkpoint at the saved step runs after the save; it is run again (unless
+  // this run has none), so what it logged goes too.
+  dir_.truncate_for_resume(s, e_.st.curvature_due && config_.diagnostics.every > 0);
+  progress_.message("resuming " + run_dir + " from step " + std::to_string(s));
+}
+
+template <class T>
+void TrainingLoop<T>::start_run_dir() {
+  dir_.write_config(config_);
+  meta_ = {{"version", CURVNET_VERSION},
+           {"git_revision", CURVNET_GIT_REV},
+           {"device", device_name(device_)},
+           {"dtype", enum_name(kDTypes, config_.train.dtype)},
+           {"seed", config_.train.seed},
+           {"threads", omp_get_max_threads()},
+           {"dataset", config_.data.dataset},
+           {"data_source", e_.data.source},
+           {"n_params", e_.model->layout().total},
+           {"start_time", utc_now("%Y-%m-%dT%H:%M:%SZ")},
+           {"end_time", nullptr}};
+  if (device_ == Device::cuda) meta_["gpu"] = cuda_device_description();
+  dir_.write_meta(meta_);
+  dir_.open_logs(config_.diagnostics.every > 0);
+}
+
+template <class T>
+void TrainingLoop<T>::start_curvature() {
+  curv_every_ = config_.diagnostics.every;
+  if (curv_every_ <= 0) return;
+  if (device_ == Device::cuda) {
+    Engine<T>& e = e_;
+    curvature_worker_ = std::make_unique<CurvatureWorker>([&e] { return e.curvature(); });
+  } else {
+    curvature_ = e_.curvature();
+  }
+}
+
+// A fresh run: the messages, step_0's checkpoints (the initialisation). A resumed one: the
+// saved step's curvature checkpoint, which ran after the save.
+template <class T>
+void TrainingLoop<T>::first_checkpoints() {
+  if (!resuming_) {
+    progress_.message("run directory: " + dir_.root());
+    progress_.message("data: " + config_.data.dataset + " train " + std::to_string(e_.data.train.n) + " val " +
+                      std::to_string(e_.data.val.n) + " test " + std::to_string(e_.data.test.n) + ", " +
+                      std::to_string(e_.model->layout().total) + " parameters, " + device_name(device_) + " " +
+                      enum_name(kDTypes, config_.train.dtype) + ", " + std::to_string(e_.total_steps) + " steps");
+    if (ckpt_every_ > 0) model_checkpoint(has_curvature(), true);
+    if (has_curvature()) curvature_checkpoint();
+    drain_doctor();
+  } else if (e_.st.curvature_due && has_curvature()) {
+    curvature_checkpoint();
+  }
+}
+
+template <class T>
+void TrainingLoop<T>::drain_doctor() {
+  for (const json& row : e_.doctor->take_stats_rows()) log_row(RunLog::stats, row);
+  for (const json& row : e_.doctor->take_alarm_rows()) {
+    dir_.alarm(row);
+    if (row.value("rule", "") == "nonfinite") progress_.message("alarm: " + row.value("message", ""));
+  }
+}
+
+template <class T>
+void TrainingLoop<T>::curvature_arrived(const CurvatureOutput& out) {
+  for (const json& row : out.rows) log_row(RunLog::diagnostics, row);
+  dir_.flush_diagnostics();
+  e_.doctor->on_curvature(out.step, out.observations, e_.lr_at(out.step));
+  dir_.add_step_spectra(out.step, out.spectra);
+  curv_seconds_ += out.seconds;
+  ++curv_done_;
+}
+
+template <class T>
+void TrainingLoop<T>::collect_curvature(bool wait) {
+  if (!curvature_worker_) return;
+  for (const CurvatureOutput& out : wait ? curvature_worker_->finish() : curvature_worker_->take_finished())
+    curvature_arrived(out);
+}
+
+// Everything the logs hold up to this step is written and flushed before the save, and
+// the state saved with it continues them, so a run resumed from here writes what the
+// uninterrupted run would. `curvature_due`: this step's curvature checkpoint runs after
+// the save (a resume runs it again). A checkpoint taken only because the run was
+// interrupted (not `scheduled`) adds no weight spectra, so the resumed run's logs are
+// the uninterrupted run's.
+template <class T>
+void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
+  collect_curvature(true);  // earlier steps' curvature
+  if (scheduled) {
+    std::map<std::string, std::vector<double>> spectra;
+    for (const json& row : e_.doctor->on_checkpoint(e_.st.step, &spectra)) log_row(RunLog::stats, row);
+    dir_.add_step_spectra(e_.st.step, spectra);
+  }
+  drain_doctor();
+  dir_.flush();
+  e_.st.log_window_loss = window_loss_;
+  e_.st.log_window_steps = window_steps_;
+  e_.st.curvature_due = curvature_due;
+  e_.st.doctor = e_.doctor->state().dump();
+  e_.save_checkpoint(dir_.layout().checkpoint(e_.st.step));
+}
+
+// A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
+// skipped when it would lift the curvature share of the wall time above the budget
+// (its cost estimated by the finished ones).
+template <class T>
+void TrainingLoop<T>::curvature_checkpoint() {
+  const int64_t s = e_.st.step;
+  if (config_.diagnostics.budget > 0 && curv_done_ > 0) {
+    const double elapsed = now_s() - t_start_;
+    const double estimate = curv_seconds_ / static_cast<double>(curv_done_);
+    if (curv_seconds_ + estimate > config_.diagnostics.budget * (elapsed + estimate)) {
+      curv_skipped_.push_back(s);
+      return;
+    }
+  }
+  curv_steps_.push_back(s);
+  if (curvature_worker_)
+    curvature_worker_->submit(s, e_.snapshot());
+  else
+    curvature_arrived(curvature_->run(s, e_.snapshot()));
+}
+
+template <class T>
+void TrainingLoop<T>::evaluate_val() {
+  if (e_.data.val.n == 0) return;
+  json row = e_.evaluate(e_.data.val, "val");
+  log_row(RunLog::eval, row);
+  const std::string key = es_metric_.substr(4);
+  if (row.contains(key) && row[key].is_number()) {
+    last_val_ = row[key].get<double>();
+    if (early_) {
+      const bool better =
+          !e_.st.has_best || (es_higher_ ? last_val_ > e_.st.best_metric : last_val_ < e_.st.best_metric);
+      if (better) {
+        e_.st.best_metric = last_val_;
+        e_.st.has_best = true;
+        e_.st.evals_without_improvement = 0;
+      } else {
+        ++e_.st.evals_without_improvement;
+      }
+    }
+  }
+  sum_.final_eval = row;
+}
+
+template <class T>
+void TrainingLoop<T>::log_metrics(int64_t s) {
+  const double t = now_s();
+  json row = {{"step", s}, {"epoch", (s - 1) / e_.steps_per_epoch}, {"lr", e_.lr_at(s - 1)},
+              {"clipped", e_.last_clip.clipped}, {"time_s", t - t_start_}};
+  set_metric(row, "loss", window_loss_ / static_cast<double>(window_steps_));
+  set_metric(row, "grad_norm", e_.last_clip.norm_before);
+  set_metric(row, "grad_norm_clipped", e_.last_clip.norm_after);
+  row["items_per_s"] = t > last_log_t_ ? static_cast<double>(window_items_) / (t - last_log_t_) : 0.0;
+  log_row(RunLog::metrics, row);
+  window_loss_ = 0;
+  window_steps_ = window_items_ = 0;
+  last_log_t_ = t;
+}
+
+template <class T>
+void TrainingLoop<T>::show_progress(int64_t s, bool last) {
+  const double elapsed = now_s() - loop_start_;
+  const double rate = static_cast<double>(s - first_step_) / std::max(elapsed, 1e-9);
+  std::ostringstream line;
+  line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps << " loss "
+       << std::setprecision(4) << sum_.last_loss;
+  if (std::isfinite(last_val_)) line << " " << es_metric_ << " " << std::setprecision(4) << last_val_;
+  line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e_.batch) << " items/s ETA "
+       << fmt_duration(static_cast<double>(e_.total_steps - s) / std::max(rate, 1e-9));
+  progress_.update(line.str(), last);
+}
+
+template <class T>
+bool TrainingLoop<T>::iteration() {
+  // Steps after which the host reads the model must read their losses too (CUDA).
+  const int64_t next = e_.st.step + 1;
+  auto due = [next](int64_t every) { return every > 0 && next % every == 0; };
+  // A stop asked for (SIGINT/SIGTERM in the CLI) takes effect after this update.
+  const bool stop_asked = options_.should_stop && options_.should_stop(next) && next < e_.total_steps;
+  e_.step(due(eval_every_) || due(ckpt_every_) || due(curv_every_) || stop_asked);
+  for (const double l : e_.step_losses) {
+    sum_.last_loss = l;
+    window_loss_ += l;
+    ++window_steps_;
+  }
+  e_.step_losses.clear();
+  const int64_t s = e_.st.step;  // updates done
+  window_items_ += std::min(e_.batch, e_.data.train.n - ((s - 1) % e_.steps_per_epoch) * e_.batch);
+  if (e_.halted) {
+    drain_doctor();
+    sum_.nonfinite = true;
+    return false;
+  }
+  const bool last = s == e_.total_steps;
+  if (s % config_.train.log_every == 0 || last) log_metrics(s);
+  if ((eval_every_ > 0 && s % eval_every_ == 0) || (last && eval_every_ > 0)) evaluate_val();
+  const bool stop_early = early_ && e_.st.evals_without_improvement >= config_.train.patience;
+  // A step that ends the run anyway is not an interruption (a resume from it would train on).
+  const bool interrupt = stop_asked && !stop_early;
+  const bool curvature_now = has_curvature() && (s % curv_every_ == 0 || last || stop_early);
+  const bool scheduled_checkpoint = ckpt_every_ > 0 && (s % ckpt_every_ == 0 || last || stop_early);
+  const bool checkpoint_now = scheduled_checkpoint || (ckpt_every_ > 0 && interrupt);
+  if (checkpoint_now) model_checkpoint(curvature_now, scheduled_checkpoint);
+  if (curvature_now && !(interrupt && checkpoint_now)) curvature_checkpoint();  // else the resume runs it
+  collect_curvature(false);
+  drain_doctor();
+  show_progress(s, last);
+  if (interrupt) {
+    sum_.interrupted = true;
+    progress_.message("interrupted after step " + std::to_string(s) +
+                      (checkpoint_now ? "; continue with: curvnet train --resume " + dir_.root()
+                                      : "; checkpoints are off (checkpoint.every = 0), so it cannot be resumed"));
+    return false;
+  }
+  if (stop_early) {
+    sum_.early_stopped = true;
+    progress_.message("early stopping: " + es_metric_ + " did not improve for " +
+                      std::to_string(config_.train.patience) + " evaluations");
+    return false;
+  }
+  return true;
+}
+
+template <class T>
+TrainSummary TrainingLoop<T>::run() {
+  sum_.run_dir = dir_.root();
+  last_log_t_ = now_s();
+  window_items_ = 0;
+  last_val_ = std::nan("");
+  loop_start_ = now_s();
+  first_step_ = e_.st.step;
+  while (e_.st.step < e_.total_steps)
+    if (!iteration()) break;
+  finish();
+  return sum_;
+}
+
+template <class T>
+void TrainingLoop<T>::finish() {
+  collect_curvature(true);
+  if (e_.data.test.n > 0 && !sum_.nonfinite && !sum_.interrupted) {
+    json row = e_.evaluate(e_.data.test, "test");
+    log_row(RunLog::eval, row);
+    sum_.final_eval = row;
+  }
+  drain_doctor();
+  dir_.close();
+  progress_.message("alarms: " + e_.doctor->summary());
+  if (has_curvature()) {
+    meta_["curvature_steps"] = curv_steps_;
+    meta_["curvature_skipped_steps"] = curv_skipped_;
+    meta_["curvature_seconds"] = curv_seconds_;
+  }
+  sum_.steps = e_.st.step;
+  sum_.wall_s = now_s() - t_start_;
+  meta_["end_time"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
+  meta_["steps"] = e_.st.step;
+  meta_["interrupted"] = sum_.interrupted;
+  meta_["wall_s"] = sum_.wall_s;
+  dir_.write_meta(meta_);
+  dir_.write_report();
+  progress_.message("report: " + dir_.layout().report());
+}
+
+template class TrainingLoop<float>;
+template class TrainingLoop<double>;
+
+}  // namespace cn

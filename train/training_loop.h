@@ -1,0 +1,86 @@
+// One training run from start (or resume) to the report (DESIGN §1): the step loop around
+// the Engine, with evaluation, early stopping, model and curvature checkpoints, the doctor's
+// rows and the progress line. train() (train/trainer.h) builds one and runs it.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "diagnostics/curvature_checkpoint.h"
+#include "train/curvature_worker.h"
+#include "train/engine.h"
+#include "train/progress.h"
+#include "train/run_dir.h"
+#include "train/trainer.h"
+
+namespace cn {
+
+template <class T>
+class TrainingLoop {
+ public:
+  // Sets the run up: the engine, a resume's checkpoint and truncation, config.toml,
+  // meta.json, the logs and the curvature engine. `config` is the run's (a resume's
+  // resolved against the saved one); `run_dir` exists.
+  TrainingLoop(Config config, const TrainOptions& options, const std::string& run_dir, bool resuming);
+  TrainingLoop(const TrainingLoop&) = delete;
+  TrainingLoop& operator=(const TrainingLoop&) = delete;
+  ~TrainingLoop();
+
+  // Trains to the end, an early stop, a non-finite stop or an interruption; then the test
+  // evaluation, meta.json's end and the report.
+  TrainSummary run();
+
+ private:
+  void resume();
+  void start_run_dir();
+  void start_curvature();
+  void first_checkpoints();
+  // One update and what follows it; false when the run ends here.
+  bool iteration();
+  void finish();
+
+  bool has_curvature() const { return curvature_ || curvature_worker_; }
+  void log_row(RunLog kind, const nlohmann::json& row) { dir_.log(kind, row); }
+  void log_metrics(int64_t s);
+  void show_progress(int64_t s, bool last);
+  void drain_doctor();
+  void curvature_arrived(const CurvatureOutput& out);
+  // Logs what the worker finished; with `wait`, first waits for everything queued.
+  void collect_curvature(bool wait);
+  void model_checkpoint(bool curvature_due, bool scheduled);
+  void curvature_checkpoint();
+  void evaluate_val();
+
+  Config config_;
+  const TrainOptions& options_;
+  const bool resuming_;
+  Progress progress_;
+  Device device_ = Device::cpu;
+  double t_start_ = 0;
+  Engine<T> e_;
+  RunDir dir_;
+  nlohmann::json meta_;
+  // On the CPU a curvature checkpoint runs in the loop; on CUDA on a worker thread with its
+  // own context, while training goes on (its results are logged when they arrive).
+  std::unique_ptr<CurvatureCheckpoint> curvature_;
+  std::unique_ptr<CurvatureWorker> curvature_worker_;
+  int64_t curv_every_ = 0, eval_every_ = 0, ckpt_every_ = 0;
+  bool early_ = false, es_higher_ = false;
+  std::string es_metric_;
+  double curv_seconds_ = 0;
+  int64_t curv_done_ = 0;
+  nlohmann::json curv_steps_ = nlohmann::json::array(), curv_skipped_ = nlohmann::json::array();
+  // The loss since the last logged step (the metrics row's "loss").
+  double window_loss_ = 0;
+  int64_t window_steps_ = 0, window_items_ = 0;
+  double last_log_t_ = 0, last_val_ = 0, loop_start_ = 0;
+  int64_t first_step_ = 0;
+  TrainSummary sum_;
+};
+
+extern template class TrainingLoop<float>;
+extern template class TrainingLoop<double>;
+
+}  // namespace cn
