@@ -74,4 +74,49 @@ inline constexpr EnumName<CurvatureKind> kCurvatureKinds[] = {
     {CurvatureKind::kfac, "kfac"}, {CurvatureKind::diag, "diag"},   {CurvatureKind::fisher_diag, "fisher_diag"},
     {CurvatureKind::full_top, "full_top"}};
 
+// The alarm rules of the doctor ([alarms] holds their thresholds; docs/doctor.md defines them).
+enum class AlarmRule {
+  grad_explosion,
+  grad_vanishing,
+  nonfinite,
+  loss_spike,
+  frozen_layer,
+  dead_units,
+  saturation,
+  update_ratio,
+  weight_norm,
+  outlier,
+  ill_conditioned,
+  spectrum_at_zero,
+  saddle,
+  sharpness_edge,
+};
+inline constexpr int kAlarmRuleCount = 14;
+// The rule names of alarms.jsonl and docs/doctor.md, in the order above.
+inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {
+    {AlarmRule::grad_explosion, "grad_explosion"},   {AlarmRule::grad_vanishing, "grad_vanishing"},
+    {AlarmRule::nonfinite, "nonfinite"},             {AlarmRule::loss_spike, "loss_spike"},
+    {AlarmRule::frozen_layer, "frozen_layer"},       {AlarmRule::dead_units, "dead_units"},
+    {AlarmRule::saturation, "saturation"},           {AlarmRule::update_ratio, "update_ratio"},
+    {AlarmRule::weight_norm, "weight_norm"},         {AlarmRule::outlier, "outlier"},
+    {AlarmRule::ill_conditioned, "ill_conditioned"}, {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
+    {AlarmRule::saddle, "saddle"},                   {AlarmRule::sharpness_edge, "sharpness_edge"}};
+
+inline const char* alarm_rule_name(AlarmRule rule) { return enum_name(kAlarmRules, rule); }
+// Every rule name, in the order above.
+inline const std::vector<std::string>& alarm_rule_names() {
+  static const std::vector<std::string> names = enum_names(kAlarmRules);
+  return names;
+}
+// ill_conditioned, spectrum_at_zero, saddle and sharpness_edge: the rules fed by curvature rows.
+inline bool is_curvature_rule(AlarmRule rule) {
+  return rule == AlarmRule::ill_conditioned || rule == AlarmRule::spectrum_at_zero || rule == AlarmRule::saddle ||
+         rule == AlarmRule::sharpness_edge;
+}
+// False for a name that is no rule.
+inline bool is_curvature_rule(const std::string& name) {
+  const auto rule = find_enum(kAlarmRules, name);
+  return rule && is_curvature_rule(*rule);
+}
+
 }  // namespace cn

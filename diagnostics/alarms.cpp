@@ -47,23 +47,6 @@ MeanStd mean_std(const std::vector<double>& v) {
 
 }  // namespace
 
-const char* alarm_rule_name(AlarmRule rule) { return enum_name(kAlarmRules, rule); }
-
-const std::vector<std::string>& alarm_rule_names() {
-  static const std::vector<std::string> names = enum_names(kAlarmRules);
-  return names;
-}
-
-bool is_curvature_rule(AlarmRule rule) {
-  return rule == AlarmRule::ill_conditioned || rule == AlarmRule::spectrum_at_zero || rule == AlarmRule::saddle ||
-         rule == AlarmRule::sharpness_edge;
-}
-
-bool is_curvature_rule(const std::string& name) {
-  const auto rule = find_enum(kAlarmRules, name);
-  return rule && is_curvature_rule(*rule);
-}
-
 double sharpness_limit(const OptimConfig& o, double lr, bool* preconditioned) {
   bool pre = false;
   double limit;

@@ -25,40 +25,6 @@
 
 namespace cn {
 
-enum class AlarmRule {
-  grad_explosion,
-  grad_vanishing,
-  nonfinite,
-  loss_spike,
-  frozen_layer,
-  dead_units,
-  saturation,
-  update_ratio,
-  weight_norm,
-  outlier,
-  ill_conditioned,
-  spectrum_at_zero,
-  saddle,
-  sharpness_edge,
-};
-inline constexpr int kAlarmRuleCount = 14;
-// The rule names of alarms.jsonl and docs/doctor.md, in the order above.
-inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {
-    {AlarmRule::grad_explosion, "grad_explosion"},   {AlarmRule::grad_vanishing, "grad_vanishing"},
-    {AlarmRule::nonfinite, "nonfinite"},             {AlarmRule::loss_spike, "loss_spike"},
-    {AlarmRule::frozen_layer, "frozen_layer"},       {AlarmRule::dead_units, "dead_units"},
-    {AlarmRule::saturation, "saturation"},           {AlarmRule::update_ratio, "update_ratio"},
-    {AlarmRule::weight_norm, "weight_norm"},         {AlarmRule::outlier, "outlier"},
-    {AlarmRule::ill_conditioned, "ill_conditioned"}, {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
-    {AlarmRule::saddle, "saddle"},                   {AlarmRule::sharpness_edge, "sharpness_edge"}};
-
-const char* alarm_rule_name(AlarmRule rule);
-// Every rule name, in the order above.
-const std::vector<std::string>& alarm_rule_names();
-// ill_conditioned, spectrum_at_zero, saddle and sharpness_edge: the rules fed by curvature rows.
-bool is_curvature_rule(AlarmRule rule);
-bool is_curvature_rule(const std::string& name);  // false for a name that is no rule
-
 // outlier: at least this many earlier values of a layer's own history, and at least this
 // many other layers, before a comparison is made; the standard deviation (of log10 values)
 // is floored at kOutlierStdFloor decades.

@@ -15,7 +15,6 @@
 
 #include "config/kinds.h"
 #include "core/error.h"
-#include "diagnostics/alarms.h"
 #include "io/files.h"
 #include "io/run_layout.h"
 #include "io/safetensors.h"
