@@ -1,4 +1,4 @@
-// The `curvnet` command line (DESIGN §5). Exit status: 0 success, 2 bad usage, config or
+// The `curvnet` command line (docs/design.md §5). Exit status: 0 success, 2 bad usage, config or
 // input, 1 runtime failure, 128 + signal number when SIGINT or SIGTERM stopped training
 // (after a checkpoint it resumes from).
 #include <CLI/CLI.hpp>

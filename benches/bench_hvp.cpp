@@ -1,4 +1,4 @@
-// HVP cost against the gradient (DESIGN §3: "about twice the cost of a gradient"): a
+// HVP cost against the gradient (docs/design.md §3: "about twice the cost of a gradient"): a
 // 784-1024x4-10 ReLU MLP, batch 1024, float32, cross-entropy, on this machine's CPU.
 // Counters: ms per call, ms per direction and the ratio of both to one gradient.
 // Targets: one HVP ≤ 2.6 gradients; per direction ≤ 2.1 gradients with K = 64.

@@ -1,4 +1,4 @@
-// Config parsing, validation and writing (DESIGN §5). One schema table below lists every
+// Config parsing, validation and writing (docs/design.md §5). One schema table below lists every
 // key with its type, range and meaning; the reader, the writer (to_toml), the difference
 // list and the reference table in docs/config.md (config_reference_markdown) all come from
 // it, so a key added here is parsed, written, compared and documented at once.

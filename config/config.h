@@ -1,4 +1,4 @@
-// The resolved run configuration (DESIGN §5). Every key has its default here; parsing,
+// The resolved run configuration (docs/design.md §5). Every key has its default here; parsing,
 // validation (file/line/key in every error) and the TOML writer live in config.cpp.
 #pragma once
 #include <cstdint>

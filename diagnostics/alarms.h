@@ -1,4 +1,4 @@
-// The alarm rules of the training doctor (SPEC §4; DESIGN §5's fixed rule names;
+// The alarm rules of the training doctor (docs/spec.md §4; docs/design.md §5's fixed rule names;
 // docs/doctor.md defines each rule, its threshold and its config key). The engine sees
 // plain numbers (per step, per logged step and layer) and typed curvature metrics (per
 // curvature row) and emits
@@ -74,7 +74,7 @@ class AlarmEngine {
   // per-layer observations (grad_explosion and frozen_layer per layer, grad_vanishing,
   // loss_spike, dead_units, saturation, update_ratio, weight_norm, outlier).
   void observe_logged(int64_t step, double loss, double grad_norm, const std::vector<LayerObservation>& layers);
-  // The rows of a curvature checkpoint (SPEC §3 metrics): ill_conditioned,
+  // The rows of a curvature checkpoint (docs/spec.md §3 metrics): ill_conditioned,
   // spectrum_at_zero, saddle (loss Hessians: kinds loss and full_top), sharpness_edge
   // (kind full_top; preconditioned_lambda_max for adaptive optimisers).
   void observe_curvature(int64_t step, const std::vector<CurvatureObservation>& rows, double lr);

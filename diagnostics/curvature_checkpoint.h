@@ -1,6 +1,6 @@
-// A curvature checkpoint (DESIGN §4): on the fixed curvature batch, every selected layer's
+// A curvature checkpoint (docs/design.md §4): on the fixed curvature batch, every selected layer's
 // Hessian blocks of every selected kind, their spectra (dense ?syevd up to
-// diagnostics.dense_max_params parameters, else Lanczos + SLQ + Hutchinson), the SPEC §3
+// diagnostics.dense_max_params parameters, else Lanczos + SLQ + Hutchinson), the docs/spec.md §3
 // metrics and the self-checks. It works on its own copy of the model (in
 // diagnostics.dtype, on the device it is given: the training device), so training is
 // never disturbed: BatchNorm's running statistics are not updated, and Dropout masks and

@@ -1,4 +1,4 @@
-// The training doctor (SPEC §2 and §4; docs/doctor.md): per-layer statistics at the logging
+// The training doctor (docs/spec.md §2 and §4; docs/doctor.md): per-layer statistics at the logging
 // cadence, weight and gradient spectra at checkpoints, the NaN trace and the alarm rules.
 //
 // The trainer calls, for each optimiser step s (the number it writes to metrics.jsonl for

@@ -1,4 +1,4 @@
-// Eigensolvers for the curvature diagnostics (DESIGN §4, docs/curvature.md):
+// Eigensolvers for the curvature diagnostics (docs/design.md §4, docs/curvature.md):
 //   eigh / eigh_batched   dense symmetric eigendecomposition (LAPACKE ?syevd), one matrix or
 //                         many small blocks (OpenMP over blocks)
 //   lanczos               k largest and k smallest eigenvalues of a matrix given only as a

@@ -1,4 +1,4 @@
-// Per-layer Hessian blocks and whole-network curvature operators (DESIGN §4, SPEC §3),
+// Per-layer Hessian blocks and whole-network curvature operators (docs/design.md §4, docs/spec.md §3),
 // built on the HVP engine. Dense blocks are row-major p × p host vectors in the layer's
 // flat parameter order (Linear: weight O×I row-major, then bias O; BatchNorm: weight,
 // then bias). All are curvatures of the MEAN mini-batch loss.

@@ -1,4 +1,4 @@
-// The HVP engine (DESIGN §3): exact Hessian-vector products of the mean mini-batch loss by
+// The HVP engine (docs/design.md §3): exact Hessian-vector products of the mean mini-batch loss by
 // Pearlmutter's R-operator, for K directions at once, over the model's flat parameter
 // layout. One product is one forward, one backward (caching dy at every layer, no
 // parameter gradients), one R-forward and one R-backward; prepare() + apply() split the

@@ -1,4 +1,4 @@
-// The per-layer statistics of the training doctor (SPEC §2; docs/doctor.md), each defined
+// The per-layer statistics of the training doctor (docs/spec.md §2; docs/doctor.md), each defined
 // once here over host arrays. Sums accumulate in double whatever the element type; nothing
 // here allocates except the singular-value routines.
 #pragma once

@@ -1,4 +1,4 @@
-// The local Hessian of a layer (SPEC §3, seed paper 001 §3) in closed form.
+// The local Hessian of a layer (docs/spec.md §3, seed paper 001 §3) in closed form.
 //
 // For a Linear layer (W: O×I, b: O) followed directly by an elementwise activation a, with
 // the layer's input x_n held fixed, S(θ) = Σ_n Σ_j a(h_nj), h_n = W x_n + b. Its Hessian in

@@ -1,4 +1,4 @@
-// Spectral metrics of a symmetric matrix (SPEC §3; docs/curvature.md), each defined once
+// Spectral metrics of a symmetric matrix (docs/spec.md §3; docs/curvature.md), each defined once
 // here. From a full eigenvalue vector (dense path) or from the iterative estimates
 // (Lanczos + SLQ + Hutchinson). A metric without a finite value is absent (nullopt) and
 // carries a status string saying why; nothing here is ever NaN or infinite.
@@ -47,7 +47,7 @@ struct SpectralMetrics {
   std::optional<double> trace_stderr;  // iterative path only (Hutchinson's standard error)
   std::map<std::string, std::string> statuses;  // metric name -> why it is absent
 
-  // The metric names, in DESIGN §5's order.
+  // The metric names, in docs/design.md §5's order.
   static const std::vector<std::string>& names();
   // The value of a metric by name (nullopt when absent or unknown).
   std::optional<double> get(const std::string& name) const;
@@ -87,7 +87,7 @@ SpectralMetrics not_applicable_metrics(int64_t n, const std::string& reason);
 SpectralMetrics iterative_metrics(int64_t n, const LanczosResult* lanczos, const SlqResult* slq,
                                   const HutchinsonResult* hutchinson);
 
-// {"n_params", "status", "method", "tau", every metric by its DESIGN §5 name (null when
+// {"n_params", "status", "method", "tau", every metric by its docs/design.md §5 name (null when
 // absent, with "<metric>_status" beside it), "trace_stderr" when known}.
 nlohmann::json to_json(const SpectralMetrics& m);
 

@@ -1,4 +1,4 @@
-// Whole-file atomic writes and JSON-lines logs (DESIGN §5, run directory).
+// Whole-file atomic writes and JSON-lines logs (docs/design.md §5, run directory).
 //
 // Whole files (config, meta, safetensors, report) go through write_file_atomic: the bytes
 // are written to a temporary name in the same directory, flushed, fsynced and renamed
@@ -73,7 +73,7 @@ nlohmann::json json_number(double value);
 // "" for a finite value, else "nan", "inf" or "-inf".
 const char* nonfinite_status(double value);
 // row[name] = json_number(value); for a non-finite value also row[name + "_status"] =
-// nonfinite_status(value) (DESIGN §5: a metric without a finite value is null + status).
+// nonfinite_status(value) (docs/design.md §5: a metric without a finite value is null + status).
 void set_metric(nlohmann::json& row, const std::string& name, double value);
 
 }  // namespace cn

@@ -1,4 +1,4 @@
-// The run's HTML report (DESIGN §5: RUN_DIR/report.html). docs/report.md describes it.
+// The run's HTML report (docs/design.md §5: RUN_DIR/report.html). docs/report.md describes it.
 //
 // One self-contained file: inline CSS and inline SVG drawn here, no script, no external
 // resource, no URL. It reads whatever the run directory holds (metrics.jsonl, eval.jsonl,

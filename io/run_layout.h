@@ -1,4 +1,4 @@
-// The names inside a run directory (DESIGN §5), in one place for everything that reads or
+// The names inside a run directory (docs/design.md §5), in one place for everything that reads or
 // writes a run: the trainer (through train/run_dir.h, which adds the writers, the spectra
 // merge and the resume truncation), the report, TensorBoard re-creation and the CLI.
 //

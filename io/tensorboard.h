@@ -1,4 +1,4 @@
-// TensorBoard event files, written by hand (DESIGN §5: RUN_DIR/events.out.tfevents.*).
+// TensorBoard event files, written by hand (docs/design.md §5: RUN_DIR/events.out.tfevents.*).
 //
 // An event file is a sequence of TFRecords:
 //

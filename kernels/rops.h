@@ -1,5 +1,5 @@
 // The elementwise and reduction ops of the R-operator passes and the curvature blocks
-// (DESIGN §3, §4). Same pattern as kernels/ops.h: one declaration per op in namespaces
+// (docs/design.md §3, §4). Same pattern as kernels/ops.h: one declaration per op in namespaces
 // cpu (kernels/cpu/rops.cpp) and cuda (kernels/cuda/), picked by CN_DISPATCH; the math
 // lives in kernels/activation_r.h, batchnorm_r.h, loss_r.h and kronecker.h. Tangent tensors carry a
 // leading K axis (K×N×F); parameter directions and results are K blocks `stride` apart.

@@ -1,4 +1,4 @@
-// Weight initialisers (SPEC §1). Variances: plain_uniform 1/(3 I); xavier 2/(I+O);
+// Weight initialisers (docs/spec.md §1). Variances: plain_uniform 1/(3 I); xavier 2/(I+O);
 // he gain²/I with gain √2 (LeakyReLU(a): √(2/(1+a²))); lecun 1/I.
 #pragma once
 #include <cstdint>

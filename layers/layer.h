@@ -1,4 +1,4 @@
-// The layer interface (DESIGN §3). Four passes over a mini-batch, each public and
+// The layer interface (docs/design.md §3). Four passes over a mini-batch, each public and
 // non-virtual (checks once, then calls the *_impl that holds only the maths):
 //   forward   y = f(x; θ), caching what the other passes need
 //   backward  dx from dy, caching dy; in GradientMode::params also writing (=) the layer's

@@ -80,7 +80,7 @@ class Activation final : public Layer<T> {
   const T* Rx_ = nullptr;
 };
 
-// Batch normalisation over features (SPEC §1): training uses the batch mean and biased
+// Batch normalisation over features (docs/spec.md §1): training uses the batch mean and biased
 // variance (the exact derivative, 1/N); evaluation uses running statistics updated with
 // PyTorch's momentum and the unbiased variance.
 template <class T>

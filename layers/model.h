@@ -1,4 +1,4 @@
-// The Sequential model: a stack of layers over one flat parameter buffer (DESIGN §3),
+// The Sequential model: a stack of layers over one flat parameter buffer (docs/design.md §3),
 // plus the loss. Parameters, gradients and every per-layer cache live on one device.
 #pragma once
 #include <memory>

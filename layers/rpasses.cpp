@@ -1,4 +1,4 @@
-// R-operator passes (DESIGN §3) of every layer: Pearlmutter's directional derivatives of
+// R-operator passes (docs/design.md §3) of every layer: Pearlmutter's directional derivatives of
 // the forward and backward passes, for K directions at once (tangents K×N×width).
 #include "kernels/rops.h"
 #include "layers/layers.h"

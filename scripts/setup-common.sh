@@ -3,7 +3,7 @@
 
 CURVNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-# Debian packages for building and running curvnet (DESIGN §6).
+# Debian packages for building and running curvnet (docs/design.md §6).
 CURVNET_BUILD_PACKAGES="cmake ninja-build g++ pkg-config libopenblas-openmp-dev liblapacke-dev libtomlplusplus-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist
   python3-sklearn"

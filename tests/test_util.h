@@ -72,7 +72,7 @@ inline std::string read_text(const std::string& path) {
   return ss.str();
 }
 
-// The Python with PyTorch/numpy/safetensors (DESIGN §6): $CURVNET_PYTHON, else the
+// The Python with PyTorch/numpy/safetensors (docs/design.md §6): $CURVNET_PYTHON, else the
 // project's virtualenv.
 inline std::string python_exe() {
   if (const char* p = std::getenv("CURVNET_PYTHON"); p && *p) return p;

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN §5): checkpoints/step_N/model.safetensors holds parameters and
+// Checkpoints (docs/design.md §5): checkpoints/step_N/model.safetensors holds parameters and
 // buffers under nn.Sequential's state_dict names; state.safetensors holds the optimiser
 // state, the step, the epoch, the seed, the epoch's data order, early-stopping state, and
 // what the logs continue from: the training loss since the last logged step, whether this

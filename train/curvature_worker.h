@@ -1,5 +1,5 @@
 // Curvature checkpoints on a worker thread, so that training goes on while a checkpoint's
-// Hessian blocks are built and their spectra solved (DESIGN §4). With the CUDA backend the
+// Hessian blocks are built and their spectra solved (docs/design.md §4). With the CUDA backend the
 // worker drives its own context (stream, cuBLAS and cuSOLVER handles, workspace): its
 // kernels run beside the training step's instead of queueing behind them, and the host
 // parts of a checkpoint (LAPACK, the metrics) run on the worker's thread.

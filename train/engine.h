@@ -1,5 +1,5 @@
 // The engine of one training run, for one dtype: the data, the model, the loss and the
-// optimiser, one update at a time (DESIGN §1), evaluation, the model as the curvature
+// optimiser, one update at a time (docs/design.md §1), evaluation, the model as the curvature
 // engine sees it, and the checkpoint files. train() (train/training_loop.h) drives it;
 // `curvnet eval`/`curvnet hessian` and StepRunner use it alone. The CUDA hot path lives
 // in engine.cpp only.

@@ -1,4 +1,4 @@
-// The run directory as the trainer writes it (DESIGN §5): its names (RunLayout,
+// The run directory as the trainer writes it (docs/design.md §5): its names (RunLayout,
 // io/run_layout.h), config.toml and meta.json, the JSON-lines logs with their TensorBoard
 // mirror, the spectra files, and the resume truncation that cuts all of them back to a
 // checkpoint. One RunDir per run; the logs are open between open_logs() and close().

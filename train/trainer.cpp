@@ -16,7 +16,7 @@ using json = nlohmann::json;
 
 namespace {
 
-// Keys a resumed run may change (DESIGN §5).
+// Keys a resumed run may change (docs/design.md §5).
 bool resumable_difference(const std::string& key) {
   return key == "train.steps" || key == "train.epochs" || key == "train.log_every" || key.rfind("diagnostics.", 0) == 0 ||
          key == "name" || key == "source";

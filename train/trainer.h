@@ -1,4 +1,4 @@
-// The trainer loop (DESIGN §1): steps, evaluation, early stopping, checkpoints and resume,
+// The trainer loop (docs/design.md §1): steps, evaluation, early stopping, checkpoints and resume,
 // the logs of the run directory. A library API: the CLI and the C++ examples both call it.
 #pragma once
 #include <cstdint>

@@ -1,4 +1,4 @@
-// One training run from start (or resume) to the report (DESIGN §1): the step loop around
+// One training run from start (or resume) to the report (docs/design.md §1): the step loop around
 // the Engine, with evaluation, early stopping, model and curvature checkpoints, the doctor's
 // rows and the progress line. train() (train/trainer.h) builds one and runs it.
 #pragma once

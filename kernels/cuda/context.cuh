@@ -37,7 +37,7 @@ class Context {
   // Pinned host scratch of at least `bytes` for small device->host reads (same rules).
   void* host_scratch(size_t bytes);
 
-  // TF32 tensor cores for float GEMMs: off unless asked (DESIGN §2: never silently).
+  // TF32 tensor cores for float GEMMs: off unless asked (docs/design.md §2: never silently).
   void set_allow_tf32(bool allow);
   bool allow_tf32() const { return allow_tf32_; }
 

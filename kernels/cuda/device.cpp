@@ -1,6 +1,6 @@
 // The CUDA backend's runtime side: device queries, the caching allocator behind
 // cn::cuda_memory, the process-wide context and the error-reporting helpers. Links the
-// runtime, cuBLAS and cuSOLVER only — never the driver library (DESIGN §2).
+// runtime, cuBLAS and cuSOLVER only — never the driver library (docs/design.md §2).
 #include <cstdio>
 #include <map>
 #include <mutex>

@@ -1,6 +1,6 @@
 // The optimisers, gradient clipping and gradient noise of optim/optimizer.h on the CUDA
 // backend: the same per-element math (kernels/optim.h), over device pointers, without
-// host synchronisation inside a step (DESIGN §2). Only in builds with CURVNET_HAVE_CUDA.
+// host synchronisation inside a step (docs/design.md §2). Only in builds with CURVNET_HAVE_CUDA.
 #pragma once
 #include <cstdint>
 #include <memory>

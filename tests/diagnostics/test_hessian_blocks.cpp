@@ -89,7 +89,7 @@ std::string fmt(double v) {
   return s.str();
 }
 
-// Runs tests/oracle_hessian.py on the network; returns the full Hessian (total × total).
+// Runs tests/diagnostics/oracle_hessian.py on the network; returns the full Hessian (total × total).
 std::vector<double> torch_hessian(Net& n, const test::TempDir& dir, bool training) {
   std::ostringstream spec;
   spec << "n_inputs " << n.n_in << "\nloss " << loss_name(n.kind) << "\ntraining " << (training ? 1 : 0) << "\n";
@@ -113,7 +113,7 @@ std::vector<double> torch_hessian(Net& n, const test::TempDir& dir, bool trainin
   test::write_text(dir.file("x.txt"), dump(n.x, n.n_in));
   test::write_text(dir.file("target.txt"), dump(n.t, 1));
   std::string out;
-  const int rc = test::run_command(test::python_exe() + " " + CURVNET_SOURCE_DIR + "/tests/oracle_hessian.py " +
+  const int rc = test::run_command(test::python_exe() + " " + CURVNET_SOURCE_DIR + "/tests/diagnostics/oracle_hessian.py " +
                                        dir.path().string(),
                                    &out);
   EXPECT_EQ(rc, 0) << out;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The PyTorch oracle for tests/test_hessian_blocks.cpp: the full Hessian of the mean
+"""The PyTorch oracle for tests/diagnostics/test_hessian_blocks.cpp: the full Hessian of the mean
 mini-batch loss of a small network, built functionally from curvnet's flat parameter
 vector (same layout: per Linear weight [out, in] row-major then bias; per BatchNorm
 weight then bias), with torch.autograd.functional.hessian.

@@ -1,4 +1,4 @@
-// The local Hessian (SPEC §3): the closed form against the paper's row-by-row construction
+// The local Hessian (docs/spec.md §3): the closed form against the paper's row-by-row construction
 // (Algorithm 1: for each parameter p, the gradient of ∂S/∂θ_p), the zero matrix for
 // piecewise-linear activations and the last layer, "not applicable" for BatchNorm.
 #include <gtest/gtest.h>

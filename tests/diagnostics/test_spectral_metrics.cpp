@@ -1,4 +1,4 @@
-// Every spectral metric (SPEC §3) on constructed spectra: diagonal, rank-deficient, negative
+// Every spectral metric (docs/spec.md §3) on constructed spectra: diagonal, rank-deficient, negative
 // definite, symmetric around zero, the zero matrix; statuses instead of NaN; the JSON keys.
 #include <gtest/gtest.h>
 
