@@ -11,10 +11,10 @@
 #include <iomanip>
 #include <iostream>
 
+#include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "data/dataset.h"
-#include "config/config.h"
 #include "io/files.h"
 #include "io/report.h"
 #include "train/checkpoint.h"
@@ -55,7 +55,8 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
   o.device = device;
   o.resume_dir = resume;
   o.config_given = !config_path.empty();
-  if (config_path.empty() && resume.empty()) throw cn::InputError("train: expected a CONFIG file (or --resume RUN_DIR)");
+  if (config_path.empty() && resume.empty())
+    throw cn::InputError("train: expected a CONFIG file (or --resume RUN_DIR)");
   if (!resume.empty() && !out.empty()) throw cn::InputError("train: --out and --resume exclude each other");
   cn::Config config;
   if (!config_path.empty()) {
@@ -88,7 +89,8 @@ int run_hessian(const std::string& path, const cn::HessianOptions& ho, std::stri
   for (const auto& row : r.rows) rows.write(row);
   rows.close();
   cn::CurvatureCheckpoint::write_spectra(out + "/spectra.safetensors", r);
-  std::cout << "step " << r.step << ", " << r.rows.size() << " rows in " << r.seconds << " s; written to " << out << "\n";
+  std::cout << "step " << r.step << ", " << r.rows.size() << " rows in " << r.seconds << " s; written to " << out
+            << "\n";
   return 0;
 }
 
@@ -129,23 +131,28 @@ int main(int argc, char** argv) {
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
 
   std::string report_dir;
-  CLI::App* report = app.add_subcommand("report", "write RUN_DIR/report.html: the run's plots in one self-contained file");
+  CLI::App* report =
+      app.add_subcommand("report", "write RUN_DIR/report.html: the run's plots in one self-contained file");
   report->add_option("run_dir", report_dir, "the run directory")->required();
 
   cn::HessianOptions ho;
   std::string hessian_path, hessian_out, hessian_mode;
   std::vector<std::string> hessian_kinds;
   CLI::App* hessian = app.add_subcommand("hessian", "spectra and metrics of a saved checkpoint's Hessian blocks");
-  hessian->add_option("checkpoint", hessian_path, "checkpoints/step_N directory or a run directory (its last)")->required();
-  hessian->add_option("--kind", hessian_kinds,
-                      cn::enum_names_joined(cn::kCurvatureKinds, " ") + " (repeatable; default: the run's diagnostics.kinds)");
+  hessian->add_option("checkpoint", hessian_path, "checkpoints/step_N directory or a run directory (its last)")
+      ->required();
+  hessian->add_option(
+      "--kind", hessian_kinds,
+      cn::enum_names_joined(cn::kCurvatureKinds, " ") + " (repeatable; default: the run's diagnostics.kinds)");
   hessian->add_option("--layer", ho.layers, "layer index (repeatable; default: every layer with parameters)");
   hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test");
-  hessian->add_option("--batch-size", ho.batch_size, "samples in the curvature batch (default: diagnostics.batch_size)");
+  hessian->add_option("--batch-size", ho.batch_size,
+                      "samples in the curvature batch (default: diagnostics.batch_size)");
   hessian->add_option("--mode", hessian_mode,
                       cn::enum_names_joined(cn::kDiagModes, " | ") + " (BatchNorm/Dropout; default: diagnostics.mode)");
   hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)");
-  hessian->add_option("--out", hessian_out, "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
+  hessian->add_option("--out", hessian_out,
+                      "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
 
   try {
     try {

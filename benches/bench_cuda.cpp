@@ -95,9 +95,9 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   const double P = static_cast<double>(model.layout().total);
   state.SetItemsProcessed(state.iterations() * per * N);
   // ~6 flops per parameter and sample: 2 forward, 4 backward (dx and dW).
-  state.counters["TFLOP/s"] = benchmark::Counter(6.0 * P * static_cast<double>(N) * 1e-12 * per *
-                                                     static_cast<double>(state.iterations()),
-                                                 benchmark::Counter::kIsRate);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(6.0 * P * static_cast<double>(N) * 1e-12 * per * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
   state.counters["params"] = P;
   state.counters["cudaMalloc_in_steps"] = static_cast<double>(cuda::memory_stats().cuda_mallocs - mallocs);
   cuda::context().set_allow_tf32(false);
@@ -132,8 +132,7 @@ BENCHMARK_CAPTURE(BM_TrainStep_cuda, Ltf32_784_4096x8_10_b4096, kL, 4096, Launch
 namespace {
 void BM_TrainStep_cuda(benchmark::State& state) {
   state.SkipWithError("built without CUDA");
-  for (auto _ : state) {
-  }
+  for (auto _ : state) {}
 }
 BENCHMARK(BM_TrainStep_cuda);
 }  // namespace

@@ -32,8 +32,7 @@ void BM_CurvatureCheckpoint_cuda_f32(benchmark::State& state) {
   state.counters["eigenvalues"] = static_cast<double>(eigenvalues);  // 2112 + 4160 + 4160 + 650
 #else
   state.SkipWithError("built without CUDA");
-  for (auto _ : state) {
-  }
+  for (auto _ : state) {}
 #endif
 }
 

@@ -96,9 +96,8 @@ void BM_BatchedJacobi(benchmark::State& state) {
   if (skip_without_gpu(state)) return;
   const int64_t n = state.range(0), count = state.range(1);
   try {
-    run_timed<T>(state, n, count, false, [&](T* A, T* W) {
-      cuda::eigenvalues_batched<T>(A, n, count, W, cuda::context().stream());
-    });
+    run_timed<T>(state, n, count, false,
+                 [&](T* A, T* W) { cuda::eigenvalues_batched<T>(A, n, count, W, cuda::context().stream()); });
   } catch (const Error& e) {
     state.SkipWithError(e.what());
   }
@@ -133,9 +132,13 @@ void BM_BatchedSyevdLoop(benchmark::State& state) {
   }
 }
 
-#define CN_BATCHED_BENCH(fn, T)                                                                               \
-  BENCHMARK_TEMPLATE(fn, T)->ArgNames({"n", "count"})->Args({65, 64})->Args({65, 10})->UseManualTime()->Unit( \
-      benchmark::kMicrosecond)
+#define CN_BATCHED_BENCH(fn, T)  \
+  BENCHMARK_TEMPLATE(fn, T)      \
+      ->ArgNames({"n", "count"}) \
+      ->Args({65, 64})           \
+      ->Args({65, 10})           \
+      ->UseManualTime()          \
+      ->Unit(benchmark::kMicrosecond)
 CN_BATCHED_BENCH(BM_BatchedJacobi, float);
 CN_BATCHED_BENCH(BM_BatchedJacobi, double);
 CN_BATCHED_BENCH(BM_BatchedCusolver, float);
@@ -151,8 +154,7 @@ CN_BATCHED_BENCH(BM_BatchedSyevdLoop, double);
 namespace {
 void BM_CudaEigen(benchmark::State& state) {
   state.SkipWithError("built without CUDA");
-  for (auto _ : state) {
-  }
+  for (auto _ : state) {}
 }
 BENCHMARK(BM_CudaEigen);
 }  // namespace

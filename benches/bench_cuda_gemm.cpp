@@ -147,8 +147,7 @@ const bool registered = [] {
 namespace {
 void BM_LinearGemm_cuda(benchmark::State& state) {
   state.SkipWithError("built without CUDA");
-  for (auto _ : state) {
-  }
+  for (auto _ : state) {}
 }
 BENCHMARK(BM_LinearGemm_cuda);
 }  // namespace

@@ -179,9 +179,8 @@ void BM_Hvp_cuda(benchmark::State& state, Net n) {
   if (skip_without_gpu(state)) return;
   Setup& s = setup(n);
   const int64_t K = state.range(0);
-  run_timed(state, s, K, [&] {
-    benchmark::DoNotOptimize(s.eng.hvp(s.c, s.x.data(), s.t.data(), s.N, s.V.data(), s.HV.data(), K));
-  });
+  run_timed(state, s, K,
+            [&] { benchmark::DoNotOptimize(s.eng.hvp(s.c, s.x.data(), s.t.data(), s.N, s.V.data(), s.HV.data(), K)); });
 }
 
 void BM_PrepareApply_cuda(benchmark::State& state, Net n) {
@@ -193,8 +192,8 @@ void BM_PrepareApply_cuda(benchmark::State& state, Net n) {
   run_timed(state, s, K, [&] { s.eng.apply(s.V.data(), s.HV.data(), K); });
 }
 
-#define CN_HVP_BENCHES(net, tag)                                                                          \
-  BENCHMARK_CAPTURE(BM_Gradient_cuda, tag, net)->UseManualTime()->Unit(benchmark::kMillisecond);          \
+#define CN_HVP_BENCHES(net, tag)                                                                             \
+  BENCHMARK_CAPTURE(BM_Gradient_cuda, tag, net)->UseManualTime()->Unit(benchmark::kMillisecond);             \
   BENCHMARK_CAPTURE(BM_Hvp_cuda, tag, net)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond); \
   BENCHMARK_CAPTURE(BM_PrepareApply_cuda, tag, net)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)
 
@@ -208,8 +207,7 @@ CN_HVP_BENCHES(Net::M, M_784_1024x4_10_b1024);
 namespace {
 void BM_Hvp_cuda(benchmark::State& state) {
   state.SkipWithError("built without CUDA");
-  for (auto _ : state) {
-  }
+  for (auto _ : state) {}
 }
 BENCHMARK(BM_Hvp_cuda);
 }  // namespace

@@ -33,7 +33,8 @@ void run(benchmark::State& state, int64_t log_every) {
     const float* z = model.forward(c, x.data(), N);
     const double l = loss.forward_backward(c, z, y.data(), N, 10);
     model.backward(c, loss.dz(), N);
-    const cn::ClipResult clip = cn::clip_gradients<float>(config.clip, model.layout(), model.params().data(), model.grads().data());
+    const cn::ClipResult clip =
+        cn::clip_gradients<float>(config.clip, model.layout(), model.params().data(), model.grads().data());
     const int64_t done = s + 1;
     const bool logged = doctor && done % config.train.log_every == 0;
     if (doctor) doctor->before_update(done, l, clip, logged, N);

@@ -5,9 +5,9 @@
 #include "config/config.h"
 
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -19,15 +19,15 @@
 
 #include <toml++/toml.h>
 
-#include "core/error.h"
 #include "config/layer_kind.h"
+#include "core/error.h"
 
 namespace cn {
 namespace {
 
 using Names = std::vector<std::string>;
 
-const Names kDatasets = {"fashion-mnist", "csv",    "iris",  "wine", "breast-cancer", "digits",
+const Names kDatasets = {"fashion-mnist", "csv",     "iris",  "wine", "breast-cancer", "digits",
                          "diabetes",      "spirals", "blobs", "xor",  "teacher",       "sine"};
 // Layer types and activations from the layer-kind table, in its order.
 Names layer_kind_names(bool activations_only) {
@@ -76,13 +76,27 @@ std::string fmt_string(const std::string& s) {
   std::string o = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
-      case '\t': o += "\\t"; break;
-      case '\r': o += "\\r"; break;
-      case '\b': o += "\\b"; break;
-      case '\f': o += "\\f"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
+      case '\t':
+        o += "\\t";
+        break;
+      case '\r':
+        o += "\\r";
+        break;
+      case '\b':
+        o += "\\b";
+        break;
+      case '\f':
+        o += "\\f";
+        break;
       default:
         if (c < 0x20 || c == 0x7f) {
           char buf[8];
@@ -106,15 +120,20 @@ std::string fmt_list(const std::vector<T>& v, F f) {
 // A parsed node as short text for error messages.
 std::string show(const toml::node& n) {
   std::string s;
-  if (auto* v = n.as_string()) s = fmt_string(v->get());
-  else if (auto* v = n.as_integer()) s = fmt_int(v->get());
-  else if (auto* v = n.as_floating_point()) s = fmt_double(v->get());
-  else if (auto* v = n.as_boolean()) s = v->get() ? "true" : "false";
+  if (auto* v = n.as_string())
+    s = fmt_string(v->get());
+  else if (auto* v = n.as_integer())
+    s = fmt_int(v->get());
+  else if (auto* v = n.as_floating_point())
+    s = fmt_double(v->get());
+  else if (auto* v = n.as_boolean())
+    s = v->get() ? "true" : "false";
   else if (auto* a = n.as_array()) {
     s = "[";
     for (size_t i = 0; i < a->size(); ++i) s += (i ? ", " : "") + show(*a->get(i));
     s += "]";
-  } else if (n.is_table()) s = "a table";
+  } else if (n.is_table())
+    s = "a table";
   else {
     std::ostringstream os;
     n.visit([&](auto&& x) { os << x; });
@@ -167,8 +186,7 @@ struct Range {
       if (x == std::floor(x) && std::abs(x) < 1e15) return fmt_int(static_cast<int64_t>(x));
       return fmt_double(x);
     };
-    if (has_lo && has_hi)
-      return std::string(lo_open ? "(" : "[") + num(lo) + ", " + num(hi) + (hi_open ? ")" : "]");
+    if (has_lo && has_hi) return std::string(lo_open ? "(" : "[") + num(lo) + ", " + num(hi) + (hi_open ? ")" : "]");
     if (has_lo) return std::string(lo_open ? "> " : ">= ") + num(lo);
     if (has_hi) return std::string(hi_open ? "< " : "<= ") + num(hi);
     return "any";
@@ -183,10 +201,30 @@ struct Range {
 };
 
 Range any() { return {}; }
-Range gt(double x) { Range r; r.lo = x; r.lo_open = true; return r; }
-Range ge(double x) { Range r; r.lo = x; return r; }
-Range co(double lo, double hi) { Range r; r.lo = lo; r.hi = hi; r.hi_open = true; return r; }  // [lo, hi)
-Range cc(double lo, double hi) { Range r; r.lo = lo; r.hi = hi; return r; }                    // [lo, hi]
+Range gt(double x) {
+  Range r;
+  r.lo = x;
+  r.lo_open = true;
+  return r;
+}
+Range ge(double x) {
+  Range r;
+  r.lo = x;
+  return r;
+}
+Range co(double lo, double hi) {
+  Range r;
+  r.lo = lo;
+  r.hi = hi;
+  r.hi_open = true;
+  return r;
+}  // [lo, hi)
+Range cc(double lo, double hi) {
+  Range r;
+  r.lo = lo;
+  r.hi = hi;
+  return r;
+}  // [lo, hi]
 
 // --- typed readers (each validates; errors name the location and the key)
 
@@ -232,9 +270,12 @@ int64_t read_int(const toml::node& n, const Ctx& ctx, const std::string& key, co
 // Floats; integers are accepted. Non-finite values never are.
 double read_double(const toml::node& n, const Ctx& ctx, const std::string& key, const Range& r) {
   double v = 0;
-  if (auto* f = n.as_floating_point()) v = f->get();
-  else if (auto* i = n.as_integer()) v = static_cast<double>(i->get());
-  else expected(n, ctx, key, r.describe(false));
+  if (auto* f = n.as_floating_point())
+    v = f->get();
+  else if (auto* i = n.as_integer())
+    v = static_cast<double>(i->get());
+  else
+    expected(n, ctx, key, r.describe(false));
   if (!r.contains(v)) expected(n, ctx, key, r.describe(false));
   return v;
 }
@@ -255,7 +296,7 @@ struct Field {
   std::string range;  // for the reference table
   std::string doc;
   Reader read;
-  Writer write;  // a value's TOML text, or for table arrays whole [[...]] blocks
+  Writer write;              // a value's TOML text, or for table arrays whole [[...]] blocks
   bool is_string = false;    // --set: a value that isn't a TOML string is taken as text
   bool table_array = false;  // [[section.key]]: written after the section, not settable by --set
   std::string default_text;  // for the reference table when write() gives nothing by default
@@ -279,71 +320,81 @@ Field field(std::string key, std::string type, std::string range, std::string do
 }
 
 template <class S, class T>
-T& member(Config& c, S Config::*sec, T S::*m) { return c.*sec.*m; }
+T& member(Config& c, S Config::*sec, T S::*m) {
+  return c.*sec.*m;
+}
 template <class S, class T>
-const T& member(const Config& c, S Config::*sec, T S::*m) { return c.*sec.*m; }
+const T& member(const Config& c, S Config::*sec, T S::*m) {
+  return c.*sec.*m;
+}
 
 template <class S>
 Field f_double(const char* key, S Config::*sec, double S::*m, Range r, const char* doc) {
-  return field(key, "float", r.text(), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_double(n, ctx, k, r);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_double(member(c, sec, m)); });
+  return field(
+      key, "float", r.text(), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_double(n, ctx, k, r);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_double(member(c, sec, m)); });
 }
 
 template <class S>
 Field f_int(const char* key, S Config::*sec, int64_t S::*m, Range r, const char* doc) {
-  return field(key, "integer", r.text(), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_int(n, ctx, k, r);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_int(member(c, sec, m)); });
+  return field(
+      key, "integer", r.text(), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_int(n, ctx, k, r);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_int(member(c, sec, m)); });
 }
 
 template <class S>
 Field f_opt_int(const char* key, S Config::*sec, std::optional<int64_t> S::*m, Range r, const char* doc,
                 const char* absent) {
-  Field f = field(key, "integer", r.text(), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_int(n, ctx, k, r);
-          },
-          [=](const Config& c) -> std::optional<std::string> {
-            const auto& v = member(c, sec, m);
-            if (!v) return std::nullopt;
-            return fmt_int(*v);
-          });
+  Field f = field(
+      key, "integer", r.text(), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_int(n, ctx, k, r);
+      },
+      [=](const Config& c) -> std::optional<std::string> {
+        const auto& v = member(c, sec, m);
+        if (!v) return std::nullopt;
+        return fmt_int(*v);
+      });
   f.default_text = absent;
   return f;
 }
 
 template <class S>
 Field f_bool(const char* key, S Config::*sec, bool S::*m, const char* doc) {
-  return field(key, "bool", "", doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_bool(n, ctx, k);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return member(c, sec, m) ? "true" : "false"; });
+  return field(
+      key, "bool", "", doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_bool(n, ctx, k);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return member(c, sec, m) ? "true" : "false"; });
 }
 
 template <class S>
 Field f_string(const char* key, S Config::*sec, std::string S::*m, const char* doc) {
-  Field f = field(key, "string", "", doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_string(n, ctx, k);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_string(member(c, sec, m)); });
+  Field f = field(
+      key, "string", "", doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_string(n, ctx, k);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_string(member(c, sec, m)); });
   f.is_string = true;
   return f;
 }
 
 template <class S>
 Field f_enum(const char* key, S Config::*sec, std::string S::*m, const Names* allowed, const char* doc) {
-  Field f = field(key, "string", "one of: " + join(*allowed, " "), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_enum(n, ctx, k, *allowed);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_string(member(c, sec, m)); });
+  Field f = field(
+      key, "string", "one of: " + join(*allowed, " "), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_enum(n, ctx, k, *allowed);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_string(member(c, sec, m)); });
   f.is_string = true;
   return f;
 }
@@ -351,46 +402,50 @@ Field f_enum(const char* key, S Config::*sec, std::string S::*m, const Names* al
 template <class S, class E, size_t N>
 Field f_enum(const char* key, S Config::*sec, E S::*m, const EnumName<E> (&table)[N], const char* doc) {
   const EnumName<E>(*t)[N] = &table;  // static storage: the lambdas keep a pointer
-  Field f = field(key, "string", "one of: " + enum_names_joined(table, " "), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            member(c, sec, m) = read_enum(n, ctx, k, *t);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_string(enum_name(*t, member(c, sec, m))); });
+  Field f = field(
+      key, "string", "one of: " + enum_names_joined(table, " "), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_enum(n, ctx, k, *t);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_string(enum_name(*t, member(c, sec, m))); });
   f.is_string = true;
   return f;
 }
 
 template <class S>
 Field f_int_list(const char* key, S Config::*sec, std::vector<int64_t> S::*m, Range r, const char* doc) {
-  return field(key, "array of integers", "each " + r.text(), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            const std::string what = "an array of integers, each " + r.text();
-            const toml::array& a = read_array(n, ctx, k, what);
-            std::vector<int64_t> out;
-            for (size_t i = 0; i < a.size(); ++i) {
-              const toml::node& e = *a.get(i);
-              const std::string ek = k + "[" + std::to_string(i) + "]";
-              out.push_back(read_int(e, ctx, ek, r));
-            }
-            member(c, sec, m) = std::move(out);
-          },
-          [=](const Config& c) -> std::optional<std::string> { return fmt_list(member(c, sec, m), fmt_int); });
+  return field(
+      key, "array of integers", "each " + r.text(), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        const std::string what = "an array of integers, each " + r.text();
+        const toml::array& a = read_array(n, ctx, k, what);
+        std::vector<int64_t> out;
+        for (size_t i = 0; i < a.size(); ++i) {
+          const toml::node& e = *a.get(i);
+          const std::string ek = k + "[" + std::to_string(i) + "]";
+          out.push_back(read_int(e, ctx, ek, r));
+        }
+        member(c, sec, m) = std::move(out);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_list(member(c, sec, m), fmt_int); });
 }
 
 template <class S, class E, size_t N>
 Field f_enum_list(const char* key, S Config::*sec, std::vector<E> S::*m, const EnumName<E> (&table)[N],
                   const char* doc) {
   const EnumName<E>(*t)[N] = &table;  // static storage: the lambdas keep a pointer
-  return field(key, "array of strings", "each one of: " + enum_names_joined(table, " "), doc,
-          [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-            const toml::array& a = read_array(n, ctx, k, "an array of strings, each one of " + enum_names_joined(*t));
-            std::vector<E> out;
-            for (size_t i = 0; i < a.size(); ++i) out.push_back(read_enum(*a.get(i), ctx, k + "[" + std::to_string(i) + "]", *t));
-            member(c, sec, m) = std::move(out);
-          },
-          [=](const Config& c) -> std::optional<std::string> {
-            return fmt_list(member(c, sec, m), [t](E v) { return fmt_string(enum_name(*t, v)); });
-          });
+  return field(
+      key, "array of strings", "each one of: " + enum_names_joined(table, " "), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        const toml::array& a = read_array(n, ctx, k, "an array of strings, each one of " + enum_names_joined(*t));
+        std::vector<E> out;
+        for (size_t i = 0; i < a.size(); ++i)
+          out.push_back(read_enum(*a.get(i), ctx, k + "[" + std::to_string(i) + "]", *t));
+        member(c, sec, m) = std::move(out);
+      },
+      [=](const Config& c) -> std::optional<std::string> {
+        return fmt_list(member(c, sec, m), [t](E v) { return fmt_string(enum_name(*t, v)); });
+      });
 }
 
 // Keys of one [[model.layers]] entry, by type.
@@ -417,14 +472,22 @@ LayerSpec read_layer(const toml::node& n, const Ctx& ctx, const std::string& key
     const std::string kk = key + "." + std::string(k.str());
     if (!contains(allowed, std::string(k.str())))
       fail(v, ctx, kk, "not a key of a \"" + s.type + "\" layer; valid keys: " + join(allowed));
-    if (k == "out") s.out = read_int(v, ctx, kk, ge(1));
-    else if (k == "init") s.init = read_enum(v, ctx, kk, kInits);
-    else if (k == "bias_init") s.bias_init = read_enum(v, ctx, kk, kInits);
-    else if (k == "slope") s.slope = read_double(v, ctx, kk, kSlope);
-    else if (k == "alpha") s.alpha = read_double(v, ctx, kk, kEluAlpha);
-    else if (k == "momentum") s.momentum = read_double(v, ctx, kk, kBnMomentum);
-    else if (k == "eps") s.eps = read_double(v, ctx, kk, kBnEps);
-    else if (k == "p") s.p = read_double(v, ctx, kk, kDropP);
+    if (k == "out")
+      s.out = read_int(v, ctx, kk, ge(1));
+    else if (k == "init")
+      s.init = read_enum(v, ctx, kk, kInits);
+    else if (k == "bias_init")
+      s.bias_init = read_enum(v, ctx, kk, kInits);
+    else if (k == "slope")
+      s.slope = read_double(v, ctx, kk, kSlope);
+    else if (k == "alpha")
+      s.alpha = read_double(v, ctx, kk, kEluAlpha);
+    else if (k == "momentum")
+      s.momentum = read_double(v, ctx, kk, kBnMomentum);
+    else if (k == "eps")
+      s.eps = read_double(v, ctx, kk, kBnEps);
+    else if (k == "p")
+      s.p = read_double(v, ctx, kk, kDropP);
   }
   if (s.type == "linear" && !t->get("out")) fail(n, ctx, key, "a linear layer needs out = N (an integer >= 1)");
   return s;
@@ -457,11 +520,16 @@ PerLayerOptim read_per_layer(const toml::node& n, const Ctx& ctx, const std::str
   PerLayerOptim p;
   for (auto&& [k, v] : *t) {
     const std::string kk = key + "." + std::string(k.str());
-    if (k == "layer") p.layer = read_int(v, ctx, kk, ge(0));
-    else if (k == "weight_decay") p.weight_decay = read_double(v, ctx, kk, ge(0));
-    else if (k == "l1") p.l1 = read_double(v, ctx, kk, ge(0));
-    else if (k == "lr_scale") p.lr_scale = read_double(v, ctx, kk, ge(0));
-    else fail(v, ctx, kk, "unknown key; valid keys: " + join(kPerLayerKeys));
+    if (k == "layer")
+      p.layer = read_int(v, ctx, kk, ge(0));
+    else if (k == "weight_decay")
+      p.weight_decay = read_double(v, ctx, kk, ge(0));
+    else if (k == "l1")
+      p.l1 = read_double(v, ctx, kk, ge(0));
+    else if (k == "lr_scale")
+      p.lr_scale = read_double(v, ctx, kk, ge(0));
+    else
+      fail(v, ctx, kk, "unknown key; valid keys: " + join(kPerLayerKeys));
   }
   if (!t->get("layer")) fail(n, ctx, key, "missing layer = N (the layer's index, an integer >= 0)");
   return p;
@@ -479,41 +547,58 @@ std::vector<Section> build_schema() {
   using C = Config;
   std::vector<Section> s;
 
-  s.push_back({"data", "the data set and its batching", {
-      f_enum("dataset", &C::data, &DataConfig::dataset, &kDatasets, "the data set"),
-      f_string("path", &C::data, &DataConfig::path, "csv: the file (header row, numeric cells)"),
-      f_string("label_column", &C::data, &DataConfig::label_column, "csv: the label column, by name or 0-based index"),
-      f_int("batch_size", &C::data, &DataConfig::batch_size, ge(1), "training mini-batch size"),
-      f_bool("shuffle", &C::data, &DataConfig::shuffle, "reshuffle the training split every epoch"),
-      f_double("val_fraction", &C::data, &DataConfig::val_fraction, co(0, 1), "share of the training split held out for validation"),
-      f_double("test_fraction", &C::data, &DataConfig::test_fraction, co(0, 1), "share held out for testing (only data sets without their own test split)"),
-      f_bool("standardize", &C::data, &DataConfig::standardize, "standardise features with statistics of the training split"),
-      f_int("n_samples", &C::data, &DataConfig::n_samples, ge(1), "synthetic sets: number of samples"),
-      f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
-  }});
+  s.push_back({"data",
+               "the data set and its batching",
+               {
+                   f_enum("dataset", &C::data, &DataConfig::dataset, &kDatasets, "the data set"),
+                   f_string("path", &C::data, &DataConfig::path, "csv: the file (header row, numeric cells)"),
+                   f_string("label_column", &C::data, &DataConfig::label_column,
+                            "csv: the label column, by name or 0-based index"),
+                   f_int("batch_size", &C::data, &DataConfig::batch_size, ge(1), "training mini-batch size"),
+                   f_bool("shuffle", &C::data, &DataConfig::shuffle, "reshuffle the training split every epoch"),
+                   f_double("val_fraction", &C::data, &DataConfig::val_fraction, co(0, 1),
+                            "share of the training split held out for validation"),
+                   f_double("test_fraction", &C::data, &DataConfig::test_fraction, co(0, 1),
+                            "share held out for testing (only data sets without their own test split)"),
+                   f_bool("standardize", &C::data, &DataConfig::standardize,
+                          "standardise features with statistics of the training split"),
+                   f_int("n_samples", &C::data, &DataConfig::n_samples, ge(1), "synthetic sets: number of samples"),
+                   f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
+               }});
   {  // label_column: a string, or an integer index (stored as its text)
     Field& f = s.back().fields[2];
     f.type = "string or integer";
     f.range = "a name, or an index >= 0";
     f.read = [](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-      if (n.is_integer()) c.data.label_column = fmt_int(read_int(n, ctx, k, ge(0)));
-      else if (auto* str = n.as_string()) c.data.label_column = str->get();
-      else expected(n, ctx, k, "a column name (string) or a 0-based index (integer >= 0)");
+      if (n.is_integer())
+        c.data.label_column = fmt_int(read_int(n, ctx, k, ge(0)));
+      else if (auto* str = n.as_string())
+        c.data.label_column = str->get();
+      else
+        expected(n, ctx, k, "a column name (string) or a 0-based index (integer >= 0)");
     };
   }
 
-  s.push_back({"model", "the network", {
-      f_int_list("hidden", &C::model, &ModelConfig::hidden, ge(1), "hidden widths of the MLP shorthand (empty = a linear model)"),
-      f_enum("activation", &C::model, &ModelConfig::activation, &kActivations, "activation after each hidden layer"),
-      f_double("leaky_slope", &C::model, &ModelConfig::leaky_slope, kSlope, "leaky_relu: negative-side slope"),
-      f_double("elu_alpha", &C::model, &ModelConfig::elu_alpha, kEluAlpha, "elu: alpha"),
-      f_bool("batchnorm", &C::model, &ModelConfig::batchnorm, "BatchNorm after each hidden Linear"),
-      f_double("bn_momentum", &C::model, &ModelConfig::bn_momentum, kBnMomentum, "BatchNorm running-statistics momentum (PyTorch's meaning)"),
-      f_double("dropout", &C::model, &ModelConfig::dropout, kDropP, "drop probability after each hidden activation (0 = no Dropout layer)"),
-      f_enum("init", &C::model, &ModelConfig::init, kInits, "weight initialiser"),
-      f_enum("bias_init", &C::model, &ModelConfig::bias_init, kInits, "bias initialiser"),
-      f_double("init_constant", &C::model, &ModelConfig::init_constant, any(), "the value for init/bias_init = \"constant\""),
-  }});
+  s.push_back(
+      {"model",
+       "the network",
+       {
+           f_int_list("hidden", &C::model, &ModelConfig::hidden, ge(1),
+                      "hidden widths of the MLP shorthand (empty = a linear model)"),
+           f_enum("activation", &C::model, &ModelConfig::activation, &kActivations,
+                  "activation after each hidden layer"),
+           f_double("leaky_slope", &C::model, &ModelConfig::leaky_slope, kSlope, "leaky_relu: negative-side slope"),
+           f_double("elu_alpha", &C::model, &ModelConfig::elu_alpha, kEluAlpha, "elu: alpha"),
+           f_bool("batchnorm", &C::model, &ModelConfig::batchnorm, "BatchNorm after each hidden Linear"),
+           f_double("bn_momentum", &C::model, &ModelConfig::bn_momentum, kBnMomentum,
+                    "BatchNorm running-statistics momentum (PyTorch's meaning)"),
+           f_double("dropout", &C::model, &ModelConfig::dropout, kDropP,
+                    "drop probability after each hidden activation (0 = no Dropout layer)"),
+           f_enum("init", &C::model, &ModelConfig::init, kInits, "weight initialiser"),
+           f_enum("bias_init", &C::model, &ModelConfig::bias_init, kInits, "bias initialiser"),
+           f_double("init_constant", &C::model, &ModelConfig::init_constant, any(),
+                    "the value for init/bias_init = \"constant\""),
+       }});
   {
     Field f;
     f.key = "layers";
@@ -525,7 +610,8 @@ std::vector<Section> build_schema() {
     f.read = [](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
       const toml::array& a = read_array(n, ctx, k, "an array of tables ([[model.layers]] entries)");
       std::vector<LayerSpec> out;
-      for (size_t i = 0; i < a.size(); ++i) out.push_back(read_layer(*a.get(i), ctx, k + "[" + std::to_string(i) + "]"));
+      for (size_t i = 0; i < a.size(); ++i)
+        out.push_back(read_layer(*a.get(i), ctx, k + "[" + std::to_string(i) + "]"));
       c.model.layers = std::move(out);
     };
     f.write = [](const Config& c) -> std::optional<std::string> {
@@ -537,15 +623,21 @@ std::vector<Section> build_schema() {
     s.back().fields.push_back(std::move(f));
   }
 
-  s.push_back({"loss", "the training loss (a mean over the batch)", {
-      f_enum("kind", &C::loss, &LossConfig::kind, kLossKinds, "loss function (MSE: mean over batch and outputs)"),
-  }});
+  s.push_back(
+      {"loss",
+       "the training loss (a mean over the batch)",
+       {
+           f_enum("kind", &C::loss, &LossConfig::kind, kLossKinds, "loss function (MSE: mean over batch and outputs)"),
+       }});
 
-  s.push_back({"optim", "the optimiser (torch.optim semantics)", {
-      f_enum("name", &C::optim, &OptimConfig::name, kOptimKinds, "update rule"),
-      f_double("lr", &C::optim, &OptimConfig::lr, gt(0), "learning rate"),
-      f_double("momentum", &C::optim, &OptimConfig::momentum, co(0, 1), "momentum, nesterov: momentum factor"),
-  }});
+  s.push_back(
+      {"optim",
+       "the optimiser (torch.optim semantics)",
+       {
+           f_enum("name", &C::optim, &OptimConfig::name, kOptimKinds, "update rule"),
+           f_double("lr", &C::optim, &OptimConfig::lr, gt(0), "learning rate"),
+           f_double("momentum", &C::optim, &OptimConfig::momentum, co(0, 1), "momentum, nesterov: momentum factor"),
+       }});
   {
     Field f;
     f.key = "betas";
@@ -565,12 +657,16 @@ std::vector<Section> build_schema() {
     s.back().fields.push_back(std::move(f));
   }
   for (Field f : {
-           f_double("eps", &C::optim, &OptimConfig::eps, gt(0), "denominator term (adagrad's torch default is 1e-10: set it explicitly)"),
+           f_double("eps", &C::optim, &OptimConfig::eps, gt(0),
+                    "denominator term (adagrad's torch default is 1e-10: set it explicitly)"),
            f_double("alpha", &C::optim, &OptimConfig::alpha, co(0, 1), "rmsprop: smoothing constant"),
-           f_double("weight_decay", &C::optim, &OptimConfig::weight_decay, ge(0), "L2 penalty on every parameter (decoupled for adamw)"),
+           f_double("weight_decay", &C::optim, &OptimConfig::weight_decay, ge(0),
+                    "L2 penalty on every parameter (decoupled for adamw)"),
            f_double("l1", &C::optim, &OptimConfig::l1, ge(0), "L1 penalty on every parameter"),
-           f_double("grad_noise_eta", &C::optim, &OptimConfig::grad_noise_eta, ge(0), "gradient noise: sigma_t^2 = eta / (1 + t)^gamma; 0 = off"),
-           f_double("grad_noise_gamma", &C::optim, &OptimConfig::grad_noise_gamma, ge(0), "gradient noise decay exponent"),
+           f_double("grad_noise_eta", &C::optim, &OptimConfig::grad_noise_eta, ge(0),
+                    "gradient noise: sigma_t^2 = eta / (1 + t)^gamma; 0 = off"),
+           f_double("grad_noise_gamma", &C::optim, &OptimConfig::grad_noise_gamma, ge(0),
+                    "gradient noise decay exponent"),
        })
     s.back().fields.push_back(std::move(f));
   {
@@ -584,7 +680,8 @@ std::vector<Section> build_schema() {
     f.read = [](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
       const toml::array& a = read_array(n, ctx, k, "an array of tables ([[optim.per_layer]] entries)");
       std::vector<PerLayerOptim> out;
-      for (size_t i = 0; i < a.size(); ++i) out.push_back(read_per_layer(*a.get(i), ctx, k + "[" + std::to_string(i) + "]"));
+      for (size_t i = 0; i < a.size(); ++i)
+        out.push_back(read_per_layer(*a.get(i), ctx, k + "[" + std::to_string(i) + "]"));
       c.optim.per_layer = std::move(out);
     };
     f.write = [](const Config& c) -> std::optional<std::string> {
@@ -596,28 +693,42 @@ std::vector<Section> build_schema() {
     s.back().fields.push_back(std::move(f));
   }
 
-  s.push_back({"schedule", "the learning-rate schedule (in optimiser steps)", {
-      f_enum("kind", &C::schedule, &ScheduleConfig::kind, kScheduleKinds, "schedule shape"),
-      f_int("warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps, ge(0), "linear warm-up steps in front of any kind"),
-      f_int("total_steps", &C::schedule, &ScheduleConfig::total_steps, ge(0), "horizon for cosine; 0 = the run's total at its first start"),
-      f_int("step_size", &C::schedule, &ScheduleConfig::step_size, ge(1), "step: steps between decays; cosine_restarts/cyclic: period"),
-      f_double("gamma", &C::schedule, &ScheduleConfig::gamma, gt(0), "step/exponential: decay factor"),
-      f_double("min_lr", &C::schedule, &ScheduleConfig::min_lr, ge(0), "lower bound (cosine, cyclic)"),
-      f_double("max_lr", &C::schedule, &ScheduleConfig::max_lr, ge(0), "cyclic: upper bound; 0 = 10 x optim.lr"),
-  }});
+  s.push_back(
+      {"schedule",
+       "the learning-rate schedule (in optimiser steps)",
+       {
+           f_enum("kind", &C::schedule, &ScheduleConfig::kind, kScheduleKinds, "schedule shape"),
+           f_int("warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps, ge(0),
+                 "linear warm-up steps in front of any kind"),
+           f_int("total_steps", &C::schedule, &ScheduleConfig::total_steps, ge(0),
+                 "horizon for cosine; 0 = the run's total at its first start"),
+           f_int("step_size", &C::schedule, &ScheduleConfig::step_size, ge(1),
+                 "step: steps between decays; cosine_restarts/cyclic: period"),
+           f_double("gamma", &C::schedule, &ScheduleConfig::gamma, gt(0), "step/exponential: decay factor"),
+           f_double("min_lr", &C::schedule, &ScheduleConfig::min_lr, ge(0), "lower bound (cosine, cyclic)"),
+           f_double("max_lr", &C::schedule, &ScheduleConfig::max_lr, ge(0), "cyclic: upper bound; 0 = 10 x optim.lr"),
+       }});
 
-  s.push_back({"clip", "gradient clipping", {
-      f_enum("mode", &C::clip, &ClipConfig::mode, kClipModes, "clipping rule"),
-      f_double("max_norm", &C::clip, &ClipConfig::max_norm, gt(0), "norm, layer_norm: the largest gradient norm"),
-      f_double("value", &C::clip, &ClipConfig::value, gt(0), "value: clip each element to [-value, value]"),
-      f_double("agc_lambda", &C::clip, &ClipConfig::agc_lambda, gt(0), "agc (per layer), agc_unit (per output unit): the ratio lambda"),
-      f_double("agc_eps", &C::clip, &ClipConfig::agc_eps, ge(0), "agc, agc_unit: the floor on the parameter norm"),
-  }});
+  s.push_back(
+      {"clip",
+       "gradient clipping",
+       {
+           f_enum("mode", &C::clip, &ClipConfig::mode, kClipModes, "clipping rule"),
+           f_double("max_norm", &C::clip, &ClipConfig::max_norm, gt(0), "norm, layer_norm: the largest gradient norm"),
+           f_double("value", &C::clip, &ClipConfig::value, gt(0), "value: clip each element to [-value, value]"),
+           f_double("agc_lambda", &C::clip, &ClipConfig::agc_lambda, gt(0),
+                    "agc (per layer), agc_unit (per output unit): the ratio lambda"),
+           f_double("agc_eps", &C::clip, &ClipConfig::agc_eps, ge(0), "agc, agc_unit: the floor on the parameter norm"),
+       }});
 
-  s.push_back({"train", "the training loop (every count is in optimiser steps)", {
-      f_int("epochs", &C::train, &TrainConfig::epochs, ge(0), "passes over the training split (ignored when steps > 0; >= 1 when steps = 0)"),
-      f_int("steps", &C::train, &TrainConfig::steps, ge(0), "> 0: train for this many steps instead of epochs"),
-  }});
+  s.push_back(
+      {"train",
+       "the training loop (every count is in optimiser steps)",
+       {
+           f_int("epochs", &C::train, &TrainConfig::epochs, ge(0),
+                 "passes over the training split (ignored when steps > 0; >= 1 when steps = 0)"),
+           f_int("steps", &C::train, &TrainConfig::steps, ge(0), "> 0: train for this many steps instead of epochs"),
+       }});
   {
     Field f;
     f.key = "seed";
@@ -634,54 +745,96 @@ std::vector<Section> build_schema() {
     s.back().fields.push_back(std::move(f));
   }
   for (Field f : {
-           f_enum("device", &C::train, &TrainConfig::device, kDeviceChoices, "auto = cuda when a GPU is visible, else cpu"),
+           f_enum("device", &C::train, &TrainConfig::device, kDeviceChoices,
+                  "auto = cuda when a GPU is visible, else cpu"),
            f_enum("dtype", &C::train, &TrainConfig::dtype, kDTypes, "training precision"),
-           f_opt_int("eval_every", &C::train, &TrainConfig::eval_every, ge(0), "steps between validations; 0 = off", "absent = one epoch"),
+           f_opt_int("eval_every", &C::train, &TrainConfig::eval_every, ge(0), "steps between validations; 0 = off",
+                     "absent = one epoch"),
            f_int("log_every", &C::train, &TrainConfig::log_every, ge(1), "steps between metrics/stats rows"),
-           f_enum("early_stopping_metric", &C::train, &TrainConfig::early_stopping_metric, kStopMetrics, "the validation metric early stopping watches"),
-           f_int("patience", &C::train, &TrainConfig::patience, ge(0), "evaluations without improvement before stopping; 0 = off"),
-           f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, kOnNonfinite, "what a NaN/inf loss or gradient does"),
+           f_enum("early_stopping_metric", &C::train, &TrainConfig::early_stopping_metric, kStopMetrics,
+                  "the validation metric early stopping watches"),
+           f_int("patience", &C::train, &TrainConfig::patience, ge(0),
+                 "evaluations without improvement before stopping; 0 = off"),
+           f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, kOnNonfinite,
+                  "what a NaN/inf loss or gradient does"),
            f_int("threads", &C::train, &TrainConfig::threads, ge(0), "CPU threads; 0 = all cores"),
        })
     s.back().fields.push_back(std::move(f));
 
-  s.push_back({"checkpoint", "model and optimiser checkpoints", {
-      f_opt_int("every", &C::checkpoint, &CheckpointConfig::every, ge(0), "steps between checkpoints; 0 = off", "absent = one epoch"),
-  }});
+  s.push_back({"checkpoint",
+               "model and optimiser checkpoints",
+               {
+                   f_opt_int("every", &C::checkpoint, &CheckpointConfig::every, ge(0),
+                             "steps between checkpoints; 0 = off", "absent = one epoch"),
+               }});
 
-  s.push_back({"diagnostics", "curvature checkpoints (Hessian blocks and spectra)", {
-      f_int("every", &C::diagnostics, &DiagnosticsConfig::every, ge(0), "steps between curvature checkpoints; 0 = off"),
-      f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, kCurvatureKinds, "which Hessians to compute"),
-      f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, kDiagModes, "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
-      f_int_list("layers", &C::diagnostics, &DiagnosticsConfig::layers, ge(0), "layer indices; empty = every layer with parameters"),
-      f_int("batch_size", &C::diagnostics, &DiagnosticsConfig::batch_size, ge(1), "the fixed curvature batch (first samples of the training split)"),
-      f_int("dense_max_params", &C::diagnostics, &DiagnosticsConfig::dense_max_params, ge(1), "largest block given a full eigendecomposition; above it, iterative methods"),
-      f_double("budget", &C::diagnostics, &DiagnosticsConfig::budget, co(0, 1), "> 0: space curvature checkpoints to cost at most this share of wall time"),
-      f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, kDTypes, "precision of Hessian products and eigensolvers"),
-      f_int("lanczos_k", &C::diagnostics, &DiagnosticsConfig::lanczos_k, ge(1), "Lanczos iterations / top eigenvalues for iterative methods"),
-      f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, ge(1), "random probes for Hutchinson and SLQ"),
-  }});
+  s.push_back(
+      {"diagnostics",
+       "curvature checkpoints (Hessian blocks and spectra)",
+       {
+           f_int("every", &C::diagnostics, &DiagnosticsConfig::every, ge(0),
+                 "steps between curvature checkpoints; 0 = off"),
+           f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, kCurvatureKinds,
+                       "which Hessians to compute"),
+           f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, kDiagModes,
+                  "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
+           f_int_list("layers", &C::diagnostics, &DiagnosticsConfig::layers, ge(0),
+                      "layer indices; empty = every layer with parameters"),
+           f_int("batch_size", &C::diagnostics, &DiagnosticsConfig::batch_size, ge(1),
+                 "the fixed curvature batch (first samples of the training split)"),
+           f_int("dense_max_params", &C::diagnostics, &DiagnosticsConfig::dense_max_params, ge(1),
+                 "largest block given a full eigendecomposition; above it, iterative methods"),
+           f_double("budget", &C::diagnostics, &DiagnosticsConfig::budget, co(0, 1),
+                    "> 0: space curvature checkpoints to cost at most this share of wall time"),
+           f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, kDTypes,
+                  "precision of Hessian products and eigensolvers"),
+           f_int("lanczos_k", &C::diagnostics, &DiagnosticsConfig::lanczos_k, ge(1),
+                 "Lanczos iterations / top eigenvalues for iterative methods"),
+           f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, ge(1), "random probes for Hutchinson and SLQ"),
+       }});
 
-  s.push_back({"alarms", "alarm thresholds; 0 switches a rule off", {
-      f_double("grad_norm_high", &C::alarms, &AlarmsConfig::grad_norm_high, ge(0), "grad_explosion: gradient norm above this; 0 = off"),
-      f_double("grad_norm_low", &C::alarms, &AlarmsConfig::grad_norm_low, ge(0), "grad_vanishing: gradient norm below this; 0 = off"),
-      f_double("update_ratio_high", &C::alarms, &AlarmsConfig::update_ratio_high, ge(0), "update_ratio: norm(dw) / norm(w) above this; 0 = off"),
-      f_double("sigma", &C::alarms, &AlarmsConfig::sigma, ge(0), "outlier: a layer's log10 relative gradient this many standard deviations from the other layers or from its own history; 0 = off"),
-      f_double("loss_spike_delta", &C::alarms, &AlarmsConfig::loss_spike_delta, ge(0), "loss_spike: logged loss above (1 + delta) x its running minimum; 0 = off"),
-      f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, ge(1), "loss_spike: logged steps in the running minimum"),
-      f_double("loss_high_ratio", &C::alarms, &AlarmsConfig::loss_high_ratio, ge(0), "grad_vanishing, frozen_layer: the loss counts as still high above this x the first logged loss"),
-      f_double("frozen_grad_low", &C::alarms, &AlarmsConfig::frozen_grad_low, ge(0), "frozen_layer: a layer's weight-gradient norm below this while the loss is still high; 0 = off"),
-      f_double("dead_share_high", &C::alarms, &AlarmsConfig::dead_share_high, cc(0, 1), "dead_units: share of ReLU-family units inactive over the window above this; 0 = off"),
-      f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, ge(1), "dead_units: logged batches a unit must stay inactive to count as dead"),
-      f_double("saturation_high", &C::alarms, &AlarmsConfig::saturation_high, cc(0, 1), "saturation: share of saturated sigmoid/tanh units above this; 0 = off"),
-      f_double("weight_norm_high", &C::alarms, &AlarmsConfig::weight_norm_high, ge(0), "weight_norm: RMS of a layer's weights above this; 0 = off"),
-      f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, ge(2), "outlier: logged steps of a layer's own history"),
-      f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0), "ill_conditioned: Hessian condition number above this; 0 = off"),
-      f_double("near_zero_high", &C::alarms, &AlarmsConfig::near_zero_high, cc(0, 1), "spectrum_at_zero: share of Hessian eigenvalues near zero above this; 0 = off"),
-      f_double("saddle_symmetry", &C::alarms, &AlarmsConfig::saddle_symmetry, cc(0, 1), "saddle: loss-Hessian spectrum symmetry at or above this (with saddle_negative_share); 0 = off"),
-      f_double("saddle_negative_share", &C::alarms, &AlarmsConfig::saddle_negative_share, cc(0, 1), "saddle: negative-eigenvalue share at or above this (with saddle_symmetry)"),
-      f_double("sharpness_fraction", &C::alarms, &AlarmsConfig::sharpness_fraction, ge(0), "sharpness_edge: full_top lambda_max at or above this x the optimiser's stability limit; 0 = off"),
-  }});
+  s.push_back(
+      {"alarms",
+       "alarm thresholds; 0 switches a rule off",
+       {
+           f_double("grad_norm_high", &C::alarms, &AlarmsConfig::grad_norm_high, ge(0),
+                    "grad_explosion: gradient norm above this; 0 = off"),
+           f_double("grad_norm_low", &C::alarms, &AlarmsConfig::grad_norm_low, ge(0),
+                    "grad_vanishing: gradient norm below this; 0 = off"),
+           f_double("update_ratio_high", &C::alarms, &AlarmsConfig::update_ratio_high, ge(0),
+                    "update_ratio: norm(dw) / norm(w) above this; 0 = off"),
+           f_double("sigma", &C::alarms, &AlarmsConfig::sigma, ge(0),
+                    "outlier: a layer's log10 relative gradient this many standard deviations from the other layers or "
+                    "from its own history; 0 = off"),
+           f_double("loss_spike_delta", &C::alarms, &AlarmsConfig::loss_spike_delta, ge(0),
+                    "loss_spike: logged loss above (1 + delta) x its running minimum; 0 = off"),
+           f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, ge(1),
+                 "loss_spike: logged steps in the running minimum"),
+           f_double("loss_high_ratio", &C::alarms, &AlarmsConfig::loss_high_ratio, ge(0),
+                    "grad_vanishing, frozen_layer: the loss counts as still high above this x the first logged loss"),
+           f_double("frozen_grad_low", &C::alarms, &AlarmsConfig::frozen_grad_low, ge(0),
+                    "frozen_layer: a layer's weight-gradient norm below this while the loss is still high; 0 = off"),
+           f_double("dead_share_high", &C::alarms, &AlarmsConfig::dead_share_high, cc(0, 1),
+                    "dead_units: share of ReLU-family units inactive over the window above this; 0 = off"),
+           f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, ge(1),
+                 "dead_units: logged batches a unit must stay inactive to count as dead"),
+           f_double("saturation_high", &C::alarms, &AlarmsConfig::saturation_high, cc(0, 1),
+                    "saturation: share of saturated sigmoid/tanh units above this; 0 = off"),
+           f_double("weight_norm_high", &C::alarms, &AlarmsConfig::weight_norm_high, ge(0),
+                    "weight_norm: RMS of a layer's weights above this; 0 = off"),
+           f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, ge(2),
+                 "outlier: logged steps of a layer's own history"),
+           f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0),
+                    "ill_conditioned: Hessian condition number above this; 0 = off"),
+           f_double("near_zero_high", &C::alarms, &AlarmsConfig::near_zero_high, cc(0, 1),
+                    "spectrum_at_zero: share of Hessian eigenvalues near zero above this; 0 = off"),
+           f_double("saddle_symmetry", &C::alarms, &AlarmsConfig::saddle_symmetry, cc(0, 1),
+                    "saddle: loss-Hessian spectrum symmetry at or above this (with saddle_negative_share); 0 = off"),
+           f_double("saddle_negative_share", &C::alarms, &AlarmsConfig::saddle_negative_share, cc(0, 1),
+                    "saddle: negative-eigenvalue share at or above this (with saddle_symmetry)"),
+           f_double("sharpness_fraction", &C::alarms, &AlarmsConfig::sharpness_fraction, ge(0),
+                    "sharpness_edge: full_top lambda_max at or above this x the optimiser's stability limit; 0 = off"),
+       }});
   return s;
 }
 
@@ -764,7 +917,8 @@ void apply_override(toml::table& root, const std::string& ov) {
   if (!sec) throw InputError(label + ": " + parts[0] + ": unknown section; valid sections: " + section_names());
   const std::string key = parts[0] + "." + parts[1];
   const Field* f = find_field(*sec, parts[1]);
-  if (!f) throw InputError(label + ": " + key + ": unknown key; valid keys in [" + sec->name + "]: " + field_names(*sec));
+  if (!f)
+    throw InputError(label + ": " + key + ": unknown key; valid keys in [" + sec->name + "]: " + field_names(*sec));
   if (f->table_array)
     throw InputError(label + ": " + key + ": an array of tables ([[" + key +
                      "]]) can't be set with --set; write it in the config file");
@@ -774,9 +928,9 @@ void apply_override(toml::table& root, const std::string& ov) {
   try {
     toml::table t = toml::parse(std::string_view("v = " + rhs), std::string_view(label));
     if (t.size() == 1 && t.get("v") && !(f->is_string && !t.get("v")->is_string())) parsed = std::move(t);
-  } catch (const toml::parse_error&) {
-  }
-  if (!parsed) parsed = toml::parse(std::string_view("v = " + fmt_string(rhs)), std::string_view(label));  // a bare word
+  } catch (const toml::parse_error&) {}
+  if (!parsed)
+    parsed = toml::parse(std::string_view("v = " + fmt_string(rhs)), std::string_view(label));  // a bare word
 
   if (!root.contains(parts[0])) root.insert(parts[0], toml::table{});
   toml::table* t = root.get(parts[0])->as_table();
@@ -846,7 +1000,8 @@ std::string stem_of(const std::string& origin) {
 
 }  // namespace
 
-Config parse_config(const std::string& toml_text, const std::string& origin, const std::vector<std::string>& overrides) {
+Config parse_config(const std::string& toml_text, const std::string& origin,
+                    const std::vector<std::string>& overrides) {
   const Ctx ctx{origin.empty() ? std::string("<config>") : origin};
   toml::table root = parse_toml(toml_text, ctx.origin);
   for (const auto& ov : overrides) apply_override(root, ov);
@@ -874,8 +1029,10 @@ std::string to_toml(const Config& c) {
     for (const auto& f : sec.fields) {
       const auto v = f.write(c);
       if (!v) continue;
-      if (f.table_array) blocks += *v;
-      else o += f.key + " = " + *v + "\n";
+      if (f.table_array)
+        blocks += *v;
+      else
+        o += f.key + " = " + *v + "\n";
     }
     o += blocks;
   }
@@ -910,12 +1067,17 @@ std::string config_reference_markdown() {
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
   o += "| `type` | string | (required) | one of: " + join(kLayerTypes, " ") + " | the layer |\n";
   o += "| `out` | integer | (required for linear) | " + ge(1).text() + " | linear: output width |\n";
-  o += "| `init` | string | model.init | one of: " + enum_names_joined(kInits, " ") + " | linear: weight initialiser |\n";
-  o += "| `bias_init` | string | model.bias_init | one of: " + enum_names_joined(kInits, " ") + " | linear: bias initialiser |\n";
-  o += "| `slope` | float | `" + fmt_double(LayerSpec{}.slope) + "` | " + kSlope.text() + " | leaky_relu: negative-side slope |\n";
+  o += "| `init` | string | model.init | one of: " + enum_names_joined(kInits, " ") +
+       " | linear: weight initialiser |\n";
+  o += "| `bias_init` | string | model.bias_init | one of: " + enum_names_joined(kInits, " ") +
+       " | linear: bias initialiser |\n";
+  o += "| `slope` | float | `" + fmt_double(LayerSpec{}.slope) + "` | " + kSlope.text() +
+       " | leaky_relu: negative-side slope |\n";
   o += "| `alpha` | float | `" + fmt_double(LayerSpec{}.alpha) + "` | " + kEluAlpha.text() + " | elu: alpha |\n";
-  o += "| `momentum` | float | `" + fmt_double(LayerSpec{}.momentum) + "` | " + kBnMomentum.text() + " | batchnorm: running-statistics momentum |\n";
-  o += "| `eps` | float | `" + fmt_double(LayerSpec{}.eps) + "` | " + kBnEps.text() + " | batchnorm: variance epsilon |\n";
+  o += "| `momentum` | float | `" + fmt_double(LayerSpec{}.momentum) + "` | " + kBnMomentum.text() +
+       " | batchnorm: running-statistics momentum |\n";
+  o += "| `eps` | float | `" + fmt_double(LayerSpec{}.eps) + "` | " + kBnEps.text() +
+       " | batchnorm: variance epsilon |\n";
   o += "| `p` | float | `" + fmt_double(LayerSpec{}.p) + "` | " + kDropP.text() + " | dropout: drop probability |\n\n";
   o += "### [[optim.per_layer]] entries\n\n";
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";

@@ -11,9 +11,10 @@
 namespace cn {
 
 struct DataConfig {
-  std::string dataset = "fashion-mnist";  // fashion-mnist csv iris wine breast-cancer digits diabetes spirals blobs xor teacher sine
-  std::string path;                       // csv: the file
-  std::string label_column;               // csv: name or 0-based index
+  std::string dataset =
+      "fashion-mnist";       // fashion-mnist csv iris wine breast-cancer digits diabetes spirals blobs xor teacher sine
+  std::string path;          // csv: the file
+  std::string label_column;  // csv: name or 0-based index
   int64_t batch_size = 256;
   bool shuffle = true;
   double val_fraction = 0.1;
@@ -27,14 +28,14 @@ struct DataConfig {
 // name | batchnorm | dropout (p).
 struct LayerSpec {
   std::string type;
-  int64_t out = 0;           // linear
+  int64_t out = 0;                // linear
   std::optional<Init> init;       // linear; absent = model.init
   std::optional<Init> bias_init;  // linear; absent = model.bias_init
-  double p = 0.0;            // dropout: drop probability
-  double slope = 0.01;       // leaky_relu
-  double alpha = 1.0;        // elu
-  double momentum = 0.1;     // batchnorm
-  double eps = 1e-5;         // batchnorm
+  double p = 0.0;                 // dropout: drop probability
+  double slope = 0.01;            // leaky_relu
+  double alpha = 1.0;             // elu
+  double momentum = 0.1;          // batchnorm
+  double eps = 1e-5;              // batchnorm
 };
 
 struct ModelConfig {
@@ -130,25 +131,25 @@ struct AlarmsConfig {
   double update_ratio_high = 0.1;
   double sigma = 3.0;
   // docs/doctor.md defines every rule; 0 switches a threshold rule off.
-  double loss_spike_delta = 0.5;     // loss_spike: loss > (1 + delta) x running minimum
-  int64_t loss_spike_window = 10;    // loss_spike: the running minimum's window (logged steps)
-  double loss_high_ratio = 0.5;      // "loss still high": loss > this x the first logged loss
-  double frozen_grad_low = 1e-4;     // frozen_layer: a layer's weight-gradient norm below this
-  double dead_share_high = 0.5;      // dead_units: share of dead units above this
-  int64_t dead_window = 5;           // dead_units: logged batches a unit must stay inactive
-  double saturation_high = 0.5;      // saturation: share of saturated units above this
-  double weight_norm_high = 10.0;    // weight_norm: RMS of a layer's weights above this
-  int64_t outlier_window = 20;       // outlier: logged steps of a layer's own history
-  double condition_high = 1e8;       // ill_conditioned: Hessian condition number above this
-  double near_zero_high = 0.5;       // spectrum_at_zero: share of eigenvalues near zero above this
-  double saddle_symmetry = 0.5;      // saddle: spectrum symmetry at or above this ...
+  double loss_spike_delta = 0.5;       // loss_spike: loss > (1 + delta) x running minimum
+  int64_t loss_spike_window = 10;      // loss_spike: the running minimum's window (logged steps)
+  double loss_high_ratio = 0.5;        // "loss still high": loss > this x the first logged loss
+  double frozen_grad_low = 1e-4;       // frozen_layer: a layer's weight-gradient norm below this
+  double dead_share_high = 0.5;        // dead_units: share of dead units above this
+  int64_t dead_window = 5;             // dead_units: logged batches a unit must stay inactive
+  double saturation_high = 0.5;        // saturation: share of saturated units above this
+  double weight_norm_high = 10.0;      // weight_norm: RMS of a layer's weights above this
+  int64_t outlier_window = 20;         // outlier: logged steps of a layer's own history
+  double condition_high = 1e8;         // ill_conditioned: Hessian condition number above this
+  double near_zero_high = 0.5;         // spectrum_at_zero: share of eigenvalues near zero above this
+  double saddle_symmetry = 0.5;        // saddle: spectrum symmetry at or above this ...
   double saddle_negative_share = 0.1;  // ... and negative-eigenvalue share at or above this
-  double sharpness_fraction = 1.0;   // sharpness_edge: lambda_max >= this x the stability limit
+  double sharpness_fraction = 1.0;     // sharpness_edge: lambda_max >= this x the stability limit
 };
 
 struct Config {
-  std::string name = "run";    // the config file's stem
-  std::string source = "";     // the file it came from ("" = built-in defaults)
+  std::string name = "run";  // the config file's stem
+  std::string source = "";   // the file it came from ("" = built-in defaults)
   DataConfig data;
   ModelConfig model;
   LossConfig loss;

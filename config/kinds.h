@@ -17,16 +17,18 @@ inline constexpr EnumName<OptimKind> kOptimKinds[] = {
 
 // clip.mode
 enum class ClipMode : int { none, norm, layer_norm, value, agc, agc_unit };
-inline constexpr EnumName<ClipMode> kClipModes[] = {{ClipMode::none, "none"},   {ClipMode::norm, "norm"},
-                                                    {ClipMode::layer_norm, "layer_norm"}, {ClipMode::value, "value"},
-                                                    {ClipMode::agc, "agc"},     {ClipMode::agc_unit, "agc_unit"}};
+inline constexpr EnumName<ClipMode> kClipModes[] = {
+    {ClipMode::none, "none"},   {ClipMode::norm, "norm"}, {ClipMode::layer_norm, "layer_norm"},
+    {ClipMode::value, "value"}, {ClipMode::agc, "agc"},   {ClipMode::agc_unit, "agc_unit"}};
 
 // schedule.kind
 enum class ScheduleKind { constant, step, exponential, cosine, cosine_restarts, cyclic };
-inline constexpr EnumName<ScheduleKind> kScheduleKinds[] = {
-    {ScheduleKind::constant, "constant"}, {ScheduleKind::step, "step"},
-    {ScheduleKind::exponential, "exponential"}, {ScheduleKind::cosine, "cosine"},
-    {ScheduleKind::cosine_restarts, "cosine_restarts"}, {ScheduleKind::cyclic, "cyclic"}};
+inline constexpr EnumName<ScheduleKind> kScheduleKinds[] = {{ScheduleKind::constant, "constant"},
+                                                            {ScheduleKind::step, "step"},
+                                                            {ScheduleKind::exponential, "exponential"},
+                                                            {ScheduleKind::cosine, "cosine"},
+                                                            {ScheduleKind::cosine_restarts, "cosine_restarts"},
+                                                            {ScheduleKind::cyclic, "cyclic"}};
 
 // loss.kind
 enum class LossKind { cross_entropy, mse, bce_logits };
@@ -34,12 +36,26 @@ inline constexpr EnumName<LossKind> kLossKinds[] = {
     {LossKind::cross_entropy, "cross_entropy"}, {LossKind::mse, "mse"}, {LossKind::bce_logits, "bce_logits"}};
 
 // model.init, model.bias_init and a Linear layer's init/bias_init
-enum class Init { zeros, constant, plain_uniform, xavier_uniform, xavier_normal, he_uniform, he_normal, lecun_uniform,
-                  lecun_normal };
-inline constexpr EnumName<Init> kInits[] = {
-    {Init::zeros, "zeros"},           {Init::constant, "constant"},         {Init::plain_uniform, "plain_uniform"},
-    {Init::xavier_uniform, "xavier_uniform"}, {Init::xavier_normal, "xavier_normal"}, {Init::he_uniform, "he_uniform"},
-    {Init::he_normal, "he_normal"},   {Init::lecun_uniform, "lecun_uniform"}, {Init::lecun_normal, "lecun_normal"}};
+enum class Init {
+  zeros,
+  constant,
+  plain_uniform,
+  xavier_uniform,
+  xavier_normal,
+  he_uniform,
+  he_normal,
+  lecun_uniform,
+  lecun_normal
+};
+inline constexpr EnumName<Init> kInits[] = {{Init::zeros, "zeros"},
+                                            {Init::constant, "constant"},
+                                            {Init::plain_uniform, "plain_uniform"},
+                                            {Init::xavier_uniform, "xavier_uniform"},
+                                            {Init::xavier_normal, "xavier_normal"},
+                                            {Init::he_uniform, "he_uniform"},
+                                            {Init::he_normal, "he_normal"},
+                                            {Init::lecun_uniform, "lecun_uniform"},
+                                            {Init::lecun_normal, "lecun_normal"}};
 
 // train.device: `automatic` is "auto" (cuda when a GPU is visible, else cpu)
 enum class DeviceChoice { automatic, cpu, cuda };
@@ -58,8 +74,9 @@ inline constexpr EnumName<OnNonfinite> kOnNonfinite[] = {{OnNonfinite::stop, "st
 // train.early_stopping_metric: the eval.jsonl column (of the val split) early stopping watches
 enum class StopMetric { val_loss, val_accuracy, val_f1, val_auc, val_r2, val_mae, val_rmse };
 inline constexpr EnumName<StopMetric> kStopMetrics[] = {
-    {StopMetric::val_loss, "val_loss"}, {StopMetric::val_accuracy, "val_accuracy"}, {StopMetric::val_f1, "val_f1"},
-    {StopMetric::val_auc, "val_auc"},   {StopMetric::val_r2, "val_r2"},             {StopMetric::val_mae, "val_mae"},
+    {StopMetric::val_loss, "val_loss"}, {StopMetric::val_accuracy, "val_accuracy"},
+    {StopMetric::val_f1, "val_f1"},     {StopMetric::val_auc, "val_auc"},
+    {StopMetric::val_r2, "val_r2"},     {StopMetric::val_mae, "val_mae"},
     {StopMetric::val_rmse, "val_rmse"}};
 
 // diagnostics.mode: train = batch statistics and a Dropout mask; eval = running statistics
@@ -70,8 +87,8 @@ inline constexpr EnumName<DiagMode> kDiagModes[] = {{DiagMode::train, "train"}, 
 // draw from the curvature stream (the values are part of the Philox draw id: fixed).
 enum class CurvatureKind : uint32_t { loss = 0, local = 1, ggn = 2, kfac = 3, diag = 4, fisher_diag = 5, full_top = 6 };
 inline constexpr EnumName<CurvatureKind> kCurvatureKinds[] = {
-    {CurvatureKind::loss, "loss"}, {CurvatureKind::local, "local"}, {CurvatureKind::ggn, "ggn"},
-    {CurvatureKind::kfac, "kfac"}, {CurvatureKind::diag, "diag"},   {CurvatureKind::fisher_diag, "fisher_diag"},
+    {CurvatureKind::loss, "loss"},        {CurvatureKind::local, "local"}, {CurvatureKind::ggn, "ggn"},
+    {CurvatureKind::kfac, "kfac"},        {CurvatureKind::diag, "diag"},   {CurvatureKind::fisher_diag, "fisher_diag"},
     {CurvatureKind::full_top, "full_top"}};
 
 // The alarm rules of the doctor ([alarms] holds their thresholds; docs/doctor.md defines them).
@@ -93,14 +110,20 @@ enum class AlarmRule {
 };
 inline constexpr int kAlarmRuleCount = 14;
 // The rule names of alarms.jsonl and docs/doctor.md, in the order above.
-inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {
-    {AlarmRule::grad_explosion, "grad_explosion"},   {AlarmRule::grad_vanishing, "grad_vanishing"},
-    {AlarmRule::nonfinite, "nonfinite"},             {AlarmRule::loss_spike, "loss_spike"},
-    {AlarmRule::frozen_layer, "frozen_layer"},       {AlarmRule::dead_units, "dead_units"},
-    {AlarmRule::saturation, "saturation"},           {AlarmRule::update_ratio, "update_ratio"},
-    {AlarmRule::weight_norm, "weight_norm"},         {AlarmRule::outlier, "outlier"},
-    {AlarmRule::ill_conditioned, "ill_conditioned"}, {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
-    {AlarmRule::saddle, "saddle"},                   {AlarmRule::sharpness_edge, "sharpness_edge"}};
+inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {{AlarmRule::grad_explosion, "grad_explosion"},
+                                                                     {AlarmRule::grad_vanishing, "grad_vanishing"},
+                                                                     {AlarmRule::nonfinite, "nonfinite"},
+                                                                     {AlarmRule::loss_spike, "loss_spike"},
+                                                                     {AlarmRule::frozen_layer, "frozen_layer"},
+                                                                     {AlarmRule::dead_units, "dead_units"},
+                                                                     {AlarmRule::saturation, "saturation"},
+                                                                     {AlarmRule::update_ratio, "update_ratio"},
+                                                                     {AlarmRule::weight_norm, "weight_norm"},
+                                                                     {AlarmRule::outlier, "outlier"},
+                                                                     {AlarmRule::ill_conditioned, "ill_conditioned"},
+                                                                     {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
+                                                                     {AlarmRule::saddle, "saddle"},
+                                                                     {AlarmRule::sharpness_edge, "sharpness_edge"}};
 
 inline const char* alarm_rule_name(AlarmRule rule) { return enum_name(kAlarmRules, rule); }
 // Every rule name, in the order above.

@@ -23,10 +23,12 @@ struct LayerKindName {
 
 // In the order configs and the docs list them.
 inline constexpr LayerKindName kLayerKinds[] = {
-    {LayerKind::linear, "linear"},       {LayerKind::relu, "relu"},       {LayerKind::leaky_relu, "leaky_relu"},
-    {LayerKind::elu, "elu"},             {LayerKind::sigmoid, "sigmoid"}, {LayerKind::tanh, "tanh"},
-    {LayerKind::identity, "identity"},   {LayerKind::gelu, "gelu"},       {LayerKind::softplus, "softplus"},
-    {LayerKind::batchnorm, "batchnorm"}, {LayerKind::dropout, "dropout"},
+    {LayerKind::linear, "linear"},         {LayerKind::relu, "relu"},
+    {LayerKind::leaky_relu, "leaky_relu"}, {LayerKind::elu, "elu"},
+    {LayerKind::sigmoid, "sigmoid"},       {LayerKind::tanh, "tanh"},
+    {LayerKind::identity, "identity"},     {LayerKind::gelu, "gelu"},
+    {LayerKind::softplus, "softplus"},     {LayerKind::batchnorm, "batchnorm"},
+    {LayerKind::dropout, "dropout"},
 };
 
 constexpr bool is_activation(LayerKind k) {

@@ -31,16 +31,16 @@ namespace detail {
 
 }  // namespace cn
 
-#define CN_CHECK(cond)                                                   \
-  do {                                                                   \
+#define CN_CHECK(cond)                                                    \
+  do {                                                                    \
     if (!(cond)) ::cn::detail::fail_check(__FILE__, __LINE__, #cond, ""); \
   } while (0)
 
-#define CN_CHECK_MSG(cond, msg)                                           \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      std::ostringstream cn_os_;                                          \
-      cn_os_ << msg;                                                      \
+#define CN_CHECK_MSG(cond, msg)                                          \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      std::ostringstream cn_os_;                                         \
+      cn_os_ << msg;                                                     \
       ::cn::detail::fail_check(__FILE__, __LINE__, #cond, cn_os_.str()); \
-    }                                                                     \
+    }                                                                    \
   } while (0)

@@ -41,7 +41,8 @@ struct PhiloxKey {
   uint32_t k0, k1;
 };
 CN_HD PhiloxKey philox_key(uint64_t seed, RngStream stream) {
-  return PhiloxKey{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32) ^ (static_cast<uint32_t>(stream) * 0x9E3779B9u)};
+  return PhiloxKey{static_cast<uint32_t>(seed),
+                   static_cast<uint32_t>(seed >> 32) ^ (static_cast<uint32_t>(stream) * 0x9E3779B9u)};
 }
 
 // The i-th 32-bit word of the sequence addressed by (a, b): a and b name the draw (layer,

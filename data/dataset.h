@@ -14,12 +14,12 @@ enum class Task { classification, regression };
 struct Dataset {
   std::string name;
   Task task = Task::classification;
-  int64_t n = 0;            // samples
-  int64_t d = 0;            // features
-  int64_t n_outputs = 0;    // classes (classification) or target columns (regression)
-  std::vector<double> x;    // n * d
-  std::vector<double> y;    // classification: n class indices; regression: n * n_outputs
-  std::vector<std::string> class_names;  // may be empty
+  int64_t n = 0;                           // samples
+  int64_t d = 0;                           // features
+  int64_t n_outputs = 0;                   // classes (classification) or target columns (regression)
+  std::vector<double> x;                   // n * d
+  std::vector<double> y;                   // classification: n class indices; regression: n * n_outputs
+  std::vector<std::string> class_names;    // may be empty
   std::vector<std::string> feature_names;  // may be empty (CSV header, sklearn sets)
 };
 
@@ -51,7 +51,8 @@ Dataset read_csv(const std::string& path, const std::string& label_column, Task 
 // Quality metrics. Classification from scores (n x classes; logits or probabilities,
 // argmax and ranking are what matter); regression from predictions (n x outputs).
 struct ClassificationMetrics {
-  double accuracy = 0, precision = 0, recall = 0, f1 = 0, auc = 0;  // macro averages; AUC one-vs-rest (binary: the positive class)
+  double accuracy = 0, precision = 0, recall = 0, f1 = 0,
+         auc = 0;  // macro averages; AUC one-vs-rest (binary: the positive class)
 };
 ClassificationMetrics classification_metrics(const std::vector<double>& scores, const std::vector<double>& labels,
                                              int64_t n, int64_t n_classes);

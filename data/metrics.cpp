@@ -48,13 +48,15 @@ double roc_auc(const std::vector<double>& score, const std::vector<char>& pos) {
 
 }  // namespace
 
-ClassificationMetrics classification_metrics(const std::vector<double>& scores, const std::vector<double>& labels, int64_t n,
-                                             int64_t n_classes) {
+ClassificationMetrics classification_metrics(const std::vector<double>& scores, const std::vector<double>& labels,
+                                             int64_t n, int64_t n_classes) {
   CN_CHECK_MSG(n_classes >= 2, "classification_metrics: n_classes = " << n_classes);
-  CN_CHECK_MSG(static_cast<int64_t>(labels.size()) == n, "classification_metrics: " << labels.size() << " labels for n = " << n);
+  CN_CHECK_MSG(static_cast<int64_t>(labels.size()) == n,
+               "classification_metrics: " << labels.size() << " labels for n = " << n);
   const bool single_logit = n_classes == 2 && static_cast<int64_t>(scores.size()) == n && n > 0;
-  CN_CHECK_MSG(single_logit || static_cast<int64_t>(scores.size()) == n * n_classes,
-               "classification_metrics: " << scores.size() << " scores for n = " << n << " x " << n_classes << " classes");
+  CN_CHECK_MSG(
+      single_logit || static_cast<int64_t>(scores.size()) == n * n_classes,
+      "classification_metrics: " << scores.size() << " scores for n = " << n << " x " << n_classes << " classes");
   ClassificationMetrics m;
   if (n == 0) {
     m.accuracy = m.precision = m.recall = m.f1 = m.auc = kNaN;
@@ -145,8 +147,8 @@ RegressionMetrics regression_metrics(const std::vector<double>& pred, const std:
                                      int64_t n_outputs) {
   CN_CHECK_MSG(n_outputs >= 1, "regression_metrics: n_outputs = " << n_outputs);
   CN_CHECK_MSG(static_cast<int64_t>(pred.size()) == n * n_outputs && pred.size() == target.size(),
-               "regression_metrics: " << pred.size() << " predictions and " << target.size() << " targets for " << n << " x "
-                                      << n_outputs);
+               "regression_metrics: " << pred.size() << " predictions and " << target.size() << " targets for " << n
+                                      << " x " << n_outputs);
   RegressionMetrics m;
   if (n == 0) {
     m.r2 = m.mae = m.rmse = kNaN;

@@ -120,7 +120,8 @@ std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
 uint32_t be32(const std::string& b, size_t at) {
   return (static_cast<uint32_t>(static_cast<uint8_t>(b[at])) << 24) |
          (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 1])) << 16) |
-         (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 8) | static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3]));
+         (static_cast<uint32_t>(static_cast<uint8_t>(b[at + 2])) << 8) |
+         static_cast<uint32_t>(static_cast<uint8_t>(b[at + 3]));
 }
 
 std::string hex32(uint32_t v) {
@@ -150,7 +151,9 @@ std::vector<int64_t> read_idx_header(GzFile& f, int ndims) {
       input_error(path + ": byte " + std::to_string(b.size()) + ": expected dimension " + std::to_string(i) +
                   " (4 bytes at byte " + std::to_string(at) + "), file ends");
     const uint32_t d = be32(b, at);
-    if (d == 0) input_error(path + ": byte " + std::to_string(at) + ": expected a positive size of dimension " + std::to_string(i) + ", found 0");
+    if (d == 0)
+      input_error(path + ": byte " + std::to_string(at) + ": expected a positive size of dimension " +
+                  std::to_string(i) + ", found 0");
     dims.push_back(d);
   }
   return dims;
@@ -170,13 +173,13 @@ void read_idx_payload(GzFile& f, uint64_t count, Sink sink) {
     left -= got;
     if (got < want)
       input_error(f.path() + ": byte " + std::to_string(f.pos()) + ": expected " + std::to_string(count) +
-                  " data bytes from byte " + std::to_string(start) + ", file ends after " + std::to_string(count - left) +
-                  " (truncated)");
+                  " data bytes from byte " + std::to_string(start) + ", file ends after " +
+                  std::to_string(count - left) + " (truncated)");
   }
   const size_t extra = f.read(buf.data(), buf.size());
   if (extra > 0)
-    input_error(f.path() + ": byte " + std::to_string(start + count) + ": expected end of file after " + std::to_string(count) +
-                " data bytes, found more");
+    input_error(f.path() + ": byte " + std::to_string(start + count) + ": expected end of file after " +
+                std::to_string(count) + " data bytes, found more");
 }
 
 // ---- CSV ----
@@ -310,7 +313,8 @@ Dataset read_csv_impl(const std::string& path, const std::string& label_column, 
     input_error(path + ": line " + std::to_string(rows[0].line) +
                 ": expected a header with at least 2 columns (features and a label), found " + std::to_string(ncol));
   if (rows.size() < 2)
-    input_error(path + ": line " + std::to_string(rows[0].line + 1) + ": expected at least one data row after the header, file ends");
+    input_error(path + ": line " + std::to_string(rows[0].line + 1) +
+                ": expected at least one data row after the header, file ends");
 
   // The label column: a header name first, else a 0-based index; empty = the last column.
   size_t label = ncol - 1;
@@ -325,7 +329,8 @@ Dataset read_csv_impl(const std::string& path, const std::string& label_column, 
         std::string names;
         for (size_t j = 0; j < ncol; ++j) names += (j ? ", " : "") + quote(header[j]);
         input_error(path + ": line " + std::to_string(rows[0].line) + ": expected a label column named " + quote(want) +
-                    " or a 0-based index below " + std::to_string(ncol) + " (data.label_column); the header has " + names);
+                    " or a 0-based index below " + std::to_string(ncol) + " (data.label_column); the header has " +
+                    names);
       }
       label = std::stoul(want);
     }
@@ -375,8 +380,8 @@ Dataset read_sklearn_csv(const std::string& path, const std::string& name) {
   if (rows.empty()) input_error(path + ": line 1: expected \"n_samples,n_features,class names...\", file is empty");
   const CsvRow& head = rows[0];
   double ns = 0, nf = 0;
-  if (head.cells.size() < 3 || !parse_number(head.cells[0], &ns) || !parse_number(head.cells[1], &nf) || !is_integer_value(ns) ||
-      !is_integer_value(nf) || ns < 1 || nf < 1)
+  if (head.cells.size() < 3 || !parse_number(head.cells[0], &ns) || !parse_number(head.cells[1], &nf) ||
+      !is_integer_value(ns) || !is_integer_value(nf) || ns < 1 || nf < 1)
     input_error(path + ": line " + std::to_string(head.line) + ": expected \"n_samples,n_features,class names...\"");
   Dataset ds;
   ds.name = name;
@@ -396,11 +401,13 @@ Dataset read_sklearn_csv(const std::string& path, const std::string& name) {
     if (static_cast<int64_t>(row.cells.size()) != ds.d + 1)
       input_error(path + ": line " + std::to_string(row.line) + ": expected " + std::to_string(ds.d + 1) +
                   " cells (features and a label), found " + std::to_string(row.cells.size()));
-    for (int64_t j = 0; j < ds.d; ++j) ds.x[static_cast<size_t>(i * ds.d + j)] = cell_number(path, row, static_cast<size_t>(j), no_header);
+    for (int64_t j = 0; j < ds.d; ++j)
+      ds.x[static_cast<size_t>(i * ds.d + j)] = cell_number(path, row, static_cast<size_t>(j), no_header);
     const double c = cell_number(path, row, static_cast<size_t>(ds.d), no_header);
     if (!is_integer_value(c) || c < 0 || c >= static_cast<double>(ds.n_outputs))
       input_error(path + ": line " + std::to_string(row.line) + ", column " + std::to_string(ds.d + 1) +
-                  ": expected a class index in [0, " + std::to_string(ds.n_outputs) + "), found " + quote(row.cells.back()));
+                  ": expected a class index in [0, " + std::to_string(ds.n_outputs) + "), found " +
+                  quote(row.cells.back()));
     ds.y[static_cast<size_t>(i)] = c;
   }
   return ds;
@@ -410,21 +417,24 @@ Dataset read_sklearn_csv(const std::string& path, const std::string& name) {
 std::vector<double> read_numeric_table(const std::string& path, char sep, int64_t ncol, int64_t* nrows) {
   const std::string text = read_whole(path);
   const std::vector<CsvRow> rows = read_rows(path, text, sep);
-  if (rows.empty()) input_error(path + ": line 1: expected rows of " + std::to_string(ncol) + " numbers, file is empty");
+  if (rows.empty())
+    input_error(path + ": line 1: expected rows of " + std::to_string(ncol) + " numbers, file is empty");
   std::vector<double> out;
   out.reserve(rows.size() * static_cast<size_t>(ncol));
   const std::vector<std::string> no_header;
   for (const CsvRow& row : rows) {
     if (static_cast<int64_t>(row.cells.size()) != ncol)
-      input_error(path + ": line " + std::to_string(row.line) + ": expected " + std::to_string(ncol) + " numbers, found " +
-                  std::to_string(row.cells.size()) + " cells");
+      input_error(path + ": line " + std::to_string(row.line) + ": expected " + std::to_string(ncol) +
+                  " numbers, found " + std::to_string(row.cells.size()) + " cells");
     for (size_t j = 0; j < row.cells.size(); ++j) out.push_back(cell_number(path, row, j, no_header));
   }
   *nrows = static_cast<int64_t>(rows.size());
   return out;
 }
 
-std::string join_path(const std::string& dir, const std::string& file) { return (std::filesystem::path(dir) / file).string(); }
+std::string join_path(const std::string& dir, const std::string& file) {
+  return (std::filesystem::path(dir) / file).string();
+}
 
 }  // namespace
 
@@ -452,7 +462,9 @@ Dataset read_csv(const std::string& path, const std::string& label_column, Task 
   return read_csv_impl(path, label_column, &task);
 }
 
-Dataset read_csv(const std::string& path, const std::string& label_column) { return read_csv_impl(path, label_column, nullptr); }
+Dataset read_csv(const std::string& path, const std::string& label_column) {
+  return read_csv_impl(path, label_column, nullptr);
+}
 
 Dataset read_idx_pair(const std::string& images_path, const std::string& labels_path) {
   // Labels first (small), so a count mismatch is found before the big read.
@@ -470,8 +482,8 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
   GzFile imf(images_path);
   const std::vector<int64_t> idims = read_idx_header(imf, 3);
   if (ldims[0] != idims[0])
-    input_error(labels_path + ": byte 4: expected " + std::to_string(idims[0]) + " labels (the image count of " + images_path +
-                "), found " + std::to_string(ldims[0]));
+    input_error(labels_path + ": byte 4: expected " + std::to_string(idims[0]) + " labels (the image count of " +
+                images_path + "), found " + std::to_string(ldims[0]));
   Dataset ds;
   ds.name = std::filesystem::path(images_path).filename().string();
   ds.task = Task::classification;
@@ -492,12 +504,15 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
 Dataset load_fashion_mnist(bool train, const std::string& dir) {
   const std::string root = dir.empty() ? kFashionMnistDir : dir;
   const std::string prefix = train ? "train" : "t10k";
-  Dataset ds = read_idx_pair(join_path(root, prefix + "-images-idx3-ubyte.gz"), join_path(root, prefix + "-labels-idx1-ubyte.gz"));
+  Dataset ds = read_idx_pair(join_path(root, prefix + "-images-idx3-ubyte.gz"),
+                             join_path(root, prefix + "-labels-idx1-ubyte.gz"));
   ds.name = "fashion-mnist";
   if (ds.n_outputs > 10)
-    input_error(join_path(root, prefix + "-labels-idx1-ubyte.gz") + ": expected labels 0..9, found " + std::to_string(ds.n_outputs - 1));
+    input_error(join_path(root, prefix + "-labels-idx1-ubyte.gz") + ": expected labels 0..9, found " +
+                std::to_string(ds.n_outputs - 1));
   ds.n_outputs = 10;
-  ds.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+  ds.class_names = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
   return ds;
 }
 

@@ -25,19 +25,46 @@ struct Entry {
 
 const std::vector<Entry>& registry() {
   static const std::vector<Entry> r = {
-      {"fashion-mnist", "classification", "Zalando Fashion-MNIST: 28x28 grey images (784 features in [0,1]), 10 classes, 60000 train + 10000 test",
-       {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"}, 0},
-      {"csv", "auto", "a CSV file (data.path, data.label_column): classification or regression by the label rule", {}, 3},
+      {"fashion-mnist",
+       "classification",
+       "Zalando Fashion-MNIST: 28x28 grey images (784 features in [0,1]), 10 classes, 60000 train + 10000 test",
+       {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz"},
+       0},
+      {"csv",
+       "auto",
+       "a CSV file (data.path, data.label_column): classification or regression by the label rule",
+       {},
+       3},
       {"iris", "classification", "Fisher's iris: 150 samples, 4 features, 3 classes", {"iris.csv"}, 1},
       {"wine", "classification", "UCI wine recognition: 178 samples, 13 features, 3 classes", {"wine_data.csv"}, 1},
-      {"breast-cancer", "classification", "Wisconsin diagnostic breast cancer: 569 samples, 30 features, 2 classes", {"breast_cancer.csv"}, 1},
-      {"digits", "classification", "UCI optical digits: 1797 8x8 images (64 features, 0..16), 10 classes", {"digits.csv.gz"}, 1},
-      {"diabetes", "regression", "Efron et al. diabetes: 442 samples, 10 raw features, 1 target (disease progression)",
-       {"diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"}, 1},
+      {"breast-cancer",
+       "classification",
+       "Wisconsin diagnostic breast cancer: 569 samples, 30 features, 2 classes",
+       {"breast_cancer.csv"},
+       1},
+      {"digits",
+       "classification",
+       "UCI optical digits: 1797 8x8 images (64 features, 0..16), 10 classes",
+       {"digits.csv.gz"},
+       1},
+      {"diabetes",
+       "regression",
+       "Efron et al. diabetes: 442 samples, 10 raw features, 1 target (disease progression)",
+       {"diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"},
+       1},
       {"spirals", "classification", "two interleaved spirals: n_samples x 2 features, 2 classes", {}, 2},
       {"blobs", "classification", "three Gaussian blobs (std 0.3 + noise): n_samples x 2 features, 3 classes", {}, 2},
-      {"xor", "classification", "XOR of signs on U[-1,1]^2 with feature noise: n_samples x 2 features, 2 classes", {}, 2},
-      {"teacher", "regression", "teacher-student: a fixed random MLP 10 -> tanh 32 -> 1 plus target noise: n_samples x 10 features", {}, 2},
+      {"xor",
+       "classification",
+       "XOR of signs on U[-1,1]^2 with feature noise: n_samples x 2 features, 2 classes",
+       {},
+       2},
+      {"teacher",
+       "regression",
+       "teacher-student: a fixed random MLP 10 -> tanh 32 -> 1 plus target noise: n_samples x 10 features",
+       {},
+       2},
       {"sine", "regression", "y = sin(x) + noise, x ~ U[-pi, pi]: n_samples x 1 feature", {}, 2},
   };
   return r;
@@ -95,7 +122,8 @@ std::vector<Dataset> carve(Dataset* all, const std::vector<int64_t>& counts, uin
   std::vector<Dataset> parts;
   size_t at = 0;
   for (int64_t c : counts) {
-    std::vector<int64_t> rows(perm.begin() + static_cast<std::ptrdiff_t>(at), perm.begin() + static_cast<std::ptrdiff_t>(at + c));
+    std::vector<int64_t> rows(perm.begin() + static_cast<std::ptrdiff_t>(at),
+                              perm.begin() + static_cast<std::ptrdiff_t>(at + c));
     std::sort(rows.begin(), rows.end());
     parts.push_back(take_rows(*all, rows));
     at += static_cast<size_t>(c);
@@ -167,7 +195,8 @@ std::vector<DatasetInfo> list_datasets() {
       info.source = dir;
       info.available = true;
       std::error_code ec;
-      for (const auto& f : e.files) info.available = info.available && std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec);
+      for (const auto& f : e.files)
+        info.available = info.available && std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec);
     }
     out.push_back(info);
   }
@@ -177,7 +206,8 @@ std::vector<DatasetInfo> list_datasets() {
 Splits load_splits(const DataConfig& c, uint64_t seed) {
   const auto& reg = registry();
   const auto it = std::find_if(reg.begin(), reg.end(), [&](const Entry& e) { return c.dataset == e.name; });
-  if (it == reg.end()) throw InputError("data.dataset = \"" + c.dataset + "\": unknown data set; expected one of " + valid_names());
+  if (it == reg.end())
+    throw InputError("data.dataset = \"" + c.dataset + "\": unknown data set; expected one of " + valid_names());
   check_fraction("data.val_fraction", c.val_fraction);
   check_fraction("data.test_fraction", c.test_fraction);
 
@@ -189,7 +219,8 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
     s.test = load_fashion_mnist(false, dir);
     const int64_t n_val = std::llround(c.val_fraction * static_cast<double>(s.train.n));
     if (n_val >= s.train.n)
-      throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ": leaves no training samples of " + std::to_string(s.train.n));
+      throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ": leaves no training samples of " +
+                       std::to_string(s.train.n));
     s.val = std::move(carve(&s.train, {n_val}, seed)[0]);
   } else {
     if (c.val_fraction + c.test_fraction >= 1.0)
@@ -197,13 +228,15 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
                        ": expected a sum below 1 (the rest is the training split)");
     Dataset all;
     if (c.dataset == "csv") {
-      if (c.path.empty()) throw InputError("data.path: expected the CSV file for data.dataset = \"csv\", found an empty path");
+      if (c.path.empty())
+        throw InputError("data.path: expected the CSV file for data.dataset = \"csv\", found an empty path");
       all = read_csv(c.path, c.label_column);
       s.source = c.path;
     } else if (it->source == 1) {
       const std::string dir = dir_for(*it, c.path);
       all = load_sklearn_dataset(c.dataset, dir);
-      for (const auto& f : it->files) s.source += (s.source.empty() ? "" : " ") + (std::filesystem::path(dir) / f).string();
+      for (const auto& f : it->files)
+        s.source += (s.source.empty() ? "" : " ") + (std::filesystem::path(dir) / f).string();
     } else {
       all = make_synthetic(c.dataset, c.n_samples, c.noise, seed);
       s.source = "generated: " + c.dataset + " (n_samples=" + std::to_string(c.n_samples) + ", noise=" + fmt(c.noise) +
@@ -213,8 +246,8 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
     const int64_t n_test = std::llround(c.test_fraction * static_cast<double>(all.n));
     const int64_t n_val = std::llround(c.val_fraction * static_cast<double>(all.n));
     if (n_test + n_val >= all.n)
-      throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ", data.test_fraction = " + fmt(c.test_fraction) + ": leave no training samples of " +
-                       std::to_string(all.n) + " in " + c.dataset);
+      throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ", data.test_fraction = " + fmt(c.test_fraction) +
+                       ": leave no training samples of " + std::to_string(all.n) + " in " + c.dataset);
     std::vector<Dataset> parts = carve(&all, {n_test, n_val}, seed);
     s.test = std::move(parts[0]);
     s.val = std::move(parts[1]);

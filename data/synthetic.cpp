@@ -17,7 +17,8 @@ constexpr double kPi = 3.14159265358979323846;
 
 struct Draws {
   PhiloxDraw u, z;  // uniforms in (0,1], standard normals
-  Draws(uint64_t seed, uint32_t id) : u(seed, RngStream::data, 100 + 2 * id, 0), z(seed, RngStream::data, 101 + 2 * id, 0) {}
+  Draws(uint64_t seed, uint32_t id)
+      : u(seed, RngStream::data, 100 + 2 * id, 0), z(seed, RngStream::data, 101 + 2 * id, 0) {}
 };
 
 Dataset empty(const std::string& name, Task task, int64_t n, int64_t d, int64_t n_outputs) {
@@ -123,7 +124,8 @@ bool is_synthetic(const std::string& name) {
 
 Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed) {
   if (n_samples < 1) throw InputError("data.n_samples = " + std::to_string(n_samples) + ": expected at least 1");
-  if (!(noise >= 0) || !std::isfinite(noise)) throw InputError("data.noise = " + std::to_string(noise) + ": expected a finite value >= 0");
+  if (!(noise >= 0) || !std::isfinite(noise))
+    throw InputError("data.noise = " + std::to_string(noise) + ": expected a finite value >= 0");
   if (name == "spirals") return spirals(n_samples, noise, seed);
   if (name == "blobs") return blobs(n_samples, noise, seed);
   if (name == "xor") return xor_set(n_samples, noise, seed);

@@ -51,9 +51,15 @@ double sharpness_limit(const OptimConfig& o, double lr, bool* preconditioned) {
   bool pre = false;
   double limit;
   switch (o.name) {
-    case OptimKind::sgd: limit = 2.0 / lr; break;
-    case OptimKind::momentum: limit = (2.0 + 2.0 * o.momentum) / lr; break;
-    case OptimKind::nesterov: limit = (2.0 + 2.0 * o.momentum) / ((1.0 + 2.0 * o.momentum) * lr); break;
+    case OptimKind::sgd:
+      limit = 2.0 / lr;
+      break;
+    case OptimKind::momentum:
+      limit = (2.0 + 2.0 * o.momentum) / lr;
+      break;
+    case OptimKind::nesterov:
+      limit = (2.0 + 2.0 * o.momentum) / ((1.0 + 2.0 * o.momentum) * lr);
+      break;
     case OptimKind::adagrad:
     case OptimKind::rmsprop:
       pre = true;
@@ -154,8 +160,8 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
   if (c_.grad_norm_low > 0 && finite(grad_norm)) {
     if (transition(key_of(AlarmRule::grad_vanishing, -1), grad_norm < c_.grad_norm_low && high))
       emit(step, -1, AlarmRule::grad_vanishing, grad_norm, c_.grad_norm_low,
-           "gradient norm " + fmt(grad_norm) + " below grad_norm_low " + fmt(c_.grad_norm_low) +
-               " while the loss " + fmt(loss) + " is still high");
+           "gradient norm " + fmt(grad_norm) + " below grad_norm_low " + fmt(c_.grad_norm_low) + " while the loss " +
+               fmt(loss) + " is still high");
   }
 
   for (const LayerObservation& o : layers) {
@@ -165,8 +171,9 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
       if (thr <= 0 || !finite(value)) return;
       const bool cond = (above ? value > thr : value < thr) && extra_cond;
       if (transition(key_of(rule, L), cond))
-        emit(step, L, rule, value, thr,
-             "layer " + std::to_string(L) + ": " + what + " " + fmt(value) + (above ? " above " : " below ") + fmt(thr));
+        emit(
+            step, L, rule, value, thr,
+            "layer " + std::to_string(L) + ": " + what + " " + fmt(value) + (above ? " above " : " below ") + fmt(thr));
     };
     threshold_rule(AlarmRule::grad_explosion, o.grad_l2, c_.grad_norm_high, true, true, "weight-gradient norm");
     threshold_rule(AlarmRule::frozen_layer, o.grad_l2, c_.frozen_grad_low, false, high,
@@ -244,8 +251,7 @@ void AlarmEngine::observe_curvature(int64_t step, const std::vector<CurvatureObs
       if (finite(sym) && finite(neg) &&
           transition(key_of(AlarmRule::saddle, L, kind), sym >= c_.saddle_symmetry && neg >= c_.saddle_negative_share))
         emit(step, L, AlarmRule::saddle, sym, c_.saddle_symmetry,
-             where + ": spectrum symmetry " + fmt(sym) + " (negative share " + fmt(neg) +
-                 ") marks a saddle point",
+             where + ": spectrum symmetry " + fmt(sym) + " (negative share " + fmt(neg) + ") marks a saddle point",
              {{"kind", kind}, {"negative_share", neg}});
     }
 
@@ -257,8 +263,8 @@ void AlarmEngine::observe_curvature(int64_t step, const std::vector<CurvatureObs
       if (finite(lam) && transition(key_of(AlarmRule::sharpness_edge, L, kind), lam >= thr))
         emit(step, L, AlarmRule::sharpness_edge, lam, thr,
              std::string(pre ? "preconditioned " : "") + "lambda_max " + fmt(lam) + " at or above " +
-                 fmt(c_.sharpness_fraction) + " x the stability limit " + fmt(limit) + " of " + enum_name(kOptimKinds, optim_.name) +
-                 " at lr " + fmt(lr),
+                 fmt(c_.sharpness_fraction) + " x the stability limit " + fmt(limit) + " of " +
+                 enum_name(kOptimKinds, optim_.name) + " at lr " + fmt(lr),
              {{"kind", kind}, {"limit", limit}, {"lr", lr}});
     }
   }

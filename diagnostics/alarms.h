@@ -120,7 +120,7 @@ class AlarmEngine {
   std::array<std::vector<int64_t>, kAlarmRuleCount> layers_by_rule_;
   int64_t total_ = 0;
   double first_loss_ = std::numeric_limits<double>::quiet_NaN();
-  std::vector<double> loss_window_;  // the last loss_spike_window logged losses
+  std::vector<double> loss_window_;                 // the last loss_spike_window logged losses
   std::map<int64_t, std::vector<double>> history_;  // outlier: log10 grad_rel per layer
 };
 

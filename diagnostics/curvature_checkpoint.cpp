@@ -348,15 +348,15 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
       }
       case CurvatureKind::diag:
       case CurvatureKind::fisher_diag: {
-        const std::vector<D> d = kind == CurvatureKind::diag
-                                     ? hessian_diag(*eng, b, layer, config.dense_max_params, 256, seed, static_cast<uint64_t>(step))
-                                     : fisher_diag(*eng, b, layer);
+        const std::vector<D> d = kind == CurvatureKind::diag ? hessian_diag(*eng, b, layer, config.dense_max_params,
+                                                                            256, seed, static_cast<uint64_t>(step))
+                                                             : fisher_diag(*eng, b, layer);
         std::vector<double> v(d.begin(), d.end());
         json row;
         row["n_params"] = p;
         row["method"] = kind == CurvatureKind::fisher_diag ? "per_sample_gradients"
-                        : p <= config.dense_max_params      ? "exact"
-                                                            : "hutchinson";
+                        : p <= config.dense_max_params     ? "exact"
+                                                           : "hutchinson";
         double sum = 0, bias = 0, mx = -INFINITY, mn = INFINITY;
         for (size_t i = 0; i < v.size(); ++i) {
           sum += v[i];
@@ -372,7 +372,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         (*spectra)[prefix + ".values"] = std::move(v);
         return row;
       }
-      case CurvatureKind::full_top: break;
+      case CurvatureKind::full_top:
+        break;
     }
     return json::object();
   }
@@ -452,7 +453,8 @@ std::string curvature_table(const std::vector<json>& rows) {
   };
   os << std::left << std::setw(6) << "layer" << std::setw(12) << "kind" << std::setw(9) << "n" << std::setw(24)
      << "method" << std::setw(12) << "lambda_max" << std::setw(12) << "lambda_min" << std::setw(12) << "trace"
-     << std::setw(12) << "condition" << std::setw(10) << "eff_rank" << std::setw(9) << "neg" << "status\n";
+     << std::setw(12) << "condition" << std::setw(10) << "eff_rank" << std::setw(9) << "neg"
+     << "status\n";
   for (const json& r : rows) {
     const std::string layer = r["layer"].is_null() ? "all" : std::to_string(r["layer"].get<int64_t>());
     os << std::setw(6) << layer << std::setw(12) << r.value("kind", "") << std::setw(9)

@@ -16,8 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/device.h"
 #include "config/config.h"
+#include "core/device.h"
 #include "diagnostics/alarms.h"
 #include "kernels/loss.h"
 

@@ -93,7 +93,8 @@ bool Doctor<T>::before_update(int64_t step, double loss, const ClipResult& clip,
   logged_grad_norm_ = clip.norm_before;
   const int64_t P = model_.layout().total;
   const auto& segs = model_.layout().segments;
-  device_copy(Device::cpu, prev_params_.data(), model_.device(), model_.params().data(), static_cast<size_t>(P) * sizeof(T));
+  device_copy(Device::cpu, prev_params_.data(), model_.device(), model_.params().data(),
+              static_cast<size_t>(P) * sizeof(T));
   const T* G = host(model_.grads().data(), P, host_grads_);
   const T* W = prev_params_.data();
   for (size_t i = 0; i < model_.size(); ++i) {
@@ -248,11 +249,12 @@ void Doctor<T>::trace_nonfinite(int64_t step, double loss, const ClipResult& cli
     return false;
   };
   auto report = [&](int64_t at_step, int64_t layer, const std::string& pass, const std::string& tensor) {
-    std::string where = layer < 0 ? std::string("the network") : "layer " + std::to_string(layer) + " (" +
-                                                                      model_.layer(static_cast<size_t>(layer)).type() + ")";
+    std::string where =
+        layer < 0 ? std::string("the network")
+                  : "layer " + std::to_string(layer) + " (" + model_.layer(static_cast<size_t>(layer)).type() + ")";
     alarms_.report_nonfinite(at_step, layer, pass, tensor, bad,
-                             "non-finite value (" + value_text(bad) + ") first seen in the " + pass + " pass: " +
-                                 where + " " + tensor + " at step " + std::to_string(at_step));
+                             "non-finite value (" + value_text(bad) + ") first seen in the " + pass +
+                                 " pass: " + where + " " + tensor + " at step " + std::to_string(at_step));
   };
   const auto& segs = model_.layout().segments;
   const int64_t L = static_cast<int64_t>(model_.size());
@@ -268,7 +270,8 @@ void Doctor<T>::trace_nonfinite(int64_t step, double loss, const ClipResult& cli
           if (last_update_step_ >= 0) return report(last_update_step_, i, "update", g.name);
           return report(step, i, "forward", g.name);
         }
-      if (!finite_at(model_.layer_output(static_cast<size_t>(i)), batch_n * model_.layer(static_cast<size_t>(i)).out_features()))
+      if (!finite_at(model_.layer_output(static_cast<size_t>(i)),
+                     batch_n * model_.layer(static_cast<size_t>(i)).out_features()))
         return report(step, i, "forward", "output");
     }
     bad = loss;
@@ -324,7 +327,8 @@ void Doctor<T>::restore(const json& state) {
     for (size_t k = 0; k < flags.size(); ++k) active[k] = flags[k] == '1';
     if (active.size() != s.active.size())
       throw std::invalid_argument("dead_windows: layer " + layer + " holds " + std::to_string(active.size()) +
-                                  " flags, expected " + std::to_string(s.active.size()) + " (alarms.dead_window x units)");
+                                  " flags, expected " + std::to_string(s.active.size()) +
+                                  " (alarms.dead_window x units)");
     const int windows = static_cast<int>(active.size() / static_cast<size_t>(model_.layer(i).out_features()));
     s.active = std::move(active);
     s.ring_pos = d.at("pos").get<int>();
@@ -408,7 +412,8 @@ std::vector<json> Doctor<T>::on_checkpoint(int64_t step, std::map<std::string, s
     const double corr = pearson_correlation(sp.w, sp.g);
     if (std::isnan(corr)) {
       row["weight_grad_corr"] = nullptr;
-      row["weight_grad_corr_status"] = sp.w.empty() || sp.g.empty() ? "non-finite values" : "constant or too short spectrum";
+      row["weight_grad_corr_status"] =
+          sp.w.empty() || sp.g.empty() ? "non-finite values" : "constant or too short spectrum";
     } else {
       row["weight_grad_corr"] = corr;
     }

@@ -22,8 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diagnostics/alarms.h"
 #include "config/config.h"
+#include "diagnostics/alarms.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
 

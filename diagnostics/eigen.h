@@ -39,9 +39,9 @@ double symmetry_residual(const T* A, int64_t n);
 
 template <class T>
 struct EigResult {
-  std::vector<T> values;   // n, ascending
-  std::vector<T> vectors;  // n×n row-major when asked for: column k is eigenvector k; else empty
-  int info = 0;            // LAPACK's info (0 = success; > 0: the algorithm did not converge)
+  std::vector<T> values;         // n, ascending
+  std::vector<T> vectors;        // n×n row-major when asked for: column k is eigenvector k; else empty
+  int info = 0;                  // LAPACK's info (0 = success; > 0: the algorithm did not converge)
   double symmetry_residual = 0;  // of the input, measured before the solve
 };
 
@@ -57,7 +57,7 @@ struct BatchedEigResult {
   std::vector<T> values;  // count×n; block b's eigenvalues ascending at b*n
   std::vector<int> info;  // per block
   double max_symmetry_residual = 0;
-  int max_info() const;   // the largest info over blocks (0 when all succeeded)
+  int max_info() const;  // the largest info over blocks (0 when all succeeded)
 };
 
 // Eigenvalues of `count` symmetric n×n blocks stored back to back (block b at A + b*n*n),
@@ -80,9 +80,9 @@ struct ProbeKey {
 };
 
 struct LanczosOptions {
-  int k = 5;       // how many of the largest and of the smallest eigenvalues to return
+  int k = 5;          // how many of the largest and of the smallest eigenvalues to return
   int64_t steps = 0;  // Lanczos steps m; 0 = min(n, max(2k + 10, 40))
-  ProbeKey key;    // the start vector (standard normal, normalised)
+  ProbeKey key;       // the start vector (standard normal, normalised)
 };
 
 struct LanczosResult {
@@ -109,22 +109,22 @@ inline LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& o
 
 struct SlqOptions {
   int n_probes = 10;
-  int64_t steps = 40;      // Lanczos steps per probe (clamped to n; a probe stops early on breakdown)
-  int64_t grid = 512;      // G density grid points
-  double sigma = 0;        // Gaussian smoothing width; 0 = 0.01 · max(λmax − λmin, max|λ|) (1 when all nodes are 0)
-  double margin = 0;       // grid = [λmin − margin, λmax + margin]; 0 = 5σ
-  double tau = -1;         // near-zero tolerance for the estimates; < 0 = max|θ| · n · ε_f64
+  int64_t steps = 40;  // Lanczos steps per probe (clamped to n; a probe stops early on breakdown)
+  int64_t grid = 512;  // G density grid points
+  double sigma = 0;    // Gaussian smoothing width; 0 = 0.01 · max(λmax − λmin, max|λ|) (1 when all nodes are 0)
+  double margin = 0;   // grid = [λmin − margin, λmax + margin]; 0 = 5σ
+  double tau = -1;     // near-zero tolerance for the estimates; < 0 = max|θ| · n · ε_f64
   ProbeKey key;
 };
 
 struct SlqResult {
   int64_t n = 0;
   int n_probes = 0;
-  int64_t steps = 0;                     // the largest m used by a probe
-  std::vector<double> nodes, weights;    // all probes' Ritz values θ and weights τ²/n_probes (Σ weights = 1)
-  std::vector<double> grid, density;     // G points; ∫ density = 1 by the trapezoid rule on the grid
+  int64_t steps = 0;                   // the largest m used by a probe
+  std::vector<double> nodes, weights;  // all probes' Ritz values θ and weights τ²/n_probes (Σ weights = 1)
+  std::vector<double> grid, density;   // G points; ∫ density = 1 by the trapezoid rule on the grid
   double sigma = 0, tau = 0;
-  double lambda_min = 0, lambda_max = 0; // extreme nodes
+  double lambda_min = 0, lambda_max = 0;  // extreme nodes
   // Estimates from the quadrature Σ_k w_k f(θ_k) ≈ (1/n) tr f(A):
   double trace = 0;            // n Σ w θ
   double trace_stderr = 0;     // standard error over probes (0 for one probe)
@@ -145,8 +145,8 @@ inline SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt = {}) {
 
 struct HutchinsonResult {
   double trace = 0;
-  double standard_error = 0;     // sample standard deviation / sqrt(n_probes) (0 for one probe)
-  std::vector<double> samples;   // vᵀAv per probe
+  double standard_error = 0;    // sample standard deviation / sqrt(n_probes) (0 for one probe)
+  std::vector<double> samples;  // vᵀAv per probe
 };
 
 // tr(A) ≈ mean_p v_pᵀ A v_p, v_p Rademacher. Var(vᵀAv) = 2 Σ_{i≠j} A_ij².

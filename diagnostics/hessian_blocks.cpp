@@ -83,9 +83,9 @@ bool kron_applicable(const Sequential<T>& net, size_t layer, bool training) {
 template <class T>
 std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, CurvatureMode mode) {
   Sequential<T>& net = eng.net();
-  CN_CHECK_MSG(kron_applicable(net, layer, b.ctx.training),
-               "the Kronecker path needs a Linear layer with no BatchNorm in training mode after it (layer " << layer
-                                                                                                          << ")");
+  CN_CHECK_MSG(
+      kron_applicable(net, layer, b.ctx.training),
+      "the Kronecker path needs a Linear layer with no BatchNorm in training mode after it (layer " << layer << ")");
   CN_CHECK_MSG(net.device() == Device::cpu, "the Kronecker path runs on the CPU backend");
   const Device d = Device::cpu;
   const PassCtx& c = b.ctx;
@@ -222,8 +222,8 @@ CurvatureMatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, s
 template <class T>
 CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond) {
   const int64_t n = eng.total();
-  CN_CHECK_MSG(static_cast<int64_t>(precond.size()) == n, "preconditioner has " << precond.size() << " values, the model "
-                                                                                 << n);
+  CN_CHECK_MSG(static_cast<int64_t>(precond.size()) == n,
+               "preconditioner has " << precond.size() << " values, the model " << n);
   const Device d = eng.net().device();
   std::vector<T> inv_sqrt(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
@@ -239,23 +239,23 @@ CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch
     scratch->resize(K * n);
     CN_DISPATCH(d, scale_rows_by<T>, v, dvec->data(), scratch->data(), n, K);  // P^-½ v
     eng.apply(scratch->data(), out, K);                                        // H P^-½ v
-    CN_DISPATCH(d, scale_rows_by<T>, out, dvec->data(), out, n, K);           // P^-½ H P^-½ v
+    CN_DISPATCH(d, scale_rows_by<T>, out, dvec->data(), out, n, K);            // P^-½ H P^-½ v
   };
 }
 
-#define CN_BLOCKS_INSTANTIATE(T)                                                                                     \
-  template std::vector<T> loss_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                   \
-  template std::vector<T> ggn_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                    \
-  template void hvp_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode, Buffer<T>&, int64_t);   \
-  template bool kron_applicable<T>(const Sequential<T>&, size_t, bool);                                              \
-  template std::vector<T> kron_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);             \
-  template std::vector<T> hessian_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t, int64_t,         \
-                                          uint64_t, uint64_t);                                                       \
-  template std::vector<T> hessian_diag_hutchinson<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t,       \
-                                                     uint64_t, uint64_t);                                            \
-  template std::vector<T> fisher_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t);                           \
-  template CurvatureMatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                         \
-  template CurvatureMatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);                \
+#define CN_BLOCKS_INSTANTIATE(T)                                                                                       \
+  template std::vector<T> loss_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                     \
+  template std::vector<T> ggn_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t);                      \
+  template void hvp_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode, Buffer<T>&, int64_t);     \
+  template bool kron_applicable<T>(const Sequential<T>&, size_t, bool);                                                \
+  template std::vector<T> kron_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);               \
+  template std::vector<T> hessian_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t, int64_t, uint64_t, \
+                                          uint64_t);                                                                   \
+  template std::vector<T> hessian_diag_hutchinson<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t,         \
+                                                     uint64_t, uint64_t);                                              \
+  template std::vector<T> fisher_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t);                             \
+  template CurvatureMatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                  \
+  template CurvatureMatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);         \
   template CurvatureMatVec<T> preconditioned_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, const std::vector<T>&);
 CN_BLOCKS_INSTANTIATE(float)
 CN_BLOCKS_INSTANTIATE(double)

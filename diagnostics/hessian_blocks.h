@@ -93,11 +93,12 @@ std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t
 
 // v, out: K × total on the model's device. The batch's pointers must outlive the closure.
 template <class T>
-CurvatureMatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, CurvatureMode mode = CurvatureMode::hessian);
+CurvatureMatVec<T> full_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b,
+                               CurvatureMode mode = CurvatureMode::hessian);
 // One layer's block as an operator: v, out K × num_params(layer).
 template <class T>
 CurvatureMatVec<T> layer_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer,
-                       CurvatureMode mode = CurvatureMode::hessian);
+                                CurvatureMode mode = CurvatureMode::hessian);
 // precond: the diagonal P (total values, host), every entry > 0.
 template <class T>
 CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch<T>& b, const std::vector<T>& precond);

@@ -47,8 +47,7 @@ class HvpEngine {
 
   // Forward, loss and backward at (x, target) in the given mode; x and target must stay
   // valid while apply* run. Returns the mean loss.
-  double prepare(const PassCtx& c, const T* x, const T* target, int64_t N,
-                 CurvatureMode mode = CurvatureMode::hessian);
+  double prepare(const PassCtx& c, const T* x, const T* target, int64_t N, CurvatureMode mode = CurvatureMode::hessian);
   // R-forward + R-backward at the prepared point: HV = H·V, both K × total.
   void apply(const T* V, T* HV, int64_t K);
   // Directions that are zero outside layers [lo, hi): V and HV hold only those layers'
@@ -77,9 +76,9 @@ class HvpEngine {
   Sequential<T>& net_;
   Loss<T>& loss_;
   int64_t max_n_ = 0, max_k_ = 0, max_width_ = 0;
-  std::vector<Buffer<T>> R_;     // per layer: R(output), K × N × width
-  std::vector<Buffer<T>> dy_;    // per layer except the last: dL/d(output), N × width
-  Buffer<T> ping_, pong_;        // R(dy) / R(dx) of the backward sweep
+  std::vector<Buffer<T>> R_;   // per layer: R(output), K × N × width
+  std::vector<Buffer<T>> dy_;  // per layer except the last: dL/d(output), N × width
+  Buffer<T> ping_, pong_;      // R(dy) / R(dx) of the backward sweep
   PassCtx ctx_;
   int64_t N_ = 0;
   CurvatureMode mode_ = CurvatureMode::hessian;

@@ -56,7 +56,8 @@ template <class T>
 KfacFactors kfac_factors(const HvpEngine<T>& eng, size_t layer) {
   const Sequential<T>& net = eng.net();
   CN_CHECK_MSG(layer < net.size(), "K-FAC: layer " << layer << " out of range");
-  CN_CHECK_MSG(eng.prepared() && eng.mode() == CurvatureMode::hessian, "K-FAC: prepare() the engine in hessian mode first");
+  CN_CHECK_MSG(eng.prepared() && eng.mode() == CurvatureMode::hessian,
+               "K-FAC: prepare() the engine in hessian mode first");
   const Layer<T>& l = net.layer(layer);
   CN_CHECK_MSG(l.kind() == LayerKind::linear, "K-FAC: layer " << layer << " is '" << l.type() << "', not linear");
   const int64_t N = eng.batch(), I = l.in_features(), O = l.out_features();

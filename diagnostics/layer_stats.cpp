@@ -108,10 +108,10 @@ std::vector<double> singular_values(const double* A, int64_t rows, int64_t cols)
   std::vector<double> s(static_cast<size_t>(std::max<int64_t>(k, 0)));
   if (k <= 0) return s;
   std::vector<double> a(A, A + rows * cols);
-  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', static_cast<lapack_int>(rows), static_cast<lapack_int>(cols),
-                                         a.data(), static_cast<lapack_int>(cols), s.data(), nullptr,
-                                         static_cast<lapack_int>(std::max<int64_t>(rows, 1)), nullptr,
-                                         static_cast<lapack_int>(std::max<int64_t>(cols, 1)));
+  const lapack_int info = LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', static_cast<lapack_int>(rows),
+                                         static_cast<lapack_int>(cols), a.data(), static_cast<lapack_int>(cols),
+                                         s.data(), nullptr, static_cast<lapack_int>(std::max<int64_t>(rows, 1)),
+                                         nullptr, static_cast<lapack_int>(std::max<int64_t>(cols, 1)));
   CN_CHECK_MSG(info == 0, "LAPACKE_dgesdd failed, info = " << info);
   std::sort(s.begin(), s.end(), [](double p, double q) { return p > q; });
   return s;
@@ -174,14 +174,14 @@ double spectrum_similarity(const std::vector<double>& a, const std::vector<doubl
   return 1.0 - d;
 }
 
-#define CN_LAYER_STATS(T)                                                                  \
-  template double l2_norm<T>(const T*, int64_t);                                           \
-  template double linf_norm<T>(const T*, int64_t);                                         \
-  template double l2_distance<T>(const T*, const T*, int64_t);                             \
-  template double mean_abs<T>(const T*, int64_t);                                          \
-  template bool all_finite<T>(const T*, int64_t, int64_t*);                                \
-  template MeanVar mean_var<T>(const T*, int64_t);                                         \
-  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*);                     \
+#define CN_LAYER_STATS(T)                                              \
+  template double l2_norm<T>(const T*, int64_t);                       \
+  template double linf_norm<T>(const T*, int64_t);                     \
+  template double l2_distance<T>(const T*, const T*, int64_t);         \
+  template double mean_abs<T>(const T*, int64_t);                      \
+  template bool all_finite<T>(const T*, int64_t, int64_t*);            \
+  template MeanVar mean_var<T>(const T*, int64_t);                     \
+  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*); \
   template double saturated_share<T>(const ActParams&, const T*, const T*, int64_t, int64_t);
 CN_LAYER_STATS(float)
 CN_LAYER_STATS(double)

@@ -226,13 +226,12 @@ SpectralMetrics local_hessian_metrics(const LocalHessianResult& r, const MetricO
   return m;
 }
 
-#define CN_LOCAL_INSTANTIATE(T)                                                                                   \
-  template std::vector<double> local_hessian_blocks<T>(const T*, const T*, int64_t, int64_t, int64_t,          \
-                                                       const ActParams&, int64_t, int64_t);                     \
-  template std::vector<double> local_hessian_full<T>(const T*, const T*, int64_t, int64_t, int64_t,            \
-                                                     const ActParams&);                                         \
-  template LocalHessianResult local_hessian_linear<T>(const T*, const T*, int64_t, int64_t, int64_t,           \
-                                                      const ActParams&, const LocalHessianOptions&);            \
+#define CN_LOCAL_INSTANTIATE(T)                                                                                        \
+  template std::vector<double> local_hessian_blocks<T>(const T*, const T*, int64_t, int64_t, int64_t,                  \
+                                                       const ActParams&, int64_t, int64_t);                            \
+  template std::vector<double> local_hessian_full<T>(const T*, const T*, int64_t, int64_t, int64_t, const ActParams&); \
+  template LocalHessianResult local_hessian_linear<T>(const T*, const T*, int64_t, int64_t, int64_t, const ActParams&, \
+                                                      const LocalHessianOptions&);                                     \
   template LocalHessianResult local_hessian<T>(const Sequential<T>&, size_t, int64_t, const LocalHessianOptions&);
 CN_LOCAL_INSTANTIATE(float)
 CN_LOCAL_INSTANTIATE(double)

@@ -23,9 +23,9 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "core/device.h"
 #include "diagnostics/spectral_metrics.h"
-#include "config/config.h"
 #include "kernels/activation.h"
 
 namespace cn {
@@ -62,9 +62,7 @@ struct LocalHessianResult {
 };
 
 // Layout index of block coordinate k (0..I) of unit j.
-inline int64_t local_param_index(int64_t I, int64_t O, int64_t j, int64_t k) {
-  return k < I ? j * I + k : O * I + j;
-}
+inline int64_t local_param_index(int64_t I, int64_t O, int64_t j, int64_t k) { return k < I ? j * I + k : O * I + j; }
 
 // The blocks of units [j0, j0 + count): count×(I+1)×(I+1), row-major, block j at
 // (j − j0)·(I+1)². x: N×I (the layer's input), h: N×O (its output, the pre-activation).
@@ -85,7 +83,8 @@ LocalHessianResult local_hessian_linear(const T* x, const T* h, int64_t N, int64
 // Layer `layer` of a model after a forward over N samples (layer_input / layer_output;
 // copied to the host when the model lives on a GPU).
 template <class T>
-LocalHessianResult local_hessian(const Sequential<T>& net, size_t layer, int64_t N, const LocalHessianOptions& opt = {});
+LocalHessianResult local_hessian(const Sequential<T>& net, size_t layer, int64_t N,
+                                 const LocalHessianOptions& opt = {});
 
 // Metrics of a local Hessian (bias_trace_share from its diagonal; not-applicable rows get
 // every metric absent with the reason). method = "closed_form".

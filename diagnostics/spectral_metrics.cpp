@@ -54,10 +54,10 @@ void set(SpectralMetrics& m, MetricPtr p, double v, const char* name) {
 }  // namespace
 
 const std::vector<std::string>& SpectralMetrics::names() {
-  static const std::vector<std::string> n = {"trace",          "logdet",          "logdet_sign",    "condition",
-                                             "effective_rank", "rank",            "near_zero_share", "negative_share",
-                                             "balance",        "symmetry",        "mean",           "std",
-                                             "lambda_max",     "lambda_min",      "bias_trace_share"};
+  static const std::vector<std::string> n = {
+      "trace",           "logdet",         "logdet_sign",     "condition", "effective_rank", "rank",
+      "near_zero_share", "negative_share", "balance",         "symmetry",  "mean",           "std",
+      "lambda_max",      "lambda_min",     "bias_trace_share"};
   return n;
 }
 
@@ -175,12 +175,12 @@ SpectralMetrics not_applicable_metrics(int64_t n, const std::string& reason) {
   m.n = n;
   m.status = kStatusNotApplicable;
   m.method = "none";
-  fill_statuses(m, reason.empty() ? std::string(kStatusNotApplicable) : std::string(kStatusNotApplicable) + ": " + reason);
+  fill_statuses(m,
+                reason.empty() ? std::string(kStatusNotApplicable) : std::string(kStatusNotApplicable) + ": " + reason);
   return m;
 }
 
-SpectralMetrics iterative_metrics(int64_t n, const LanczosResult* lz, const SlqResult* sq,
-                                  const HutchinsonResult* hu) {
+SpectralMetrics iterative_metrics(int64_t n, const LanczosResult* lz, const SlqResult* sq, const HutchinsonResult* hu) {
   SpectralMetrics m;
   m.n = n;
   std::string method;

@@ -38,13 +38,13 @@ inline constexpr const char* kStatusNonFinite = "non-finite eigenvalues";
 inline constexpr const char* kStatusNotApplicable = "not applicable";
 
 struct SpectralMetrics {
-  int64_t n = 0;                 // number of eigenvalues (the block's parameter count)
-  double tau = 0;                // the tolerance used
+  int64_t n = 0;                   // number of eigenvalues (the block's parameter count)
+  double tau = 0;                  // the tolerance used
   std::string status = kStatusOk;  // ok | zero matrix | empty | non-finite eigenvalues | not applicable
   std::string method = "dense";    // dense | lanczos+slq+hutchinson | kfac | ...
-  std::optional<double> trace, logdet, logdet_sign, condition, effective_rank, rank, near_zero_share,
-      negative_share, balance, symmetry, mean, std, lambda_max, lambda_min, bias_trace_share;
-  std::optional<double> trace_stderr;  // iterative path only (Hutchinson's standard error)
+  std::optional<double> trace, logdet, logdet_sign, condition, effective_rank, rank, near_zero_share, negative_share,
+      balance, symmetry, mean, std, lambda_max, lambda_min, bias_trace_share;
+  std::optional<double> trace_stderr;           // iterative path only (Hutchinson's standard error)
   std::map<std::string, std::string> statuses;  // metric name -> why it is absent
 
   // The metric names, in docs/design.md §5's order.

@@ -27,7 +27,7 @@ int main() {
   auto adam = cn::make_optimizer<float>(oc, model.layout());
 
   const std::vector<float> x(train.x.begin(), train.x.end()), y(train.y.begin(), train.y.end());
-  cn::PassCtx ctx;  // CPU, training mode
+  cn::PassCtx ctx;                              // CPU, training mode
   for (int64_t step = 0; step < 500; ++step) {  // full-batch Adam
     const float* z = model.forward(ctx, x.data(), train.n);
     const double l = loss.forward_backward(ctx, z, y.data(), train.n, train.n_outputs);

@@ -73,12 +73,23 @@ std::string esc(const std::string& s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -119,22 +130,28 @@ enum class Scale { linear, log, symlog };
 
 struct Axis {
   Scale scale = Scale::linear;
-  double c = 1;          // symlog: linear threshold
+  double c = 1;           // symlog: linear threshold
   double lo = 0, hi = 1;  // in transformed units
 
   bool valid(double v) const { return std::isfinite(v) && (scale != Scale::log || v > 0); }
   double t(double v) const {
     switch (scale) {
-      case Scale::log: return std::log10(v);
-      case Scale::symlog: return (v < 0 ? -1 : 1) * std::log10(1 + std::fabs(v) / c);
-      default: return v;
+      case Scale::log:
+        return std::log10(v);
+      case Scale::symlog:
+        return (v < 0 ? -1 : 1) * std::log10(1 + std::fabs(v) / c);
+      default:
+        return v;
     }
   }
   double inv(double u) const {
     switch (scale) {
-      case Scale::log: return std::pow(10.0, u);
-      case Scale::symlog: return (u < 0 ? -1 : 1) * c * (std::pow(10.0, std::fabs(u)) - 1);
-      default: return u;
+      case Scale::log:
+        return std::pow(10.0, u);
+      case Scale::symlog:
+        return (u < 0 ? -1 : 1) * c * (std::pow(10.0, std::fabs(u)) - 1);
+      default:
+        return u;
     }
   }
   // Fraction of the axis length, 0 at lo.
@@ -210,9 +227,8 @@ struct Axis {
 // Ticks no closer than `min_px` on an axis `length_px` long; 0 is kept first.
 std::vector<std::pair<double, std::string>> spaced_ticks(const Axis& axis, double length_px, double min_px) {
   std::vector<std::pair<double, std::string>> all = axis.ticks(), kept;
-  std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
-    return (a.first == 0) > (b.first == 0);
-  });
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return (a.first == 0) > (b.first == 0); });
   std::vector<double> at;
   for (const auto& t : all) {
     const double p = axis.frac(t.first) * length_px;
@@ -255,8 +271,8 @@ struct PlotOpts {
 constexpr double kW = 760, kH = 300, kL = 74, kR = 200, kT = 30, kB = 44;
 
 std::string svg_open(const std::string& name, const std::string& title, double w, double h) {
-  return "<svg class=\"plot\" data-plot=\"" + esc(name) + "\" viewBox=\"0 0 " + fx(w) + " " + fx(h) +
-         "\" width=\"" + fx(w) + "\" height=\"" + fx(h) + "\" role=\"img\" aria-label=\"" + esc(title) + "\">\n" +
+  return "<svg class=\"plot\" data-plot=\"" + esc(name) + "\" viewBox=\"0 0 " + fx(w) + " " + fx(h) + "\" width=\"" +
+         fx(w) + "\" height=\"" + fx(h) + "\" role=\"img\" aria-label=\"" + esc(title) + "\">\n" +
          "<text class=\"title\" x=\"" + fx(kL) + "\" y=\"18\">" + esc(title) + "</text>\n";
 }
 
@@ -267,8 +283,8 @@ std::string draw_axes(const Axis& x, const Axis& y, double pw, double ph, const 
   for (const auto& [v, label] : spaced_ticks(y, ph, 13)) {
     const double py = kT + ph * (1 - y.frac(v));
     s << "<line class=\"grid\" x1=\"" << fx(kL) << "\" x2=\"" << fx(kL + pw) << "\" y1=\"" << fx(py) << "\" y2=\""
-      << fx(py) << "\"/><text class=\"tick\" x=\"" << fx(kL - 5) << "\" y=\"" << fx(py + 4)
-      << "\" text-anchor=\"end\">" << esc(label) << "</text>\n";
+      << fx(py) << "\"/><text class=\"tick\" x=\"" << fx(kL - 5) << "\" y=\"" << fx(py + 4) << "\" text-anchor=\"end\">"
+      << esc(label) << "</text>\n";
   }
   for (const auto& [v, label] : spaced_ticks(x, pw, 40)) {
     const double px = kL + pw * x.frac(v);
@@ -278,10 +294,10 @@ std::string draw_axes(const Axis& x, const Axis& y, double pw, double ph, const 
   }
   s << "<rect class=\"frame\" x=\"" << fx(kL) << "\" y=\"" << fx(kT) << "\" width=\"" << fx(pw) << "\" height=\""
     << fx(ph) << "\"/>\n";
-  s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34)
-    << "\" text-anchor=\"middle\">" << esc(xlabel) << "</text>\n";
-  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2)
-    << ") rotate(-90)\" text-anchor=\"middle\">" << esc(ylabel) << "</text>\n";
+  s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34) << "\" text-anchor=\"middle\">"
+    << esc(xlabel) << "</text>\n";
+  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
+    << esc(ylabel) << "</text>\n";
   return s.str();
 }
 
@@ -291,8 +307,8 @@ std::string legend(const std::vector<std::pair<std::string, std::string>>& entri
   for (size_t i = 0; i < shown; ++i) {
     const double y = kT + 6 + 15 * i;
     s << "<rect class=\"legend\" x=\"" << fx(x0) << "\" y=\"" << fx(y) << "\" width=\"10\" height=\"10\" fill=\""
-      << entries[i].second << "\"/><text class=\"legend-text\" x=\"" << fx(x0 + 15) << "\" y=\"" << fx(y + 9)
-      << "\">" << esc(entries[i].first) << "</text>\n";
+      << entries[i].second << "\"/><text class=\"legend-text\" x=\"" << fx(x0 + 15) << "\" y=\"" << fx(y + 9) << "\">"
+      << esc(entries[i].first) << "</text>\n";
   }
   if (entries.size() > shown)
     s << "<text class=\"legend-text\" x=\"" << fx(x0) << "\" y=\"" << fx(kT + 6 + 15 * shown + 9) << "\">… "
@@ -345,7 +361,11 @@ std::string line_plot(const PlotOpts& o, std::vector<Series> series) {
 
   std::ostringstream s;
   s << svg_open(o.name, o.title, kW, kH);
-  s << draw_axes(x, y, pw, ph, "step", o.ylabel + (o.yscale == Scale::log ? " (log)" : o.yscale == Scale::symlog ? " (symlog)" : ""), true);
+  s << draw_axes(x, y, pw, ph, "step",
+                 o.ylabel + (o.yscale == Scale::log      ? " (log)"
+                             : o.yscale == Scale::symlog ? " (symlog)"
+                                                         : ""),
+                 true);
   std::vector<std::pair<std::string, std::string>> entries;
   for (size_t i = 0; i < series.size(); ++i) {
     const Series& sr = series[i];
@@ -364,8 +384,8 @@ std::string line_plot(const PlotOpts& o, std::vector<Series> series) {
     if (sr.pts.size() <= 60)
       for (const auto& p : sr.pts)
         s << "<circle class=\"mark point\" cx=\"" << fx(px(p.first)) << "\" cy=\"" << fx(py(p.second))
-          << "\" r=\"2.6\" fill=\"" << col << "\"><title>" << esc(sr.label) << ": step " << step_str(p.first)
-          << ", " << num(p.second) << "</title></circle>\n";
+          << "\" r=\"2.6\" fill=\"" << col << "\"><title>" << esc(sr.label) << ": step " << step_str(p.first) << ", "
+          << num(p.second) << "</title></circle>\n";
   }
   s << legend(entries, kL + pw + 12);
   s << "</svg>\n";
@@ -544,8 +564,11 @@ std::string spectrum_heatmap(const std::string& name, const std::string& title,
       const double lo = y.inv(y.lo + (y.hi - y.lo) * b / kBins), hi = y.inv(y.lo + (y.hi - y.lo) * (b + 1) / kBins);
       s << "<rect class=\"mark cell\" x=\"" << fx(kL + cw * ci) << "\" y=\"" << fx(kT + ph - bh * (b + 1))
         << "\" width=\"" << fx(std::max(cw, 0.5)) << "\" height=\"" << fx(bh) << "\" fill=\""
-        << viridis(share_to_unit(c.share[b])) << "\"><title>step " << c.step << ": λ in [" << num(lo) << ", "
-        << num(hi) << "): " << (c.from_density ? "" : std::to_string(static_cast<int64_t>(std::llround(c.share[b] * c.n))) + " of " + step_str(c.n) + ", ")
+        << viridis(share_to_unit(c.share[b])) << "\"><title>step " << c.step << ": λ in [" << num(lo) << ", " << num(hi)
+        << "): "
+        << (c.from_density
+                ? ""
+                : std::to_string(static_cast<int64_t>(std::llround(c.share[b] * c.n))) + " of " + step_str(c.n) + ", ")
         << num(100 * c.share[b]) << "%</title></rect>\n";
     }
   }
@@ -562,9 +585,8 @@ std::string spectrum_heatmap(const std::string& name, const std::string& title,
       << "\" text-anchor=\"middle\">" << cols[ci].step << "</text>\n";
   s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34)
     << "\" text-anchor=\"middle\">checkpoint step</text>\n";
-  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2)
-    << ") rotate(-90)\" text-anchor=\"middle\">" << esc(what) << " (symlog, linear within ±" << esc(num(y.c))
-    << ")</text>\n";
+  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
+    << esc(what) << " (symlog, linear within ±" << esc(num(y.c)) << ")</text>\n";
   // colour bar: share of the checkpoint's eigenvalues per bin, 1e-4 .. 1 (log)
   const double bx = kL + pw + 20;
   for (int k = 0; k < 20; ++k) {
@@ -615,8 +637,8 @@ std::string alarm_timeline(const std::vector<json>& alarms) {
   for (size_t r = 0; r < rows.size(); ++r) {
     const double py = kT + 5 + rowh * (r + 0.5);
     s << "<line class=\"grid\" x1=\"" << fx(kL) << "\" x2=\"" << fx(kL + pw) << "\" y1=\"" << fx(py) << "\" y2=\""
-      << fx(py) << "\"/><text class=\"tick\" x=\"" << fx(kL - 5) << "\" y=\"" << fx(py + 4)
-      << "\" text-anchor=\"end\">" << esc(layer_name(rows[r])) << "</text>\n";
+      << fx(py) << "\"/><text class=\"tick\" x=\"" << fx(kL - 5) << "\" y=\"" << fx(py + 4) << "\" text-anchor=\"end\">"
+      << esc(layer_name(rows[r])) << "</text>\n";
   }
   for (const auto& [v, label] : x.ticks()) {
     const double px = kL + pw * x.frac(v);
@@ -644,8 +666,8 @@ std::string alarm_timeline(const std::vector<json>& alarms) {
     if (get_num(a, "threshold", &th)) msg += ", threshold " + num(th);
     s << "<circle class=\"mark alarm\" data-rule=\"" << esc(rule) << "\" cx=\"" << fx(kL + pw * x.frac(st))
       << "\" cy=\"" << fx(kT + 5 + rowh * (r + 0.5)) << "\" r=\"4.5\" fill=\"" << col << "\"><title>step "
-      << step_str(st) << ", " << esc(layer_name(layer)) << ": " << esc(rule) << (msg.empty() ? "" : " — ")
-      << esc(msg) << "</title></circle>\n";
+      << step_str(st) << ", " << esc(layer_name(layer)) << ": " << esc(rule) << (msg.empty() ? "" : " — ") << esc(msg)
+      << "</title></circle>\n";
   }
   s << legend(entries, kL + pw + 12);
   s << "</svg>\n";
@@ -1022,8 +1044,7 @@ std::string section_header(const std::string& run_dir, const Log& metrics, const
     if (meta.is_object())
       for (auto it = meta.begin(); it != meta.end(); ++it)
         if (!it->is_object() && !it->is_array()) rows.emplace_back(it.key(), json_scalar_text(*it));
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   double st, v;
   if (!metrics.rows.empty()) {
     const json& last = metrics.rows.back();
@@ -1088,8 +1109,7 @@ std::string render_report(const std::string& run_dir) {
     h << "<section id=\"config\" data-section=\"config\"><h2>Resolved config</h2>\n<details><summary>config.toml"
          "</summary><pre>"
       << esc(config) << "</pre></details></section>\n";
-  } catch (const std::exception&) {
-  }
+  } catch (const std::exception&) {}
   h << "</body>\n</html>\n";
   return h.str();
 }

@@ -44,8 +44,7 @@ std::string RunLayout::spectra_file(int64_t step) const { return spectra() + "/"
 std::vector<int64_t> RunLayout::complete_checkpoints() const {
   std::vector<int64_t> steps;
   for (const auto& [step, dir] : step_entries(checkpoints(), "", true))
-    if (fs::exists(fs::path(dir) / kModelFile) && fs::exists(fs::path(dir) / kStateFile))
-      steps.push_back(step);
+    if (fs::exists(fs::path(dir) / kModelFile) && fs::exists(fs::path(dir) / kStateFile)) steps.push_back(step);
   return steps;
 }
 
@@ -76,8 +75,9 @@ std::string resolve_checkpoint(const std::string& path) {
     return run.checkpoint(steps.back());
   }
   if (!fs::exists(fs::path(path) / RunLayout::kModelFile) || !fs::exists(fs::path(path) / RunLayout::kStateFile))
-    throw InputError(path + ": expected a run directory or a checkpoints/step_N directory with model.safetensors and "
-                            "state.safetensors");
+    throw InputError(path +
+                     ": expected a run directory or a checkpoints/step_N directory with model.safetensors and "
+                     "state.safetensors");
   return path;
 }
 

@@ -34,7 +34,7 @@ class RunLayout {
   std::string alarms_log() const { return file("alarms.jsonl"); }
 
   std::string checkpoints() const { return file("checkpoints"); }
-  std::string checkpoint(int64_t step) const;  // checkpoints/step_N
+  std::string checkpoint(int64_t step) const;                     // checkpoints/step_N
   static constexpr const char* kModelFile = "model.safetensors";  // in a checkpoint directory
   static constexpr const char* kStateFile = "state.safetensors";
   std::string spectra() const { return file("spectra"); }

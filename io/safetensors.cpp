@@ -57,9 +57,12 @@ int64_t numel_or_neg(const std::vector<int64_t>& shape) {
 float half_to_float(uint16_t h) {
   const uint32_t sign = (h >> 15) & 1u, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
   float v;
-  if (exp == 0) v = std::ldexp(static_cast<float>(mant), -24);
-  else if (exp == 31) v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-  else v = std::ldexp(static_cast<float>(mant | 0x400u), static_cast<int>(exp) - 25);
+  if (exp == 0)
+    v = std::ldexp(static_cast<float>(mant), -24);
+  else if (exp == 31)
+    v = mant ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  else
+    v = std::ldexp(static_cast<float>(mant | 0x400u), static_cast<int>(exp) - 25);
   return sign ? -v : v;
 }
 
@@ -161,7 +164,9 @@ SafeTensorMap parse_safetensors(const std::string& bytes, const std::string& ori
   if (bytes.size() < 8)
     throw fail("not a safetensors file: " + std::to_string(bytes.size()) + " bytes, too short for the header length");
   const uint64_t n = load<uint64_t>(reinterpret_cast<const uint8_t*>(bytes.data()));
-  if (n > kMaxHeader) throw fail("header length " + std::to_string(n) + " is beyond the format's limit (truncated or not a safetensors file?)");
+  if (n > kMaxHeader)
+    throw fail("header length " + std::to_string(n) +
+               " is beyond the format's limit (truncated or not a safetensors file?)");
   if (n > bytes.size() - 8)
     throw fail("header length " + std::to_string(n) + " exceeds the file's " + std::to_string(bytes.size()) +
                " bytes (truncated?)");
@@ -201,9 +206,11 @@ SafeTensorMap parse_safetensors(const std::string& bytes, const std::string& ori
     SafeTensor t;
     t.dtype = info->name;
     for (const auto& d : *sh) {
-      if (!d.is_number_unsigned()) throw fail(where + "shape " + sh->dump() + " is not a list of non-negative integers");
+      if (!d.is_number_unsigned())
+        throw fail(where + "shape " + sh->dump() + " is not a list of non-negative integers");
       const uint64_t v = d.get<uint64_t>();
-      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) throw fail(where + "shape " + sh->dump() + " is too large");
+      if (v > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+        throw fail(where + "shape " + sh->dump() + " is too large");
       t.shape.push_back(static_cast<int64_t>(v));
     }
     const auto off = entry.find("data_offsets");
@@ -215,10 +222,12 @@ SafeTensorMap parse_safetensors(const std::string& bytes, const std::string& ori
       throw fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(e) +
                  "] out of range: the data buffer has " + std::to_string(buffer_size) + " bytes (truncated?)");
     const int64_t numel = numel_or_neg(t.shape);
-    if (numel < 0 || static_cast<uint64_t>(numel) > (e - b) / info->size || e - b != static_cast<uint64_t>(numel) * info->size)
+    if (numel < 0 || static_cast<uint64_t>(numel) > (e - b) / info->size ||
+        e - b != static_cast<uint64_t>(numel) * info->size)
       throw fail(where + "data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] hold " +
                  std::to_string(e - b) + " bytes, but " + t.dtype + " " + SafetensorsWriter::shape_string(t.shape) +
-                 " needs " + (numel < 0 ? std::string("too many") : std::to_string(numel * static_cast<int64_t>(info->size))));
+                 " needs " +
+                 (numel < 0 ? std::string("too many") : std::to_string(numel * static_cast<int64_t>(info->size))));
     t.bytes.assign(buffer + b, buffer + e);
     spans.emplace_back(b, e, name);
     out.emplace(name, std::move(t));
@@ -228,8 +237,8 @@ SafeTensorMap parse_safetensors(const std::string& bytes, const std::string& ori
   uint64_t pos = 0;
   for (const auto& [b, e, name] : spans) {
     if (b != pos)
-      throw fail("tensor " + name + ": data_offsets begin at " + std::to_string(b) + ", expected " + std::to_string(pos) +
-                 " (tensors must be contiguous and not overlap)");
+      throw fail("tensor " + name + ": data_offsets begin at " + std::to_string(b) + ", expected " +
+                 std::to_string(pos) + " (tensors must be contiguous and not overlap)");
     pos = e;
   }
   if (pos != buffer_size)
@@ -286,28 +295,47 @@ std::vector<T> safetensor_values(const SafeTensor& t, const std::string& origin,
   const std::string dt = t.dtype;
   for (int64_t i = 0; i < n; ++i, p += info->size) {
     T& o = v[static_cast<size_t>(i)];
-    if (dt == "F64") o = static_cast<T>(load<double>(p));
-    else if (dt == "F32") o = static_cast<T>(load<float>(p));
-    else if (dt == "F16") o = static_cast<T>(half_to_float(load<uint16_t>(p)));
-    else if (dt == "BF16") o = static_cast<T>(bf16_to_float(load<uint16_t>(p)));
-    else if (dt == "I64") o = static_cast<T>(load<int64_t>(p));
-    else if (dt == "I32") o = static_cast<T>(load<int32_t>(p));
-    else if (dt == "I16") o = static_cast<T>(load<int16_t>(p));
-    else if (dt == "I8") o = static_cast<T>(load<int8_t>(p));
-    else if (dt == "U64") o = static_cast<T>(load<uint64_t>(p));
-    else if (dt == "U32") o = static_cast<T>(load<uint32_t>(p));
-    else if (dt == "U16") o = static_cast<T>(load<uint16_t>(p));
-    else if (dt == "U8") o = static_cast<T>(load<uint8_t>(p));
-    else o = static_cast<T>(load<uint8_t>(p) != 0);  // BOOL
+    if (dt == "F64")
+      o = static_cast<T>(load<double>(p));
+    else if (dt == "F32")
+      o = static_cast<T>(load<float>(p));
+    else if (dt == "F16")
+      o = static_cast<T>(half_to_float(load<uint16_t>(p)));
+    else if (dt == "BF16")
+      o = static_cast<T>(bf16_to_float(load<uint16_t>(p)));
+    else if (dt == "I64")
+      o = static_cast<T>(load<int64_t>(p));
+    else if (dt == "I32")
+      o = static_cast<T>(load<int32_t>(p));
+    else if (dt == "I16")
+      o = static_cast<T>(load<int16_t>(p));
+    else if (dt == "I8")
+      o = static_cast<T>(load<int8_t>(p));
+    else if (dt == "U64")
+      o = static_cast<T>(load<uint64_t>(p));
+    else if (dt == "U32")
+      o = static_cast<T>(load<uint32_t>(p));
+    else if (dt == "U16")
+      o = static_cast<T>(load<uint16_t>(p));
+    else if (dt == "U8")
+      o = static_cast<T>(load<uint8_t>(p));
+    else
+      o = static_cast<T>(load<uint8_t>(p) != 0);  // BOOL
   }
   return v;
 }
 
-template std::vector<double> safetensor_values<double>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-template std::vector<float> safetensor_values<float>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-template std::vector<int64_t> safetensor_values<int64_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-template std::vector<int32_t> safetensor_values<int32_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-template std::vector<uint64_t> safetensor_values<uint64_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-template std::vector<uint8_t> safetensor_values<uint8_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
+template std::vector<double> safetensor_values<double>(const SafeTensor&, const std::string&, const std::string&,
+                                                       const std::vector<int64_t>*);
+template std::vector<float> safetensor_values<float>(const SafeTensor&, const std::string&, const std::string&,
+                                                     const std::vector<int64_t>*);
+template std::vector<int64_t> safetensor_values<int64_t>(const SafeTensor&, const std::string&, const std::string&,
+                                                         const std::vector<int64_t>*);
+template std::vector<int32_t> safetensor_values<int32_t>(const SafeTensor&, const std::string&, const std::string&,
+                                                         const std::vector<int64_t>*);
+template std::vector<uint64_t> safetensor_values<uint64_t>(const SafeTensor&, const std::string&, const std::string&,
+                                                           const std::vector<int64_t>*);
+template std::vector<uint8_t> safetensor_values<uint8_t>(const SafeTensor&, const std::string&, const std::string&,
+                                                         const std::vector<int64_t>*);
 
 }  // namespace cn

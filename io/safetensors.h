@@ -49,18 +49,30 @@ size_t safetensors_dtype_size(const std::string& dtype);
 // The dtype name for a C++ element type.
 template <class T>
 constexpr const char* safetensors_dtype() {
-  if constexpr (std::is_same_v<T, double>) return "F64";
-  else if constexpr (std::is_same_v<T, float>) return "F32";
-  else if constexpr (std::is_same_v<T, int64_t>) return "I64";
-  else if constexpr (std::is_same_v<T, int32_t>) return "I32";
-  else if constexpr (std::is_same_v<T, int16_t>) return "I16";
-  else if constexpr (std::is_same_v<T, int8_t>) return "I8";
-  else if constexpr (std::is_same_v<T, uint64_t>) return "U64";
-  else if constexpr (std::is_same_v<T, uint32_t>) return "U32";
-  else if constexpr (std::is_same_v<T, uint16_t>) return "U16";
-  else if constexpr (std::is_same_v<T, uint8_t>) return "U8";
-  else if constexpr (std::is_same_v<T, bool>) return "BOOL";
-  else static_assert(sizeof(T) == 0, "no safetensors dtype for this type");
+  if constexpr (std::is_same_v<T, double>)
+    return "F64";
+  else if constexpr (std::is_same_v<T, float>)
+    return "F32";
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return "I64";
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return "I32";
+  else if constexpr (std::is_same_v<T, int16_t>)
+    return "I16";
+  else if constexpr (std::is_same_v<T, int8_t>)
+    return "I8";
+  else if constexpr (std::is_same_v<T, uint64_t>)
+    return "U64";
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return "U32";
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return "U16";
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return "U8";
+  else if constexpr (std::is_same_v<T, bool>)
+    return "BOOL";
+  else
+    static_assert(sizeof(T) == 0, "no safetensors dtype for this type");
 }
 
 class SafetensorsWriter {
@@ -82,8 +94,8 @@ class SafetensorsWriter {
   void add(const std::string& name, const std::vector<int64_t>& shape, const std::vector<T>& data) {
     static_assert(!std::is_same_v<T, bool>, "use add_raw for BOOL tensors");
     if (static_cast<int64_t>(data.size()) != checked_numel(name, shape))
-      throw Error("safetensors: tensor " + name + ": " + std::to_string(data.size()) +
-                  " values for shape " + shape_string(shape));
+      throw Error("safetensors: tensor " + name + ": " + std::to_string(data.size()) + " values for shape " +
+                  shape_string(shape));
     add<T>(name, shape, data.data());
   }
   void add_i64(const std::string& name, const std::vector<int64_t>& shape, const int64_t* data) {
@@ -112,8 +124,7 @@ class SafetensorsWriter {
 using SafeTensorMap = std::map<std::string, SafeTensor>;
 
 // Reads and validates a file; InputError "PATH: ..." when unreadable or malformed.
-SafeTensorMap read_safetensors(const std::string& path,
-                               std::map<std::string, std::string>* metadata = nullptr);
+SafeTensorMap read_safetensors(const std::string& path, std::map<std::string, std::string>* metadata = nullptr);
 // Same, from the file's bytes; `origin` names the source in errors.
 SafeTensorMap parse_safetensors(const std::string& bytes, const std::string& origin,
                                 std::map<std::string, std::string>* metadata = nullptr);
@@ -160,11 +171,17 @@ std::vector<T> get_tensor(const SafeTensorMap& tensors, const std::string& name,
   return safetensor_values<T>(it->second, origin, name, &expected_shape);
 }
 
-extern template std::vector<double> safetensor_values<double>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-extern template std::vector<float> safetensor_values<float>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-extern template std::vector<int64_t> safetensor_values<int64_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-extern template std::vector<int32_t> safetensor_values<int32_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-extern template std::vector<uint64_t> safetensor_values<uint64_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
-extern template std::vector<uint8_t> safetensor_values<uint8_t>(const SafeTensor&, const std::string&, const std::string&, const std::vector<int64_t>*);
+extern template std::vector<double> safetensor_values<double>(const SafeTensor&, const std::string&, const std::string&,
+                                                              const std::vector<int64_t>*);
+extern template std::vector<float> safetensor_values<float>(const SafeTensor&, const std::string&, const std::string&,
+                                                            const std::vector<int64_t>*);
+extern template std::vector<int64_t> safetensor_values<int64_t>(const SafeTensor&, const std::string&,
+                                                                const std::string&, const std::vector<int64_t>*);
+extern template std::vector<int32_t> safetensor_values<int32_t>(const SafeTensor&, const std::string&,
+                                                                const std::string&, const std::vector<int64_t>*);
+extern template std::vector<uint64_t> safetensor_values<uint64_t>(const SafeTensor&, const std::string&,
+                                                                  const std::string&, const std::vector<int64_t>*);
+extern template std::vector<uint8_t> safetensor_values<uint8_t>(const SafeTensor&, const std::string&,
+                                                                const std::string&, const std::vector<int64_t>*);
 
 }  // namespace cn

@@ -302,11 +302,22 @@ struct Reader {
   }
   void skip(int wire) {
     switch (wire) {
-      case 0: varint(); break;
-      case 1: need(8); p += 8; break;
-      case 2: bytes(); break;
-      case 5: need(4); p += 4; break;
-      default: throw Error("tfevents: unsupported wire type " + std::to_string(wire));
+      case 0:
+        varint();
+        break;
+      case 1:
+        need(8);
+        p += 8;
+        break;
+      case 2:
+        bytes();
+        break;
+      case 5:
+        need(4);
+        p += 4;
+        break;
+      default:
+        throw Error("tfevents: unsupported wire type " + std::to_string(wire));
     }
   }
 };
@@ -485,7 +496,8 @@ bool is_uint(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-void emit_spectra(const Emit& emit, double wall, int64_t step, const SafeTensorMap& tensors, const std::string& origin) {
+void emit_spectra(const Emit& emit, double wall, int64_t step, const SafeTensorMap& tensors,
+                  const std::string& origin) {
   for (const auto& [name, t] : tensors) {
     if (!is_float_dtype(t.dtype)) continue;
     const size_t d1 = name.find('.');
@@ -548,8 +560,7 @@ TensorBoardWriter::TensorBoardWriter(const std::string& run_dir) {
 TensorBoardWriter::~TensorBoardWriter() {
   try {
     close();
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 void TensorBoardWriter::write_record(const std::string& event) {
@@ -623,7 +634,7 @@ std::vector<std::string> TensorBoardWriter::event_files(const std::string& run_d
 }
 
 size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step,
-                                             const std::function<bool(const std::string&)>& drop_tag_at_step) {
+                                              const std::function<bool(const std::string&)>& drop_tag_at_step) {
   size_t kept = 0;
   for (const std::string& path : event_files(run_dir)) {
     const std::vector<std::string> records = tfevents::parse_records(read_file(path));

@@ -17,8 +17,9 @@ struct ActName {
   const char* name;
 };
 inline constexpr ActName kActNames[] = {
-    {Act::identity, "identity"}, {Act::relu, "relu"}, {Act::leaky_relu, "leaky_relu"}, {Act::elu, "elu"},
-    {Act::sigmoid, "sigmoid"},   {Act::tanh, "tanh"}, {Act::gelu, "gelu"},             {Act::softplus, "softplus"},
+    {Act::identity, "identity"}, {Act::relu, "relu"},         {Act::leaky_relu, "leaky_relu"},
+    {Act::elu, "elu"},           {Act::sigmoid, "sigmoid"},   {Act::tanh, "tanh"},
+    {Act::gelu, "gelu"},         {Act::softplus, "softplus"},
 };
 
 struct ActParams {
@@ -38,14 +39,22 @@ CN_HD T sigmoid_of(T x) {
 template <class T>
 CN_HD T act_f(const ActParams& a, T x) {
   switch (a.kind) {
-    case Act::identity: return x;
-    case Act::relu: return x > T(0) ? x : T(0);
-    case Act::leaky_relu: return x > T(0) ? x : T(a.slope) * x;
-    case Act::elu: return x > T(0) ? x : T(a.alpha) * std::expm1(x);
-    case Act::sigmoid: return sigmoid_of(x);
-    case Act::tanh: return std::tanh(x);
-    case Act::gelu: return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));  // x * Phi(x)
-    case Act::softplus: return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
+    case Act::identity:
+      return x;
+    case Act::relu:
+      return x > T(0) ? x : T(0);
+    case Act::leaky_relu:
+      return x > T(0) ? x : T(a.slope) * x;
+    case Act::elu:
+      return x > T(0) ? x : T(a.alpha) * std::expm1(x);
+    case Act::sigmoid:
+      return sigmoid_of(x);
+    case Act::tanh:
+      return std::tanh(x);
+    case Act::gelu:
+      return T(0.5) * x * (T(1) + std::erf(x * T(0.70710678118654752440)));  // x * Phi(x)
+    case Act::softplus:
+      return (x > T(0) ? x : T(0)) + std::log1p(std::exp(-std::fabs(x)));
   }
   return x;
 }
@@ -54,17 +63,24 @@ CN_HD T act_f(const ActParams& a, T x) {
 template <class T>
 CN_HD T act_d1(const ActParams& a, T x, T y) {
   switch (a.kind) {
-    case Act::identity: return T(1);
-    case Act::relu: return x > T(0) ? T(1) : T(0);
-    case Act::leaky_relu: return x > T(0) ? T(1) : T(a.slope);
-    case Act::elu: return x > T(0) ? T(1) : y + T(a.alpha);
-    case Act::sigmoid: return y * (T(1) - y);
-    case Act::tanh: return T(1) - y * y;
+    case Act::identity:
+      return T(1);
+    case Act::relu:
+      return x > T(0) ? T(1) : T(0);
+    case Act::leaky_relu:
+      return x > T(0) ? T(1) : T(a.slope);
+    case Act::elu:
+      return x > T(0) ? T(1) : y + T(a.alpha);
+    case Act::sigmoid:
+      return y * (T(1) - y);
+    case Act::tanh:
+      return T(1) - y * y;
     case Act::gelu: {
       const T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
       return T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440))) + x * pdf;
     }
-    case Act::softplus: return sigmoid_of(x);
+    case Act::softplus:
+      return sigmoid_of(x);
   }
   return T(1);
 }
@@ -76,11 +92,16 @@ CN_HD T act_d2(const ActParams& a, T x, T y) {
   switch (a.kind) {
     case Act::identity:
     case Act::relu:
-    case Act::leaky_relu: return T(0);
-    case Act::elu: return x > T(0) ? T(0) : y + T(a.alpha);
-    case Act::sigmoid: return y * (T(1) - y) * (T(1) - T(2) * y);
-    case Act::tanh: return T(-2) * y * (T(1) - y * y);
-    case Act::gelu: return T(0.39894228040143267794) * std::exp(T(-0.5) * x * x) * (T(2) - x * x);
+    case Act::leaky_relu:
+      return T(0);
+    case Act::elu:
+      return x > T(0) ? T(0) : y + T(a.alpha);
+    case Act::sigmoid:
+      return y * (T(1) - y) * (T(1) - T(2) * y);
+    case Act::tanh:
+      return T(-2) * y * (T(1) - y * y);
+    case Act::gelu:
+      return T(0.39894228040143267794) * std::exp(T(-0.5) * x * x) * (T(2) - x * x);
     case Act::softplus: {
       const T s = sigmoid_of(x);
       return s * (T(1) - s);

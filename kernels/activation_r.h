@@ -7,8 +7,8 @@
 // The loops over K directions compute d1 = f'(x) and d2_dy = f''(x) dy once per element
 // and apply them to every direction: the (d1, ...) overloads.
 #pragma once
-#include "kernels/activation.h"
 #include "core/hd.h"
+#include "kernels/activation.h"
 
 namespace cn {
 

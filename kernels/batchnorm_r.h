@@ -46,7 +46,8 @@ CN_HD T bn_rb_term(T rg, T xhat, T g, T rxhat) {
 template <class T>
 CN_HD T bn_r_dx_train(T gamma, T s, T vgamma, T m2, T g, T xhat, T rg, T rxhat, T A, T B, T RA, T RB, T inv_n) {
   const T dscale = vgamma * s - gamma * s * s * m2;
-  return dscale * (g - A * inv_n - xhat * B * inv_n) + gamma * s * (rg - RA * inv_n - rxhat * B * inv_n - xhat * RB * inv_n);
+  return dscale * (g - A * inv_n - xhat * B * inv_n) +
+         gamma * s * (rg - RA * inv_n - rxhat * B * inv_n - xhat * RB * inv_n);
 }
 
 template <class T>

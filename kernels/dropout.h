@@ -4,8 +4,8 @@
 #pragma once
 #include <cstdint>
 
-#include "core/philox.h"
 #include "core/hd.h"
+#include "core/philox.h"
 
 namespace cn {
 

@@ -4,9 +4,9 @@
 #include <cmath>
 #include <cstdint>
 
-#include "kernels/activation.h"
-#include "core/hd.h"
 #include "config/kinds.h"
+#include "core/hd.h"
+#include "kernels/activation.h"
 
 namespace cn {
 

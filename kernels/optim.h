@@ -6,24 +6,28 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/philox.h"
-#include "core/hd.h"
 #include "config/kinds.h"
+#include "core/hd.h"
+#include "core/philox.h"
 
 namespace cn {
 
 // How many state buffers (each as long as the parameter buffer) a kind keeps.
 CN_HD int optim_state_count(OptimKind k) {
   switch (k) {
-    case OptimKind::sgd: return 0;
+    case OptimKind::sgd:
+      return 0;
     case OptimKind::momentum:
     case OptimKind::nesterov:
     case OptimKind::adagrad:
-    case OptimKind::rmsprop: return 1;
+    case OptimKind::rmsprop:
+      return 1;
     case OptimKind::adam:
     case OptimKind::adamw:
-    case OptimKind::nadam: return 2;
-    case OptimKind::amsgrad: return 3;
+    case OptimKind::nadam:
+      return 2;
+    case OptimKind::amsgrad:
+      return 3;
   }
   return 0;
 }
@@ -168,14 +172,19 @@ CN_HD double grad_noise_value(PhiloxKey key, int64_t i, int64_t step, double sig
 inline const char* optim_state_name(OptimKind k, int j) {
   switch (k) {
     case OptimKind::momentum:
-    case OptimKind::nesterov: return "momentum_buffer";
-    case OptimKind::adagrad: return "sum";
-    case OptimKind::rmsprop: return "square_avg";
+    case OptimKind::nesterov:
+      return "momentum_buffer";
+    case OptimKind::adagrad:
+      return "sum";
+    case OptimKind::rmsprop:
+      return "square_avg";
     case OptimKind::adam:
     case OptimKind::adamw:
     case OptimKind::nadam:
-    case OptimKind::amsgrad: return j == 0 ? "exp_avg" : (j == 1 ? "exp_avg_sq" : "max_exp_avg_sq");
-    case OptimKind::sgd: break;
+    case OptimKind::amsgrad:
+      return j == 0 ? "exp_avg" : (j == 1 ? "exp_avg_sq" : "max_exp_avg_sq");
+    case OptimKind::sgd:
+      break;
   }
   return "";
 }
@@ -189,7 +198,7 @@ inline double nadam_momentum(double beta1, double t) { return beta1 * (1.0 - 0.5
 // product of its mu_t as optimiser state (`mu_product`, stored in T like torch's tensor,
 // reset to 1 at step 0); this advances it.
 struct OptimStepValues {
-  double bc1 = 1, bc2 = 1;                               // 1 - beta^t
+  double bc1 = 1, bc2 = 1;                                    // 1 - beta^t
   double mu = 0, mu_next = 0, mu_prod = 0, mu_prod_next = 0;  // nadam
 };
 template <class T>
@@ -204,7 +213,7 @@ OptimStepValues optim_step_values(OptimKind kind, double beta1, double beta2, in
     v.mu_next = nadam_momentum(beta1, t + 1.0);
     *mu_product = static_cast<T>(static_cast<double>(*mu_product) * v.mu);
     v.mu_prod = static_cast<double>(*mu_product);  // as stored (float: rounded like torch's tensor)
-    v.mu_prod_next = v.mu_prod * v.mu_next;  // prod_{i<=t+1} mu_i (torch >= 2.0; 1.13 multiplied mu_t twice)
+    v.mu_prod_next = v.mu_prod * v.mu_next;        // prod_{i<=t+1} mu_i (torch >= 2.0; 1.13 multiplied mu_t twice)
   }
   return v;
 }

@@ -63,8 +63,8 @@ void BatchNorm<T>::forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) {
       num_batches_[0] += T(1);  // a host-side counter: no device round trip
     }
   } else {
-    CN_DISPATCH(c.device, bn_forward_eval<T>, x, gamma_, beta_, running_mean_.data(), running_var_.data(), N, O,
-                eps_, y, xhat_.data(), inv_std_.data());
+    CN_DISPATCH(c.device, bn_forward_eval<T>, x, gamma_, beta_, running_mean_.data(), running_var_.data(), N, O, eps_,
+                y, xhat_.data(), inv_std_.data());
   }
 }
 

@@ -106,12 +106,12 @@ void Dropout<T>::output_hessian_backward(const T* dy, T* M, T* scratch, int64_t 
   if (active_) CN_DISPATCH(Device::cpu, hess_diag_sandwich<T>, mask_.data(), F, M, N, F);
 }
 
-#define CN_HESSIAN_PASSES_INSTANTIATE(T)                                                                         \
-  template void Linear<T>::output_hessian_backward(const T*, T*, T*, int64_t);                                   \
-  template std::vector<T> Linear<T>::fisher_diag(const PassCtx&, const T*, const T*, int64_t);                   \
-  template void Activation<T>::output_hessian_backward(const T*, T*, T*, int64_t);                               \
-  template void BatchNorm<T>::output_hessian_backward(const T*, T*, T*, int64_t);                                \
-  template std::vector<T> BatchNorm<T>::fisher_diag(const PassCtx&, const T*, const T*, int64_t);                \
+#define CN_HESSIAN_PASSES_INSTANTIATE(T)                                                          \
+  template void Linear<T>::output_hessian_backward(const T*, T*, T*, int64_t);                    \
+  template std::vector<T> Linear<T>::fisher_diag(const PassCtx&, const T*, const T*, int64_t);    \
+  template void Activation<T>::output_hessian_backward(const T*, T*, T*, int64_t);                \
+  template void BatchNorm<T>::output_hessian_backward(const T*, T*, T*, int64_t);                 \
+  template std::vector<T> BatchNorm<T>::fisher_diag(const PassCtx&, const T*, const T*, int64_t); \
   template void Dropout<T>::output_hessian_backward(const T*, T*, T*, int64_t);
 CN_HESSIAN_PASSES_INSTANTIATE(float)
 CN_HESSIAN_PASSES_INSTANTIATE(double)

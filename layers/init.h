@@ -18,7 +18,7 @@ double init_variance(Init kind, int64_t fan_in, int64_t fan_out, double gain);
 
 // Fills `out` (n values) for layer `layer`; `draw` selects an independent sequence
 // (0 = weight, 1 = bias). Deterministic in (seed, layer, draw).
-void init_fill(Init kind, double constant, int64_t fan_in, int64_t fan_out, double gain, uint64_t seed,
-               uint32_t layer, uint64_t draw, double* out, int64_t n);
+void init_fill(Init kind, double constant, int64_t fan_in, int64_t fan_out, double gain, uint64_t seed, uint32_t layer,
+               uint64_t draw, double* out, int64_t n);
 
 }  // namespace cn

@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "config/layer_kind.h"
 #include "core/error.h"
 #include "kernels/ops.h"
-#include "config/layer_kind.h"
 
 namespace cn {
 
@@ -127,12 +127,10 @@ class Layer {
  protected:
   virtual void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) = 0;
   virtual void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) = 0;
-  virtual void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
-                             int64_t N) {
+  virtual void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) {
     throw Error("rforward is not available for layer type " + type());
   }
-  virtual void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                              int64_t N) {
+  virtual void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) {
     throw Error("rbackward is not available for layer type " + type());
   }
 

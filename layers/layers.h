@@ -32,10 +32,8 @@ class Linear final : public Layer<T> {
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
   void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
-  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
-                     int64_t N) override;
-  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                      int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) override;
 
  private:
   T *W_ = nullptr, *b_ = nullptr, *dW_ = nullptr, *db_ = nullptr;
@@ -66,10 +64,8 @@ class Activation final : public Layer<T> {
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
   void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
-  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
-                     int64_t N) override;
-  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                      int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) override;
 
  private:
   LayerKind kind_;
@@ -116,10 +112,8 @@ class BatchNorm final : public Layer<T> {
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
   void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
-  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
-                     int64_t N) override;
-  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                      int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) override;
 
  private:
   double momentum_, eps_;
@@ -145,7 +139,9 @@ class Dropout final : public Layer<T> {
   LayerKind kind() const override { return LayerKind::dropout; }
   double p() const { return p_; }
   bool uses_step_randomness() const override { return true; }
-  void reserve(Device d, int64_t max_n, int64_t max_k) override { mask_.set_device(d), mask_.resize(max_n * this->out_); }
+  void reserve(Device d, int64_t max_n, int64_t max_k) override {
+    mask_.set_device(d), mask_.resize(max_n * this->out_);
+  }
   const T* mask() const { return active_ ? mask_.data() : nullptr; }
   bool supports_output_hessian(bool training) const override { return true; }
   void output_hessian_backward(const T* dy, T* M, T* scratch, int64_t N) override;
@@ -153,10 +149,8 @@ class Dropout final : public Layer<T> {
  protected:
   void forward_impl(const PassCtx& c, const T* x, T* y, int64_t N) override;
   void backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) override;
-  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K,
-                     int64_t N) override;
-  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                      int64_t N) override;
+  void rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t v_stride, T* Ry, int64_t K, int64_t N) override;
+  void rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) override;
 
  private:
   double p_;

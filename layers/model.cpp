@@ -29,13 +29,12 @@ Act activation_of(LayerKind kind) {
 
 ActParams activation_params(const LayerSpec& spec) {
   LayerKind k;
-  if (!spec_kind(spec, &k) || !is_activation(k)) throw InputError("layer type '" + spec.type + "' is not an activation");
+  if (!spec_kind(spec, &k) || !is_activation(k))
+    throw InputError("layer type '" + spec.type + "' is not an activation");
   return ActParams{activation_of(k), spec.slope, spec.alpha};
 }
 
-LossKind loss_kind(const std::string& name) {
-  return parse_enum(kLossKinds, name, "loss.kind");
-}
+LossKind loss_kind(const std::string& name) { return parse_enum(kLossKinds, name, "loss.kind"); }
 
 std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_outputs) {
   std::vector<LayerSpec> out;
@@ -154,8 +153,8 @@ void Sequential<T>::initialize(const ModelConfig& model, uint64_t seed) {
       const int64_t I = l.in_features(), O = l.out_features();
       init_fill(specs_[i].init.value_or(model.init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
                 host.data() + off, O * I);
-      init_fill(specs_[i].bias_init.value_or(model.bias_init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 1,
-                host.data() + off + O * I, O);
+      init_fill(specs_[i].bias_init.value_or(model.bias_init), model.init_constant, I, O, gain, seed,
+                static_cast<uint32_t>(i), 1, host.data() + off + O * I, O);
     } else if (l.kind() == LayerKind::batchnorm) {
       const int64_t O = l.out_features();
       for (int64_t o = 0; o < O; ++o) host[off + o] = 1.0;  // γ = 1, β = 0 (PyTorch)

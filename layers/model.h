@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "config/config.h"
 #include "core/memory.h"
 #include "core/param_layout.h"
-#include "config/config.h"
 #include "layers/layers.h"
 
 namespace cn {

@@ -49,13 +49,12 @@ void Linear<T>::rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t
 }
 
 template <class T>
-void Linear<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K,
-                               int64_t N) {
+void Linear<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, int64_t hv_stride, int64_t K, int64_t N) {
   const int64_t I = this->in_, O = this->out_;
   if (HV) {
     // (Hv)W_k = Rdy_kᵀ x (+ dyᵀ Rx_k), (Hv)b_k = Σ_n Rdy_k
-    CN_DISPATCH(c.device, gemm_batched<T>, true, false, O, I, N, T(1), Rdy, O, N * O, x_, I, 0, T(0), HV, I,
-                hv_stride, K);
+    CN_DISPATCH(c.device, gemm_batched<T>, true, false, O, I, N, T(1), Rdy, O, N * O, x_, I, 0, T(0), HV, I, hv_stride,
+                K);
     if (Rx_ && dy_)
       CN_DISPATCH(c.device, gemm_batched<T>, true, false, O, I, N, T(1), dy_, O, 0, Rx_, I, N * I, T(1), HV, I,
                   hv_stride, K);
@@ -131,13 +130,13 @@ void Dropout<T>::rbackward_impl(const PassCtx& c, const T* Rdy, T* Rdx, T* HV, i
     device_copy(c.device, Rdx, c.device, Rdy, static_cast<size_t>(K * n) * sizeof(T));
 }
 
-#define CN_R_INSTANTIATE(L, T)                                                                                   \
-  template void L<T>::rforward_impl(const PassCtx&, const T*, const T*, int64_t, T*, int64_t, int64_t);          \
+#define CN_R_INSTANTIATE(L, T)                                                                          \
+  template void L<T>::rforward_impl(const PassCtx&, const T*, const T*, int64_t, T*, int64_t, int64_t); \
   template void L<T>::rbackward_impl(const PassCtx&, const T*, T*, T*, int64_t, int64_t, int64_t);
-#define CN_R_INSTANTIATE_ALL(T)                                                                                  \
-  CN_R_INSTANTIATE(Linear, T)                                                                                    \
-  CN_R_INSTANTIATE(Activation, T)                                                                                \
-  CN_R_INSTANTIATE(BatchNorm, T)                                                                                 \
+#define CN_R_INSTANTIATE_ALL(T)   \
+  CN_R_INSTANTIATE(Linear, T)     \
+  CN_R_INSTANTIATE(Activation, T) \
+  CN_R_INSTANTIATE(BatchNorm, T)  \
   CN_R_INSTANTIATE(Dropout, T)
 CN_R_INSTANTIATE_ALL(float)
 CN_R_INSTANTIATE_ALL(double)

@@ -13,8 +13,8 @@ namespace cn {
 
 namespace {
 
-constexpr int64_t kBlock = 1 << 13;     // elements per partial sum
-constexpr int64_t kMaxBlocks = 256;     // partial sums kept on the stack
+constexpr int64_t kBlock = 1 << 13;  // elements per partial sum
+constexpr int64_t kMaxBlocks = 256;  // partial sums kept on the stack
 constexpr int64_t kParallelMin = 1 << 14;
 
 // Sum of f(i) for i in [0, n): blocks fixed by n alone, each summed in order, then the

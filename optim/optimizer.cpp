@@ -24,8 +24,7 @@ template <class T>
 class FlatOptimizer final : public Optimizer<T> {
  public:
   FlatOptimizer(const OptimConfig& config, const ParamLayout& layout)
-      : config_(config), kind_(config.name), layout_(layout),
-        coeffs_(resolve_segment_coeffs(config, layout)) {
+      : config_(config), kind_(config.name), layout_(layout), coeffs_(resolve_segment_coeffs(config, layout)) {
     const int n_states = optim_state_count(kind_);
     states_.resize(static_cast<size_t>(n_states));
     for (auto& s : states_) s.assign(static_cast<size_t>(layout.total), T(0));
@@ -40,32 +39,51 @@ class FlatOptimizer final : public Optimizer<T> {
 
     // Step-dependent scalars shared by all segments (torch's t = step + 1), then each
     // segment's: the same host math as the CUDA optimiser (kernels/optim.h).
-    const OptimStepValues v =
-        optim_step_values(kind_, config_.beta1, config_.beta2, step, mu_product_.empty() ? nullptr : mu_product_.data());
+    const OptimStepValues v = optim_step_values(kind_, config_.beta1, config_.beta2, step,
+                                                mu_product_.empty() ? nullptr : mu_product_.data());
     for (size_t si = 0; si < layout_.segments.size(); ++si) {
       const ParamSegment& seg = layout_.segments[si];
       const SegmentCoeffs& c = coeffs_[si];
-      const OptimScalars<T> s = optim_segment_scalars<T>(kind_, v, step, lr * c.lr_scale, c.weight_decay, c.l1,
-                                                         config_.momentum, config_.alpha, config_.eps, config_.beta1,
-                                                         config_.beta2);
+      const OptimScalars<T> s =
+          optim_segment_scalars<T>(kind_, v, step, lr * c.lr_scale, c.weight_decay, c.l1, config_.momentum,
+                                   config_.alpha, config_.eps, config_.beta1, config_.beta2);
       const int64_t b = seg.offset, e = seg.offset + seg.size();
       switch (kind_) {
-        case OptimKind::sgd: run_segment<OptimKind::sgd>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::momentum: run_segment<OptimKind::momentum>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::nesterov: run_segment<OptimKind::nesterov>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::adagrad: run_segment<OptimKind::adagrad>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::rmsprop: run_segment<OptimKind::rmsprop>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::adam: run_segment<OptimKind::adam>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::adamw: run_segment<OptimKind::adamw>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::nadam: run_segment<OptimKind::nadam>(s, params, grads, s0, s1, s2, b, e); break;
-        case OptimKind::amsgrad: run_segment<OptimKind::amsgrad>(s, params, grads, s0, s1, s2, b, e); break;
+        case OptimKind::sgd:
+          run_segment<OptimKind::sgd>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::momentum:
+          run_segment<OptimKind::momentum>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::nesterov:
+          run_segment<OptimKind::nesterov>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::adagrad:
+          run_segment<OptimKind::adagrad>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::rmsprop:
+          run_segment<OptimKind::rmsprop>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::adam:
+          run_segment<OptimKind::adam>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::adamw:
+          run_segment<OptimKind::adamw>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::nadam:
+          run_segment<OptimKind::nadam>(s, params, grads, s0, s1, s2, b, e);
+          break;
+        case OptimKind::amsgrad:
+          run_segment<OptimKind::amsgrad>(s, params, grads, s0, s1, s2, b, e);
+          break;
       }
     }
   }
 
   std::vector<std::pair<std::string, std::vector<T>*>> state() override {
     std::vector<std::pair<std::string, std::vector<T>*>> out;
-    for (size_t j = 0; j < states_.size(); ++j) out.emplace_back(optim_state_name(kind_, static_cast<int>(j)), &states_[j]);
+    for (size_t j = 0; j < states_.size(); ++j)
+      out.emplace_back(optim_state_name(kind_, static_cast<int>(j)), &states_[j]);
     if (kind_ == OptimKind::nadam) out.emplace_back("mu_product", &mu_product_);
     return out;
   }
@@ -75,8 +93,8 @@ class FlatOptimizer final : public Optimizer<T> {
     if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
         kind_ != OptimKind::amsgrad)
       return {};
-    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", config_.beta2,
-                                  config_.eps, step);
+    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq",
+                                        config_.beta2, config_.eps, step);
   }
 
  private:
@@ -117,14 +135,15 @@ std::vector<SegmentCoeffs> resolve_segment_coeffs(const OptimConfig& config, con
 
 template <class T>
 std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
-                                        double eps, int64_t step) {
+                                              double eps, int64_t step) {
   std::vector<double> p;
   if (step <= 0) return p;
   for (auto& [name, buf] : optimizer.state()) {
     if (name != state_name) continue;
     const double corr = 1.0 - std::pow(beta2, static_cast<double>(step));
     p.resize(buf->size());
-    for (size_t i = 0; i < buf->size(); ++i) p[i] = adam_preconditioner<double>(static_cast<double>((*buf)[i]), corr, eps);
+    for (size_t i = 0; i < buf->size(); ++i)
+      p[i] = adam_preconditioner<double>(static_cast<double>((*buf)[i]), corr, eps);
   }
   return p;
 }
@@ -137,9 +156,10 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const Pa
   return std::make_unique<FlatOptimizer<T>>(config, layout);
 }
 
-template std::vector<double> preconditioner_from_state<float>(Optimizer<float>&, const std::string&, double, double, int64_t);
+template std::vector<double> preconditioner_from_state<float>(Optimizer<float>&, const std::string&, double, double,
+                                                              int64_t);
 template std::vector<double> preconditioner_from_state<double>(Optimizer<double>&, const std::string&, double, double,
-                                                         int64_t);
+                                                               int64_t);
 template std::unique_ptr<Optimizer<float>> make_optimizer<float>(const OptimConfig&, const ParamLayout&);
 template std::unique_ptr<Optimizer<double>> make_optimizer<double>(const OptimConfig&, const ParamLayout&);
 

@@ -42,7 +42,7 @@ class Optimizer {
 // has no state of that name.
 template <class T>
 std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
-                                        double eps, int64_t step);
+                                              double eps, int64_t step);
 
 template <class T>
 std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const ParamLayout& layout);

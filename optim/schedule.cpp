@@ -13,7 +13,8 @@ constexpr double kPi = 3.14159265358979323846;
 
 void need_step_size(const ScheduleConfig& s) {
   if (s.step_size <= 0)
-    throw InputError("schedule.step_size: must be > 0 for kind '" + std::string(enum_name(kScheduleKinds, s.kind)) + "' (got " + std::to_string(s.step_size) + ")");
+    throw InputError("schedule.step_size: must be > 0 for kind '" + std::string(enum_name(kScheduleKinds, s.kind)) +
+                     "' (got " + std::to_string(s.step_size) + ")");
 }
 
 }  // namespace
@@ -26,7 +27,8 @@ double scheduled_lr(const ScheduleConfig& schedule, double base_lr, int64_t step
   const int64_t u = step - warmup;  // the schedule's own clock
   const double ud = static_cast<double>(u);
   switch (schedule.kind) {
-    case ScheduleKind::constant: return base_lr;
+    case ScheduleKind::constant:
+      return base_lr;
     case ScheduleKind::step: {  // torch StepLR
       need_step_size(schedule);
       return base_lr * std::pow(schedule.gamma, static_cast<double>(u / schedule.step_size));
@@ -39,8 +41,8 @@ double scheduled_lr(const ScheduleConfig& schedule, double base_lr, int64_t step
       const int64_t horizon = (schedule.total_steps > 0 ? schedule.total_steps : total_steps) - warmup;
       if (horizon <= 0)
         throw InputError("schedule.total_steps: cosine needs a horizon longer than warmup_steps (total " +
-                         std::to_string(schedule.total_steps > 0 ? schedule.total_steps : total_steps) +
-                         ", warmup " + std::to_string(warmup) + ")");
+                         std::to_string(schedule.total_steps > 0 ? schedule.total_steps : total_steps) + ", warmup " +
+                         std::to_string(warmup) + ")");
       if (u >= horizon) return schedule.min_lr;
       return schedule.min_lr +
              (base_lr - schedule.min_lr) * (1.0 + std::cos(kPi * ud / static_cast<double>(horizon))) / 2.0;

@@ -22,7 +22,8 @@ void save_model(const Sequential<T>& model, const std::string& path) {
   std::vector<T> host(static_cast<size_t>(model.layout().total));
   device_copy(Device::cpu, host.data(), model.device(), model.params().data(), host.size() * sizeof(T));
   SafetensorsWriter w;
-  for (const ParamSegment& seg : model.layout().segments) w.add<T>(seg.name, torch_shape(model, seg), host.data() + seg.offset);
+  for (const ParamSegment& seg : model.layout().segments)
+    w.add<T>(seg.name, torch_shape(model, seg), host.data() + seg.offset);
   auto& mutable_model = const_cast<Sequential<T>&>(model);  // state() hands out views
   for (size_t i = 0; i < model.size(); ++i) {
     for (const StateView<T>& s : mutable_model.layer(i).state()) {
@@ -53,8 +54,8 @@ void load_model(Sequential<T>& model, const std::string& path) {
   for (size_t i = 0; i < model.size(); ++i) {
     for (const StateView<T>& s : model.layer(i).state()) {
       const std::string name = std::to_string(i) + "." + s.name;
-      std::vector<double> v = s.name == "num_batches_tracked" ? f.get<double>(name, std::vector<int64_t>{})
-                                                              : f.get<double>(name, {s.size});
+      std::vector<double> v =
+          s.name == "num_batches_tracked" ? f.get<double>(name, std::vector<int64_t>{}) : f.get<double>(name, {s.size});
       std::vector<T> cast(v.begin(), v.end());
       device_copy(s.device, s.data, Device::cpu, cast.data(), cast.size() * sizeof(T));
     }
@@ -65,8 +66,8 @@ template <class T>
 void save_state(Optimizer<T>& optimizer, const TrainState& st, const std::string& path) {
   SafetensorsWriter w;
   for (auto& [name, buf] : optimizer.state()) w.add<T>("optim." + name, {static_cast<int64_t>(buf->size())}, *buf);
-  const int64_t step = st.step, epoch = st.epoch, seed = static_cast<int64_t>(st.seed), bad = st.evals_without_improvement,
-                has_best = st.has_best, total = st.first_total_steps;
+  const int64_t step = st.step, epoch = st.epoch, seed = static_cast<int64_t>(st.seed),
+                bad = st.evals_without_improvement, has_best = st.has_best, total = st.first_total_steps;
   w.add<int64_t>("step", {}, &step);
   w.add<int64_t>("epoch", {}, &epoch);
   w.add<int64_t>("rng.seed", {}, &seed);
@@ -111,8 +112,8 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
 }
 
 #define CN_INSTANTIATE(T)                                                            \
-  template void save_model<T>(const Sequential<T>&, const std::string&);            \
-  template void load_model<T>(Sequential<T>&, const std::string&);                  \
+  template void save_model<T>(const Sequential<T>&, const std::string&);             \
+  template void load_model<T>(Sequential<T>&, const std::string&);                   \
   template void save_state<T>(Optimizer<T>&, const TrainState&, const std::string&); \
   template TrainState load_state<T>(Optimizer<T>&, const std::string&);
 CN_INSTANTIATE(float)

@@ -25,18 +25,18 @@ template <class T>
 void load_model(Sequential<T>& model, const std::string& path);
 
 struct TrainState {
-  int64_t step = 0;                 // updates done
-  int64_t epoch = 0;                // epoch of the next update
+  int64_t step = 0;   // updates done
+  int64_t epoch = 0;  // epoch of the next update
   uint64_t seed = 0;
   std::vector<int64_t> data_order;  // the permutation of the current epoch
   double best_metric = 0;           // early stopping
   bool has_best = false;
   int64_t evals_without_improvement = 0;
-  int64_t first_total_steps = 0;    // the run's total at its first start (schedule horizon)
-  double log_window_loss = 0;       // summed batch losses since the last logged step
+  int64_t first_total_steps = 0;  // the run's total at its first start (schedule horizon)
+  double log_window_loss = 0;     // summed batch losses since the last logged step
   int64_t log_window_steps = 0;
-  bool curvature_due = false;       // this step's curvature checkpoint runs after the save
-  std::string doctor;               // Doctor::state() as JSON text; "" = none
+  bool curvature_due = false;  // this step's curvature checkpoint runs after the save
+  std::string doctor;          // Doctor::state() as JSON text; "" = none
 };
 
 template <class T>

@@ -34,7 +34,7 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) break;  // stop_ and nothing left
-      if (error_) {  // the caller rethrows the first error: what is queued is moot
+      if (error_) {               // the caller rethrows the first error: what is queued is moot
         queue_.clear();
         continue;
       }

@@ -54,13 +54,13 @@ std::vector<double> loss_targets(const Dataset& d, const TaskShape& s) {
 // device rings the host reads at the logging cadence, so a step never waits for the device.
 template <class T>
 struct Engine<T>::CudaSteps {
-  static constexpr int64_t kRing = 1024;  // the clipper's ring has the same size
+  static constexpr int64_t kRing = 1024;        // the clipper's ring has the same size
   std::unique_ptr<CudaGradClipper<T>> clipper;  // clipping with the norms kept on the device
-  Buffer<T> x, targets;                   // the training split as T (empty: gathered on the host)
-  Buffer<int64_t> order;                  // this epoch's sample order
+  Buffer<T> x, targets;                         // the training split as T (empty: gathered on the host)
+  Buffer<int64_t> order;                        // this epoch's sample order
   int64_t order_epoch = -1;
-  Buffer<double> losses;                  // batch loss of step s at s % kRing
-  Buffer<double> graph_loss;              // where the recorded graph leaves the loss
+  Buffer<double> losses;      // batch loss of step s at s % kRing
+  Buffer<double> graph_loss;  // where the recorded graph leaves the loss
   bool use_graphs = false;
   std::map<int64_t, cuda::Graph> graphs;  // by batch size
   // Host-side counters a forward bumps (BatchNorm's num_batches_tracked): a replay runs
@@ -127,7 +127,7 @@ void Engine<T>::CudaSteps::step(Engine& e, const PassCtx& c, int64_t begin, int6
     cuda::Graph& graph = graphs[n];
     if (graph.replay()) {
       for (T* counter : host_counters) *counter += T(1);
-    } else {  // first step at this batch size, or the workspace moved
+    } else {                                // first step at this batch size, or the workspace moved
       forward_backward(graph_loss.data());  // sizes every buffer the recording will use
       std::vector<T> counted;
       for (T* counter : host_counters) counted.push_back(*counter);
@@ -346,9 +346,8 @@ std::unique_ptr<CurvatureCheckpoint> Engine<T>::curvature(const Dataset* split) 
   const int64_t n = std::min<int64_t>(config.diagnostics.batch_size, d.n);
   std::vector<double> x(d.x.begin(), d.x.begin() + n * d.d);
   std::vector<double> t(targets.begin(), targets.begin() + n * shape.target_width);
-  return std::make_unique<CurvatureCheckpoint>(config.diagnostics, model->specs(), data.train.d,
-                                               config.loss.kind, std::move(x), std::move(t), n,
-                                               config.train.seed, device);
+  return std::make_unique<CurvatureCheckpoint>(config.diagnostics, model->specs(), data.train.d, config.loss.kind,
+                                               std::move(x), std::move(t), n, config.train.seed, device);
 }
 
 template <class T>
@@ -366,8 +365,8 @@ void Engine<T>::load_checkpoint(const std::string& dir) {
   load_model(*model, model_path);
   const TrainState loaded = load_state(*optimizer, state_path);
   if (loaded.seed != config.train.seed)
-    throw InputError(state_path + ": rng.seed " + std::to_string(loaded.seed) +
-                     " differs from train.seed " + std::to_string(config.train.seed));
+    throw InputError(state_path + ": rng.seed " + std::to_string(loaded.seed) + " differs from train.seed " +
+                     std::to_string(config.train.seed));
   st = loaded;
   ensure_order(st.epoch);
   if (!st.data_order.empty() && st.data_order != order)

@@ -45,9 +45,9 @@ struct Engine {
   std::unique_ptr<Sequential<T>> model;
   std::unique_ptr<Loss<T>> loss;
   std::unique_ptr<Optimizer<T>> optimizer;
-  Buffer<T> xb, yb;             // the batch on the device
+  Buffer<T> xb, yb;  // the batch on the device
   std::vector<T> xb_host, yb_host;
-  std::vector<int64_t> order;   // this epoch's sample order
+  std::vector<int64_t> order;  // this epoch's sample order
   int64_t order_epoch = -1;
   int64_t steps_per_epoch = 0, total_steps = 0, batch = 0;
   TrainState st;

@@ -8,9 +8,7 @@
 
 namespace cn {
 
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 std::string fmt_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";

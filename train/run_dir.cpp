@@ -115,10 +115,14 @@ void RunDir::open_logs(bool curvature) {
 
 JsonLinesWriter& RunDir::writer(RunLog kind) {
   switch (kind) {
-    case RunLog::metrics: return metrics_;
-    case RunLog::eval: return eval_;
-    case RunLog::stats: return stats_;
-    case RunLog::diagnostics: return diagnostics_;
+    case RunLog::metrics:
+      return metrics_;
+    case RunLog::eval:
+      return eval_;
+    case RunLog::stats:
+      return stats_;
+    case RunLog::diagnostics:
+      return diagnostics_;
   }
   return metrics_;
 }

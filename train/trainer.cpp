@@ -18,8 +18,8 @@ namespace {
 
 // Keys a resumed run may change (docs/design.md §5).
 bool resumable_difference(const std::string& key) {
-  return key == "train.steps" || key == "train.epochs" || key == "train.log_every" || key.rfind("diagnostics.", 0) == 0 ||
-         key == "name" || key == "source";
+  return key == "train.steps" || key == "train.epochs" || key == "train.log_every" ||
+         key.rfind("diagnostics.", 0) == 0 || key == "name" || key == "source";
 }
 
 }  // namespace
@@ -31,7 +31,8 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
   if (resuming) {
     run_dir = o.resume_dir;
     const std::string saved_path = RunLayout(run_dir).config();
-    if (!fs::exists(saved_path)) throw InputError("--resume " + run_dir + ": no config.toml (is this a run directory?)");
+    if (!fs::exists(saved_path))
+      throw InputError("--resume " + run_dir + ": no config.toml (is this a run directory?)");
     const Config saved = load_config(saved_path);
     if (o.config_given) {
       Config resolved = config;  // compare against what the first start resolved
@@ -63,7 +64,10 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
     Engine<T> e(config, resolve_device(device.empty() ? enum_name(kDeviceChoices, config.train.device) : device));
     load_model(*e.model, ckpt + "/" + RunLayout::kModelFile);
     e.st.step = *step;
-    const Dataset* d = split == "train" ? &e.data.train : split == "val" ? &e.data.val : split == "test" ? &e.data.test : nullptr;
+    const Dataset* d = split == "train"  ? &e.data.train
+                       : split == "val"  ? &e.data.val
+                       : split == "test" ? &e.data.test
+                                         : nullptr;
     if (!d) throw InputError("--split " + split + ": expected train, val or test");
     if (d->n == 0) throw InputError("--split " + split + ": the split is empty for data set " + config.data.dataset);
     json row = e.evaluate(*d, split);
@@ -85,11 +89,12 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
     using T = decltype(tag);
     Engine<T> e(config, device);
     e.load_checkpoint(ckpt);
-    const Dataset* d = ho.split == "train" ? nullptr
-                       : ho.split == "val" ? &e.data.val
+    const Dataset* d = ho.split == "train"  ? nullptr
+                       : ho.split == "val"  ? &e.data.val
                        : ho.split == "test" ? &e.data.test
                                             : throw InputError("--data " + ho.split + ": expected train, val or test");
-    if (d && d->n == 0) throw InputError("--data " + ho.split + ": the split is empty for data set " + config.data.dataset);
+    if (d && d->n == 0)
+      throw InputError("--data " + ho.split + ": the split is empty for data set " + config.data.dataset);
     return e.curvature(d)->run(e.st.step, e.snapshot());
   };
   return config.train.dtype == DType::float64 ? run(double{}) : run(float{});

@@ -10,8 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "diagnostics/curvature_checkpoint.h"
 #include "config/config.h"
+#include "diagnostics/curvature_checkpoint.h"
 
 namespace cn {
 
@@ -35,7 +35,7 @@ struct TrainSummary {
   nlohmann::json final_eval;  // the last evaluation row (test when there is a test split)
   bool early_stopped = false;
   bool nonfinite = false;
-  bool interrupted = false;     // should_stop ended it; resume continues it
+  bool interrupted = false;  // should_stop ended it; resume continues it
   double wall_s = 0;
 };
 
@@ -55,7 +55,7 @@ struct HessianOptions {
   std::string split = "train";  // the curvature batch: the first batch_size samples of this split
   int64_t batch_size = 0;
   std::optional<DiagMode> mode;
-  std::string device;           // auto | cpu | cuda; "" = the run's train.device
+  std::string device;  // auto | cpu | cuda; "" = the run's train.device
 };
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& options);
 
@@ -64,7 +64,7 @@ class StepRunner {
  public:
   StepRunner(const Config& config);
   ~StepRunner();
-  double step();           // one update; returns the batch loss
+  double step();  // one update; returns the batch loss
   int64_t steps_done() const;
   int64_t num_params() const;
   std::vector<double> parameters() const;  // flat, as float64

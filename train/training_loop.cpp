@@ -232,8 +232,11 @@ void TrainingLoop<T>::evaluate_val() {
 template <class T>
 void TrainingLoop<T>::log_metrics(int64_t s) {
   const double t = now_s();
-  json row = {{"step", s}, {"epoch", (s - 1) / e_.steps_per_epoch}, {"lr", e_.lr_at(s - 1)},
-              {"clipped", e_.last_clip.clipped}, {"time_s", t - t_start_}};
+  json row = {{"step", s},
+              {"epoch", (s - 1) / e_.steps_per_epoch},
+              {"lr", e_.lr_at(s - 1)},
+              {"clipped", e_.last_clip.clipped},
+              {"time_s", t - t_start_}};
   set_metric(row, "loss", window_loss_ / static_cast<double>(window_steps_));
   set_metric(row, "grad_norm", e_.last_clip.norm_before);
   set_metric(row, "grad_norm_clipped", e_.last_clip.norm_after);

@@ -42,8 +42,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T*
 
 template <class T>
 void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda,
-                  int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc,
-                  int64_t strideC, int64_t count) {
+                  int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc, int64_t strideC,
+                  int64_t count) {
   for (int64_t k = 0; k < count; ++k)
     gemm(ta, tb, M, Nc, Kd, alpha, A + k * strideA, lda, B + k * strideB, ldb, beta, C + k * strideC, ldc);
 }
@@ -84,8 +84,8 @@ void column_sum(const T* x, int64_t N, int64_t O, T* s, bool accumulate) {
 
 // The fused ops of the CUDA backend, here as the two steps they replace.
 template <class T>
-void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B,
-               int64_t ldb, const T* bias, T* C, int64_t ldc) {
+void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B, int64_t ldb,
+               const T* bias, T* C, int64_t ldc) {
   gemm(ta, tb, M, Nc, Kd, T(1), A, lda, B, ldb, T(0), C, ldc);
   add_row_vector_ld(C, bias, M, Nc, ldc);
 }
@@ -119,8 +119,7 @@ void act_forward(const ActParams& a, const T* x, T* y, int64_t n) {
 }
 
 template <class T>
-void act_backward(const ActParams& a, const T* x, const T* y, const T* dy,
-                  T* dx, int64_t n) {
+void act_backward(const ActParams& a, const T* x, const T* y, const T* dy, T* dx, int64_t n) {
   with_constant_act(a.kind, [&](auto kind) {
     const ActParams p{decltype(kind)::value, a.slope, a.alpha};
 #pragma omp parallel for simd if (n > 32768)
@@ -181,8 +180,8 @@ void bn_backward_eval(const T* dy, const T* xhat, const T* gamma, const T* inv_s
 }
 
 template <class T>
-void bn_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                     int64_t N, int64_t O, double eps, T* y, T* xhat, T* inv_std) {
+void bn_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var, int64_t N,
+                     int64_t O, double eps, T* y, T* xhat, T* inv_std) {
   for (int64_t o = 0; o < O; ++o) inv_std[o] = bn_inv_std(running_var[o], eps);
 #pragma omp parallel for if (N * O > 32768)
   for (int64_t n = 0; n < N; ++n)
@@ -265,27 +264,27 @@ void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N
   *mean = loss_mean(kind, z, target, N, C, dz, p);
 }
 
-#define CN_INSTANTIATE(T)                                                                                            \
-  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,      \
-                        int64_t);                                                                                    \
-  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, const T*,     \
-                                int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);                                 \
-  template void gemm_bias<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, const T*, \
-                             T*, int64_t);                                                                           \
-  template void gemm_bias_grad<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, T*); \
-  template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                                   \
-  template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                                 \
-  template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                                             \
-  template void act_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t);                        \
-  template void bn_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, T*, T*);         \
-  template void bn_backward_train<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);          \
-  template void bn_backward_eval<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);           \
-  template void bn_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, double, T*,   \
-                                   T*, T*);                                                                          \
-  template void bn_update_running<T>(const T*, const T*, int64_t, int64_t, double, double, T*, T*);                  \
-  template void dropout_forward<T>(const T*, T*, T*, int64_t, double, PhiloxKey, uint32_t, uint64_t);                \
-  template void multiply<T>(const T*, const T*, T*, int64_t);                                                        \
-  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                                      \
+#define CN_INSTANTIATE(T)                                                                                              \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,         \
+                        int64_t);                                                                                      \
+  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, const T*,        \
+                                int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);                                   \
+  template void gemm_bias<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, const T*,    \
+                             T*, int64_t);                                                                             \
+  template void gemm_bias_grad<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, T*);   \
+  template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                                     \
+  template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                                   \
+  template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                                               \
+  template void act_backward<T>(const ActParams&, const T*, const T*, const T*, T*, int64_t);                          \
+  template void bn_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, T*, T*);           \
+  template void bn_backward_train<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);            \
+  template void bn_backward_eval<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);             \
+  template void bn_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, \
+                                   T*);                                                                                \
+  template void bn_update_running<T>(const T*, const T*, int64_t, int64_t, double, double, T*, T*);                    \
+  template void dropout_forward<T>(const T*, T*, T*, int64_t, double, PhiloxKey, uint32_t, uint64_t);                  \
+  template void multiply<T>(const T*, const T*, T*, int64_t);                                                          \
+  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                                        \
   template void loss_forward_backward<T>(LossKind, const T*, const T*, int64_t, int64_t, T*, T*, double*);
 CN_INSTANTIATE(float)
 CN_INSTANTIATE(double)

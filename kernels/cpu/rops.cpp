@@ -41,7 +41,8 @@ void column_sum_strided(const T* x, int64_t K, int64_t N, int64_t O, T* s, int64
 template <class T>
 void pack_strided(const T* src, int64_t src_stride, int64_t len, T* dst, int64_t K) {
 #pragma omp parallel for if (K * len > kPar)
-  for (int64_t k = 0; k < K; ++k) std::memcpy(dst + k * len, src + k * src_stride, static_cast<size_t>(len) * sizeof(T));
+  for (int64_t k = 0; k < K; ++k)
+    std::memcpy(dst + k * len, src + k * src_stride, static_cast<size_t>(len) * sizeof(T));
 }
 
 template <class T>
@@ -101,8 +102,8 @@ void multiply_k(const T* X, const T* m, T* Y, int64_t n, int64_t K) {
 }
 
 template <class T>
-void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma, const T* Rx, const T* Vg,
-                 const T* Vb, int64_t v_stride, int64_t N, int64_t O, int64_t K, T* Rxhat, T* Rstat, T* Ry) {
+void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma, const T* Rx, const T* Vg, const T* Vb,
+                 int64_t v_stride, int64_t N, int64_t O, int64_t K, T* Rxhat, T* Rstat, T* Ry) {
   const T inv_n = T(1) / T(N);
 #pragma omp parallel for collapse(2) if (K * N * O > kPar)
   for (int64_t k = 0; k < K; ++k)
@@ -133,8 +134,8 @@ void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma,
 
 template <class T>
 void bn_rbackward(bool training, const T* dy, const T* xhat, const T* inv_std, const T* gamma, const T* Rxhat,
-                  const T* Rstat, const T* Vg, int64_t v_stride, const T* Rdy, int64_t N, int64_t O, int64_t K,
-                  T* Rdx, T* HV, int64_t hv_stride) {
+                  const T* Rstat, const T* Vg, int64_t v_stride, const T* Rdy, int64_t N, int64_t O, int64_t K, T* Rdx,
+                  T* HV, int64_t hv_stride) {
   const T inv_n = T(1) / T(N);
 #pragma omp parallel for collapse(2) if (K * N * O > kPar)
   for (int64_t k = 0; k < K; ++k)
@@ -196,8 +197,7 @@ void loss_output_hessian(LossKind kind, const T* p, int64_t N, int64_t C, T* M) 
 #pragma omp parallel for if (N * C * C > kPar)
   for (int64_t n = 0; n < N; ++n)
     for (int64_t i = 0; i < C; ++i)
-      for (int64_t j = 0; j < C; ++j)
-        M[(n * C + i) * C + j] = loss_hessian_entry(kind, p + n * C, i, j, inv_n, inv_nc);
+      for (int64_t j = 0; j < C; ++j) M[(n * C + i) * C + j] = loss_hessian_entry(kind, p + n * C, i, j, inv_n, inv_nc);
 }
 
 template <class T>

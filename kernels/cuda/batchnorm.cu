@@ -37,8 +37,8 @@ __global__ void bn_forward_train_kernel(const T* x, const T* gamma, const T* bet
 
 // Both backward modes: the parameter gradients are the same sums; dx differs.
 template <class T, bool kTrain>
-__global__ void bn_backward_kernel(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N,
-                                   int64_t O, T* dx, T* dgamma, T* dbeta) {
+__global__ void bn_backward_kernel(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N, int64_t O,
+                                   T* dx, T* dgamma, T* dbeta) {
   const int64_t o = blockIdx.x * int64_t(kTile) + threadIdx.x;
   const bool inside = o < O;
   const T sum_dy = column_tile_sum<T>(N, [&](int64_t n) { return inside ? dy[n * O + o] : T(0); });
@@ -97,8 +97,8 @@ template <class T, bool kTrain>
 void launch_bn_backward(const T* dy, const T* xhat, const T* gamma, const T* inv_std, int64_t N, int64_t O, T* dx,
                         T* dgamma, T* dbeta) {
   if (O == 0) return;
-  bn_backward_kernel<T, kTrain><<<tile_grid(O), tile_block(), 0, stream()>>>(dy, xhat, gamma, inv_std, N, O, dx,
-                                                                             dgamma, dbeta);
+  bn_backward_kernel<T, kTrain>
+      <<<tile_grid(O), tile_block(), 0, stream()>>>(dy, xhat, gamma, inv_std, N, O, dx, dgamma, dbeta);
   CN_CUDA_CHECK(cudaGetLastError());
 }
 }  // namespace
@@ -116,12 +116,12 @@ void bn_backward_eval(const T* dy, const T* xhat, const T* gamma, const T* inv_s
 }
 
 template <class T>
-void bn_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                     int64_t N, int64_t O, double eps, T* y, T* xhat, T* inv_std) {
+void bn_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var, int64_t N,
+                     int64_t O, double eps, T* y, T* xhat, T* inv_std) {
   if (O == 0) return;
   CN_CHECK(N > 0);  // inv_std is written by the threads of row 0
-  bn_forward_eval_kernel<<<grid_for(N * O), kBlock, 0, stream()>>>(x, gamma, beta, running_mean, running_var, N, O,
-                                                                   eps, y, xhat, inv_std);
+  bn_forward_eval_kernel<<<grid_for(N * O), kBlock, 0, stream()>>>(x, gamma, beta, running_mean, running_var, N, O, eps,
+                                                                   y, xhat, inv_std);
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -134,12 +134,12 @@ void bn_update_running(const T* mean, const T* inv_std, int64_t N, int64_t O, do
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
-#define CN_INSTANTIATE(T)                                                                                          \
-  template void bn_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, T*, T*);       \
-  template void bn_backward_train<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);        \
-  template void bn_backward_eval<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);         \
-  template void bn_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, double, T*, \
-                                   T*, T*);                                                                        \
+#define CN_INSTANTIATE(T)                                                                                              \
+  template void bn_forward_train<T>(const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, T*, T*);           \
+  template void bn_backward_train<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);            \
+  template void bn_backward_eval<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*, T*);             \
+  template void bn_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, double, T*, T*, \
+                                   T*);                                                                                \
   template void bn_update_running<T>(const T*, const T*, int64_t, int64_t, double, double, T*, T*);
 CN_INSTANTIATE(float)
 CN_INSTANTIATE(double)

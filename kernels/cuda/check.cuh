@@ -17,14 +17,14 @@ namespace cn::cuda {
 const char* cusolver_status_name(cusolverStatus_t s) noexcept;
 }  // namespace cn::cuda
 
-#define CN_CHECK_STATUS(expr, ok, name_of)                                                     \
-  do {                                                                                       \
-    const auto cn_status_ = (expr);                                                          \
+#define CN_CHECK_STATUS(expr, ok, name_of)                                                             \
+  do {                                                                                                 \
+    const auto cn_status_ = (expr);                                                                    \
     if (cn_status_ != (ok)) ::cn::detail::fail_status(__FILE__, __LINE__, #expr, name_of(cn_status_)); \
   } while (0)
-#define CN_WARN_STATUS(expr, ok, name_of)                                                      \
-  do {                                                                                       \
-    const auto cn_status_ = (expr);                                                          \
+#define CN_WARN_STATUS(expr, ok, name_of)                                                              \
+  do {                                                                                                 \
+    const auto cn_status_ = (expr);                                                                    \
     if (cn_status_ != (ok)) ::cn::detail::warn_status(__FILE__, __LINE__, #expr, name_of(cn_status_)); \
   } while (0)
 

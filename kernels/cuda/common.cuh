@@ -1,8 +1,8 @@
 // What the CUDA kernels share: launch geometry and the deterministic column reduction
 // used by column_sum and BatchNorm. Only for .cu files.
 #pragma once
-#include <cub/warp/warp_reduce.cuh>
 #include <cstdint>
+#include <cub/warp/warp_reduce.cuh>
 
 #include "core/error.h"
 #include "kernels/cuda/check.cuh"

@@ -77,10 +77,10 @@ class ContextScope {
 // The caching allocator behind cn::cuda_memory::alloc/free: freed blocks are kept by
 // (rounded) size and handed out again, so only the first training step calls cudaMalloc.
 struct MemoryStats {
-  int64_t cuda_mallocs = 0;   // cudaMalloc calls so far
-  int64_t allocations = 0;    // alloc() calls so far (cache hits included)
-  size_t bytes_in_use = 0;    // handed out and not yet freed
-  size_t bytes_cached = 0;    // freed, kept for reuse
+  int64_t cuda_mallocs = 0;  // cudaMalloc calls so far
+  int64_t allocations = 0;   // alloc() calls so far (cache hits included)
+  size_t bytes_in_use = 0;   // handed out and not yet freed
+  size_t bytes_cached = 0;   // freed, kept for reuse
 };
 MemoryStats memory_stats();
 // Waits for the stream and returns every cached block to the driver.

@@ -30,8 +30,8 @@ namespace {
 // ---- the Jacobi kernel ---------------------------------------------------------------------
 
 constexpr int kJacobiMaxThreads = 1024;
-constexpr int kReduceSlots = 33;     // one partial sum per warp (≤ 32) and the total
-constexpr int kJacobiMaxOrder = 510; // pair indices are packed in 8 bits: m/2 ≤ 255
+constexpr int kReduceSlots = 33;      // one partial sum per warp (≤ 32) and the total
+constexpr int kJacobiMaxOrder = 510;  // pair indices are packed in 8 bits: m/2 ≤ 255
 
 template <class T>
 struct Eps;
@@ -60,7 +60,7 @@ __host__ __device__ inline JacobiLayout jacobi_layout(int n) {
   L.ld = L.m + 1;  // odd row stride: column-wise accesses (the mirrored writes) spread over banks
   L.items = L.K * (L.K + 1) / 2;
   size_t off = kReduceSlots * sizeof(double);  // the reduction scratch first: 8-byte aligned
-  auto take = [&off](size_t bytes) {  // the next `bytes`, in the order of the fields below
+  auto take = [&off](size_t bytes) {           // the next `bytes`, in the order of the fields below
     const size_t at = off;
     off += bytes;
     return at;
@@ -303,19 +303,19 @@ void check_syev_batched_size(int64_t n, int64_t count) {
 }
 
 template <class T>
-void syev_batched_buffer_size(cusolverDnHandle_t h, cusolverDnParams_t params, int64_t n, int64_t count,
-                              const T* A, const T* W, size_t* dev_bytes, size_t* host_bytes) {
+void syev_batched_buffer_size(cusolverDnHandle_t h, cusolverDnParams_t params, int64_t n, int64_t count, const T* A,
+                              const T* W, size_t* dev_bytes, size_t* host_bytes) {
   constexpr cudaDataType dt = data_type<T>();
-  CN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(h, params, CUSOLVER_EIG_MODE_NOVECTOR, kFill, n, dt, A, n, dt,
-                                                      W, dt, dev_bytes, host_bytes, count));
+  CN_CUSOLVER_CHECK(cusolverDnXsyevBatched_bufferSize(h, params, CUSOLVER_EIG_MODE_NOVECTOR, kFill, n, dt, A, n, dt, W,
+                                                      dt, dev_bytes, host_bytes, count));
 }
 
 template <class T>
-void syev_batched(cusolverDnHandle_t h, cusolverDnParams_t params, int64_t n, int64_t count, T* A, T* W,
-                  void* dev_ws, size_t dev_bytes, void* host_ws, size_t host_bytes, int* info) {
+void syev_batched(cusolverDnHandle_t h, cusolverDnParams_t params, int64_t n, int64_t count, T* A, T* W, void* dev_ws,
+                  size_t dev_bytes, void* host_ws, size_t host_bytes, int* info) {
   constexpr cudaDataType dt = data_type<T>();
-  CN_CUSOLVER_CHECK(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_NOVECTOR, kFill, n, dt, A, n, dt, W, dt,
-                                           dev_ws, dev_bytes, host_ws, host_bytes, info, count));
+  CN_CUSOLVER_CHECK(cusolverDnXsyevBatched(h, params, CUSOLVER_EIG_MODE_NOVECTOR, kFill, n, dt, A, n, dt, W, dt, dev_ws,
+                                           dev_bytes, host_ws, host_bytes, info, count));
 }
 
 constexpr size_t kAlign = 256;
@@ -362,8 +362,9 @@ void eigenvalues_batched(const T* A_dev, int64_t n, int64_t count, T* W_dev, cud
   if (n == 0 || count == 0) return;
   const int64_t max_n = batched_max_n<T>();
   if (n > max_n)
-    throw Error("eigenvalues_batched: n = " + std::to_string(n) + " does not fit the Jacobi kernel's shared memory (at most " +
-                std::to_string(max_n) + " for " + (sizeof(T) == 4 ? "float" : "double") +
+    throw Error("eigenvalues_batched: n = " + std::to_string(n) +
+                " does not fit the Jacobi kernel's shared memory (at most " + std::to_string(max_n) + " for " +
+                (sizeof(T) == 4 ? "float" : "double") +
                 " on this device); use DenseEigenSolver::eigenvalues_batched, which falls back to syevd");
   CN_CHECK_MSG(count <= INT_MAX, "eigenvalues_batched: count = " << count << " exceeds the grid limit");
   const JacobiLayout L = jacobi_layout<T>(static_cast<int>(n));
@@ -480,8 +481,8 @@ int DenseEigenSolver::read_max_info(const int* info_dev, int64_t count) {
   for (int64_t b = 0; b < count; ++b) {
     const int v = host_info_[static_cast<size_t>(b)];
     if (v < 0)
-      throw Error("cuSOLVER eigensolver: argument " + std::to_string(-v) + " is invalid (block " +
-                  std::to_string(b) + ")");
+      throw Error("cuSOLVER eigensolver: argument " + std::to_string(-v) + " is invalid (block " + std::to_string(b) +
+                  ")");
     if (v > worst) worst = v;
   }
   return worst;
@@ -545,14 +546,13 @@ int DenseEigenSolver::eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t 
   return read_max_info(info, count);
 }
 
-#define CN_EIGEN_INSTANTIATE(T)                                                                             \
-  template int64_t batched_max_n<T>();                                                                      \
-  template void eigenvalues_batched<T>(const T*, int64_t, int64_t, T*, cudaStream_t, int*);                 \
-  template void eigenvalues_batched_cusolver<T>(T*, int64_t, int64_t, T*, cusolverDnHandle_t, cudaStream_t, \
-                                                int*);                                                      \
-  template int DenseEigenSolver::eigenvalues<T>(T*, int64_t, T*);                                           \
-  template int DenseEigenSolver::eigenvalues_looped<T>(T*, int64_t, int64_t, T*);                           \
-  template int DenseEigenSolver::eigenvalues_batched<T>(const T*, int64_t, int64_t, T*);                    \
+#define CN_EIGEN_INSTANTIATE(T)                                                                                    \
+  template int64_t batched_max_n<T>();                                                                             \
+  template void eigenvalues_batched<T>(const T*, int64_t, int64_t, T*, cudaStream_t, int*);                        \
+  template void eigenvalues_batched_cusolver<T>(T*, int64_t, int64_t, T*, cusolverDnHandle_t, cudaStream_t, int*); \
+  template int DenseEigenSolver::eigenvalues<T>(T*, int64_t, T*);                                                  \
+  template int DenseEigenSolver::eigenvalues_looped<T>(T*, int64_t, int64_t, T*);                                  \
+  template int DenseEigenSolver::eigenvalues_batched<T>(const T*, int64_t, int64_t, T*);                           \
   template int DenseEigenSolver::eigenvalues_batched_cusolver<T>(T*, int64_t, int64_t, T*);
 CN_EIGEN_INSTANTIATE(float)
 CN_EIGEN_INSTANTIATE(double)

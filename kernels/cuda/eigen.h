@@ -48,8 +48,8 @@ void eigenvalues_batched(const T* A_dev, int64_t n, int64_t count, T* W_dev, cud
 // device) the per-block LAPACK info is left there; without it, it is discarded.
 // cuSOLVER requires n·n·count ≤ INT32_MAX.
 template <class T>
-void eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev, cusolverDnHandle_t h,
-                                  cudaStream_t s, int* info_dev = nullptr);
+void eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev, cusolverDnHandle_t h, cudaStream_t s,
+                                  int* info_dev = nullptr);
 
 // A cuSOLVER handle, a stream and a device workspace of its own. Not shared between
 // threads: one solver per thread; two solvers on two threads run concurrently. The

@@ -174,7 +174,7 @@ void multiply(const T* x, const T* mask, T* y, int64_t n) {
 
 #define CN_INSTANTIATE(T)                                                                             \
   template void add_row_vector<T>(T*, const T*, int64_t, int64_t);                                    \
-  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                        \
+  template void gather_rows<T>(const T*, int64_t, const int64_t*, int64_t, T*);                       \
   template void column_sum<T>(const T*, int64_t, int64_t, T*, bool);                                  \
   template void column_sum_ld<T>(const T*, int64_t, int64_t, int64_t, T*, bool);                      \
   template void act_forward<T>(const ActParams&, const T*, T*, int64_t);                              \

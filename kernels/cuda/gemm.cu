@@ -89,9 +89,8 @@ cublasStatus_t blas_gemm_strided(cublasHandle_t h, cublasOperation_t oa, cublasO
   return cublasSgemmStridedBatched(h, oa, ob, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count);
 }
 cublasStatus_t blas_gemm_strided(cublasHandle_t h, cublasOperation_t oa, cublasOperation_t ob, int m, int n, int k,
-                                 const double* alpha, const double* A, int lda, long long sa, const double* B,
-                                 int ldb, long long sb, const double* beta, double* C, int ldc, long long sc,
-                                 int count) {
+                                 const double* alpha, const double* A, int lda, long long sa, const double* B, int ldb,
+                                 long long sb, const double* beta, double* C, int ldc, long long sc, int count) {
   return cublasDgemmStridedBatched(h, oa, ob, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count);
 }
 
@@ -219,12 +218,11 @@ void init_descs(LtDescs& d, bool tf32, Epi epi, bool ta, bool tb, int64_t M, int
     CN_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(&d.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
   }
   // Stored (before op) column-major shapes: row-major B is cuBLASLt's A, row-major A its B.
-  CN_CUBLAS_CHECK(cublasLtMatrixLayoutInit(&d.a, dt, static_cast<uint64_t>(tb ? K : Nc),
-                                           static_cast<uint64_t>(tb ? Nc : K), ldb));
-  CN_CUBLAS_CHECK(cublasLtMatrixLayoutInit(&d.b, dt, static_cast<uint64_t>(ta ? M : K),
-                                           static_cast<uint64_t>(ta ? K : M), lda));
   CN_CUBLAS_CHECK(
-      cublasLtMatrixLayoutInit(&d.c, dt, static_cast<uint64_t>(Nc), static_cast<uint64_t>(M), ldc));
+      cublasLtMatrixLayoutInit(&d.a, dt, static_cast<uint64_t>(tb ? K : Nc), static_cast<uint64_t>(tb ? Nc : K), ldb));
+  CN_CUBLAS_CHECK(
+      cublasLtMatrixLayoutInit(&d.b, dt, static_cast<uint64_t>(ta ? M : K), static_cast<uint64_t>(ta ? K : M), lda));
+  CN_CUBLAS_CHECK(cublasLtMatrixLayoutInit(&d.c, dt, static_cast<uint64_t>(Nc), static_cast<uint64_t>(M), ldc));
 }
 
 std::string status_text(const char* what, cublasStatus_t st) {
@@ -238,18 +236,18 @@ void query(Plan& plan, cublasLtHandle_t h, LtDescs& d, const Key& key, size_t ws
   cublasLtMatmulPreferenceOpaque_t pref;
   CN_CUBLAS_CHECK(cublasLtMatmulPreferenceInit(&pref));
   const uint64_t ws = ws_bytes;
-  CN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                                       sizeof(ws)));
+  CN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   // cuBLASLt's A is our B (see the top); C and D are the same buffer.
   const uint32_t aa = key.align_b, ab = key.align_a, ac = key.align_c;
-  CN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa,
-                                                       sizeof(aa)));
-  CN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab,
-                                                       sizeof(ab)));
-  CN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac,
-                                                       sizeof(ac)));
-  CN_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac,
-                                                       sizeof(ac)));
+  CN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof(aa)));
+  CN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof(ab)));
+  CN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof(ac)));
+  CN_CUBLAS_CHECK(
+      cublasLtMatmulPreferenceSetAttribute(&pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof(ac)));
   cublasLtMatmulHeuristicResult_t res[kMaxCandidates] = {};
   int n = 0;
   // NOT_SUPPORTED (no algorithm for this combination, e.g. an epilogue) is an answer, not
@@ -487,8 +485,8 @@ void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T*
 }
 
 template <class T>
-void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B,
-               int64_t ldb, const T* bias, T* C, int64_t ldc) {
+void gemm_bias(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, const T* B, int64_t ldb,
+               const T* bias, T* C, int64_t ldc) {
   if (M == 0 || Nc == 0) return;
   if (Kd > 0 && lt_matmul<T>(Epi::bias, ta, tb, M, Nc, Kd, T(1), A, lda, B, ldb, T(0), C, ldc, bias)) return;
   gemm<T>(ta, tb, M, Nc, Kd, T(1), A, lda, B, ldb, T(0), C, ldc);
@@ -508,8 +506,8 @@ void gemm_bias_grad(int64_t M, int64_t Nc, int64_t Kd, const T* A, int64_t lda, 
 
 template <class T>
 void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda,
-                  int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc,
-                  int64_t strideC, int64_t count) {
+                  int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc, int64_t strideC,
+                  int64_t count) {
   if (M == 0 || Nc == 0 || count == 0) return;
   if (Kd == 0) {
     for (int64_t k = 0; k < count; ++k) scale_matrix(C + k * strideC, M, Nc, ldc, beta);
@@ -520,14 +518,13 @@ void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, 
                                     strideA, &beta, C, to_int(ldc, "ldc"), strideC, to_int(count, "count")));
 }
 
-#define CN_INSTANTIATE(T)                                                                                        \
-  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,  \
-                        int64_t);                                                                                \
-  template void gemm_bias<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t,       \
-                             const T*, T*, int64_t);                                                             \
-  template void gemm_bias_grad<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, \
-                                  T*);                                                                           \
-  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, const T*, \
+#define CN_INSTANTIATE(T)                                                                                            \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, const T*, int64_t, T, T*,       \
+                        int64_t);                                                                                    \
+  template void gemm_bias<T>(bool, bool, int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, const T*,  \
+                             T*, int64_t);                                                                           \
+  template void gemm_bias_grad<T>(int64_t, int64_t, int64_t, const T*, int64_t, const T*, int64_t, T*, int64_t, T*); \
+  template void gemm_batched<T>(bool, bool, int64_t, int64_t, int64_t, T, const T*, int64_t, int64_t, const T*,      \
                                 int64_t, int64_t, T, T*, int64_t, int64_t, int64_t);
 CN_INSTANTIATE(float)
 CN_INSTANTIATE(double)

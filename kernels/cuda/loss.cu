@@ -37,7 +37,8 @@ __global__ void mse_kernel(const T* z, const T* target, int64_t m, T* dz, double
 }
 
 template <class T>
-__global__ void bce_logits_kernel(const T* z, const T* target, int64_t m, T* dz, T* p, double* loss, double loss_scale) {
+__global__ void bce_logits_kernel(const T* z, const T* target, int64_t m, T* dz, T* p, double* loss,
+                                  double loss_scale) {
   const T inv_m = T(1) / T(m);
   CN_GRID_STRIDE(i, m) {
     loss[i] = static_cast<double>(bce_logits_elem(z[i], target[i])) * loss_scale;
@@ -76,9 +77,14 @@ void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N
       CN_CHECK_MSG(p, "cross_entropy needs the softmax buffer p");
       cross_entropy_kernel<<<grid_for(N), kBlock, 0, s>>>(z, target, N, C, dz, p, terms, loss_scale);
       break;
-    case LossKind::mse: mse_kernel<<<grid_for(m), kBlock, 0, s>>>(z, target, m, dz, terms, loss_scale); break;
-    case LossKind::bce_logits: bce_logits_kernel<<<grid_for(m), kBlock, 0, s>>>(z, target, m, dz, p, terms, loss_scale); break;
-    default: throw Error("unknown loss kind");
+    case LossKind::mse:
+      mse_kernel<<<grid_for(m), kBlock, 0, s>>>(z, target, m, dz, terms, loss_scale);
+      break;
+    case LossKind::bce_logits:
+      bce_logits_kernel<<<grid_for(m), kBlock, 0, s>>>(z, target, m, dz, p, terms, loss_scale);
+      break;
+    default:
+      throw Error("unknown loss kind");
   }
   CN_CUDA_CHECK(cudaGetLastError());
   CN_CUDA_CHECK(cub::DeviceReduce::Sum(cub_tmp, cub_bytes, terms, mean, m, s));
@@ -86,7 +92,7 @@ void loss_forward_backward(LossKind kind, const T* z, const T* target, int64_t N
 
 template void loss_forward_backward<float>(LossKind, const float*, const float*, int64_t, int64_t, float*, float*,
                                            double*);
-template void loss_forward_backward<double>(LossKind, const double*, const double*, int64_t, int64_t, double*,
-                                            double*, double*);
+template void loss_forward_backward<double>(LossKind, const double*, const double*, int64_t, int64_t, double*, double*,
+                                            double*);
 
 }  // namespace cn::cuda

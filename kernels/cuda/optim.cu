@@ -231,8 +231,8 @@ bool aligned16(const void* q) { return reinterpret_cast<uintptr_t>(q) % 16 == 0;
 }  // namespace
 
 template <class T>
-void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, int64_t n_tiles, T* p, const T* g,
-                 T* s0, T* s1, T* s2) {
+void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, int64_t n_tiles, T* p, const T* g, T* s0,
+                 T* s1, T* s2) {
   if (n_tiles == 0) return;
   const unsigned grid = tiles_grid(n_tiles);
   cudaStream_t st = stream();
@@ -241,13 +241,13 @@ void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, in
   bool vec = aligned16(p) && aligned16(g);
   for (int j = 0; j < n_states; ++j) vec = vec && states[j] && aligned16(states[j]);
   switch (kind) {
-#define CN_OPTIM_CASE(k)                                                                         \
-  case OptimKind::k:                                                                             \
-    CN_CHECK(kStates<OptimKind::k> == n_states);                                                 \
-    if (vec)                                                                                     \
-      optim_vec_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2);    \
-    else                                                                                         \
-      optim_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2);        \
+#define CN_OPTIM_CASE(k)                                                                      \
+  case OptimKind::k:                                                                          \
+    CN_CHECK(kStates<OptimKind::k> == n_states);                                              \
+    if (vec)                                                                                  \
+      optim_vec_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2); \
+    else                                                                                      \
+      optim_kernel<OptimKind::k, T><<<grid, kBlock, 0, st>>>(s, tiles, p, g, s0, s1, s2);     \
     break;
     CN_OPTIM_CASE(sgd)
     CN_OPTIM_CASE(momentum)
@@ -312,13 +312,12 @@ void grad_noise(T* g, int64_t n, PhiloxKey key, int64_t step, double sigma) {
   CN_CUDA_CHECK(cudaGetLastError());
 }
 
-#define CN_INSTANTIATE(T)                                                                                       \
-  template void optim_tiles<T>(OptimKind, const OptimScalars<T>&, const Tile*, int64_t, T*, const T*, T*, T*,  \
-                               T*);                                                                             \
-  template void tiles_sum_sq<T>(const T*, const Tile*, int64_t, double*);                                       \
-  template void tiles_scale_sum_sq<T>(T*, const Tile*, int64_t, const double*, double*);                        \
-  template void tiles_clamp_sum_sq<T>(T*, const Tile*, int64_t, T, int32_t*, double*);                          \
-  template void units_agc<T>(const T*, T*, const UnitRow*, int64_t, double, double, int32_t*);                  \
+#define CN_INSTANTIATE(T)                                                                                          \
+  template void optim_tiles<T>(OptimKind, const OptimScalars<T>&, const Tile*, int64_t, T*, const T*, T*, T*, T*); \
+  template void tiles_sum_sq<T>(const T*, const Tile*, int64_t, double*);                                          \
+  template void tiles_scale_sum_sq<T>(T*, const Tile*, int64_t, const double*, double*);                           \
+  template void tiles_clamp_sum_sq<T>(T*, const Tile*, int64_t, T, int32_t*, double*);                             \
+  template void units_agc<T>(const T*, T*, const UnitRow*, int64_t, double, double, int32_t*);                     \
   template void grad_noise<T>(T*, int64_t, PhiloxKey, int64_t, double);
 CN_INSTANTIATE(float)
 CN_INSTANTIATE(double)

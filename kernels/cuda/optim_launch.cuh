@@ -37,8 +37,8 @@ struct ClipRecord {
 
 // One update of the tiles [tiles, tiles + n_tiles), all of one coefficient group.
 template <class T>
-void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, int64_t n_tiles, T* p, const T* g,
-                 T* s0, T* s1, T* s2);
+void optim_tiles(OptimKind kind, const OptimScalars<T>& s, const Tile* tiles, int64_t n_tiles, T* p, const T* g, T* s0,
+                 T* s1, T* s2);
 
 // partial[t] = sum of x^2 over tile t (double).
 template <class T>

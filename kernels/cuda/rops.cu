@@ -73,8 +73,8 @@ __global__ void multiply_k_kernel(const T* X, const T* m, T* Y, int64_t n, int64
 
 template <class T>
 __global__ void bn_rforward_kernel(bool training, const T* xhat, const T* inv_std, const T* gamma, const T* Rx,
-                                   const T* Vg, const T* Vb, int64_t v_stride, int64_t N, int64_t O, T* Rxhat,
-                                   T* Rstat, T* Ry) {
+                                   const T* Vg, const T* Vb, int64_t v_stride, int64_t N, int64_t O, T* Rxhat, T* Rstat,
+                                   T* Ry) {
   const int64_t k = blockIdx.y;
   const int64_t o = blockIdx.x * int64_t(kTile) + threadIdx.x;
   const bool inside = o < O;
@@ -266,8 +266,8 @@ void multiply_k(const T* X, const T* m, T* Y, int64_t n, int64_t K) {
 }
 
 template <class T>
-void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma, const T* Rx, const T* Vg,
-                 const T* Vb, int64_t v_stride, int64_t N, int64_t O, int64_t K, T* Rxhat, T* Rstat, T* Ry) {
+void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma, const T* Rx, const T* Vg, const T* Vb,
+                 int64_t v_stride, int64_t N, int64_t O, int64_t K, T* Rxhat, T* Rstat, T* Ry) {
   if (K == 0 || O == 0) return;
   CN_CHECK(N > 0);
   bn_rforward_kernel<<<tile_grid_k(O, K), tile_block(), 0, stream()>>>(training, xhat, inv_std, gamma, Rx, Vg, Vb,
@@ -277,8 +277,8 @@ void bn_rforward(bool training, const T* xhat, const T* inv_std, const T* gamma,
 
 template <class T>
 void bn_rbackward(bool training, const T* dy, const T* xhat, const T* inv_std, const T* gamma, const T* Rxhat,
-                  const T* Rstat, const T* Vg, int64_t v_stride, const T* Rdy, int64_t N, int64_t O, int64_t K,
-                  T* Rdx, T* HV, int64_t hv_stride) {
+                  const T* Rstat, const T* Vg, int64_t v_stride, const T* Rdy, int64_t N, int64_t O, int64_t K, T* Rdx,
+                  T* HV, int64_t hv_stride) {
   if (K == 0 || O == 0) return;
   CN_CHECK(N > 0);
   bn_rbackward_kernel<<<tile_grid_k(O, K), tile_block(), 0, stream()>>>(
@@ -293,8 +293,7 @@ void loss_rbackward(LossKind kind, const T* p, const T* Rz, T* Rdz, int64_t N, i
     ce_rbackward_kernel<<<grid_for(K * N), kBlock, 0, stream()>>>(p, Rz, Rdz, N, C, K * N, T(1) / T(N));
   } else {
     const int64_t m = N * C;
-    elementwise_loss_rbackward_kernel<<<grid_for(m * K), kBlock, 0, stream()>>>(kind, p, Rz, Rdz, m, K,
-                                                                                T(1) / T(m));
+    elementwise_loss_rbackward_kernel<<<grid_for(m * K), kBlock, 0, stream()>>>(kind, p, Rz, Rdz, m, K, T(1) / T(m));
   }
   CN_LAUNCH_CHECK();
 }

@@ -10,7 +10,9 @@ bool cuda_available() { return false; }
 std::string cuda_device_description() { return "curvnet was built without the CUDA backend"; }
 
 namespace cuda_memory {
-[[noreturn]] static void not_built() { throw Error("CUDA memory requested, but curvnet was built without the CUDA backend"); }
+[[noreturn]] static void not_built() {
+  throw Error("CUDA memory requested, but curvnet was built without the CUDA backend");
+}
 void* alloc(size_t) { not_built(); }
 void free(void*) noexcept {}
 void copy(void*, bool, const void*, bool, size_t) { not_built(); }

@@ -135,8 +135,8 @@ class CudaFlatOptimizer final : public Optimizer<T> {
     if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
         kind_ != OptimKind::amsgrad)
       return {};
-    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq", config_.beta2,
-                                  config_.eps, step);
+    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq",
+                                        config_.beta2, config_.eps, step);
   }
 
  private:
@@ -161,10 +161,10 @@ class CudaFlatOptimizer final : public Optimizer<T> {
   std::vector<SegmentCoeffs> groups_;
   Buffer<Tile> tiles_;
   std::vector<int64_t> group_tile_begin_;
-  Buffer<T> states_;                    // n_states x stride_ on the device
+  Buffer<T> states_;                     // n_states x stride_ on the device
   std::vector<std::vector<T>> mirrors_;  // host copies handed out by state()
-  bool mirrors_live_ = false;           // the mirrors hold the truth until the next step()
-  std::vector<T> mu_product_;           // nadam: host scalar, as the CPU optimiser keeps it
+  bool mirrors_live_ = false;            // the mirrors hold the truth until the next step()
+  std::vector<T> mu_product_;            // nadam: host scalar, as the CPU optimiser keeps it
 };
 
 }  // namespace
@@ -258,7 +258,8 @@ void CudaGradClipper<T>::clip(const T* params, T* grads, int64_t step) {
   cuda::clip_before(m.mode, m.partial_g.data(), m.partial_p.data(), m.n_tiles, m.layer_tile_begin.data(), m.n_layers,
                     c.max_norm, c.agc_lambda, c.agc_eps, m.coef.data(), m.flag.data(), rec);
   switch (m.mode) {
-    case ClipMode::none: break;
+    case ClipMode::none:
+      break;
     case ClipMode::norm:
     case ClipMode::layer_norm:
     case ClipMode::agc:
@@ -291,9 +292,8 @@ ClipResult CudaGradClipper<T>::read(int64_t step) const {
   const Impl& m = *impl_;
   const int64_t slot = step >= 0 ? step % ring_size() : 0;
   if (step < 0 || m.ring_step[static_cast<size_t>(slot)] != step)
-    throw Error("clip record of step " + std::to_string(step) + " is not in the ring (" +
-                std::to_string(ring_size()) + " records, slot holds step " +
-                std::to_string(m.ring_step[static_cast<size_t>(slot)]) + ")");
+    throw Error("clip record of step " + std::to_string(step) + " is not in the ring (" + std::to_string(ring_size()) +
+                " records, slot holds step " + std::to_string(m.ring_step[static_cast<size_t>(slot)]) + ")");
   ClipRecord r;
   device_copy(Device::cpu, &r, Device::cuda, m.ring.data() + slot, sizeof(ClipRecord));
   return to_result(r);

@@ -17,7 +17,8 @@ int lines(const std::string& s) {
 
 TEST(Cli, HelpEverywhereExitsZero) {
   std::string out;
-  for (const char* cmd : {"--help", "train --help", "eval --help", "datasets --help", "hessian --help", "report --help"}) {
+  for (const char* cmd :
+       {"--help", "train --help", "eval --help", "datasets --help", "hessian --help", "report --help"}) {
     EXPECT_EQ(cli(cmd, &out), 0) << cmd;
     EXPECT_NE(out.find("Usage"), std::string::npos) << cmd;
   }
@@ -79,12 +80,14 @@ TEST(Cli, TrainsResumesAndEvaluates) {
 TEST(Cli, SigintCheckpointsAndTheRunResumes) {
   test::TempDir tmp;
   const std::string cfg = tmp.file("long.toml"), run = tmp.file("run");
-  test::write_text(cfg, "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 50000000\n");
+  test::write_text(cfg,
+                   "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 50000000\n");
   // Started in the background, interrupted once step_0 is on disk; killed after 120 s if
   // the signal is ignored. timeout(1) forwards the SIGINT to the process group as well, so
   // curvnet gets it twice at once: the repeat must not end the run before its checkpoint.
   const std::string script = "timeout -s KILL 120 " + test::curvnet_exe() + " train " + cfg + " --out " + run +
-                             " & pid=$!; while [ ! -f " + run + "/checkpoints/step_0/state.safetensors ]; do sleep 0.05; "
+                             " & pid=$!; while [ ! -f " + run +
+                             "/checkpoints/step_0/state.safetensors ]; do sleep 0.05; "
                              "done; sleep 0.3; kill -INT $pid; wait $pid; echo status=$?";
   std::string out;
   ASSERT_EQ(test::run_command("sh -c '" + script + "'", &out), 0) << out;
@@ -110,8 +113,9 @@ TEST(Cli, DatasetsListsEverySet) {
 TEST(Cli, HessianAndReportOnASavedRun) {
   test::TempDir tmp;
   const std::string cfg = tmp.file("c.toml");
-  test::write_text(cfg, "[data]\ndataset = \"xor\"\nn_samples = 200\n[model]\nhidden = [6]\nactivation = \"tanh\"\n"
-                        "[train]\nsteps = 4\n");
+  test::write_text(cfg,
+                   "[data]\ndataset = \"xor\"\nn_samples = 200\n[model]\nhidden = [6]\nactivation = \"tanh\"\n"
+                   "[train]\nsteps = 4\n");
   std::string out;
   ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 0) << out;
   ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --kind local --layer 0 --out " + tmp.file("h"), &out), 0)

@@ -8,19 +8,19 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
 #include "config/config.h"
+#include "core/error.h"
 #include "test_util.h"
 
 namespace {
 
-using cn::Config;
-using cn::InputError;
 using cn::ClipMode;
+using cn::Config;
 using cn::CurvatureKind;
 using cn::DiagMode;
 using cn::DType;
 using cn::Init;
+using cn::InputError;
 using cn::LossKind;
 using cn::OptimKind;
 using cn::ScheduleKind;
@@ -44,35 +44,95 @@ bool has(const std::string& s, const std::string& part) { return s.find(part) !=
 // Every field, compared one by one (independent of to_toml and config_differences).
 void expect_same(const Config& a, const Config& b) {
 #define SAME(f) EXPECT_EQ(a.f, b.f) << #f
-  SAME(data.dataset); SAME(data.path); SAME(data.label_column); SAME(data.batch_size); SAME(data.shuffle);
-  SAME(data.val_fraction); SAME(data.test_fraction); SAME(data.standardize); SAME(data.n_samples); SAME(data.noise);
-  SAME(model.hidden); SAME(model.activation); SAME(model.leaky_slope); SAME(model.elu_alpha); SAME(model.batchnorm);
-  SAME(model.bn_momentum); SAME(model.dropout); SAME(model.init); SAME(model.bias_init); SAME(model.init_constant);
+  SAME(data.dataset);
+  SAME(data.path);
+  SAME(data.label_column);
+  SAME(data.batch_size);
+  SAME(data.shuffle);
+  SAME(data.val_fraction);
+  SAME(data.test_fraction);
+  SAME(data.standardize);
+  SAME(data.n_samples);
+  SAME(data.noise);
+  SAME(model.hidden);
+  SAME(model.activation);
+  SAME(model.leaky_slope);
+  SAME(model.elu_alpha);
+  SAME(model.batchnorm);
+  SAME(model.bn_momentum);
+  SAME(model.dropout);
+  SAME(model.init);
+  SAME(model.bias_init);
+  SAME(model.init_constant);
   ASSERT_EQ(a.model.layers.size(), b.model.layers.size());
   for (size_t i = 0; i < a.model.layers.size(); ++i) {
-    SAME(model.layers[i].type); SAME(model.layers[i].out); SAME(model.layers[i].init); SAME(model.layers[i].bias_init);
-    SAME(model.layers[i].p); SAME(model.layers[i].slope); SAME(model.layers[i].alpha); SAME(model.layers[i].momentum);
+    SAME(model.layers[i].type);
+    SAME(model.layers[i].out);
+    SAME(model.layers[i].init);
+    SAME(model.layers[i].bias_init);
+    SAME(model.layers[i].p);
+    SAME(model.layers[i].slope);
+    SAME(model.layers[i].alpha);
+    SAME(model.layers[i].momentum);
     SAME(model.layers[i].eps);
   }
   SAME(loss.kind);
-  SAME(optim.name); SAME(optim.lr); SAME(optim.momentum); SAME(optim.beta1); SAME(optim.beta2); SAME(optim.eps);
-  SAME(optim.alpha); SAME(optim.weight_decay); SAME(optim.l1); SAME(optim.grad_noise_eta); SAME(optim.grad_noise_gamma);
+  SAME(optim.name);
+  SAME(optim.lr);
+  SAME(optim.momentum);
+  SAME(optim.beta1);
+  SAME(optim.beta2);
+  SAME(optim.eps);
+  SAME(optim.alpha);
+  SAME(optim.weight_decay);
+  SAME(optim.l1);
+  SAME(optim.grad_noise_eta);
+  SAME(optim.grad_noise_gamma);
   ASSERT_EQ(a.optim.per_layer.size(), b.optim.per_layer.size());
   for (size_t i = 0; i < a.optim.per_layer.size(); ++i) {
-    SAME(optim.per_layer[i].layer); SAME(optim.per_layer[i].weight_decay); SAME(optim.per_layer[i].l1);
+    SAME(optim.per_layer[i].layer);
+    SAME(optim.per_layer[i].weight_decay);
+    SAME(optim.per_layer[i].l1);
     SAME(optim.per_layer[i].lr_scale);
   }
-  SAME(schedule.kind); SAME(schedule.warmup_steps); SAME(schedule.total_steps); SAME(schedule.step_size);
-  SAME(schedule.gamma); SAME(schedule.min_lr); SAME(schedule.max_lr);
-  SAME(clip.mode); SAME(clip.max_norm); SAME(clip.value); SAME(clip.agc_lambda); SAME(clip.agc_eps);
-  SAME(train.epochs); SAME(train.steps); SAME(train.seed); SAME(train.device); SAME(train.dtype); SAME(train.eval_every);
-  SAME(train.log_every); SAME(train.early_stopping_metric); SAME(train.patience); SAME(train.on_nonfinite);
+  SAME(schedule.kind);
+  SAME(schedule.warmup_steps);
+  SAME(schedule.total_steps);
+  SAME(schedule.step_size);
+  SAME(schedule.gamma);
+  SAME(schedule.min_lr);
+  SAME(schedule.max_lr);
+  SAME(clip.mode);
+  SAME(clip.max_norm);
+  SAME(clip.value);
+  SAME(clip.agc_lambda);
+  SAME(clip.agc_eps);
+  SAME(train.epochs);
+  SAME(train.steps);
+  SAME(train.seed);
+  SAME(train.device);
+  SAME(train.dtype);
+  SAME(train.eval_every);
+  SAME(train.log_every);
+  SAME(train.early_stopping_metric);
+  SAME(train.patience);
+  SAME(train.on_nonfinite);
   SAME(train.threads);
   SAME(checkpoint.every);
-  SAME(diagnostics.every); SAME(diagnostics.kinds); SAME(diagnostics.mode); SAME(diagnostics.layers);
-  SAME(diagnostics.batch_size); SAME(diagnostics.dense_max_params); SAME(diagnostics.budget); SAME(diagnostics.dtype);
-  SAME(diagnostics.lanczos_k); SAME(diagnostics.probes);
-  SAME(alarms.grad_norm_high); SAME(alarms.grad_norm_low); SAME(alarms.update_ratio_high); SAME(alarms.sigma);
+  SAME(diagnostics.every);
+  SAME(diagnostics.kinds);
+  SAME(diagnostics.mode);
+  SAME(diagnostics.layers);
+  SAME(diagnostics.batch_size);
+  SAME(diagnostics.dense_max_params);
+  SAME(diagnostics.budget);
+  SAME(diagnostics.dtype);
+  SAME(diagnostics.lanczos_k);
+  SAME(diagnostics.probes);
+  SAME(alarms.grad_norm_high);
+  SAME(alarms.grad_norm_low);
+  SAME(alarms.update_ratio_high);
+  SAME(alarms.sigma);
 #undef SAME
 }
 
@@ -261,7 +321,8 @@ TEST(Config, EverySectionParsed) {
   EXPECT_EQ(c.train.threads, 4);
   ASSERT_TRUE(c.checkpoint.every.has_value());
   EXPECT_EQ(*c.checkpoint.every, 0);
-  EXPECT_EQ(c.diagnostics.kinds, (std::vector<CurvatureKind>{CurvatureKind::ggn, CurvatureKind::kfac, CurvatureKind::full_top}));
+  EXPECT_EQ(c.diagnostics.kinds,
+            (std::vector<CurvatureKind>{CurvatureKind::ggn, CurvatureKind::kfac, CurvatureKind::full_top}));
   EXPECT_EQ(c.diagnostics.layers, (std::vector<int64_t>{0, 3}));
   EXPECT_EQ(c.diagnostics.mode, DiagMode::eval);
   EXPECT_DOUBLE_EQ(c.diagnostics.budget, 0.2);
@@ -331,19 +392,22 @@ TEST(Config, OutOfRange) {
   EXPECT_HAS(error_of("[train]\neval_every = -1\n"), "train.eval_every: expected an integer >= 0, got -1");
   EXPECT_HAS(error_of("[checkpoint]\nevery = -5\n"), "checkpoint.every: expected an integer >= 0, got -5");
   EXPECT_HAS(error_of("[diagnostics]\nbudget = 1\n"), "diagnostics.budget: expected a number in [0, 1), got 1");
-  EXPECT_HAS(error_of("[train]\nepochs = 0\n"), "examples/x.toml:2: train.epochs: expected an integer >= 1 when train.steps = 0, got 0");
+  EXPECT_HAS(error_of("[train]\nepochs = 0\n"),
+             "examples/x.toml:2: train.epochs: expected an integer >= 1 when train.steps = 0, got 0");
   EXPECT_EQ(error_of("[train]\nepochs = 0\nsteps = 10\n"), "");
   EXPECT_HAS(error_of("[train]\nepochs = -1\n"), "train.epochs: expected an integer >= 0, got -1");
-  EXPECT_HAS(error_of("[data]\ndataset = \"csv\"\n"), "examples/x.toml:2: data.path: required when data.dataset = \"csv\"");
+  EXPECT_HAS(error_of("[data]\ndataset = \"csv\"\n"),
+             "examples/x.toml:2: data.path: required when data.dataset = \"csv\"");
   EXPECT_HAS(error_of("[[optim.per_layer]]\nlayer = 2\n[[optim.per_layer]]\nlayer = 2\n"),
              "examples/x.toml:3: optim.per_layer[1].layer: layer 2 already has an entry (optim.per_layer[0])");
   EXPECT_HAS(error_of("[train]\nseed = -1\n"), "train.seed: expected an integer >= 0, got -1");
 }
 
 TEST(Config, BadEnumListsAllowedValues) {
-  EXPECT_HAS(error_of("[model]\nactivation = \"swish\"\n"),
-             "examples/x.toml:2: model.activation: expected one of relu, leaky_relu, elu, sigmoid, tanh, identity, gelu, "
-             "softplus, got \"swish\"");
+  EXPECT_HAS(
+      error_of("[model]\nactivation = \"swish\"\n"),
+      "examples/x.toml:2: model.activation: expected one of relu, leaky_relu, elu, sigmoid, tanh, identity, gelu, "
+      "softplus, got \"swish\"");
   EXPECT_HAS(error_of("[data]\ndataset = \"mnist\"\n"), "data.dataset: expected one of fashion-mnist, csv, iris");
   EXPECT_HAS(error_of("[optim]\nname = \"lion\"\n"), "optim.name: expected one of sgd, momentum, nesterov");
   EXPECT_HAS(error_of("[train]\nearly_stopping_metric = \"loss\"\n"),
@@ -356,16 +420,20 @@ TEST(Config, BadEnumListsAllowedValues) {
 }
 
 TEST(Config, LayerEntriesValidated) {
-  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"conv\"\n"), "examples/x.toml:2: model.layers[0].type: expected one of linear");
+  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"conv\"\n"),
+             "examples/x.toml:2: model.layers[0].type: expected one of linear");
   EXPECT_HAS(error_of("[[model.layers]]\ntype = \"linear\"\nout = 4\n[[model.layers]]\ntype = \"relu\"\nslope = 0.1\n"),
              "examples/x.toml:6: model.layers[1].slope: not a key of a \"relu\" layer; valid keys: type");
   EXPECT_HAS(error_of("[[model.layers]]\ntype = \"linear\"\n"), "model.layers[0]: a linear layer needs out = N");
   EXPECT_HAS(error_of("[[model.layers]]\nout = 3\n"), "model.layers[0]: missing type");
-  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"dropout\"\np = 1.5\n"), "model.layers[0].p: expected a number in [0, 1)");
-  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"batchnorm\"\neps = 0\n"), "model.layers[0].eps: expected a number > 0");
+  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"dropout\"\np = 1.5\n"),
+             "model.layers[0].p: expected a number in [0, 1)");
+  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"batchnorm\"\neps = 0\n"),
+             "model.layers[0].eps: expected a number > 0");
   EXPECT_HAS(error_of("[[optim.per_layer]]\nlr_scale = 2\n"), "optim.per_layer[0]: missing layer");
-  EXPECT_HAS(error_of("[[optim.per_layer]]\nlayer = 1\nmomentum = 2\n"),
-             "examples/x.toml:3: optim.per_layer[0].momentum: unknown key; valid keys: layer, weight_decay, l1, lr_scale");
+  EXPECT_HAS(
+      error_of("[[optim.per_layer]]\nlayer = 1\nmomentum = 2\n"),
+      "examples/x.toml:3: optim.per_layer[0].momentum: unknown key; valid keys: layer, weight_decay, l1, lr_scale");
 }
 
 TEST(Config, TomlSyntaxErrorHasLineAndColumn) {
@@ -377,10 +445,10 @@ TEST(Config, TomlSyntaxErrorHasLineAndColumn) {
 }
 
 TEST(Config, SetNumberArrayBareWordAndString) {
-  const Config c = cn::parse_config("[optim]\nlr = 0.1\nname = \"adam\"\n", "x.toml",
-                                    {"optim.lr=0.25", "model.hidden=[512,512]", "optim.name=sgd",
-                                     "data.path=data/my file.csv", "train.eval_every=0", "optim.betas=[0.8, 0.9]",
-                                     "data.label_column=3", "data.shuffle=false"});
+  const Config c =
+      cn::parse_config("[optim]\nlr = 0.1\nname = \"adam\"\n", "x.toml",
+                       {"optim.lr=0.25", "model.hidden=[512,512]", "optim.name=sgd", "data.path=data/my file.csv",
+                        "train.eval_every=0", "optim.betas=[0.8, 0.9]", "data.label_column=3", "data.shuffle=false"});
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.25);
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{512, 512}));
   EXPECT_EQ(c.optim.name, OptimKind::sgd);
@@ -403,14 +471,20 @@ TEST(Config, SetErrorsNameTheOverride) {
   EXPECT_EQ(error_of("", {"optim.lr"}), "--set optim.lr: expected section.key=value");
   EXPECT_EQ(error_of("", {"lr=0.1"}), "--set lr=0.1: expected section.key=value");
   EXPECT_EQ(error_of("", {".lr=0.1"}), "--set .lr=0.1: expected section.key=value");
-  EXPECT_HAS(error_of("", {"optim.lrr=0.1"}), "--set optim.lrr=0.1: optim.lrr: unknown key; valid keys in [optim]: name, lr");
-  EXPECT_HAS(error_of("", {"optimizer.lr=0.1"}), "--set optimizer.lr=0.1: optimizer: unknown section; valid sections: data");
-  EXPECT_HAS(error_of("", {"model.layers=[]"}), "--set model.layers=[]: model.layers: an array of tables ([[model.layers]]) can't be set with --set");
-  EXPECT_HAS(error_of("", {"optim.per_layer.0.l1=0.1"}), "optim.per_layer: an array of tables ([[optim.per_layer]]) can't be set with --set");
+  EXPECT_HAS(error_of("", {"optim.lrr=0.1"}),
+             "--set optim.lrr=0.1: optim.lrr: unknown key; valid keys in [optim]: name, lr");
+  EXPECT_HAS(error_of("", {"optimizer.lr=0.1"}),
+             "--set optimizer.lr=0.1: optimizer: unknown section; valid sections: data");
+  EXPECT_HAS(error_of("", {"model.layers=[]"}),
+             "--set model.layers=[]: model.layers: an array of tables ([[model.layers]]) can't be set with --set");
+  EXPECT_HAS(error_of("", {"optim.per_layer.0.l1=0.1"}),
+             "optim.per_layer: an array of tables ([[optim.per_layer]]) can't be set with --set");
   EXPECT_HAS(error_of("", {"optim.lr.x=1"}), "--set optim.lr.x=1: optim.lr has no sub-keys");
   EXPECT_EQ(error_of("", {"optim.lr=abc"}), "--set optim.lr=abc: optim.lr: expected a number > 0, got \"abc\"");
-  EXPECT_HAS(error_of("", {"model.hidden=[512,0]"}), "--set model.hidden=[512,0]: model.hidden[1]: expected an integer >= 1, got 0");
-  EXPECT_HAS(error_of("", {"model.activation=swish"}), "--set model.activation=swish: model.activation: expected one of relu");
+  EXPECT_HAS(error_of("", {"model.hidden=[512,0]"}),
+             "--set model.hidden=[512,0]: model.hidden[1]: expected an integer >= 1, got 0");
+  EXPECT_HAS(error_of("", {"model.activation=swish"}),
+             "--set model.activation=swish: model.activation: expected one of relu");
   // The file's own values keep their file:line.
   EXPECT_HAS(error_of("[optim]\nlr = -2\n", {"optim.name=sgd"}), "examples/x.toml:2: optim.lr");
   // An override replaces a bad file value before validation.
@@ -458,9 +532,8 @@ TEST(Config, Differences) {
   b.checkpoint.every = 10;
   b.model.layers.push_back({"linear", 4});
   b.diagnostics.kinds.push_back(cn::CurvatureKind::ggn);
-  EXPECT_EQ(cn::config_differences(a, b),
-            (std::vector<std::string>{"model.layers", "optim.betas", "train.steps", "checkpoint.every",
-                                      "diagnostics.kinds"}));
+  EXPECT_EQ(cn::config_differences(a, b), (std::vector<std::string>{"model.layers", "optim.betas", "train.steps",
+                                                                    "checkpoint.every", "diagnostics.kinds"}));
   // A value differing only in the last bit is a difference.
   Config c;
   c.optim.lr = std::nextafter(c.optim.lr, 1.0);

@@ -215,11 +215,14 @@ TEST(Csv, NonNumericCellNamesFileLineAndColumn) {
   test::TempDir dir;
   test::write_text(dir.file("nn.csv"), "a,b,c\n1,2,0\n4,x5,1\n");
   const std::string msg = input_error_of([&] { read_csv(dir.file("nn.csv"), "c", Task::classification); });
-  EXPECT_NE(msg.find(dir.file("nn.csv") + ": line 3, column 2 (\"b\"): expected a finite number, found \"x5\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("nn.csv") + ": line 3, column 2 (\"b\"): expected a finite number, found \"x5\""),
+            std::string::npos)
+      << msg;
   test::write_text(dir.file("nan.csv"), "a,c\nnan,0\n");
   EXPECT_NE(input_error_of([&] { read_csv(dir.file("nan.csv"), "c"); }).find("line 2, column 1"), std::string::npos);
   test::write_text(dir.file("empty-cell.csv"), "a,c\n,0\n");
-  EXPECT_NE(input_error_of([&] { read_csv(dir.file("empty-cell.csv"), "c"); }).find("line 2, column 1"), std::string::npos);
+  EXPECT_NE(input_error_of([&] { read_csv(dir.file("empty-cell.csv"), "c"); }).find("line 2, column 1"),
+            std::string::npos);
 }
 
 TEST(Csv, MissingLabelColumnAndEmptyFiles) {
@@ -297,7 +300,8 @@ TEST(Sklearn, MalformedBundledFileNamesLine) {
   test::TempDir dir;
   test::write_text(dir.file("iris.csv"), "3,2,a,b\n1,2,0\n1,2,1\n1,2,5\n");
   std::string msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
-  EXPECT_NE(msg.find(dir.file("iris.csv") + ": line 4, column 3: expected a class index in [0, 2)"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("iris.csv") + ": line 4, column 3: expected a class index in [0, 2)"), std::string::npos)
+      << msg;
   test::write_text(dir.file("iris.csv"), "3,2,a,b\n1,2,0\n1,2,1\n");
   msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
   EXPECT_NE(msg.find("expected 3 data rows"), std::string::npos) << msg;
@@ -326,7 +330,8 @@ TEST(FashionMnist, ShapesAndSpeed) {
 }
 
 TEST(FashionMnist, Splits) {
-  if (!exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  if (!exists(std::string(kFashionMnistDir) + "/train-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   DataConfig c;
   c.dataset = "fashion-mnist";
   c.val_fraction = 0.1;
@@ -444,8 +449,10 @@ TEST(Splits, SizesStandardisationAndFileOrder) {
   for (double x : s.train.x) v += (x - m) * (x - m);
   EXPECT_NEAR(m, 0.0, 1e-12);
   EXPECT_NEAR(std::sqrt(v / s.train.n), 1.0, 1e-12);
-  for (int64_t i = 0; i < s.val.n; ++i) EXPECT_NEAR(s.val.x[i], (raw.val.x[i] - s.feature_mean[0]) / s.feature_std[0], 1e-12);
-  for (int64_t i = 0; i < s.test.n; ++i) EXPECT_NEAR(s.test.x[i], (raw.test.x[i] - s.feature_mean[0]) / s.feature_std[0], 1e-12);
+  for (int64_t i = 0; i < s.val.n; ++i)
+    EXPECT_NEAR(s.val.x[i], (raw.val.x[i] - s.feature_mean[0]) / s.feature_std[0], 1e-12);
+  for (int64_t i = 0; i < s.test.n; ++i)
+    EXPECT_NEAR(s.test.x[i], (raw.test.x[i] - s.feature_mean[0]) / s.feature_std[0], 1e-12);
   EXPECT_NE(s.source.find("generated"), std::string::npos);
 }
 

@@ -90,9 +90,9 @@ TEST(ClassificationMetrics, BinaryAucWithTiesSingleLogitAndTwoColumns) {
 // Ranking within a class uses softmax probabilities, not raw logits: row B has the larger
 // class-0 logit (5 > 0) but the smaller class-0 probability (0.0067 < 1/3).
 TEST(ClassificationMetrics, MulticlassAucRanksSoftmaxProbabilities) {
-  const std::vector<double> s = {0, 0, 0,   // label 0: p0 = 1/3
-                                 5, 10, 0,  // label 1
-                                 0, 0, 1};  // label 2: p0 = 1/(2+e)
+  const std::vector<double> s = {0, 0,  0,   // label 0: p0 = 1/3
+                                 5, 10, 0,   // label 1
+                                 0, 0,  1};  // label 2: p0 = 1/(2+e)
   const ClassificationMetrics m = classification_metrics(s, {0, 1, 2}, 3, 3);
   EXPECT_NEAR(m.auc, 1.0, 1e-12);  // raw logits would give (0.25 + 1 + 1)/3
 }
@@ -158,7 +158,8 @@ TEST(Metrics, MatchSklearnOnRandomData) {
   f.precision(17);
   for (int i = 0; i < n; ++i) {
     for (int c = 0; c < C; ++c) f << s[i * C + c] << ' ';
-    f << y[i] << ' ' << logit[i] << ' ' << yb[i] << ' ' << t[2 * i] << ' ' << t[2 * i + 1] << ' ' << p[2 * i] << ' ' << p[2 * i + 1] << '\n';
+    f << y[i] << ' ' << logit[i] << ' ' << yb[i] << ' ' << t[2 * i] << ' ' << t[2 * i + 1] << ' ' << p[2 * i] << ' '
+      << p[2 * i + 1] << '\n';
   }
   f.close();
   const std::string script = R"(

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
-#include "diagnostics/alarms.h"
 #include "config/config.h"
+#include "diagnostics/alarms.h"
 
 namespace cn {
 namespace {

@@ -57,8 +57,8 @@ struct Problem {
     ModelConfig mc;
     mc.activation = "tanh";
     mc.init = cn::Init::xavier_normal;
-    mc.layers = {test::L("linear", 12), test::L("tanh"),      test::L("dropout", 0, 0.2), test::L("linear", 10),
-                 test::L("batchnorm"),  test::L("tanh"),      test::L("dropout", 0, 0.2), test::L("linear", C)};
+    mc.layers = {test::L("linear", 12), test::L("tanh"), test::L("dropout", 0, 0.2), test::L("linear", 10),
+                 test::L("batchnorm"),  test::L("tanh"), test::L("dropout", 0, 0.2), test::L("linear", C)};
     specs = resolve_layers(mc, C);
     Sequential<double> net(specs, I);
     net.initialize(mc, 3);
@@ -71,15 +71,17 @@ struct Problem {
       for (const StateView<double>& v : net.layer(i).state()) {
         if (v.name != "running_mean" && v.name != "running_var") continue;
         const bool var = v.name == "running_var";
-        snap.buffers[std::to_string(i) + "." + v.name] = test::random_vec(v.size, seed++, var ? 0.5 : -0.5, var ? 1.5 : 0.5);
+        snap.buffers[std::to_string(i) + "." + v.name] =
+            test::random_vec(v.size, seed++, var ? 0.5 : -0.5, var ? 1.5 : 0.5);
       }
     snap.preconditioner = test::random_vec(P, 30, 0.5, 2.0);
     snap.lr = 0.05;
     snap.optimizer = cn::OptimKind::adam;
     x = test::random_vec(N * I, 5, -2.0, 2.0);
     for (int64_t n = 0; n < N; ++n) y.push_back(static_cast<double>(n % C));
-    dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn, cn::CurvatureKind::kfac,
-                cn::CurvatureKind::diag, cn::CurvatureKind::fisher_diag, cn::CurvatureKind::full_top};
+    dc.kinds = {cn::CurvatureKind::loss,    cn::CurvatureKind::local, cn::CurvatureKind::ggn,
+                cn::CurvatureKind::kfac,    cn::CurvatureKind::diag,  cn::CurvatureKind::fisher_diag,
+                cn::CurvatureKind::full_top};
     dc.batch_size = N;
     dc.dense_max_params = 100;
     dc.dtype = cn::parse_enum(cn::kDTypes, dtype, "diagnostics.dtype");
@@ -128,15 +130,15 @@ bool near_threshold(const std::vector<double>& eig, double tau) {
 
 // Keys whose values are not eigenvalue-scaled.
 bool dimensionless(const std::string& k) {
-  static const std::set<std::string> d = {"condition",       "effective_rank", "rank",         "near_zero_share",
-                                          "negative_share",  "balance",        "symmetry",     "logdet",
-                                          "logdet_sign",     "bias_trace_share", "symmetry_residual", "solver_info",
-                                          "n_params",        "step",           "layer"};
+  static const std::set<std::string> d = {
+      "condition", "effective_rank", "rank",        "near_zero_share",  "negative_share",    "balance",
+      "symmetry",  "logdet",         "logdet_sign", "bias_trace_share", "symmetry_residual", "solver_info",
+      "n_params",  "step",           "layer"};
   return d.count(k) > 0;
 }
 bool count_based(const std::string& k) {
-  static const std::set<std::string> c = {"condition", "rank", "near_zero_share", "negative_share", "logdet",
-                                          "logdet_sign", "symmetry", "balance"};
+  static const std::set<std::string> c = {"condition", "rank",        "near_zero_share", "negative_share",
+                                          "logdet",    "logdet_sign", "symmetry",        "balance"};
   return c.count(k) > 0;
 }
 
@@ -269,7 +271,6 @@ std::map<std::string, std::vector<double>> read_spectra(const std::string& path)
   for (const auto& [name, t] : f.tensors) out[name] = f.get<double>(name);
   return out;
 }
-
 
 // Both runs start from the same parameters, so their step-0 checkpoints must agree (later
 // ones differ by the training runs' own rounding).

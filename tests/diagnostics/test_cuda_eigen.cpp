@@ -40,7 +40,8 @@ namespace {
 
 template <class T>
 double tolerance(int64_t n) {
-  return 200.0 * static_cast<double>(std::numeric_limits<T>::epsilon()) * std::sqrt(static_cast<double>(std::max<int64_t>(n, 1)));
+  return 200.0 * static_cast<double>(std::numeric_limits<T>::epsilon()) *
+         std::sqrt(static_cast<double>(std::max<int64_t>(n, 1)));
 }
 
 // ---- test matrices (built in double, row-major, exactly symmetric) ------------------------
@@ -200,7 +201,8 @@ TYPED_TEST(CudaEigen, BatchedJacobiRandom) {
   for (int64_t n : {1, 2, 7, 32, 33, 65, 96})
     for (int64_t count : {1, 5, 64}) {
       const std::vector<T> A = cast<T>(random_symmetric(n, count, ++seed));
-      check_jacobi<T>(A, n, count, reference(A, n, count), "n=" + std::to_string(n) + " count=" + std::to_string(count));
+      check_jacobi<T>(A, n, count, reference(A, n, count),
+                      "n=" + std::to_string(n) + " count=" + std::to_string(count));
     }
 }
 
@@ -288,7 +290,7 @@ TYPED_TEST(CudaEigen, BatchedCusolver) {
 TYPED_TEST(CudaEigen, SolverDense) {
   CN_REQUIRE_GPU();
   using T = TypeParam;
-  cuda::DenseEigenSolver own;                                // its own stream
+  cuda::DenseEigenSolver own;                               // its own stream
   cuda::DenseEigenSolver shared(cuda::context().stream());  // the context's stream
   uint32_t seed = 600;
   for (cuda::DenseEigenSolver* solver : {&own, &shared})
@@ -397,8 +399,8 @@ TEST(CudaIterative, DeviceVectorsMatchHostVectors) {
   const std::vector<double> A = random_symmetric(n, 1, 41);
   const Buffer<double> Ad = upload(A);
   const DeviceOperator on_gpu{Device::cuda, [&](const double* v, double* out) {
-                                CN_DISPATCH(Device::cuda, gemm<double>, false, false, n, 1, n, 1.0, Ad.data(), n, v,
-                                            1, 0.0, out, 1);
+                                CN_DISPATCH(Device::cuda, gemm<double>, false, false, n, 1, n, 1.0, Ad.data(), n, v, 1,
+                                            0.0, out, 1);
                               }};
   const MatVec on_host = [&](const double* v, double* out) {
     cpu::gemm<double>(false, false, n, 1, n, 1.0, A.data(), n, v, 1, 0.0, out, 1);

@@ -400,7 +400,8 @@ TEST(Doctor, CheckpointSpectra) {
   Net<double> net({lin(4), act("relu"), lin(3), act("tanh"), lin(2)}, 6, 10);
   // Layer 2's weight: row 2 = 2 x row 0, rank 2.
   const ParamSegment& s2 = net.seg(2, false);
-  for (int64_t j = 0; j < s2.cols; ++j) net.model.params()[s2.offset + 2 * s2.cols + j] = 2 * net.model.params()[s2.offset + j];
+  for (int64_t j = 0; j < s2.cols; ++j)
+    net.model.params()[s2.offset + 2 * s2.cols + j] = 2 * net.model.params()[s2.offset + j];
   net.pass();
   Doctor<double> d(base_config(), net.model);
   std::map<std::string, std::vector<double>> spectra;
@@ -447,8 +448,9 @@ TEST(Doctor, CheckpointSpectra) {
     EXPECT_NEAR(r["weight_grad_corr"].get<double>(), sab / std::sqrt(saa * sbb), 1e-12);
     if (k < 2) {
       EXPECT_EQ(r["next_layer"], layers[k + 1]);
-      EXPECT_DOUBLE_EQ(r["spectrum_similarity"].get<double>(),
-                       spectrum_similarity(got_w, spectra.at("weights." + std::to_string(layers[k + 1]) + ".singular_values")));
+      EXPECT_DOUBLE_EQ(
+          r["spectrum_similarity"].get<double>(),
+          spectrum_similarity(got_w, spectra.at("weights." + std::to_string(layers[k + 1]) + ".singular_values")));
     } else {
       EXPECT_FALSE(r.contains("next_layer"));
     }

@@ -113,9 +113,9 @@ std::vector<double> torch_hessian(Net& n, const test::TempDir& dir, bool trainin
   test::write_text(dir.file("x.txt"), dump(n.x, n.n_in));
   test::write_text(dir.file("target.txt"), dump(n.t, 1));
   std::string out;
-  const int rc = test::run_command(test::python_exe() + " " + CURVNET_SOURCE_DIR + "/tests/diagnostics/oracle_hessian.py " +
-                                       dir.path().string(),
-                                   &out);
+  const int rc = test::run_command(
+      test::python_exe() + " " + CURVNET_SOURCE_DIR + "/tests/diagnostics/oracle_hessian.py " + dir.path().string(),
+      &out);
   EXPECT_EQ(rc, 0) << out;
   std::ifstream f(dir.file("hessian.txt"));
   std::vector<double> H;
@@ -171,8 +171,8 @@ TEST(Oracle, BatchNormTrainingBce) {
 }
 
 TEST(Oracle, GeluSoftplusLeakyCrossEntropy) {
-  Net n({L("linear", 4), L("gelu"), L("linear", 3), L("softplus"), L("linear", 3), L("leaky_relu"), L("linear", 2)},
-        3, LossKind::cross_entropy, 5);
+  Net n({L("linear", 4), L("gelu"), L("linear", 3), L("softplus"), L("linear", 3), L("leaky_relu"), L("linear", 2)}, 3,
+        LossKind::cross_entropy, 5);
   check_against_torch(n, true);
 }
 
@@ -192,7 +192,8 @@ TEST_P(Kron, EqualsTheHvpPath) {
       {{L("linear", 5), L("gelu"), L("dropout", 0, 0.3), L("linear", 4), L("elu"), L("linear", 3)}, true},
       {{L("linear", 5), L("batchnorm"), L("softplus"), L("linear", 4), L("batchnorm"), L("tanh"), L("linear", 3)},
        false},
-      {{L("linear", 5), L("batchnorm"), L("tanh"), L("linear", 4), L("relu"), L("linear", 3)}, true},  // BN upstream only
+      {{L("linear", 5), L("batchnorm"), L("tanh"), L("linear", 4), L("relu"), L("linear", 3)},
+       true},  // BN upstream only
   };
   for (size_t ci = 0; ci < cases.size(); ++ci) {
     Net n(cases[ci].specs, 4, kind, 7, cases[ci].training, 3);
@@ -252,7 +253,8 @@ TEST(Ggn, EqualsJacobianSandwichAndIsPsd) {
           for (int64_t c = 0; c < C; ++c) sum += pr[c] = std::exp(z[s * C + c] - m);
           for (auto& v : pr) v /= sum;
           for (int64_t a = 0; a < C; ++a)
-            for (int64_t c = 0; c < C; ++c) Hz[(s * C + a) * NC + s * C + c] = ((a == c ? pr[a] : 0) - pr[a] * pr[c]) / N;
+            for (int64_t c = 0; c < C; ++c)
+              Hz[(s * C + a) * NC + s * C + c] = ((a == c ? pr[a] : 0) - pr[a] * pr[c]) / N;
         } else {
           for (int64_t a = 0; a < C; ++a) {
             const double sg = 1 / (1 + std::exp(-z[s * C + a]));

@@ -113,8 +113,8 @@ TEST_P(HvpActivationLoss, MatchesFiniteDifferencesOfTheGradient) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AllActivationsAndLosses, HvpActivationLoss,
-                         ::testing::Combine(::testing::Values("relu", "leaky_relu", "elu", "sigmoid", "tanh", "identity",
-                                                              "gelu", "softplus"),
+                         ::testing::Combine(::testing::Values("relu", "leaky_relu", "elu", "sigmoid", "tanh",
+                                                              "identity", "gelu", "softplus"),
                                             ::testing::Values("cross_entropy", "mse", "bce_logits")),
                          [](const auto& info) { return std::get<0>(info.param) + "_" + std::get<1>(info.param); });
 

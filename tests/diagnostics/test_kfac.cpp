@@ -138,7 +138,8 @@ TEST(Kfac, ScalingMatchesFisherOfMeanLoss) {
     ASSERT_EQ(M.size(), static_cast<size_t>(p * p));
     const double scale = std::max(1e-12, max_abs(M));
     for (int64_t a = 0; a < p; ++a)
-      for (int64_t b = 0; b < p; ++b) EXPECT_NEAR(M[a * p + b], g[off + a] * g[off + b], 1e-12 * scale) << a << "," << b;
+      for (int64_t b = 0; b < p; ++b)
+        EXPECT_NEAR(M[a * p + b], g[off + a] * g[off + b], 1e-12 * scale) << a << "," << b;
   }
 }
 

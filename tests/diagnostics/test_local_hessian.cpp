@@ -26,7 +26,8 @@ double act_prime(const std::string& type, double x, double slope = 0.01, double 
     return type == "sigmoid" ? s * (1.0 - s) : s;
   }
   if (type == "elu") return x > 0 ? 1.0 : alpha * std::exp(x);
-  if (type == "gelu") return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+  if (type == "gelu")
+    return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
   if (type == "relu") return x > 0 ? 1.0 : 0.0;
   if (type == "leaky_relu") return x > 0 ? 1.0 : slope;
   if (type == "identity") return 1.0;
@@ -229,8 +230,8 @@ TEST(LocalHessian, ZeroForPiecewiseLinear) {
     ASSERT_TRUE(met.rank.has_value());
     EXPECT_EQ(*met.rank, 0.0);
     // The direct entry point says the same without a model.
-    const auto d = local_hessian_linear(m.net.layer_input(0), m.net.layer_output(0), N, I, O,
-                                        activation_params(spec(act)));
+    const auto d =
+        local_hessian_linear(m.net.layer_input(0), m.net.layer_output(0), N, I, O, activation_params(spec(act)));
     EXPECT_EQ(d.status, "zero matrix");
   }
 }

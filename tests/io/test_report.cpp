@@ -30,10 +30,10 @@ std::string chromium_exe() {
 // The DOM after Chromium parsed the file (stderr, where Chromium chats, is dropped).
 std::string dump_dom(const TempDir& tmp, const std::string& html_path) {
   const std::string dom_path = tmp.file("dom.html");
-  const std::string cmd = "(timeout 180 " + chromium_exe() +
-                          " --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir=" +
-                          tmp.file("chromium-profile") + " --dump-dom file://" + html_path + " 2>/dev/null) > " +
-                          dom_path;
+  const std::string cmd =
+      "(timeout 180 " + chromium_exe() +
+      " --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir=" + tmp.file("chromium-profile") +
+      " --dump-dom file://" + html_path + " 2>/dev/null) > " + dom_path;
   std::string out;
   const int rc = cn::test::run_command(cmd, &out);
   EXPECT_EQ(rc, 0) << cmd << "\n" << out;
@@ -78,34 +78,77 @@ void make_full_run(const std::string& run) {
   cn::JsonLinesWriter m(run + "/metrics.jsonl"), e(run + "/eval.jsonl"), s(run + "/stats.jsonl"),
       d(run + "/diagnostics.jsonl"), a(run + "/alarms.jsonl");
   for (int step = 10; step <= 200; step += 10) {
-    m.write({{"step", step}, {"epoch", step / 100}, {"loss", 2.0 * std::exp(-0.01 * step)}, {"lr", 1e-3},
-             {"grad_norm", 1.0 / step}, {"grad_norm_clipped", 1.0 / step}, {"clipped", false},
-             {"items_per_s", 1000.0}, {"time_s", 0.01 * step}});
+    m.write({{"step", step},
+             {"epoch", step / 100},
+             {"loss", 2.0 * std::exp(-0.01 * step)},
+             {"lr", 1e-3},
+             {"grad_norm", 1.0 / step},
+             {"grad_norm_clipped", 1.0 / step},
+             {"clipped", false},
+             {"items_per_s", 1000.0},
+             {"time_s", 0.01 * step}});
     for (int layer : {0, 2, 4}) {
-      s.write({{"step", step}, {"layer", layer}, {"kind", "step"}, {"type", "linear"},
+      s.write({{"step", step},
+               {"layer", layer},
+               {"kind", "step"},
+               {"type", "linear"},
                {"grad_l2", 0.1 * (layer + 1) / std::sqrt(step)},
-               {"grad_linf", 0.01}, {"weight_norm", 3.0 + layer}, {"update_ratio", 1e-3 * (layer + 1)},
-               {"dead_share", layer == 2 ? 0.002 * step : 0.0}, {"saturated_share", 0.0}});
+               {"grad_linf", 0.01},
+               {"weight_norm", 3.0 + layer},
+               {"update_ratio", 1e-3 * (layer + 1)},
+               {"dead_share", layer == 2 ? 0.002 * step : 0.0},
+               {"saturated_share", 0.0}});
     }
     if (step % 50 == 0) {
       // A checkpoint row of other columns: the verdicts still show the last grad_l2.
-      s.write({{"step", step}, {"layer", 0}, {"kind", "spectrum"}, {"type", "linear"}, {"rows", 8}, {"cols", 2},
-               {"weight_grad_corr", 0.3}, {"grad_l2", nullptr}});
-      e.write({{"step", step}, {"epoch", step / 100}, {"split", "val"}, {"loss", 2.2 * std::exp(-0.008 * step)},
-               {"accuracy", 0.5 + 0.002 * step}, {"f1", 0.4 + 0.002 * step}});
+      s.write({{"step", step},
+               {"layer", 0},
+               {"kind", "spectrum"},
+               {"type", "linear"},
+               {"rows", 8},
+               {"cols", 2},
+               {"weight_grad_corr", 0.3},
+               {"grad_l2", nullptr}});
+      e.write({{"step", step},
+               {"epoch", step / 100},
+               {"split", "val"},
+               {"loss", 2.2 * std::exp(-0.008 * step)},
+               {"accuracy", 0.5 + 0.002 * step},
+               {"f1", 0.4 + 0.002 * step}});
       for (int layer : {0, 2, 4}) {
-        d.write({{"step", step}, {"layer", layer}, {"kind", "loss"}, {"n_params", 100}, {"method", "dense"},
-                 {"trace", 1.0 + layer}, {"condition", 1e3 * (layer + 1)}, {"lambda_max", 0.5 * step}});
-        d.write({{"step", step}, {"layer", layer}, {"kind", "local"}, {"n_params", 100}, {"method", "dense"},
-                 {"trace", 0.0}, {"condition", nullptr}, {"condition_status", "zero matrix"}, {"lambda_max", 0.0}});
+        d.write({{"step", step},
+                 {"layer", layer},
+                 {"kind", "loss"},
+                 {"n_params", 100},
+                 {"method", "dense"},
+                 {"trace", 1.0 + layer},
+                 {"condition", 1e3 * (layer + 1)},
+                 {"lambda_max", 0.5 * step}});
+        d.write({{"step", step},
+                 {"layer", layer},
+                 {"kind", "local"},
+                 {"n_params", 100},
+                 {"method", "dense"},
+                 {"trace", 0.0},
+                 {"condition", nullptr},
+                 {"condition_status", "zero matrix"},
+                 {"lambda_max", 0.0}});
       }
     }
   }
   e.write({{"step", 200}, {"epoch", 2}, {"split", "test"}, {"loss", 0.4}, {"accuracy", 0.88}, {"f1", 0.8}});
-  a.write({{"step", 70}, {"layer", nullptr}, {"rule", "loss_spike"}, {"value", 3.0}, {"threshold", 2.0},
+  a.write({{"step", 70},
+           {"layer", nullptr},
+           {"rule", "loss_spike"},
+           {"value", 3.0},
+           {"threshold", 2.0},
            {"message", "loss rose 3 sigma above its recent mean"}});
   for (int step : {100, 150, 200})
-    a.write({{"step", step}, {"layer", 2}, {"rule", "dead_units"}, {"value", 0.002 * step}, {"threshold", 0.1},
+    a.write({{"step", step},
+             {"layer", 2},
+             {"rule", "dead_units"},
+             {"value", 0.002 * step},
+             {"threshold", 0.1},
              {"message", "share of dead units above threshold"}});
   for (int step : {0, 50, 100, 150, 200}) {
     cn::SafetensorsWriter w;
@@ -123,7 +166,7 @@ void make_full_run(const std::string& run) {
     w.add<double>("ggn.4.density_grid", {50}, grid);
     w.add<double>("ggn.4.density", {50}, density);
     w.add<float>("full_top.eigenvalues", {3}, std::vector<float>{10.0f + step, 5.0f, 1.0f});
-    w.add<double>("diag.0.values", {4}, std::vector<double>{1, 2, 3, 4});  // not a spectrum: ignored
+    w.add<double>("diag.0.values", {4}, std::vector<double>{1, 2, 3, 4});           // not a spectrum: ignored
     w.add<double>("loss.4.lanczos_extremes", {2}, std::vector<double>{-0.1, 2.0});  // ignored
     w.add<double>("weights.0.singular_values", {2}, std::vector<double>{3.0 + 0.01 * step, 0.5});
     w.add<double>("grads.0.singular_values", {2}, std::vector<double>{0.1, 1e-3});
@@ -176,7 +219,8 @@ TEST(Report, FullRunRendersEveryPlotInChromium) {
   EXPECT_NE(verdicts.find("data-table=\"verdicts\""), std::string::npos);
   const std::regex row2(R"(<tr data-layer="2">.*dead_units \(3×, last at step 200\))");
   EXPECT_TRUE(std::regex_search(verdicts, row2)) << verdicts;
-  const std::regex row0(R"(<tr data-layer="0"><td>layer 0</td><td>linear</td><td class="num">200</td><td class="num">0.007071</td>[^\n]*>healthy<)");
+  const std::regex row0(
+      R"(<tr data-layer="0"><td>layer 0</td><td>linear</td><td class="num">200</td><td class="num">0.007071</td>[^\n]*>healthy<)");
   EXPECT_TRUE(std::regex_search(verdicts, row0)) << verdicts;
   const std::regex net(R"(<tr data-layer="-1">[^\n]*loss_spike)");
   EXPECT_TRUE(std::regex_search(verdicts, net)) << verdicts;

@@ -58,7 +58,7 @@ cn::SafetensorsWriter example_writer() {
   w.add<double>("loss.0.eigenvalues", {4}, kF64);
   w.add<int64_t>("order", {3}, kI64);
   const int64_t step = 17;
-  w.add_i64("step", {}, &step);               // a scalar
+  w.add_i64("step", {}, &step);                         // a scalar
   w.add<float>("empty", {0, 5}, std::vector<float>{});  // no elements
   w.metadata("format", "pt");
   w.metadata("curvnet", "0.1.0");
@@ -100,7 +100,9 @@ TEST(Safetensors, RoundTripWithMetadata) {
     }
     return "";
   };
-  EXPECT_EQ(error_of([&] { f.get<float>("0.weight", {3, 2}); }),
+  EXPECT_EQ(error_of([&] {
+              f.get<float>("0.weight", {3, 2});
+            }),
             path + ": tensor 0.weight: shape [2, 3], expected [3, 2]");
   EXPECT_EQ(error_of([&] { f.get<int64_t>("loss.0.eigenvalues"); }),
             path + ": tensor loss.0.eigenvalues: dtype F64, expected an integer dtype");
@@ -140,11 +142,11 @@ TEST(Safetensors, HeaderLayout) {
 TEST(Safetensors, WriterRejectsBadInput) {
   cn::SafetensorsWriter w;
   w.add<float>("a", {1}, std::vector<float>{1});
-  EXPECT_THROW(w.add<float>("a", {1}, std::vector<float>{1}), cn::Error);           // twice
-  EXPECT_THROW(w.add<float>("b", {2}, std::vector<float>{1}), cn::Error);           // wrong count
-  EXPECT_THROW(w.add<float>("c", {-1}, std::vector<float>{}), cn::Error);           // negative extent
-  EXPECT_THROW(w.add_raw("d", {"F99", {1}, {0, 0, 0, 0}}), cn::Error);              // unknown dtype
-  EXPECT_THROW(w.add_raw("__metadata__", {"U8", {1}, {0}}), cn::Error);             // reserved name
+  EXPECT_THROW(w.add<float>("a", {1}, std::vector<float>{1}), cn::Error);  // twice
+  EXPECT_THROW(w.add<float>("b", {2}, std::vector<float>{1}), cn::Error);  // wrong count
+  EXPECT_THROW(w.add<float>("c", {-1}, std::vector<float>{}), cn::Error);  // negative extent
+  EXPECT_THROW(w.add_raw("d", {"F99", {1}, {0, 0, 0, 0}}), cn::Error);     // unknown dtype
+  EXPECT_THROW(w.add_raw("__metadata__", {"U8", {1}, {0}}), cn::Error);    // reserved name
 }
 
 TEST(Safetensors, ReferenceImplementationInterop) {

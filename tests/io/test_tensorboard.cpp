@@ -91,8 +91,8 @@ json.dump(out, open(sys.argv[2], "w"))
   return nlohmann::json::parse(cn::test::read_text(out_path));
 }
 
-#define SKIP_WITHOUT_TENSORBOARD()                                                              \
-  if (!cn::test::python_has("tensorboard"))                                                     \
+#define SKIP_WITHOUT_TENSORBOARD()                                                                 \
+  if (!cn::test::python_has("tensorboard"))                                                        \
   GTEST_SKIP() << "the tensorboard Python package is not importable by " << cn::test::python_exe() \
                << " (scripts/test installs it into .venv)"
 
@@ -338,8 +338,13 @@ TEST(TensorBoard, RowsUseTheDocumentedTags) {
     w.row(cn::RunLog::eval, {{"step", 10}, {"epoch", 1}, {"split", "val"}, {"loss", 0.7}, {"accuracy", 0.9}});
     w.row(cn::RunLog::stats, {{"step", 10}, {"layer", 2}, {"grad_l2", 0.1}});
     w.row(cn::RunLog::stats, {{"step", 10}, {"layer", nullptr}, {"grad_l2", 0.3}});
-    w.row(cn::RunLog::diagnostics, {{"step", 10}, {"layer", 0}, {"kind", "loss"}, {"method", "dense"},
-                                    {"trace", 4.0}, {"logdet", nullptr}, {"logdet_status", "singular"}});
+    w.row(cn::RunLog::diagnostics, {{"step", 10},
+                                    {"layer", 0},
+                                    {"kind", "loss"},
+                                    {"method", "dense"},
+                                    {"trace", 4.0},
+                                    {"logdet", nullptr},
+                                    {"logdet_status", "singular"}});
     w.row(cn::RunLog::diagnostics, {{"step", 10}, {"layer", nullptr}, {"kind", "full_top"}, {"lambda_max", 9.0}});
     w.row(cn::RunLog::metrics, {{"loss", 1.0}});  // no step: ignored
   }
@@ -350,11 +355,15 @@ TEST(TensorBoard, RowsUseTheDocumentedTags) {
     EXPECT_EQ(e.step, 10);
     for (const auto& v : e.values) seen[v.tag] = v.simple_value;
   }
-  const std::map<std::string, float> expected = {
-      {"train/epoch", 1.0f},        {"train/loss", 0.5f},           {"train/clipped", 1.0f},
-      {"val/loss", 0.7f},           {"val/accuracy", 0.9f},         {"layer2/grad_l2", 0.1f},
-      {"network/grad_l2", 0.3f},    {"curvature/loss/layer0/trace", 4.0f},
-      {"curvature/full_top/lambda_max", 9.0f}};
+  const std::map<std::string, float> expected = {{"train/epoch", 1.0f},
+                                                 {"train/loss", 0.5f},
+                                                 {"train/clipped", 1.0f},
+                                                 {"val/loss", 0.7f},
+                                                 {"val/accuracy", 0.9f},
+                                                 {"layer2/grad_l2", 0.1f},
+                                                 {"network/grad_l2", 0.3f},
+                                                 {"curvature/loss/layer0/trace", 4.0f},
+                                                 {"curvature/full_top/lambda_max", 9.0f}};
   EXPECT_EQ(seen, expected);
 }
 
@@ -392,7 +401,10 @@ TEST(TensorBoard, RecreatesEventsFromRunLogs) {
     w.write(run + "/checkpoints/step_20/model.safetensors");
   }
   // An old event file is replaced.
-  { cn::TensorBoardWriter old(run); old.scalar("stale/tag", 1, 1.0); }
+  {
+    cn::TensorBoardWriter old(run);
+    old.scalar("stale/tag", 1, 1.0);
+  }
 
   const std::string path = cn::write_tensorboard_from_run(run);
   EXPECT_EQ(only_event_file(run), path);
@@ -401,9 +413,9 @@ TEST(TensorBoard, RecreatesEventsFromRunLogs) {
   const nlohmann::json tb = read_with_tensorboard(tmp, run);
   const auto& sc = tb["scalars"];
   EXPECT_FALSE(sc.contains("stale/tag"));
-  for (const char* tag : {"train/loss", "train/lr", "train/epoch", "train/time_s", "val/loss", "val/accuracy",
-                          "layer0/grad_l2", "layer1/update_ratio", "curvature/loss/layer0/trace",
-                          "curvature/loss/layer1/trace"})
+  for (const char* tag :
+       {"train/loss", "train/lr", "train/epoch", "train/time_s", "val/loss", "val/accuracy", "layer0/grad_l2",
+        "layer1/update_ratio", "curvature/loss/layer0/trace", "curvature/loss/layer1/trace"})
     EXPECT_EQ(sc[tag].size(), 3u) << tag << " in " << sc.dump();
   EXPECT_FLOAT_EQ(sc["train/loss"][2][1].get<float>(), 1.0f / 30);
   EXPECT_EQ(sc["curvature/loss/layer1/trace"][1][0].get<int64_t>(), 20);

@@ -49,7 +49,6 @@ struct Tol<double> {
   static constexpr double loss_rel = 1e-13;
 };
 
-
 // One host array and its device copy; outputs start as the same random garbage on both,
 // so an op that forgets to write (or adds where it should assign) shows up.
 template <class T>
@@ -72,7 +71,6 @@ template <class T>
 Twin<T> twin(int64_t n, uint32_t seed, double lo = -2.0, double hi = 2.0) {
   return Twin<T>(test::random_values<T>(n, seed, lo, hi));
 }
-
 
 // The device copy of `t` matches its host copy within `tol` (nmse).
 #define EXPECT_TWIN(t, tol) EXPECT_LE(nmse((t).down(), (t).h), (tol)) << #t
@@ -182,12 +180,12 @@ TYPED_TEST(CudaOps, GemmBiasGrad) {
     int64_t M, Nc, K;
   };
   uint32_t seed = 300;
-  for (const Shape& s : {Shape{29, 37, 53}, Shape{10, 1, 7}, Shape{96, 784, 256}, Shape{45, 33, 5000},
-                         Shape{10, 130, 1024}})
+  for (const Shape& s :
+       {Shape{29, 37, 53}, Shape{10, 1, 7}, Shape{96, 784, 256}, Shape{45, 33, 5000}, Shape{10, 130, 1024}})
     for (int64_t pad : {int64_t(0), int64_t(3)}) {
       const auto [c, db] = gemm_bias_grad_nmse<T>(s.M, s.Nc, s.K, pad, seed);
-      const std::string what = "M=" + std::to_string(s.M) + " N=" + std::to_string(s.Nc) +
-                               " K=" + std::to_string(s.K) + " pad=" + std::to_string(pad);
+      const std::string what = "M=" + std::to_string(s.M) + " N=" + std::to_string(s.Nc) + " K=" + std::to_string(s.K) +
+                               " pad=" + std::to_string(pad);
       EXPECT_LE(c, sum_tol<T>(s.K)) << what << " dW";
       EXPECT_LE(db, sum_tol<T>(s.K)) << what << " db";
       seed += 4;
@@ -293,8 +291,8 @@ TYPED_TEST(CudaOps, Activations) {
   CN_REQUIRE_GPU();
   using T = TypeParam;
   const int64_t n = 5000;
-  for (Act k : {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu,
-                Act::softplus}) {
+  for (Act k :
+       {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus}) {
     ActParams a;
     a.kind = k;
     a.slope = 0.03;
@@ -350,8 +348,7 @@ TYPED_TEST(CudaOps, BatchNormEval) {
   auto rm = twin<T>(O, 31), rv = twin<T>(O, 32, 0.5, 2.0);
   auto y = twin<T>(N * O, 33), xhat = twin<T>(N * O, 34), inv_std = twin<T>(O, 35);
   cpu::bn_forward_eval<T>(x.hp(), gamma.hp(), beta.hp(), rm.hp(), rv.hp(), N, O, eps, y.hp(), xhat.hp(), inv_std.hp());
-  cuda::bn_forward_eval<T>(x.dp(), gamma.dp(), beta.dp(), rm.dp(), rv.dp(), N, O, eps, y.dp(), xhat.dp(),
-                           inv_std.dp());
+  cuda::bn_forward_eval<T>(x.dp(), gamma.dp(), beta.dp(), rm.dp(), rv.dp(), N, O, eps, y.dp(), xhat.dp(), inv_std.dp());
   EXPECT_TWIN(y, Tol<T>::elementwise);
   EXPECT_TWIN(xhat, Tol<T>::elementwise);
   EXPECT_TWIN(inv_std, Tol<T>::elementwise);

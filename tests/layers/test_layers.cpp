@@ -221,8 +221,8 @@ TEST(Activation, SecondDerivativeMatchesFiniteDifferences) {
 // along (Rx, Rdy); the form the K-direction loops use (d1, f'' dy per element) is the same
 // arithmetic to the bit.
 TEST(Activation, RBackwardMatchesFiniteDifferences) {
-  for (Act a : {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu,
-                Act::softplus}) {
+  for (Act a :
+       {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus}) {
     ActParams p{a, 0.1, 0.7};
     for (double x : {-2.3, -0.4, 0.3, 1.7}) {
       const double dy = 0.8, rx = -0.6, rdy = 1.3, h = 1e-6;
@@ -324,8 +324,9 @@ TEST_P(LossGradient, MatchesFiniteDifferences) {
     auto zp = z, zm = z;
     zp[i] += 1e-6;
     zm[i] -= 1e-6;
-    fd[i] = (loss.forward_backward(c, zp.data(), t.data(), N, C) - loss.forward_backward(c, zm.data(), t.data(), N, C)) /
-            2e-6;
+    fd[i] =
+        (loss.forward_backward(c, zp.data(), t.data(), N, C) - loss.forward_backward(c, zm.data(), t.data(), N, C)) /
+        2e-6;
   }
   EXPECT_LE(max_rel_err(dz, fd), 1e-8);
 }

@@ -72,7 +72,7 @@ TEST(Schedule, Cosine) {
   EXPECT_NEAR(scheduled_lr(s, 0.1, 99, 100), 0.01 + 0.09 * (1 + std::cos(kPi * 0.99)) / 2, 1e-16);
   EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 100, 100), 0.01);
   EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.1, 150, 100), 0.01);  // flat after the horizon
-  s.total_steps = 200;                                      // the key wins over the argument
+  s.total_steps = 200;                                     // the key wins over the argument
   EXPECT_NEAR(scheduled_lr(s, 0.1, 100, 100), 0.055, 1e-16);
   s.total_steps = 0;
   EXPECT_THROW(scheduled_lr(s, 0.1, 0, 0), InputError);  // no horizon
@@ -99,8 +99,8 @@ TEST(Schedule, WarmupInFrontOfStep) {
   EXPECT_NEAR(scheduled_lr(s, 0.2, 0, 0), 0.05, 1e-17);
   EXPECT_NEAR(scheduled_lr(s, 0.2, 1, 0), 0.1, 1e-17);
   EXPECT_NEAR(scheduled_lr(s, 0.2, 3, 0), 0.2, 1e-17);
-  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.2, 4, 0), 0.2);   // the step schedule's step 0
-  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.2, 8, 0), 0.2);   // its step 4
+  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.2, 4, 0), 0.2);     // the step schedule's step 0
+  EXPECT_DOUBLE_EQ(scheduled_lr(s, 0.2, 8, 0), 0.2);     // its step 4
   EXPECT_NEAR(scheduled_lr(s, 0.2, 9, 0), 0.02, 1e-17);  // its step 5
 }
 

@@ -17,8 +17,8 @@
 #include "cuda_test_util.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
-#include "optim/optimizer.h"
 #include "optim/cuda/optimizer_cuda.h"
+#include "optim/optimizer.h"
 
 using namespace cn;
 using test::nmse;
@@ -47,10 +47,6 @@ struct Tol<double> {
 };
 // Norms are double sums of the same values in another order on both types: ~1e-15 relative.
 constexpr double kNormRel = 1e-12;
-
-
-
-
 
 // Two layers with a weight and a bias each; layer 2's weight spans several 8192-element
 // tiles and is not a multiple of a tile.

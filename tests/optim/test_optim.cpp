@@ -53,8 +53,10 @@ void expect_three(const OptimConfig& c, const double want[3], const ParamLayout&
   const std::vector<double> d = run_three<double>(c, layout);
   const std::vector<float> f = run_three<float>(c, layout);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_NEAR(d[i], want[i], 1e-14 * std::max(1.0, std::fabs(want[i]))) << enum_name(kOptimKinds, c.name) << " element " << i;
-    EXPECT_NEAR(f[i], want[i], 2e-6 * std::max(1.0, std::fabs(want[i]))) << enum_name(kOptimKinds, c.name) << " (float) element " << i;
+    EXPECT_NEAR(d[i], want[i], 1e-14 * std::max(1.0, std::fabs(want[i])))
+        << enum_name(kOptimKinds, c.name) << " element " << i;
+    EXPECT_NEAR(f[i], want[i], 2e-6 * std::max(1.0, std::fabs(want[i])))
+        << enum_name(kOptimKinds, c.name) << " (float) element " << i;
   }
 }
 
@@ -166,7 +168,8 @@ TEST(Optim, Adam) {
     for (int i = 0; i < 3; ++i) {
       m[i] = 0.9 * m[i] + 0.1 * G[k][i];
       v[i] = 0.999 * v[i] + 0.001 * G[k][i] * G[k][i];
-      p[i] = p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
+      p[i] =
+          p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
     }
     if (k == 0) EXPECT_NEAR(p[0], 0.9, 1e-8);  // Adam's first step is lr sign(g)
   }
@@ -183,7 +186,8 @@ TEST(Optim, AdamCoupledWeightDecay) {
       const double d = G[k][i] + 0.1 * p[i];
       m[i] = 0.9 * m[i] + 0.1 * d;
       v[i] = 0.999 * v[i] + 0.001 * d * d;
-      p[i] = p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
+      p[i] =
+          p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
     }
   }
   expect_three(c, p);
@@ -200,7 +204,8 @@ TEST(Optim, AdamwDecoupledWeightDecay) {
       p[i] = p[i] * (1 - LR[k] * 0.1);
       m[i] = 0.9 * m[i] + 0.1 * G[k][i];
       v[i] = 0.999 * v[i] + 0.001 * G[k][i] * G[k][i];
-      p[i] = p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
+      p[i] =
+          p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(v[i]) / std::sqrt(1 - std::pow(0.999, t)) + 1e-8);
     }
   }
   EXPECT_GT(std::fabs(p[0] - run_three<double>(cfg("adam"), tiny_layout())[0]), 1e-4);
@@ -220,7 +225,8 @@ TEST(Optim, Amsgrad) {
       v[i] = 0.5 * v[i] + 0.5 * G[k][i] * G[k][i];
       if (vmax[i] > v[i]) max_held = true;
       vmax[i] = std::max(vmax[i], v[i]);
-      p[i] = p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(vmax[i]) / std::sqrt(1 - std::pow(0.5, t)) + 1e-8);
+      p[i] =
+          p[i] - LR[k] / (1 - std::pow(0.9, t)) * m[i] / (std::sqrt(vmax[i]) / std::sqrt(1 - std::pow(0.5, t)) + 1e-8);
     }
   }
   ASSERT_TRUE(max_held);  // the case exercises the maximum
@@ -455,7 +461,8 @@ TEST(Optim, MatchesTorchOptimFloat64) {
   layout.segments.push_back(ParamSegment{"2.bias", 2, 24, 2, 1, true});
   layout.total = 26;
 
-  const std::vector<std::string> names = {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw", "nadam", "amsgrad"};
+  const std::vector<std::string> names = {"sgd",  "momentum", "nesterov", "adagrad", "rmsprop",
+                                          "adam", "adamw",    "nadam",    "amsgrad"};
   std::vector<OracleRun> runs;
   std::mt19937_64 rng(12345);
   std::normal_distribution<double> nd;
@@ -501,8 +508,9 @@ TEST(Optim, MatchesTorchOptimFloat64) {
     std::string segs = "[";
     for (size_t s = 0; s < layout.segments.size(); ++s) {
       const ParamSegment& seg = layout.segments[s];
-      segs += std::string(s ? "," : "") + "{\"rows\":" + std::to_string(seg.rows) + ",\"cols\":" + std::to_string(seg.cols) +
-              ",\"wd\":" + num(coeffs[s].weight_decay) + ",\"l1\":" + num(coeffs[s].l1) + ",\"lr_scale\":" + num(coeffs[s].lr_scale) + "}";
+      segs += std::string(s ? "," : "") + "{\"rows\":" + std::to_string(seg.rows) +
+              ",\"cols\":" + std::to_string(seg.cols) + ",\"wd\":" + num(coeffs[s].weight_decay) +
+              ",\"l1\":" + num(coeffs[s].l1) + ",\"lr_scale\":" + num(coeffs[s].lr_scale) + "}";
     }
     segs += "]";
     // Ours.
@@ -515,27 +523,31 @@ TEST(Optim, MatchesTorchOptimFloat64) {
     }
     states.push_back(opts.back()->state());
     std::string snames = "[";
-    for (size_t j = 0; j < states.back().size(); ++j) snames += std::string(j ? "," : "") + "\"" + states.back()[j].first + "\"";
+    for (size_t j = 0; j < states.back().size(); ++j)
+      snames += std::string(j ? "," : "") + "\"" + states.back()[j].first + "\"";
     snames += "]";
     std::string grads = "[";
     for (int k = 0; k < 10; ++k) grads += std::string(k ? "," : "") + json_list(r.grads[k]);
     grads += "]";
-    js += std::string(ri ? "," : "") + "{\"name\":\"" + cn::enum_name(cn::kOptimKinds, r.config.name) + "\",\"momentum\":" + num(r.config.momentum) +
-          ",\"beta1\":" + num(r.config.beta1) + ",\"beta2\":" + num(r.config.beta2) + ",\"eps\":" + num(r.config.eps) +
-          ",\"alpha\":" + num(r.config.alpha) + ",\"segments\":" + segs + ",\"params\":" + json_list(r.params) +
-          ",\"grads\":" + grads + ",\"lrs\":" + json_list(r.lrs) + ",\"states\":" + snames + "}";
+    js += std::string(ri ? "," : "") + "{\"name\":\"" + cn::enum_name(cn::kOptimKinds, r.config.name) +
+          "\",\"momentum\":" + num(r.config.momentum) + ",\"beta1\":" + num(r.config.beta1) +
+          ",\"beta2\":" + num(r.config.beta2) + ",\"eps\":" + num(r.config.eps) + ",\"alpha\":" + num(r.config.alpha) +
+          ",\"segments\":" + segs + ",\"params\":" + json_list(r.params) + ",\"grads\":" + grads +
+          ",\"lrs\":" + json_list(r.lrs) + ",\"states\":" + snames + "}";
   }
   js += "]";
   cn::test::write_text(dir.file("in.json"), js);
   cn::test::write_text(dir.file("oracle.py"), kOracleScript);
   std::string log;
-  const int rc = cn::test::run_command(cn::test::python_exe() + " " + dir.file("oracle.py") + " " + dir.file("in.json") + " " +
-                                       dir.file("out.txt"), &log);
+  const int rc = cn::test::run_command(
+      cn::test::python_exe() + " " + dir.file("oracle.py") + " " + dir.file("in.json") + " " + dir.file("out.txt"),
+      &log);
   ASSERT_EQ(rc, 0) << log;
 
   std::istringstream in(cn::test::read_text(dir.file("out.txt")));
   for (size_t ri = 0; ri < runs.size(); ++ri) {
-    const std::string label = std::string(cn::enum_name(cn::kOptimKinds, runs[ri].config.name)) + (runs[ri].config.per_layer.empty() ? "" : " (penalised)");
+    const std::string label = std::string(cn::enum_name(cn::kOptimKinds, runs[ri].config.name)) +
+                              (runs[ri].config.per_layer.empty() ? "" : " (penalised)");
     std::string tag;
     size_t n_states = 0;
     int n_params = 0;
@@ -547,7 +559,8 @@ TEST(Optim, MatchesTorchOptimFloat64) {
         for (int64_t i = 0; i < layout.total; ++i) {
           double want;
           in >> want;
-          EXPECT_NEAR(ours[ri][k][i], want, 1e-12 * std::max(1.0, std::fabs(want))) << label << " step " << k << " element " << i;
+          EXPECT_NEAR(ours[ri][k][i], want, 1e-12 * std::max(1.0, std::fabs(want)))
+              << label << " step " << k << " element " << i;
         }
         ++n_params;
       } else if (tag == "state") {

@@ -88,7 +88,8 @@ TEST(CudaParity, GraphStepsLogTheSameLossesAsTheCpu) {
     }
   // The checkpoints agree too, BatchNorm's host-side batch count included (a replay runs
   // no host code; the step counts for it).
-  const auto cpu = test::last_checkpoint_tensors(tmp.file("cpu")), gpu = test::last_checkpoint_tensors(tmp.file("cuda"));
+  const auto cpu = test::last_checkpoint_tensors(tmp.file("cpu")),
+             gpu = test::last_checkpoint_tensors(tmp.file("cuda"));
   ASSERT_EQ(cpu.size(), gpu.size());
   for (const auto& [name, a] : cpu) {
     ASSERT_TRUE(gpu.count(name)) << name;
@@ -99,6 +100,7 @@ TEST(CudaParity, GraphStepsLogTheSameLossesAsTheCpu) {
       EXPECT_EQ(b[0], 40.0) << name;
       continue;
     }
-    for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-9 * std::max(1.0, std::fabs(a[i]))) << name << "[" << i << "]";
+    for (size_t i = 0; i < a.size(); ++i)
+      EXPECT_NEAR(a[i], b[i], 1e-9 * std::max(1.0, std::fabs(a[i]))) << name << "[" << i << "]";
   }
 }

@@ -4,8 +4,8 @@
 
 #include <atomic>
 #include <cmath>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -103,7 +103,7 @@ TEST(CurvatureWorker, AFailedSetupStopsTheQueue) {
     for (int64_t s = 0; s < 3; ++s) worker.submit(s, p.snapshot(static_cast<uint64_t>(s)));
     EXPECT_THROW(worker.finish(), Error);
     worker.submit(4, p.snapshot(4));  // after the error: dropped too
-  }  // joined
+  }                                   // joined
   EXPECT_EQ(makes.load(), 1);
 }
 
@@ -118,8 +118,8 @@ TEST(CurvatureWorker, DestroyingWithQueuedWorkFinishesCleanly) {
 // The alarms read the typed observations; they must hold what diagnostics.jsonl logs.
 TEST(CurvatureWorker, ObservationsHoldTheRowsMetrics) {
   Problem p;
-  p.dc.kinds = {CurvatureKind::loss,        CurvatureKind::local, CurvatureKind::ggn,     CurvatureKind::kfac,
-                CurvatureKind::diag,        CurvatureKind::fisher_diag, CurvatureKind::full_top};
+  p.dc.kinds = {CurvatureKind::loss, CurvatureKind::local,       CurvatureKind::ggn,     CurvatureKind::kfac,
+                CurvatureKind::diag, CurvatureKind::fisher_diag, CurvatureKind::full_top};
   ModelSnapshot s = p.snapshot(3);
   s.preconditioner.assign(s.params.size(), 1.5);
   const CurvatureOutput out = p.checkpoint()->run(3, s);

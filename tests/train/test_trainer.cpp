@@ -51,7 +51,6 @@ every = 10
                       "test.toml");
 }
 
-
 // The run's TensorBoard values (step, tag, value; a histogram as its count and sum),
 // sorted: what TensorBoard shows, whatever order the events were written in.
 std::vector<std::tuple<int64_t, std::string, double, double>> tensorboard_values(const std::string& run_dir) {
@@ -107,8 +106,10 @@ void expect_same_logs(const std::string& a, const std::string& b, bool val_only 
     std::set_difference(tb.begin(), tb.end(), ta.begin(), ta.end(), std::back_inserter(only_b));
     EXPECT_TRUE(only_a.empty() && only_b.empty())
         << "TensorBoard: " << only_a.size() << " values only in " << a << ", " << only_b.size() << " only in " << b
-        << (only_a.empty() ? "" : "; first: step " + std::to_string(std::get<0>(only_a[0])) + " " + std::get<1>(only_a[0]))
-        << (only_b.empty() ? "" : "; first: step " + std::to_string(std::get<0>(only_b[0])) + " " + std::get<1>(only_b[0]));
+        << (only_a.empty() ? ""
+                           : "; first: step " + std::to_string(std::get<0>(only_a[0])) + " " + std::get<1>(only_a[0]))
+        << (only_b.empty() ? ""
+                           : "; first: step " + std::to_string(std::get<0>(only_b[0])) + " " + std::get<1>(only_b[0]));
   }
   for (const auto& f : fs::directory_iterator(a + "/spectra")) {
     const std::string other = b + "/spectra/" + f.path().filename().string();
@@ -478,13 +479,16 @@ TEST(Trainer, DiagnosticsLeaveTrainingBitIdentical) {
   off.train.steps = 20;
   Config on = off;
   on.diagnostics.every = 10;
-  on.diagnostics.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn, cn::CurvatureKind::kfac, cn::CurvatureKind::diag, cn::CurvatureKind::fisher_diag, cn::CurvatureKind::full_top};
+  on.diagnostics.kinds = {cn::CurvatureKind::loss,    cn::CurvatureKind::local, cn::CurvatureKind::ggn,
+                          cn::CurvatureKind::kfac,    cn::CurvatureKind::diag,  cn::CurvatureKind::fisher_diag,
+                          cn::CurvatureKind::full_top};
   on.diagnostics.batch_size = 64;
   on.diagnostics.dense_max_params = 300;  // the 32×16 layer goes the iterative way
   train(off, quiet(tmp.file("off")));
   train(on, quiet(tmp.file("on")));
   EXPECT_EQ(test::final_params(tmp.file("off")), test::final_params(tmp.file("on")));
-  for (int s : {0, 10, 20}) EXPECT_TRUE(fs::exists(tmp.file("on") + "/spectra/step_" + std::to_string(s) + ".safetensors"));
+  for (int s : {0, 10, 20})
+    EXPECT_TRUE(fs::exists(tmp.file("on") + "/spectra/step_" + std::to_string(s) + ".safetensors"));
   const std::string rows = test::read_text(tmp.file("on") + "/diagnostics.jsonl");
   EXPECT_NE(rows.find("\"kind\":\"full_top\""), std::string::npos);
   EXPECT_NE(rows.find("\"method\":\"lanczos+slq+hutchinson\""), std::string::npos);
