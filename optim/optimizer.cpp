@@ -90,11 +90,7 @@ class FlatOptimizer final : public Optimizer<T> {
 
   // The Adam family's.
   std::vector<double> preconditioner(int64_t step) override {
-    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
-        kind_ != OptimKind::amsgrad)
-      return {};
-    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq",
-                                        config_.beta2, config_.eps, step);
+    return adam_family_preconditioner<T>(*this, config_, step);
   }
 
  private:
@@ -134,16 +130,18 @@ std::vector<SegmentCoeffs> resolve_segment_coeffs(const OptimConfig& config, con
 }
 
 template <class T>
-std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
-                                              double eps, int64_t step) {
+std::vector<double> adam_family_preconditioner(Optimizer<T>& optimizer, const OptimConfig& config, int64_t step) {
+  const OptimKind k = config.name;
   std::vector<double> p;
+  if (k != OptimKind::adam && k != OptimKind::adamw && k != OptimKind::nadam && k != OptimKind::amsgrad) return p;
   if (step <= 0) return p;
+  const std::string state_name = k == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq";
   for (auto& [name, buf] : optimizer.state()) {
     if (name != state_name) continue;
-    const double corr = 1.0 - std::pow(beta2, static_cast<double>(step));
+    const double corr = 1.0 - std::pow(config.beta2, static_cast<double>(step));
     p.resize(buf->size());
     for (size_t i = 0; i < buf->size(); ++i)
-      p[i] = adam_preconditioner<double>(static_cast<double>((*buf)[i]), corr, eps);
+      p[i] = adam_preconditioner<double>(static_cast<double>((*buf)[i]), corr, config.eps);
   }
   return p;
 }
@@ -156,10 +154,8 @@ std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const Pa
   return std::make_unique<FlatOptimizer<T>>(config, layout);
 }
 
-template std::vector<double> preconditioner_from_state<float>(Optimizer<float>&, const std::string&, double, double,
-                                                              int64_t);
-template std::vector<double> preconditioner_from_state<double>(Optimizer<double>&, const std::string&, double, double,
-                                                               int64_t);
+template std::vector<double> adam_family_preconditioner<float>(Optimizer<float>&, const OptimConfig&, int64_t);
+template std::vector<double> adam_family_preconditioner<double>(Optimizer<double>&, const OptimConfig&, int64_t);
 template std::unique_ptr<Optimizer<float>> make_optimizer<float>(const OptimConfig&, const ParamLayout&);
 template std::unique_ptr<Optimizer<double>> make_optimizer<double>(const OptimConfig&, const ParamLayout&);
 

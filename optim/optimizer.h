@@ -37,12 +37,12 @@ class Optimizer {
   virtual std::vector<double> preconditioner(int64_t step) { return {}; }
 };
 
-// P = sqrt(v / (1 - beta2^step)) + eps from the Adam family's state buffer `state_name`
-// ("exp_avg_sq", or "max_exp_avg_sq" for AMSGrad); empty when step is 0 or the optimiser
-// has no state of that name.
+// The Adam family's P = sqrt(v / (1 - beta2^step)) + eps from the optimiser's state buffer
+// ("exp_avg_sq", or "max_exp_avg_sq" for AMSGrad): what both backends' preconditioner()
+// return. Empty for other optimisers and at step 0, without reading state() (on CUDA that
+// copies the state to the host).
 template <class T>
-std::vector<double> preconditioner_from_state(Optimizer<T>& optimizer, const std::string& state_name, double beta2,
-                                              double eps, int64_t step);
+std::vector<double> adam_family_preconditioner(Optimizer<T>& optimizer, const OptimConfig& config, int64_t step);
 
 template <class T>
 std::unique_ptr<Optimizer<T>> make_optimizer(const OptimConfig& config, const ParamLayout& layout);

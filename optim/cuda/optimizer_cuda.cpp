@@ -132,11 +132,7 @@ class CudaFlatOptimizer final : public Optimizer<T> {
 
   // The Adam family's (on the CUDA optimiser from the host mirrors state() fills).
   std::vector<double> preconditioner(int64_t step) override {
-    if (kind_ != OptimKind::adam && kind_ != OptimKind::adamw && kind_ != OptimKind::nadam &&
-        kind_ != OptimKind::amsgrad)
-      return {};
-    return preconditioner_from_state<T>(*this, kind_ == OptimKind::amsgrad ? "max_exp_avg_sq" : "exp_avg_sq",
-                                        config_.beta2, config_.eps, step);
+    return adam_family_preconditioner<T>(*this, config_, step);
   }
 
  private:
