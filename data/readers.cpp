@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -64,6 +66,17 @@ class GzFile {
   }
   size_t pos() const { return pos_; }
   const std::string& path() const { return path_; }
+
+  // An upper bound on the (decompressed) bytes left, from the size on disk: exact for a
+  // plain file; deflate expands at most 1032-fold. Lets a reader refuse a header's claim
+  // before allocating for it.
+  uint64_t max_bytes_left() {
+    std::error_code ec;
+    const uint64_t disk = std::filesystem::file_size(path_, ec);
+    if (ec) return UINT64_MAX;
+    if (gzdirect(f_)) return disk > pos_ ? disk - pos_ : 0;
+    return disk > UINT64_MAX / 1032 ? UINT64_MAX : disk * 1032;
+  }
 
  private:
   [[noreturn]] void fail() {
@@ -157,6 +170,26 @@ std::vector<int64_t> read_idx_header(GzFile& f, int ndims) {
     dims.push_back(d);
   }
   return dims;
+}
+
+// The payload size the header's dimensions claim; an InputError ("truncated") naming the file
+// when it exceeds what the file can hold, so nothing is allocated for a false claim.
+uint64_t idx_payload_size(GzFile& f, const std::vector<int64_t>& dims) {
+  const uint64_t bound = f.max_bytes_left();
+  uint64_t count = 1;
+  bool fits = true;
+  std::string claim;
+  for (const int64_t d : dims) {
+    claim += (claim.empty() ? "" : " x ") + std::to_string(d);
+    const uint64_t u = static_cast<uint64_t>(d);
+    if (fits && count > bound / u) fits = false;  // dims are positive; beyond the bound (or 64 bits)
+    if (fits) count *= u;
+  }
+  if (!fits)
+    input_error(f.path() + ": byte " + std::to_string(f.pos()) + ": expected " + claim +
+                " data bytes (the header's dimensions), the file holds at most " + std::to_string(bound) +
+                " (truncated)");
+  return count;
 }
 
 // Streams `count` payload bytes through sink(const uint8_t*, size_t) in chunks and checks
@@ -365,6 +398,10 @@ Dataset read_csv_impl(const std::string& path, const std::string& label_column, 
   if (ds.task == Task::classification) {
     map_labels(labels, &ds.y, &ds.class_names);
     ds.n_outputs = static_cast<int64_t>(ds.class_names.size());
+    if (ds.n_outputs < 2)
+      input_error(path + ": " + column_name(header, label) +
+                  ": expected at least 2 distinct labels for classification, found only " +
+                  quote(ds.class_names.empty() ? "" : ds.class_names[0]) + " in all " + std::to_string(ds.n) + " rows");
   } else {
     ds.n_outputs = 1;
     ds.y.resize(static_cast<size_t>(ds.n));
@@ -393,14 +430,16 @@ Dataset read_sklearn_csv(const std::string& path, const std::string& name) {
   if (static_cast<int64_t>(rows.size()) - 1 != ds.n)
     input_error(path + ": line " + std::to_string(rows.back().line + 1) + ": expected " + std::to_string(ds.n) +
                 " data rows (as the first line says), found " + std::to_string(rows.size() - 1));
+  // Every row's width first, so the first line's counts are checked before anything is allocated.
+  for (size_t r = 1; r < rows.size(); ++r)
+    if (static_cast<int64_t>(rows[r].cells.size()) != ds.d + 1)
+      input_error(path + ": line " + std::to_string(rows[r].line) + ": expected " + std::to_string(ds.d + 1) +
+                  " cells (features and a label), found " + std::to_string(rows[r].cells.size()));
   ds.x.resize(static_cast<size_t>(ds.n * ds.d));
   ds.y.resize(static_cast<size_t>(ds.n));
   const std::vector<std::string> no_header;
   for (int64_t i = 0; i < ds.n; ++i) {
     const CsvRow& row = rows[static_cast<size_t>(i) + 1];
-    if (static_cast<int64_t>(row.cells.size()) != ds.d + 1)
-      input_error(path + ": line " + std::to_string(row.line) + ": expected " + std::to_string(ds.d + 1) +
-                  " cells (features and a label), found " + std::to_string(row.cells.size()));
     for (int64_t j = 0; j < ds.d; ++j)
       ds.x[static_cast<size_t>(i * ds.d + j)] = cell_number(path, row, static_cast<size_t>(j), no_header);
     const double c = cell_number(path, row, static_cast<size_t>(ds.d), no_header);
@@ -466,14 +505,19 @@ Dataset read_csv(const std::string& path, const std::string& label_column) {
   return read_csv_impl(path, label_column, nullptr);
 }
 
-Dataset read_idx_pair(const std::string& images_path, const std::string& labels_path) {
+namespace {
+
+// read_idx_pair, also giving the image shape (rows x cols).
+Dataset read_idx_pair_shape(const std::string& images_path, const std::string& labels_path, int64_t* rows,
+                            int64_t* cols) {
   // Labels first (small), so a count mismatch is found before the big read.
   GzFile lf(labels_path);
   const std::vector<int64_t> ldims = read_idx_header(lf, 1);
+  const uint64_t n_labels = idx_payload_size(lf, ldims);
   std::vector<double> y;
-  y.reserve(static_cast<size_t>(ldims[0]));
+  y.reserve(static_cast<size_t>(n_labels));
   int max_label = 0;
-  read_idx_payload(lf, static_cast<uint64_t>(ldims[0]), [&](const uint8_t* p, size_t n) {
+  read_idx_payload(lf, n_labels, [&](const uint8_t* p, size_t n) {
     for (size_t i = 0; i < n; ++i) {
       y.push_back(p[i]);
       max_label = std::max<int>(max_label, p[i]);
@@ -484,6 +528,9 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
   if (ldims[0] != idims[0])
     input_error(labels_path + ": byte 4: expected " + std::to_string(idims[0]) + " labels (the image count of " +
                 images_path + "), found " + std::to_string(ldims[0]));
+  const uint64_t n_pixels = idx_payload_size(imf, idims);
+  if (rows) *rows = idims[1];
+  if (cols) *cols = idims[2];
   Dataset ds;
   ds.name = std::filesystem::path(images_path).filename().string();
   ds.task = Task::classification;
@@ -492,8 +539,8 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
   std::array<double, 256> scale{};
   for (int v = 0; v < 256; ++v) scale[static_cast<size_t>(v)] = v / 255.0;
   // Decompress in chunks straight into the features: no copy of the file, no zero fill.
-  ds.x.reserve(static_cast<size_t>(ds.n * ds.d));
-  read_idx_payload(imf, static_cast<uint64_t>(ds.n * ds.d), [&](const uint8_t* p, size_t n) {
+  ds.x.reserve(static_cast<size_t>(n_pixels));
+  read_idx_payload(imf, n_pixels, [&](const uint8_t* p, size_t n) {
     for (size_t i = 0; i < n; ++i) ds.x.push_back(scale[p[i]]);
   });
   ds.y = std::move(y);
@@ -501,11 +548,22 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
   return ds;
 }
 
+}  // namespace
+
+Dataset read_idx_pair(const std::string& images_path, const std::string& labels_path) {
+  return read_idx_pair_shape(images_path, labels_path, nullptr, nullptr);
+}
+
 Dataset load_fashion_mnist(bool train, const std::string& dir) {
   const std::string root = dir.empty() ? kFashionMnistDir : dir;
   const std::string prefix = train ? "train" : "t10k";
-  Dataset ds = read_idx_pair(join_path(root, prefix + "-images-idx3-ubyte.gz"),
-                             join_path(root, prefix + "-labels-idx1-ubyte.gz"));
+  const std::string images = join_path(root, prefix + "-images-idx3-ubyte.gz");
+  int64_t rows = 0, cols = 0;
+  Dataset ds = read_idx_pair_shape(images, join_path(root, prefix + "-labels-idx1-ubyte.gz"), &rows, &cols);
+  // Every split feeds one model of 784 inputs: another shape would be read out of bounds.
+  if (rows != 28 || cols != 28)
+    input_error(images + ": byte 8: expected 28x28 images (Fashion-MNIST), found " + std::to_string(rows) + "x" +
+                std::to_string(cols));
   ds.name = "fashion-mnist";
   if (ds.n_outputs > 10)
     input_error(join_path(root, prefix + "-labels-idx1-ubyte.gz") + ": expected labels 0..9, found " +

@@ -217,6 +217,11 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
     s.source = dir;
     s.train = load_fashion_mnist(true, dir);
     s.test = load_fashion_mnist(false, dir);
+    // The model's input width comes from the training split; the test split must match it.
+    if (s.test.d != s.train.d)
+      throw InputError((std::filesystem::path(dir) / "t10k-images-idx3-ubyte.gz").string() + ": expected images of " +
+                       std::to_string(s.train.d) + " pixels (as in train-images-idx3-ubyte.gz), found " +
+                       std::to_string(s.test.d));
     const int64_t n_val = std::llround(c.val_fraction * static_cast<double>(s.train.n));
     if (n_val >= s.train.n)
       throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ": leaves no training samples of " +

@@ -151,6 +151,38 @@ TEST(Idx, TrailingBytesAndBrokenGzipAndMissingFile) {
   EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
 }
 
+// A header may claim far more items than the file holds: the reader answers "truncated"
+// from the file size instead of allocating what the header claims.
+TEST(Idx, HeaderClaimingMoreThanTheFileHoldsIsTruncated) {
+  test::TempDir dir;
+  std::string lab;
+  put_be32(&lab, 0x801);
+  put_be32(&lab, 4000000000u);
+  lab += std::string(3, '\1');
+  test::write_text(dir.file("lab"), lab);
+  test::write_text(dir.file("img"), idx_images(0x803, 3, 2, 2, 12));
+  std::string msg = input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab")); });
+  EXPECT_NE(msg.find(dir.file("lab") + ": byte 8: expected 4000000000 data bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+  write_gz(dir.file("lab.gz"), lab);
+  msg = input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab.gz")); });
+  EXPECT_NE(msg.find(dir.file("lab.gz") + ": byte 8: expected 4000000000 data bytes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+
+  // Image dimensions whose product does not even fit in 64 bits, and one that does.
+  write_gz(dir.file("lab1.gz"), idx_labels(0x801, {1}));
+  for (const uint32_t side : {0xffffffffu, 65535u}) {
+    write_gz(dir.file("huge.gz"), idx_images(0x803, 1, side, side, 64));
+    msg = input_error_of([&] { read_idx_pair(dir.file("huge.gz"), dir.file("lab1.gz")); });
+    EXPECT_NE(msg.find(dir.file("huge.gz") + ": byte 16: expected 1 x " + std::to_string(side) + " x " +
+                       std::to_string(side) + " data bytes"),
+              std::string::npos)
+        << msg;
+    EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  }
+}
+
 // ---------------------------------------------------------------- CSV
 
 TEST(Csv, IntegerLabelsByNameAndIndex) {
@@ -248,6 +280,32 @@ TEST(Csv, MissingLabelColumnAndEmptyFiles) {
   EXPECT_NE(msg.find(dir.file("absent.csv")), std::string::npos) << msg;
 }
 
+// One class cannot be classified: the load says so, naming the file and the label column.
+TEST(Csv, SingleClassLabelColumnIsAnInputError) {
+  test::TempDir dir;
+  test::write_text(dir.file("one.csv"), "a,b,kind\n1,2,cat\n3,4,cat\n5,6, cat\n");
+  std::string msg = input_error_of([&] { read_csv(dir.file("one.csv"), "kind"); });
+  EXPECT_NE(msg.find(dir.file("one.csv") + ": column 3 (\"kind\"): expected at least 2 distinct labels"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("\"cat\""), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+  test::write_text(dir.file("int.csv"), "a,y\n1,3\n2,3\n");
+  msg = input_error_of([&] { read_csv(dir.file("int.csv"), "", Task::classification); });
+  EXPECT_NE(msg.find(dir.file("int.csv") + ": column 2 (\"y\"): expected at least 2 distinct labels"),
+            std::string::npos)
+      << msg;
+  // Through load_splits, before any split or run exists.
+  DataConfig c;
+  c.dataset = "csv";
+  c.path = dir.file("one.csv");
+  msg = input_error_of([&] { load_splits(c, 0); });
+  EXPECT_NE(msg.find(dir.file("one.csv")), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"kind\""), std::string::npos) << msg;
+  // One constant regression target stays a valid regression set.
+  EXPECT_EQ(read_csv(dir.file("int.csv"), "", Task::regression).n, 2);
+}
+
 // ---------------------------------------------------------------- bundled sets
 
 struct Shape {
@@ -305,6 +363,16 @@ TEST(Sklearn, MalformedBundledFileNamesLine) {
   test::write_text(dir.file("iris.csv"), "3,2,a,b\n1,2,0\n1,2,1\n");
   msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
   EXPECT_NE(msg.find("expected 3 data rows"), std::string::npos) << msg;
+}
+
+// The first line's feature count is checked against the rows before anything is allocated.
+TEST(Sklearn, HugeFeatureCountInFirstLineIsAnInputError) {
+  test::TempDir dir;
+  test::write_text(dir.file("iris.csv"), "2,1000000000000,a,b\n1,2,0\n1,2,1\n");
+  const std::string msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
+  EXPECT_NE(msg.find(dir.file("iris.csv") + ": line 2: expected 1000000000001 cells (features and a label), found 3"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(FashionMnist, ShapesAndSpeed) {
@@ -541,6 +609,51 @@ TEST(Splits, ZeroFractionsGiveEmptySplits) {
   EXPECT_EQ(s.val.n, 0);
   EXPECT_EQ(s.test.n, 0);
   EXPECT_TRUE(s.val.x.empty());
+}
+
+// Fashion-MNIST from data.path: every split must hold 28x28 images (the model's input width
+// comes from the training split, so another test shape would be read out of bounds).
+TEST(Splits, FashionMnistImageShapesAreChecked) {
+  test::TempDir dir;
+  const auto write_split = [&](const std::string& prefix, uint32_t n, uint32_t side) {
+    write_gz(dir.file(prefix + "-images-idx3-ubyte.gz"), idx_images(0x803, n, side, side, size_t{n} * side * side));
+    std::vector<uint8_t> labels(n);
+    for (uint32_t i = 0; i < n; ++i) labels[i] = static_cast<uint8_t>(i % 10);
+    write_gz(dir.file(prefix + "-labels-idx1-ubyte.gz"), idx_labels(0x801, labels));
+  };
+  DataConfig c;
+  c.dataset = "fashion-mnist";
+  c.path = dir.path().string();
+  c.val_fraction = 0.25;
+
+  write_split("train", 20, 2);
+  write_split("t10k", 4, 56);
+  std::string msg = input_error_of([&] { load_splits(c, 0); });
+  EXPECT_NE(
+      msg.find(dir.file("train-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 2x2"),
+      std::string::npos)
+      << msg;
+
+  write_split("train", 20, 28);
+  msg = input_error_of([&] { load_splits(c, 0); });
+  EXPECT_NE(
+      msg.find(dir.file("t10k-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 56x56"),
+      std::string::npos)
+      << msg;
+
+  write_split("t10k", 4, 1);
+  msg = input_error_of([&] { load_splits(c, 0); });
+  EXPECT_NE(
+      msg.find(dir.file("t10k-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 1x1"),
+      std::string::npos)
+      << msg;
+
+  write_split("t10k", 4, 28);
+  const Splits s = load_splits(c, 0);
+  EXPECT_EQ(s.train.d, 784);
+  EXPECT_EQ(s.test.d, 784);
+  EXPECT_EQ(s.train.n + s.val.n, 20);
+  EXPECT_EQ(s.test.n, 4);
 }
 
 // ---------------------------------------------------------------- epoch order, registry
