@@ -39,7 +39,7 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   cuda::context().set_allow_tf32(tf32);
   ModelConfig mc;
   mc.hidden = hidden;
-  mc.activation = "relu";
+  mc.activation = LayerKind::relu;
   Sequential<float> model(resolve_layers(mc, C), I, Device::cuda);
   model.initialize(mc, 0);
   model.reserve(N);

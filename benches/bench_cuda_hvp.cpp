@@ -83,7 +83,7 @@ struct Setup {
   static std::vector<LayerSpec> specs(Net n) {
     ModelConfig m;
     m.hidden = n == Net::S ? std::vector<int64_t>{128, 128} : std::vector<int64_t>{1024, 1024, 1024, 1024};
-    m.activation = "relu";
+    m.activation = LayerKind::relu;
     return resolve_layers(m, kOut);
   }
 

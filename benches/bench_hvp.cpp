@@ -27,7 +27,7 @@ struct Setup {
   static std::vector<LayerSpec> specs() {
     ModelConfig m;
     m.hidden = {1024, 1024, 1024, 1024};
-    m.activation = "relu";
+    m.activation = LayerKind::relu;
     return resolve_layers(m, kOut);
   }
   Setup() : net(specs(), kIn), eng(net, loss) {

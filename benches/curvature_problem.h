@@ -22,7 +22,7 @@ struct CurvatureProblem {
   explicit CurvatureProblem(int64_t probes) {
     ModelConfig mc;
     mc.hidden = {64, 64, 64};
-    mc.activation = "tanh";
+    mc.activation = LayerKind::tanh;
     mc.init = cn::Init::xavier_normal;
     specs = resolve_layers(mc, kClasses);
     Sequential<double> net(specs, kInputs);

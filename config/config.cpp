@@ -29,15 +29,14 @@ using Names = std::vector<std::string>;
 
 const Names kDatasets = {"fashion-mnist", "csv",     "iris",  "wine", "breast-cancer", "digits",
                          "diabetes",      "spirals", "blobs", "xor",  "teacher",       "sine"};
-// Layer types and activations from the layer-kind table, in its order.
-Names layer_kind_names(bool activations_only) {
+// The activations of the layer-kind table, in its order.
+Names activation_names() {
   Names out;
   for (const LayerKindName& k : kLayerKinds)
-    if (!activations_only || is_activation(k.value)) out.push_back(k.name);
+    if (is_activation(k.value)) out.push_back(k.name);
   return out;
 }
-const Names kActivations = layer_kind_names(true);
-const Names kLayerTypes = layer_kind_names(false);
+const Names kActivations = activation_names();
 
 std::string join(const Names& names, const char* sep = ", ") {
   std::string s;
@@ -252,6 +251,13 @@ E read_enum(const toml::node& n, const Ctx& ctx, const std::string& key, const E
   expected(n, ctx, key, "one of " + enum_names_joined(table));
 }
 
+// An activation kind: a name of the layer-kind table that is_activation accepts.
+LayerKind read_activation(const toml::node& n, const Ctx& ctx, const std::string& key) {
+  if (auto* s = n.as_string())
+    if (const auto v = find_enum(kLayerKinds, s->get()); v && is_activation(*v)) return *v;
+  expected(n, ctx, key, "one of " + join(kActivations));
+}
+
 // Integers; an integral float (1e4) is accepted too.
 int64_t read_int(const toml::node& n, const Ctx& ctx, const std::string& key, const Range& r) {
   int64_t v = 0;
@@ -399,6 +405,18 @@ Field f_enum(const char* key, S Config::*sec, std::string S::*m, const Names* al
   return f;
 }
 
+template <class S>
+Field f_activation(const char* key, S Config::*sec, LayerKind S::*m, const char* doc) {
+  Field f = field(
+      key, "string", "one of: " + join(kActivations, " "), doc,
+      [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
+        member(c, sec, m) = read_activation(n, ctx, k);
+      },
+      [=](const Config& c) -> std::optional<std::string> { return fmt_string(layer_kind_name(member(c, sec, m))); });
+  f.is_string = true;
+  return f;
+}
+
 template <class S, class E, size_t N>
 Field f_enum(const char* key, S Config::*sec, E S::*m, const EnumName<E> (&table)[N], const char* doc) {
   const EnumName<E>(*t)[N] = &table;  // static storage: the lambdas keep a pointer
@@ -449,13 +467,21 @@ Field f_enum_list(const char* key, S Config::*sec, std::vector<E> S::*m, const E
 }
 
 // Keys of one [[model.layers]] entry, by type.
-Names layer_keys(const std::string& type) {
-  if (type == "linear") return {"type", "out", "init", "bias_init"};
-  if (type == "leaky_relu") return {"type", "slope"};
-  if (type == "elu") return {"type", "alpha"};
-  if (type == "batchnorm") return {"type", "momentum", "eps"};
-  if (type == "dropout") return {"type", "p"};
-  return {"type"};
+Names layer_keys(LayerKind type) {
+  switch (type) {
+    case LayerKind::linear:
+      return {"type", "out", "init", "bias_init"};
+    case LayerKind::leaky_relu:
+      return {"type", "slope"};
+    case LayerKind::elu:
+      return {"type", "alpha"};
+    case LayerKind::batchnorm:
+      return {"type", "momentum", "eps"};
+    case LayerKind::dropout:
+      return {"type", "p"};
+    default:
+      return {"type"};
+  }
 }
 
 const Range kBnMomentum = cc(0, 1), kBnEps = gt(0), kDropP = co(0, 1), kSlope = ge(0), kEluAlpha = ge(0);
@@ -465,13 +491,14 @@ LayerSpec read_layer(const toml::node& n, const Ctx& ctx, const std::string& key
   if (!t) expected(n, ctx, key, "a table (a [[model.layers]] entry)");
   LayerSpec s;
   const toml::node* type = t->get("type");
-  if (!type) fail(n, ctx, key, "missing type (one of " + join(kLayerTypes) + ")");
-  s.type = read_enum(*type, ctx, key + ".type", kLayerTypes);
+  if (!type) fail(n, ctx, key, "missing type (one of " + enum_names_joined(kLayerKinds) + ")");
+  s.type = read_enum(*type, ctx, key + ".type", kLayerKinds);
   const Names allowed = layer_keys(s.type);
   for (auto&& [k, v] : *t) {
     const std::string kk = key + "." + std::string(k.str());
     if (!contains(allowed, std::string(k.str())))
-      fail(v, ctx, kk, "not a key of a \"" + s.type + "\" layer; valid keys: " + join(allowed));
+      fail(v, ctx, kk,
+           "not a key of a \"" + std::string(layer_kind_name(s.type)) + "\" layer; valid keys: " + join(allowed));
     if (k == "out")
       s.out = read_int(v, ctx, kk, ge(1));
     else if (k == "init")
@@ -489,25 +516,34 @@ LayerSpec read_layer(const toml::node& n, const Ctx& ctx, const std::string& key
     else if (k == "p")
       s.p = read_double(v, ctx, kk, kDropP);
   }
-  if (s.type == "linear" && !t->get("out")) fail(n, ctx, key, "a linear layer needs out = N (an integer >= 1)");
+  if (s.type == LayerKind::linear && !t->get("out"))
+    fail(n, ctx, key, "a linear layer needs out = N (an integer >= 1)");
   return s;
 }
 
 std::string write_layer(const LayerSpec& s) {
-  std::string o = "[[model.layers]]\ntype = " + fmt_string(s.type) + "\n";
-  if (s.type == "linear") {
-    o += "out = " + fmt_int(s.out) + "\n";
-    if (s.init) o += "init = " + fmt_string(enum_name(kInits, *s.init)) + "\n";
-    if (s.bias_init) o += "bias_init = " + fmt_string(enum_name(kInits, *s.bias_init)) + "\n";
-  } else if (s.type == "leaky_relu") {
-    o += "slope = " + fmt_double(s.slope) + "\n";
-  } else if (s.type == "elu") {
-    o += "alpha = " + fmt_double(s.alpha) + "\n";
-  } else if (s.type == "batchnorm") {
-    o += "momentum = " + fmt_double(s.momentum) + "\n";
-    o += "eps = " + fmt_double(s.eps) + "\n";
-  } else if (s.type == "dropout") {
-    o += "p = " + fmt_double(s.p) + "\n";
+  std::string o = "[[model.layers]]\ntype = " + fmt_string(layer_kind_name(s.type)) + "\n";
+  switch (s.type) {
+    case LayerKind::linear:
+      o += "out = " + fmt_int(s.out) + "\n";
+      if (s.init) o += "init = " + fmt_string(enum_name(kInits, *s.init)) + "\n";
+      if (s.bias_init) o += "bias_init = " + fmt_string(enum_name(kInits, *s.bias_init)) + "\n";
+      break;
+    case LayerKind::leaky_relu:
+      o += "slope = " + fmt_double(s.slope) + "\n";
+      break;
+    case LayerKind::elu:
+      o += "alpha = " + fmt_double(s.alpha) + "\n";
+      break;
+    case LayerKind::batchnorm:
+      o += "momentum = " + fmt_double(s.momentum) + "\n";
+      o += "eps = " + fmt_double(s.eps) + "\n";
+      break;
+    case LayerKind::dropout:
+      o += "p = " + fmt_double(s.p) + "\n";
+      break;
+    default:
+      break;
   }
   return o;
 }
@@ -585,8 +621,7 @@ std::vector<Section> build_schema() {
        {
            f_int_list("hidden", &C::model, &ModelConfig::hidden, ge(1),
                       "hidden widths of the MLP shorthand (empty = a linear model)"),
-           f_enum("activation", &C::model, &ModelConfig::activation, &kActivations,
-                  "activation after each hidden layer"),
+           f_activation("activation", &C::model, &ModelConfig::activation, "activation after each hidden layer"),
            f_double("leaky_slope", &C::model, &ModelConfig::leaky_slope, kSlope, "leaky_relu: negative-side slope"),
            f_double("elu_alpha", &C::model, &ModelConfig::elu_alpha, kEluAlpha, "elu: alpha"),
            f_bool("batchnorm", &C::model, &ModelConfig::batchnorm, "BatchNorm after each hidden Linear"),
@@ -1065,7 +1100,7 @@ std::string config_reference_markdown() {
   o += "### [[model.layers]] entries\n\n";
   o += "Each entry is one layer, indexed from 0 in file order. `type` is required.\n\n";
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
-  o += "| `type` | string | (required) | one of: " + join(kLayerTypes, " ") + " | the layer |\n";
+  o += "| `type` | string | (required) | one of: " + enum_names_joined(kLayerKinds, " ") + " | the layer |\n";
   o += "| `out` | integer | (required for linear) | " + ge(1).text() + " | linear: output width |\n";
   o += "| `init` | string | model.init | one of: " + enum_names_joined(kInits, " ") +
        " | linear: weight initialiser |\n";

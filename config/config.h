@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/kinds.h"
+#include "config/layer_kind.h"
 
 namespace cn {
 
@@ -27,7 +28,7 @@ struct DataConfig {
 // One entry of [[model.layers]]: type = linear (out, init, bias_init) | an activation
 // name | batchnorm | dropout (p).
 struct LayerSpec {
-  std::string type;
+  LayerKind type = LayerKind::linear;
   int64_t out = 0;                // linear
   std::optional<Init> init;       // linear; absent = model.init
   std::optional<Init> bias_init;  // linear; absent = model.bias_init
@@ -40,7 +41,7 @@ struct LayerSpec {
 
 struct ModelConfig {
   std::vector<int64_t> hidden = {256, 128};
-  std::string activation = "relu";
+  LayerKind activation = LayerKind::relu;  // an activation kind (is_activation)
   double leaky_slope = 0.01;
   double elu_alpha = 1.0;
   bool batchnorm = false;

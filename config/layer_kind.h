@@ -10,16 +10,14 @@
 #include <cstddef>
 #include <string>
 
+#include "config/enum_table.h"
 #include "core/error.h"
 
 namespace cn {
 
 enum class LayerKind { linear, relu, leaky_relu, elu, sigmoid, tanh, identity, gelu, softplus, batchnorm, dropout };
 
-struct LayerKindName {
-  LayerKind value;
-  const char* name;
-};
+using LayerKindName = EnumName<LayerKind>;
 
 // In the order configs and the docs list them.
 inline constexpr LayerKindName kLayerKinds[] = {

@@ -73,17 +73,15 @@ LocalHessianResult zero_result(int64_t I, int64_t O, const std::string& reason) 
 LocalApplicability local_applicability(const std::vector<LayerSpec>& specs, size_t layer) {
   CN_CHECK_MSG(layer < specs.size(), "local Hessian: layer " << layer << " out of range");
   LocalApplicability a;
-  const std::string& t = specs[layer].type;
-  LayerKind kind, next_kind;
-  const bool known = find_layer_kind(t, &kind);
-  if (known && kind == LayerKind::batchnorm) {
+  const LayerKind kind = specs[layer].type;
+  if (kind == LayerKind::batchnorm) {
     a.status = kStatusNotApplicable;
     a.reason = "BatchNorm layer: the local Hessian covers Linear -> activation blocks";
     return a;
   }
-  if (!known || kind != LayerKind::linear) {
+  if (kind != LayerKind::linear) {
     a.status = kStatusNotApplicable;
-    a.reason = "layer '" + t + "' has no parameters";
+    a.reason = "layer '" + std::string(layer_kind_name(kind)) + "' has no parameters";
     return a;
   }
   if (layer + 1 == specs.size()) {
@@ -92,27 +90,25 @@ LocalApplicability local_applicability(const std::vector<LayerSpec>& specs, size
     return a;
   }
   const LayerSpec& next = specs[layer + 1];
-  const bool next_known = find_layer_kind(next.type, &next_kind);
-  if (next_known && next_kind == LayerKind::linear) {
+  const LayerKind next_kind = next.type;
+  if (next_kind == LayerKind::linear) {
     a.status = kStatusZeroMatrix;
     a.reason = "no activation follows this Linear, S is linear in the parameters";
-  } else if (next_known && next_kind == LayerKind::batchnorm) {
+  } else if (next_kind == LayerKind::batchnorm) {
     a.status = kStatusNotApplicable;
     a.reason = "Linear followed by BatchNorm";
-  } else if (next_known && next_kind == LayerKind::dropout) {
+  } else if (next_kind == LayerKind::dropout) {
     a.status = kStatusNotApplicable;
     a.reason = "Linear followed by Dropout before an activation";
-  } else if (next_known && is_activation(next_kind)) {
+  } else {
     a.act = activation_params(next);
     if (act_is_piecewise_linear(a.act.kind)) {
       a.status = kStatusZeroMatrix;
-      a.reason = "piecewise-linear activation '" + next.type + "': a'' = 0, the local Hessian is zero";
+      a.reason = "piecewise-linear activation '" + std::string(layer_kind_name(next_kind)) +
+                 "': a'' = 0, the local Hessian is zero";
     } else {
       a.status = kStatusOk;
     }
-  } else {
-    a.status = kStatusNotApplicable;
-    a.reason = "Linear followed by '" + next.type + "'";
   }
   return a;
 }

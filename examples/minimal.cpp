@@ -14,7 +14,7 @@ int main() {
 
   cn::ModelConfig mc;
   mc.hidden = {64, 64};
-  mc.activation = "tanh";
+  mc.activation = cn::LayerKind::tanh;
   mc.init = cn::Init::xavier_normal;
   cn::Sequential<float> model(cn::resolve_layers(mc, train.n_outputs), train.d);
   model.initialize(mc, /*seed=*/1);

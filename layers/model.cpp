@@ -6,15 +6,6 @@
 
 namespace cn {
 
-namespace {
-// The kind a spec names; false for an unknown name.
-bool spec_kind(const LayerSpec& s, LayerKind* kind) { return find_layer_kind(s.type, kind); }
-bool spec_is(const LayerSpec& s, LayerKind kind) {
-  LayerKind k;
-  return spec_kind(s, &k) && k == kind;
-}
-}  // namespace
-
 bool is_activation_type(const std::string& type) {
   LayerKind k;
   return find_layer_kind(type, &k) && is_activation(k);
@@ -28,10 +19,9 @@ Act activation_of(LayerKind kind) {
 }
 
 ActParams activation_params(const LayerSpec& spec) {
-  LayerKind k;
-  if (!spec_kind(spec, &k) || !is_activation(k))
-    throw InputError("layer type '" + spec.type + "' is not an activation");
-  return ActParams{activation_of(k), spec.slope, spec.alpha};
+  if (!is_activation(spec.type))
+    throw InputError("layer type '" + std::string(layer_kind_name(spec.type)) + "' is not an activation");
+  return ActParams{activation_of(spec.type), spec.slope, spec.alpha};
 }
 
 LossKind loss_kind(const std::string& name) { return parse_enum(kLossKinds, name, "loss.kind"); }
@@ -43,12 +33,12 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
   } else {
     for (int64_t width : model.hidden) {
       LayerSpec lin;
-      lin.type = layer_kind_name(LayerKind::linear);
+      lin.type = LayerKind::linear;
       lin.out = width;
       out.push_back(lin);
       if (model.batchnorm) {
         LayerSpec bn;
-        bn.type = layer_kind_name(LayerKind::batchnorm);
+        bn.type = LayerKind::batchnorm;
         bn.momentum = model.bn_momentum;
         out.push_back(bn);
       }
@@ -59,19 +49,19 @@ std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_output
       out.push_back(act);
       if (model.dropout > 0) {
         LayerSpec dr;
-        dr.type = layer_kind_name(LayerKind::dropout);
+        dr.type = LayerKind::dropout;
         dr.p = model.dropout;
         out.push_back(dr);
       }
     }
     LayerSpec head;
-    head.type = layer_kind_name(LayerKind::linear);
+    head.type = LayerKind::linear;
     head.out = n_outputs;
     out.push_back(head);
   }
   for (auto& s : out) {
-    if (spec_is(s, LayerKind::linear) && !s.init) s.init = model.init;
-    if (spec_is(s, LayerKind::linear) && !s.bias_init) s.bias_init = model.bias_init;
+    if (s.type == LayerKind::linear && !s.init) s.init = model.init;
+    if (s.type == LayerKind::linear && !s.bias_init) s.bias_init = model.bias_init;
   }
   return out;
 }
@@ -83,9 +73,7 @@ Sequential<T>::Sequential(const std::vector<LayerSpec>& specs, int64_t n_inputs,
   for (size_t i = 0; i < specs.size(); ++i) {
     const LayerSpec& s = specs[i];
     const int64_t idx = static_cast<int64_t>(i);
-    LayerKind kind;
-    if (!spec_kind(s, &kind))
-      throw InputError("model.layers[" + std::to_string(i) + "].type '" + s.type + "': unknown layer type");
+    const LayerKind kind = s.type;
     if (kind == LayerKind::linear) {
       CN_CHECK_MSG(s.out > 0, "layer " << i << ": linear needs out > 0");
       layers_.push_back(std::make_unique<Linear<T>>(idx, width, s.out));

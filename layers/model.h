@@ -16,9 +16,10 @@ namespace cn {
 // (per hidden width: Linear -> [BatchNorm] -> activation -> [Dropout]; then a bare Linear
 // to `n_outputs`). Every entry gets its index in this order (nn.Sequential's).
 std::vector<LayerSpec> resolve_layers(const ModelConfig& model, int64_t n_outputs);
-// Activation parameters for an activation layer type ("relu", "tanh", ...); throws
-// InputError for an unknown name.
+// Activation parameters of an activation layer (relu, tanh, ...); throws InputError for
+// a layer of another kind.
 ActParams activation_params(const LayerSpec& spec);
+// Whether `type` names an activation kind of kLayerKinds.
 bool is_activation_type(const std::string& type);
 // The kernels' function of an activation kind (the Act of the same name).
 Act activation_of(LayerKind kind);

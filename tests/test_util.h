@@ -27,14 +27,15 @@ inline std::vector<double> random_vec(int64_t n, uint32_t seed, double lo = -1.0
   return v;
 }
 
-// A layer of a [[model.layers]]-style stack; leaky_relu and elu get non-default slopes.
+// A layer of a [[model.layers]]-style stack, by its type's name; leaky_relu and elu get
+// non-default slopes.
 inline LayerSpec L(const std::string& type, int64_t out = 0, double p = 0) {
   LayerSpec s;
-  s.type = type;
+  s.type = parse_enum(kLayerKinds, type, "type");
   s.out = out;
   s.p = p;
-  if (type == "leaky_relu") s.slope = 0.1;
-  if (type == "elu") s.alpha = 0.7;
+  if (s.type == LayerKind::leaky_relu) s.slope = 0.1;
+  if (s.type == LayerKind::elu) s.alpha = 0.7;
   return s;
 }
 

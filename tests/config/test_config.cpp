@@ -21,6 +21,7 @@ using cn::DiagMode;
 using cn::DType;
 using cn::Init;
 using cn::InputError;
+using cn::LayerKind;
 using cn::LossKind;
 using cn::OptimKind;
 using cn::ScheduleKind;
@@ -285,10 +286,10 @@ TEST(Config, EverySectionParsed) {
   EXPECT_FALSE(c.data.shuffle);
   EXPECT_DOUBLE_EQ(c.data.val_fraction, 0.25);
   EXPECT_EQ(c.model.hidden, (std::vector<int64_t>{32, 16, 8}));
-  EXPECT_EQ(c.model.activation, "tanh");
+  EXPECT_EQ(c.model.activation, LayerKind::tanh);
   EXPECT_TRUE(c.model.batchnorm);
   ASSERT_EQ(c.model.layers.size(), 6u);
-  EXPECT_EQ(c.model.layers[0].type, "linear");
+  EXPECT_EQ(c.model.layers[0].type, LayerKind::linear);
   EXPECT_EQ(c.model.layers[0].out, 20);
   EXPECT_EQ(c.model.layers[0].init, Init::lecun_normal);
   EXPECT_EQ(c.model.layers[0].bias_init, std::nullopt);
@@ -509,7 +510,7 @@ TEST(Config, RoundTripThroughToml) {
   c.alarms.sigma = 1e22;
   c.data.path = "a \"quoted\" path\\with\ttab and ü";
   c.train.eval_every = 123;
-  c.model.layers = {{"linear", 7}, {"gelu"}, {"linear", 2}};
+  c.model.layers = {{LayerKind::linear, 7}, {LayerKind::gelu}, {LayerKind::linear, 2}};
   c.model.layers[0].bias_init = cn::Init::constant;
   const Config d = cn::parse_config(cn::to_toml(c), "c.toml");
   expect_same(c, d);
@@ -530,7 +531,7 @@ TEST(Config, Differences) {
   b.train.steps = 100;
   b.optim.beta2 = 0.99;
   b.checkpoint.every = 10;
-  b.model.layers.push_back({"linear", 4});
+  b.model.layers.push_back({LayerKind::linear, 4});
   b.diagnostics.kinds.push_back(cn::CurvatureKind::ggn);
   EXPECT_EQ(cn::config_differences(a, b), (std::vector<std::string>{"model.layers", "optim.betas", "train.steps",
                                                                     "checkpoint.every", "diagnostics.kinds"}));

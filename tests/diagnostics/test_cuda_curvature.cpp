@@ -55,7 +55,7 @@ struct Problem {
 
   explicit Problem(const std::string& dtype, const std::string& mode) {
     ModelConfig mc;
-    mc.activation = "tanh";
+    mc.activation = LayerKind::tanh;
     mc.init = cn::Init::xavier_normal;
     mc.layers = {test::L("linear", 12), test::L("tanh"), test::L("dropout", 0, 0.2), test::L("linear", 10),
                  test::L("batchnorm"),  test::L("tanh"), test::L("dropout", 0, 0.2), test::L("linear", C)};

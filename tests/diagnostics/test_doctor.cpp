@@ -28,7 +28,7 @@ using json = nlohmann::json;
 
 LayerSpec lin(int64_t out) {
   LayerSpec s;
-  s.type = "linear";
+  s.type = LayerKind::linear;
   s.out = out;
   s.init = cn::Init::xavier_normal;
   s.bias_init = cn::Init::zeros;
@@ -36,7 +36,7 @@ LayerSpec lin(int64_t out) {
 }
 LayerSpec act(const std::string& type) {
   LayerSpec s;
-  s.type = type;
+  s.type = parse_enum(kLayerKinds, type, "type");
   return s;
 }
 

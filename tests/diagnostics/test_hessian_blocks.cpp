@@ -94,11 +94,11 @@ std::vector<double> torch_hessian(Net& n, const test::TempDir& dir, bool trainin
   std::ostringstream spec;
   spec << "n_inputs " << n.n_in << "\nloss " << loss_name(n.kind) << "\ntraining " << (training ? 1 : 0) << "\n";
   for (const auto& s : n.specs) {
-    spec << "layer " << s.type;
-    if (s.type == "linear") spec << " " << s.out;
-    if (s.type == "batchnorm") spec << " " << fmt(s.eps);
-    if (s.type == "leaky_relu") spec << " " << fmt(s.slope);
-    if (s.type == "elu") spec << " " << fmt(s.alpha);
+    spec << "layer " << layer_kind_name(s.type);
+    if (s.type == LayerKind::linear) spec << " " << s.out;
+    if (s.type == LayerKind::batchnorm) spec << " " << fmt(s.eps);
+    if (s.type == LayerKind::leaky_relu) spec << " " << fmt(s.slope);
+    if (s.type == LayerKind::elu) spec << " " << fmt(s.alpha);
     spec << "\n";
   }
   test::write_text(dir.file("spec.txt"), spec.str());

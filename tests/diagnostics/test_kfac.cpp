@@ -29,7 +29,7 @@ double max_abs(const std::vector<double>& v) {
 
 LayerSpec spec(const std::string& type, int64_t out = 0) {
   LayerSpec s;
-  s.type = type;
+  s.type = parse_enum(kLayerKinds, type, "type");
   s.out = out;
   return s;
 }

@@ -20,17 +20,28 @@ namespace {
 
 // a'(x) written here independently of kernels/activation.h.
 double act_prime(const std::string& type, double x, double slope = 0.01, double alpha = 1.0) {
-  if (type == "tanh") return 1.0 - std::tanh(x) * std::tanh(x);
-  if (type == "sigmoid" || type == "softplus") {
-    const double s = 1.0 / (1.0 + std::exp(-x));
-    return type == "sigmoid" ? s * (1.0 - s) : s;
+  switch (parse_enum(kLayerKinds, type, "type")) {
+    case LayerKind::tanh:
+      return 1.0 - std::tanh(x) * std::tanh(x);
+    case LayerKind::sigmoid: {
+      const double s = 1.0 / (1.0 + std::exp(-x));
+      return s * (1.0 - s);
+    }
+    case LayerKind::softplus:
+      return 1.0 / (1.0 + std::exp(-x));
+    case LayerKind::elu:
+      return x > 0 ? 1.0 : alpha * std::exp(x);
+    case LayerKind::gelu:
+      return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
+    case LayerKind::relu:
+      return x > 0 ? 1.0 : 0.0;
+    case LayerKind::leaky_relu:
+      return x > 0 ? 1.0 : slope;
+    case LayerKind::identity:
+      return 1.0;
+    default:
+      break;
   }
-  if (type == "elu") return x > 0 ? 1.0 : alpha * std::exp(x);
-  if (type == "gelu")
-    return 0.5 * (1.0 + std::erf(x / std::sqrt(2.0))) + x * std::exp(-0.5 * x * x) / std::sqrt(2.0 * M_PI);
-  if (type == "relu") return x > 0 ? 1.0 : 0.0;
-  if (type == "leaky_relu") return x > 0 ? 1.0 : slope;
-  if (type == "identity") return 1.0;
   ADD_FAILURE() << "no derivative for " << type;
   return 0;
 }
@@ -76,10 +87,10 @@ using test::random_vec;
 
 LayerSpec spec(const std::string& type, int64_t out = 0) {
   LayerSpec s;
-  s.type = type;
+  s.type = parse_enum(kLayerKinds, type, "type");
   s.out = out;
-  if (type == "elu") s.alpha = 0.7;
-  if (type == "dropout") s.p = 0.3;
+  if (s.type == LayerKind::elu) s.alpha = 0.7;
+  if (s.type == LayerKind::dropout) s.p = 0.3;
   return s;
 }
 
@@ -149,7 +160,7 @@ TEST_P(LocalClosedForm, MatchesRowByRowReference) {
   auto mp = kink_free_net<double>(
       {spec("linear", H1), spec(act), spec("linear", H2), spec(act), spec("dropout"), spec("linear", 2)}, I, N, {0, 2});
   auto& m = *mp;
-  const double alpha = act == "elu" ? 0.7 : 1.0;
+  const double alpha = spec(act).alpha;
   for (size_t layer : {size_t(0), size_t(2)}) {
     SCOPED_TRACE("layer " + std::to_string(layer));
     const int64_t In = m.net.layer(layer).in_features(), O = m.net.layer(layer).out_features(), P = O * (In + 1);

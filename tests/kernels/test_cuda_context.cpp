@@ -42,7 +42,7 @@ struct Net {
   static ModelConfig config() {
     ModelConfig c;
     c.hidden = {32, 24};
-    c.activation = "tanh";
+    c.activation = LayerKind::tanh;
     c.batchnorm = true;
     return c;
   }

@@ -33,13 +33,14 @@ struct LayerCase {
   bool training = true;
 };
 
+// A layer by its type's name (InputError for a name kLayerKinds lacks).
 LayerSpec spec_of(const std::string& type) {
   LayerSpec s;
-  s.type = type;
-  if (type == "linear") s.out = 4;
-  if (type == "dropout") s.p = 0.4;
-  if (type == "leaky_relu") s.slope = 0.1;
-  if (type == "elu") s.alpha = 0.7;
+  s.type = parse_enum(kLayerKinds, type, "type");
+  if (s.type == LayerKind::linear) s.out = 4;
+  if (s.type == LayerKind::dropout) s.p = 0.4;
+  if (s.type == LayerKind::leaky_relu) s.slope = 0.1;
+  if (s.type == LayerKind::elu) s.alpha = 0.7;
   return s;
 }
 
@@ -48,7 +49,7 @@ LayerSpec spec_of(const std::string& type) {
 void check_layer(const LayerSpec& spec, bool training) {
   const int64_t N = 5, I = 3;
   LayerSpec ident;
-  ident.type = "identity";
+  ident.type = LayerKind::identity;
   Sequential<double> net({ident, spec}, I);
   net.reserve(N);
   ModelConfig mc;
@@ -58,13 +59,13 @@ void check_layer(const LayerSpec& spec, bool training) {
   // Random parameters (also the biases / BatchNorm shift), away from zero.
   auto p = random_vec(net.layout().total, 3);
   for (int64_t i = 0; i < net.layout().total; ++i) net.params()[i] = p[i];
-  if (spec.type == "batchnorm" && !training) {
+  if (spec.type == LayerKind::batchnorm && !training) {
     auto st = net.layer(1).state();
     auto rm = random_vec(I, 5), rv = random_vec(I, 6, 0.5, 2.0);
     for (int64_t i = 0; i < I; ++i) st[0].data[i] = rm[i], st[1].data[i] = rv[i];
     net.layer(1).set_update_running(false);
   }
-  if (spec.type == "batchnorm") net.layer(1).set_update_running(false);
+  if (spec.type == LayerKind::batchnorm) net.layer(1).set_update_running(false);
   auto x = random_vec(N * I, 7);
   PassCtx c;
   c.training = training;
@@ -101,8 +102,8 @@ void check_layer(const LayerSpec& spec, bool training) {
     fd_t[i] = (lp - lm) / (2 * eps);
   }
   // Central differences are O(eps²) ≈ 1e-12 plus rounding ≈ 1e-16/eps = 1e-10.
-  EXPECT_LE(max_rel_err(dx, fd_x), 1e-7) << spec.type << (training ? " train" : " eval") << ": dx";
-  if (!dtheta.empty()) EXPECT_LE(max_rel_err(dtheta, fd_t), 1e-7) << spec.type << ": dθ";
+  EXPECT_LE(max_rel_err(dx, fd_x), 1e-7) << layer_kind_name(spec.type) << (training ? " train" : " eval") << ": dx";
+  if (!dtheta.empty()) EXPECT_LE(max_rel_err(dtheta, fd_t), 1e-7) << layer_kind_name(spec.type) << ": dθ";
 }
 
 }  // namespace
@@ -121,7 +122,7 @@ INSTANTIATE_TEST_SUITE_P(AllLayers, LayerGradient,
 TEST_P(LayerGradient, InputOnlyBackwardWritesDxOnly) {
   const int64_t N = 5, I = 3;
   LayerSpec ident;
-  ident.type = "identity";
+  ident.type = LayerKind::identity;
   Sequential<double> net({ident, spec_of(GetParam())}, I);
   net.reserve(N);
   ModelConfig mc;
@@ -279,7 +280,7 @@ TEST(Activation, KroneckerTransformMatchesFiniteDifferences) {
 
 TEST(Dropout, MaskIsInvertedAndSeeded) {
   LayerSpec d;
-  d.type = "dropout";
+  d.type = LayerKind::dropout;
   d.p = 0.3;
   Sequential<double> net({d}, 1000);
   net.reserve(10);
@@ -348,10 +349,10 @@ TEST(Model, ShorthandExpandsLikeSequential) {
   m.hidden = {8, 4};
   m.batchnorm = true;
   m.dropout = 0.2;
-  m.activation = "tanh";
+  m.activation = LayerKind::tanh;
   const auto specs = resolve_layers(m, 3);
   std::vector<std::string> types;
-  for (const auto& s : specs) types.push_back(s.type);
+  for (const auto& s : specs) types.push_back(layer_kind_name(s.type));
   EXPECT_EQ(types, (std::vector<std::string>{"linear", "batchnorm", "tanh", "dropout", "linear", "batchnorm", "tanh",
                                              "dropout", "linear"}));
   Sequential<float> net(specs, 5);
@@ -392,7 +393,7 @@ TEST(Init, EmpiricalVarianceMatchesTheory) {
 TEST(Init, LeakyReluGainIsUsedByTheModel) {
   ModelConfig m;
   m.hidden = {2000};
-  m.activation = "leaky_relu";
+  m.activation = LayerKind::leaky_relu;
   m.leaky_slope = 0.5;
   m.init = cn::Init::he_normal;
   Sequential<double> net(resolve_layers(m, 1), 1000);

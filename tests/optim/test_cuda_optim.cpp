@@ -247,7 +247,7 @@ TYPED_TEST(CudaOptim, TrainingStepMatchesCpuWithoutAllocating) {
   using T = TypeParam;
   ModelConfig mc;
   mc.hidden = {48, 40};
-  mc.activation = "tanh";
+  mc.activation = LayerKind::tanh;
   mc.batchnorm = true;
   mc.dropout = 0.2;
   const int64_t N = 64, I = 30, C = 5;

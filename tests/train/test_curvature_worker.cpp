@@ -26,7 +26,7 @@ struct Problem {
 
   Problem() {
     mc.hidden = {8, 7};
-    mc.activation = "tanh";
+    mc.activation = LayerKind::tanh;
     specs = resolve_layers(mc, kClasses);
     x.resize(kBatch * kInputs);
     y.resize(kBatch);

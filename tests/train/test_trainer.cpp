@@ -190,7 +190,7 @@ condition_high = 10.0
 outlier_window = 4
 )");
   c.train.log_every = interrupt ? 3 : 5;
-  c.model.activation = "relu";  // dead-unit windows to carry over
+  c.model.activation = LayerKind::relu;  // dead-unit windows to carry over
   train(c, quiet(tmp.file("full")));
 
   TrainOptions o = quiet(tmp.file("cut"));
@@ -385,7 +385,7 @@ TEST(Oracle, MlpLossGradientsAndAdamMatchPyTorch) {
   test::TempDir tmp;
   ModelConfig mc;
   mc.hidden = {7, 5};
-  mc.activation = "tanh";
+  mc.activation = LayerKind::tanh;
   mc.init = cn::Init::xavier_normal;
   mc.bias_init = cn::Init::lecun_uniform;
   mc.batchnorm = true;
