@@ -108,6 +108,10 @@ int run_datasets() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A closed reader (`curvnet train ... | head -1`) must not end the run: writes to stdout
+  // then fail with EPIPE, std::cout goes bad and prints nothing more, and training and the
+  // run directory carry on.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"curvnet: train dense networks and measure their curvature while they train"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("curvnet ") + CURVNET_VERSION);

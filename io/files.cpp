@@ -78,6 +78,20 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   write_file_atomic(path, bytes.data(), bytes.size());
 }
 
+bool is_atomic_temp_name(const std::string& name) {
+  // From the end: ".<counter>", ".<pid>", ".tmp", then a non-empty name.
+  auto digits_before = [&name](size_t end) -> size_t {  // start of the digit run ending at `end`
+    size_t i = end;
+    while (i > 0 && name[i - 1] >= '0' && name[i - 1] <= '9') --i;
+    return i;
+  };
+  const size_t counter = digits_before(name.size());
+  if (counter == name.size() || counter == 0 || name[counter - 1] != '.') return false;
+  const size_t pid = digits_before(counter - 1);
+  if (pid == counter - 1 || pid < 6) return false;
+  return name.compare(pid - 5, 5, ".tmp.") == 0;
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(path + ": cannot read: " + sys_reason());

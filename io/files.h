@@ -22,6 +22,9 @@ namespace cn {
 // Throws cn::Error (runtime, exit 1) naming the path and the system's reason.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// Whether `name` is such a temporary file's name ("<anything>.tmp.<digits>.<digits>"), one
+// a write killed before its rename leaves behind.
+bool is_atomic_temp_name(const std::string& name);
 
 // The whole file as bytes; InputError "PATH: cannot read: <reason>" when it can't be read.
 std::string read_file(const std::string& path);

@@ -3,6 +3,7 @@
 // merge and the resume truncation), the report, TensorBoard re-creation and the CLI.
 //
 //   config.toml  meta.json  report.html
+//   .lock                                       held while a process trains the run
 //   metrics.jsonl  eval.jsonl  stats.jsonl  diagnostics.jsonl  alarms.jsonl
 //   events.out.tfevents.*                       TensorBoard (io/tensorboard.h)
 //   checkpoints/step_N/{model,state}.safetensors
@@ -32,6 +33,9 @@ class RunLayout {
   std::string stats_log() const { return file("stats.jsonl"); }
   std::string diagnostics_log() const { return file("diagnostics.jsonl"); }
   std::string alarms_log() const { return file("alarms.jsonl"); }
+  // The lock file (train/run_dir.h, RunLock): present while a process trains the run.
+  static constexpr const char* kLockFile = ".lock";
+  std::string lock() const { return file(kLockFile); }
 
   std::string checkpoints() const { return file("checkpoints"); }
   std::string checkpoint(int64_t step) const;                     // checkpoints/step_N

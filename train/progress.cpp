@@ -19,6 +19,7 @@ std::string fmt_duration(double s) {
 }
 
 void Progress::update(const std::string& line, bool force) {
+  if (!out_) return;  // a failed write (a closed pipe): nothing more is shown
   const double t = now_s();
   if (live_) {
     if (!force && t - last_ < 0.1) return;
@@ -32,6 +33,7 @@ void Progress::update(const std::string& line, bool force) {
 }
 
 void Progress::message(const std::string& line) {
+  if (!out_) return;
   if (dirty_) out_ << "\r\033[K";
   dirty_ = false;
   out_ << line << "\n" << std::flush;

@@ -1,11 +1,12 @@
 // The run directory as the trainer writes it (docs/design.md §5): its names (RunLayout,
-// io/run_layout.h), config.toml and meta.json, the JSON-lines logs with their TensorBoard
-// mirror, the spectra files, and the resume truncation that cuts all of them back to a
-// checkpoint. One RunDir per run; the logs are open between open_logs() and close().
+// io/run_layout.h), the lock that gives one process the run, config.toml and meta.json, the JSON-lines logs with their
+// TensorBoard mirror, the spectra files, and the resume truncation that cuts all of them back to a checkpoint. One
+// RunDir per run; the logs are open between open_logs() and close().
 #pragma once
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,11 +19,39 @@
 
 namespace cn {
 
+// One process's exclusive hold on a run directory: flock(2) on RUN_DIR/.lock, whose content
+// is the holder's pid. Taken before anything in the directory is written or cut back and
+// held until the run ends, so two processes never write one run. release() (and the
+// destructor) removes the file; a killed holder's lock goes with the process (its file
+// may stay behind and counts as free).
+class RunLock {
+ public:
+  RunLock() = default;
+  ~RunLock() { release(); }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+  // Takes the lock of the existing directory `run_dir`. InputError "run directory X is in
+  // use by process N" when another holder has it; cn::Error when the file cannot be made.
+  void acquire(const std::string& run_dir);
+  void release();
+  bool held() const { return fd_ >= 0; }
+  // The pid in the lock file of `run_dir` while some process holds it; nullopt when none
+  // does (0 when the holder has not written its pid yet). Reads only.
+  static std::optional<long> holder(const std::string& run_dir);
+
+ private:
+  int fd_ = -1;
+  std::string path_;
+};
+
 class RunDir {
  public:
-  // Creates a new run directory: `out_dir`, or runs/<UTC>-<name> (with "-<i>" when taken)
-  // when empty. InputError when it exists and is not an empty directory, or cannot be made.
-  static std::string create(const std::string& out_dir, const std::string& name);
+  // Creates a new run directory and takes its lock: `out_dir`, or runs/<UTC>-<name> (with
+  // "-<i>" when taken) when empty. InputError when it exists and is not an empty directory
+  // (a lock file left by a killed start does not count), when another process holds it, or
+  // when it cannot be made.
+  static std::string create(const std::string& out_dir, const std::string& name, RunLock& lock);
 
   explicit RunDir(std::string root) : layout_(std::move(root)) {}
   const RunLayout& layout() const { return layout_; }
@@ -34,6 +63,19 @@ class RunDir {
   // diagnostics.jsonl, its alarms, its TensorBoard tags and its tensors of the step's
   // spectra file (the doctor's singular values stay).
   void truncate_for_resume(int64_t step, bool redo_curvature) const;
+  // Removes the temporary files of atomic writes a kill left (io/files.h,
+  // is_atomic_temp_name) from the run directory, checkpoints/, its step_N folders and
+  // spectra/. Only while holding the lock: a live writer's are not told apart.
+  void remove_temporaries() const;
+
+  // What meta.json and metrics.jsonl say of the run's earlier parts, read by a resume
+  // before the logs are cut back.
+  struct Earlier {
+    nlohmann::json start_time;  // the first start's (null when meta.json lacks it)
+    double wall_s = 0;          // wall time of the earlier parts together
+    double time_s = 0;          // metrics.jsonl's time_s at the resumed step (its last row there)
+  };
+  Earlier earlier(int64_t step) const;
 
   void write_config(const Config& config) const;
   void write_meta(const nlohmann::json& meta) const;

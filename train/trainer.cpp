@@ -28,11 +28,13 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
   Config config = given;
   std::string run_dir;
   bool resuming = !o.resume_dir.empty();
+  RunLock lock;  // held until the run has ended
   if (resuming) {
     run_dir = o.resume_dir;
     const std::string saved_path = RunLayout(run_dir).config();
     if (!fs::exists(saved_path))
       throw InputError("--resume " + run_dir + ": no config.toml (is this a run directory?)");
+    lock.acquire(run_dir);
     const Config saved = load_config(saved_path);
     if (o.config_given) {
       Config resolved = config;  // compare against what the first start resolved
@@ -48,7 +50,7 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
       config = saved;
     }
   } else {
-    run_dir = RunDir::create(o.out_dir, config.name);
+    run_dir = RunDir::create(o.out_dir, config.name, lock);
   }
   if (config.train.dtype == DType::float64) return TrainingLoop<double>(config, o, run_dir, resuming).run();
   return TrainingLoop<float>(config, o, run_dir, resuming).run();

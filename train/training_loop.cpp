@@ -81,6 +81,11 @@ void TrainingLoop<T>::resume() {
   }
   e_.total_steps = config_.train.steps > 0 ? config_.train.steps : config_.train.epochs * e_.steps_per_epoch;
   const int64_t s = e_.st.step;
+  const RunDir::Earlier earlier = dir_.earlier(s);  // before the logs are cut back
+  earlier_wall_s_ = earlier.wall_s;
+  earlier_time_s_ = earlier.time_s;
+  start_time_ = earlier.start_time;
+  dir_.remove_temporaries();
   // A curvature checkpoint at the saved step runs after the save; it is run again (unless
   // this run has none), so what it logged goes too.
   dir_.truncate_for_resume(s, e_.st.curvature_due && config_.diagnostics.every > 0);
@@ -99,9 +104,10 @@ void TrainingLoop<T>::start_run_dir() {
            {"dataset", config_.data.dataset},
            {"data_source", e_.data.source},
            {"n_params", e_.model->layout().total},
-           {"start_time", utc_now("%Y-%m-%dT%H:%M:%SZ")},
+           {"start_time", start_time_.is_string() ? start_time_ : json(utc_now("%Y-%m-%dT%H:%M:%SZ"))},
            {"end_time", nullptr}};
   if (device_ == Device::cuda) meta_["gpu"] = cuda_device_description();
+  if (resuming_) meta_["wall_s"] = earlier_wall_s_;  // the earlier parts' until this one ends
   dir_.write_meta(meta_);
   dir_.open_logs(config_.diagnostics.every > 0);
 }
@@ -236,7 +242,7 @@ void TrainingLoop<T>::log_metrics(int64_t s) {
               {"epoch", (s - 1) / e_.steps_per_epoch},
               {"lr", e_.lr_at(s - 1)},
               {"clipped", e_.last_clip.clipped},
-              {"time_s", t - t_start_}};
+              {"time_s", earlier_time_s_ + (t - t_start_)}};
   set_metric(row, "loss", window_loss_ / static_cast<double>(window_steps_));
   set_metric(row, "grad_norm", e_.last_clip.norm_before);
   set_metric(row, "grad_norm_clipped", e_.last_clip.norm_after);
@@ -346,7 +352,7 @@ void TrainingLoop<T>::finish() {
   meta_["end_time"] = utc_now("%Y-%m-%dT%H:%M:%SZ");
   meta_["steps"] = e_.st.step;
   meta_["interrupted"] = sum_.interrupted;
-  meta_["wall_s"] = sum_.wall_s;
+  meta_["wall_s"] = earlier_wall_s_ + sum_.wall_s;
   dir_.write_meta(meta_);
   dir_.write_report();
   progress_.message("report: " + dir_.layout().report());

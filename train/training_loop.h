@@ -76,6 +76,10 @@ class TrainingLoop {
   double window_loss_ = 0;
   int64_t window_steps_ = 0, window_items_ = 0;
   double last_log_t_ = 0, last_val_ = 0, loop_start_ = 0;
+  // A resumed run's earlier parts: their wall time (meta.json's wall_s adds it) and the
+  // time_s its metrics continue from.
+  double earlier_wall_s_ = 0, earlier_time_s_ = 0;
+  nlohmann::json start_time_;
   int64_t first_step_ = 0;
   TrainSummary sum_;
 };

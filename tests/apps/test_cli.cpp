@@ -1,6 +1,10 @@
 // The command line: exit codes and one-line errors naming file, line and key.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "io/files.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 
@@ -85,12 +89,19 @@ TEST(Cli, SigintCheckpointsAndTheRunResumes) {
   // Started in the background, interrupted once step_0 is on disk; killed after 120 s if
   // the signal is ignored. timeout(1) forwards the SIGINT to the process group as well, so
   // curvnet gets it twice at once: the repeat must not end the run before its checkpoint.
+  // While it trains, a second process can neither resume the run nor start one into it.
   const std::string script = "timeout -s KILL 120 " + test::curvnet_exe() + " train " + cfg + " --out " + run +
                              " & pid=$!; while [ ! -f " + run +
                              "/checkpoints/step_0/state.safetensors ]; do sleep 0.05; "
-                             "done; sleep 0.3; kill -INT $pid; wait $pid; echo status=$?";
+                             "done; sleep 0.3; timeout -s KILL 30 " +
+                             test::curvnet_exe() + " train --resume " + run + "; echo second=$?; timeout -s KILL 30 " +
+                             test::curvnet_exe() + " train " + cfg + " --out " + run +
+                             "; echo third=$?; kill -INT $pid; wait $pid; echo status=$?";
   std::string out;
   ASSERT_EQ(test::run_command("sh -c '" + script + "'", &out), 0) << out;
+  EXPECT_NE(out.find("second=2"), std::string::npos) << out;
+  EXPECT_NE(out.find("third=2"), std::string::npos) << out;
+  EXPECT_NE(out.find("curvnet: run directory " + run + " is in use by process "), std::string::npos) << out;
   ASSERT_NE(out.find("status=130"), std::string::npos) << out;
   const size_t at = out.find("interrupted after step ");
   ASSERT_NE(at, std::string::npos) << out;
@@ -100,6 +111,32 @@ TEST(Cli, SigintCheckpointsAndTheRunResumes) {
   ASSERT_EQ(cli("train --resume " + run + " --set train.steps=" + std::to_string(step + 3), &out), 0) << out;
   EXPECT_NE(out.find("from step " + std::to_string(step)), std::string::npos) << out;
   EXPECT_EQ(list_checkpoints(run).back(), step + 3);
+}
+
+// `curvnet train ... | head -1`: the reader is gone after the first line; the run trains on
+// to its end (the test row, meta.json's end, the report) and exits 0.
+TEST(Cli, AClosedPipeDoesNotEndTheRun) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml"), run = tmp.file("run"), status = tmp.file("status");
+  test::write_text(cfg,
+                   "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 3000\n"
+                   "eval_every = 1000\n[checkpoint]\nevery = 1000\n");
+  std::string out;
+  ASSERT_EQ(test::run_command("bash -c '{ " + test::curvnet_exe() + " train " + cfg + " --out " + run + "; echo $? > " +
+                                  status + "; } | head -1'",
+                              &out),
+            0)
+      << out;
+  EXPECT_EQ(out, "run directory: " + run + "\n");
+  EXPECT_EQ(test::read_text(status), "0\n");
+  EXPECT_TRUE(std::filesystem::exists(run + "/report.html"));
+  const nlohmann::json meta = nlohmann::json::parse(test::read_text(run + "/meta.json"));
+  EXPECT_TRUE(meta["end_time"].is_string()) << meta.dump();
+  EXPECT_EQ(meta["steps"], 3000);
+  EXPECT_EQ(list_checkpoints(run).back(), 3000);
+  const auto evals = read_jsonl(run + "/eval.jsonl");
+  ASSERT_FALSE(evals.empty());
+  EXPECT_EQ(evals.back()["split"], "test");
 }
 
 TEST(Cli, DatasetsListsEverySet) {

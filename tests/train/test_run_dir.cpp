@@ -1,7 +1,9 @@
 // The run directory's names (io/run_layout.h), the trainer's writers over them
 // (train/run_dir.h) and the optimiser's preconditioner the curvature snapshot takes.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -149,6 +151,105 @@ TEST(RunDir, ResumeTruncationCutsLogsAndSpectra) {
   EXPECT_EQ(read_jsonl(run.diagnostics_log()).size(), 1u);
   EXPECT_EQ(spectra_at(run.spectra_file(4)).size(), 2u);
   EXPECT_FALSE(fs::exists(run.spectra_file(5)));
+}
+
+TEST(RunLayout, AtomicTemporaryNames) {
+  for (const char* name : {"meta.json.tmp.12.0", "model.safetensors.tmp.4242.17", "x.tmp.1.2"})
+    EXPECT_TRUE(is_atomic_temp_name(name)) << name;
+  for (const char* name : {"meta.json", ".tmp.1.2", "a.tmp.1", "a.tmp.1.", "a.tmp..2", "a.tmp.x.2", "a.tmp.1.2x",
+                           "a.tmp1.2", "notes.tmp.txt", "a.tmp.1.2.safetensors"})
+    EXPECT_FALSE(is_atomic_temp_name(name)) << name;
+}
+
+// One holder at a time; a second is refused naming the holder's pid; releasing removes the
+// file, and a file a killed holder left behind is free to take.
+TEST(RunDir, LockIsExclusiveAndNamesItsHolder) {
+  TempDir tmp;
+  const std::string dir = tmp.file("run"), lock_file = RunLayout(dir).lock();
+  fs::create_directories(dir);
+  EXPECT_FALSE(RunLock::holder(dir));
+  RunLock first, second;
+  first.acquire(dir);
+  EXPECT_TRUE(first.held());
+  EXPECT_EQ(read_text(lock_file), std::to_string(::getpid()) + "\n");
+  EXPECT_EQ(RunLock::holder(dir), static_cast<long>(::getpid()));
+  try {
+    second.acquire(dir);
+    ADD_FAILURE() << "a second lock was granted";
+  } catch (const InputError& e) {
+    EXPECT_EQ(std::string(e.what()), "run directory " + dir + " is in use by process " + std::to_string(::getpid()));
+  }
+  EXPECT_FALSE(second.held());
+  EXPECT_THROW(RunDir::create(dir, "x", second), InputError);  // --out onto a held directory
+  first.release();
+  EXPECT_FALSE(fs::exists(lock_file));
+  EXPECT_FALSE(RunLock::holder(dir));
+
+  write_text(lock_file, "999999\n");  // left by a killed holder
+  EXPECT_FALSE(RunLock::holder(dir));
+  EXPECT_EQ(RunDir::create(dir, "x", second), dir);  // still counts as empty
+  EXPECT_TRUE(second.held());
+  second.release();
+  write_text(dir + "/config.toml", "");
+  try {
+    RunDir::create(dir, "x", second);
+    ADD_FAILURE() << "a directory with content was taken";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("must not exist or be empty"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(second.held());
+}
+
+// The temporaries of killed atomic writes go from the run directory, checkpoints/, its
+// step_N folders and spectra/; nothing else does.
+TEST(RunDir, RemoveTemporariesTakesOnlyKilledWrites) {
+  TempDir tmp;
+  const RunDir dir(tmp.file("run"));
+  const RunLayout& run = dir.layout();
+  fs::create_directories(run.checkpoint(20) + "/hessian");
+  fs::create_directories(run.spectra());
+  const std::vector<std::string> gone = {run.meta() + ".tmp.7.0", run.root() + "/events.out.tfevents.1.host.tmp.7.3",
+                                         run.checkpoint(20) + "/model.safetensors.tmp.7.1",
+                                         run.checkpoints() + "/x.tmp.7.9", run.spectra_file(20) + ".tmp.7.2"};
+  const std::vector<std::string> kept = {run.meta(), run.root() + "/notes.tmp.txt",
+                                         run.checkpoint(20) + "/model.safetensors",
+                                         run.checkpoint(20) + "/hessian/spectra.safetensors.tmp.7.4"};
+  for (const auto& f : gone) write_text(f, "x");
+  for (const auto& f : kept) write_text(f, "x");
+  dir.remove_temporaries();
+  for (const auto& f : gone) EXPECT_FALSE(fs::exists(f)) << f;
+  for (const auto& f : kept) EXPECT_TRUE(fs::exists(f)) << f;
+}
+
+// A resume continues the earlier parts' clock: meta.json's first start and wall time (plus
+// a killed part's time, as its files tell), metrics.jsonl's time_s at the resumed step.
+TEST(RunDir, EarlierPartsOfAResumedRun) {
+  TempDir tmp;
+  const RunDir dir(tmp.file("run"));
+  const RunLayout& run = dir.layout();
+  fs::create_directories(run.root());
+  write_text(run.metrics_log(),
+             "{\"step\": 5, \"time_s\": 1.5}\n{\"step\": 10, \"time_s\": 2.5}\n"
+             "{\"step\": 15, \"time_s\": 3.5}\n");
+  write_text(run.meta(), R"({"start_time": "2020-01-01T00:00:00Z", "end_time": "2020-01-01T00:01:00Z", "wall_s": 60})");
+  RunDir::Earlier e = dir.earlier(12);
+  EXPECT_EQ(e.start_time, "2020-01-01T00:00:00Z");
+  EXPECT_EQ(e.wall_s, 60.0);
+  EXPECT_EQ(e.time_s, 2.5);
+  EXPECT_EQ(dir.earlier(0).time_s, 0.0);
+
+  // The last part was killed: it started with meta.json's write 100 s before its last log.
+  write_text(run.meta(), R"({"start_time": "2020-01-01T00:00:00Z", "end_time": null, "wall_s": 60})");
+  const auto now = fs::last_write_time(run.metrics_log());
+  fs::last_write_time(run.meta(), now - std::chrono::seconds(100));
+  e = dir.earlier(15);
+  EXPECT_NEAR(e.wall_s, 160.0, 1e-6);
+  EXPECT_EQ(e.time_s, 3.5);
+
+  fs::remove(run.meta());
+  e = dir.earlier(15);
+  EXPECT_TRUE(e.start_time.is_null());
+  EXPECT_EQ(e.wall_s, 0.0);
 }
 
 TEST(Optimizer, PreconditionerOfTheAdamFamily) {

@@ -1,6 +1,9 @@
 // The trainer: resume bit-identity, run directory contents, no allocation in the step,
 // and the PyTorch oracle for loss, gradients and Adam steps.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +17,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "io/files.h"
 #include "io/safetensors.h"
 #include "io/tensorboard.h"
 #include "layers/model.h"
@@ -316,6 +320,117 @@ TEST(Trainer, ResumeReadsOlderAndRejectsMalformedDoctorState) {
   TrainOptions o = quiet("");
   o.resume_dir = tmp.file("run");
   EXPECT_EQ(train(more, o).steps, 15);
+}
+
+namespace {
+// Holds RUN_DIR/.lock as another process running the run would, with `pid` in it.
+int hold_lock(const std::string& run_dir, const std::string& pid) {
+  const int fd = ::open((run_dir + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(::write(fd, pid.data(), pid.size()), static_cast<ssize_t>(pid.size()));
+  return fd;
+}
+}  // namespace
+
+// While another process holds a run directory, neither a resume nor a fresh start into it
+// writes anything: both are bad input naming the holder's pid. The lock is released (its
+// file removed) when a run ends; a file a killed holder left behind does not count.
+TEST(Trainer, ARunDirectoryInUseIsRefused) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run"), fresh = tmp.file("fresh");
+  Config c = small_config();
+  c.train.steps = 10;
+  train(c, quiet(run));
+  EXPECT_FALSE(fs::exists(run + "/.lock"));
+  const std::string metrics = test::read_text(run + "/metrics.jsonl"), meta = test::read_text(run + "/meta.json");
+  const int held_run = hold_lock(run, "4242\n");
+  Config more = c;
+  more.train.steps = 20;
+  expect_resume_input_error(more, run, "run directory " + run + " is in use by process 4242");
+  EXPECT_EQ(test::read_text(run + "/metrics.jsonl"), metrics);
+  EXPECT_EQ(test::read_text(run + "/meta.json"), meta);
+  EXPECT_EQ(list_checkpoints(run).back(), 10);
+
+  fs::create_directories(fresh);
+  const int held_fresh = hold_lock(fresh, "4243\n");
+  try {
+    train(c, quiet(fresh));
+    ADD_FAILURE() << "a fresh start went into a held directory";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("run directory " + fresh + " is in use by process 4243"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(fresh + "/config.toml"));
+
+  ::close(held_run);  // the holders end; their lock files stay behind
+  ::close(held_fresh);
+  TrainOptions o = quiet("");
+  o.resume_dir = run;
+  EXPECT_EQ(train(more, o).steps, 20);
+  EXPECT_EQ(train(c, quiet(fresh)).steps, 10);
+  EXPECT_FALSE(fs::exists(run + "/.lock"));
+  EXPECT_FALSE(fs::exists(fresh + "/.lock"));
+}
+
+// The temporary files of whole-file writes a kill interrupted (a checkpoint's, meta.json's,
+// an event file's) go on resume; other files stay.
+TEST(Trainer, ResumeRemovesTheTemporariesOfKilledWrites) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run");
+  Config c = small_config();
+  TrainOptions o = quiet(run);
+  o.should_stop = [](int64_t step) { return step == 20; };
+  ASSERT_TRUE(train(c, o).interrupted);
+  const std::vector<std::string> temporaries = {run + "/checkpoints/step_20/model.safetensors.tmp.999.4",
+                                                run + "/checkpoints/step_20/state.safetensors.tmp.999.5",
+                                                run + "/meta.json.tmp.999.6",
+                                                run + "/events.out.tfevents.1.host.tmp.999.7"};
+  for (const std::string& f : temporaries) test::write_text(f, "torn");
+  test::write_text(run + "/notes.tmp.txt", "mine");
+  TrainOptions r = quiet("");
+  r.resume_dir = run;
+  EXPECT_EQ(train(c, r).steps, 40);
+  for (const std::string& f : temporaries) EXPECT_FALSE(fs::exists(f)) << f;
+  EXPECT_TRUE(fs::exists(run + "/notes.tmp.txt"));
+}
+
+// A resume keeps the first start's time and adds its wall time to the earlier parts';
+// metrics.jsonl's time_s goes on from the resumed step's.
+TEST(Trainer, ResumeContinuesTheRunsClock) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run");
+  Config c = small_config();
+  c.train.steps = 20;
+  train(c, quiet(run));
+  nlohmann::json meta = nlohmann::json::parse(test::read_text(run + "/meta.json"));
+  ASSERT_TRUE(meta["wall_s"].is_number());
+  // As if the first part had started long ago and taken 100 s, reaching step 20 at 90 s.
+  meta["start_time"] = "2020-01-01T00:00:00Z";
+  meta["wall_s"] = 100.0;
+  test::write_text(run + "/meta.json", meta.dump(2) + "\n");
+  std::ostringstream rewritten;
+  for (nlohmann::json row : read_jsonl(run + "/metrics.jsonl")) {
+    if (row["step"] == 20) row["time_s"] = 90.0;
+    rewritten << row.dump() << "\n";
+  }
+  test::write_text(run + "/metrics.jsonl", rewritten.str());
+
+  c.train.steps = 40;
+  TrainOptions o = quiet("");
+  o.resume_dir = run;
+  const TrainSummary resumed = train(c, o);
+  meta = nlohmann::json::parse(test::read_text(run + "/meta.json"));
+  EXPECT_EQ(meta["start_time"], "2020-01-01T00:00:00Z");
+  EXPECT_TRUE(meta["end_time"].is_string());
+  EXPECT_NEAR(meta["wall_s"].get<double>(), 100.0 + resumed.wall_s, 1e-9);
+  double last = 0;
+  for (const auto& row : read_jsonl(run + "/metrics.jsonl")) {
+    const double t = row["time_s"].get<double>();
+    EXPECT_GE(t, last) << row.dump();
+    if (row["step"].get<int64_t>() > 20) EXPECT_GT(t, 90.0) << row.dump();
+    last = t;
+  }
 }
 
 TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { resumed_run_matches(23, true); }
