@@ -44,18 +44,66 @@ def sources(root):
                     yield folder, path
 
 
-def function_lengths(lines):
-    """(first line, length) of every function defined at namespace level: the style puts such a
-    definition's closing brace, and nothing else at namespace level, in column 0."""
-    start = None
-    for i, line in enumerate(lines):
-        if start is None:
-            if line and not line[0].isspace() and line.rstrip().endswith("{") and "(" in line and not line.startswith(
-                    ("namespace", "struct", "class", "enum", "union", "extern", "#")):
-                start = i
-        elif line.startswith("}"):
-            yield start + 1, i - start + 1
-            start = None
+def strip_code(text):
+    """The text with comments, string and character literals blanked (newlines kept)."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if text.startswith("//", i):
+            j = text.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i)); i = j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            j = n if j < 0 else j + 2
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:j])); i = j
+        elif text.startswith('R"', i):
+            k = text.find("(", i)
+            delim = ")" + text[i + 2:k] + '"'
+            j = text.find(delim, k)
+            j = n if j < 0 else j + len(delim)
+            out.append("".join(ch if ch == "\n" else " " for ch in text[i:j])); i = j
+        elif c in "\"'":
+            j = i + 1
+            while j < n and text[j] != c:
+                j += 2 if text[j] == "\\" else 1
+            out.append(" " * (min(j + 1, n) - i)); i = j + 1
+        else:
+            out.append(c); i += 1
+    return "".join(out)
+
+
+def function_lengths(text):
+    """(first line, length) of every function body opened outside any other function: from the
+    first line of its declaration to its closing brace, lambdas and local classes included."""
+    code = strip_code(text)
+    stack = []  # per open brace: True when it opens a function body at namespace or class level
+    decl_start = 0  # offset after the last statement or block end outside function bodies
+    for i, c in enumerate(code):
+        if c == "{":
+            in_function = any(stack)
+            head = code[decl_start:i]
+            is_function = (not in_function and ")" in head and "=" not in head.split(")")[-1] and
+                           not re.search(r"\b(namespace|class|struct|enum|union)\b[^()]*$", head))
+            if is_function:
+                first = code.count("\n", 0, decl_start + len(head) - len(head.lstrip())) + 1
+                stack.append((first,))
+            else:
+                stack.append(False)
+            if not in_function and not is_function:
+                decl_start = i + 1
+        elif c == "}":
+            top = stack.pop() if stack else False
+            if top:
+                last = code.count("\n", 0, i) + 1
+                yield top[0], last - top[0] + 1
+            if not any(stack):
+                decl_start = i + 1
+        elif c == ";" and not any(stack):
+            decl_start = i + 1
+        elif c == "#" and not any(stack) and (i == 0 or code[i - 1] == "\n"):
+            j = code.find("\n", i)  # a preprocessor line ends any declaration before it
+            decl_start = len(code) if j < 0 else j + 1
 
 
 def main():
@@ -78,7 +126,7 @@ def main():
         if folder == "train":
             if path.name == "trainer.cpp" and len(lines) > TRAINER_MAX_LINES:
                 problems.append(f"{rel}: {len(lines)} lines (at most {TRAINER_MAX_LINES})")
-            for first, length in function_lengths(lines):
+            for first, length in function_lengths(text):
                 if length > TRAIN_FUNCTION_MAX_LINES:
                     problems.append(f"{rel}:{first}: a function of {length} lines (at most {TRAIN_FUNCTION_MAX_LINES})")
     for p in problems:
