@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "core/error.h"
 #include "io/files.h"
@@ -55,9 +56,11 @@ void check_output_width(const Config& config, const Dataset& train, const TaskSh
     }
   if (width == shape.n_outputs) return;
   const std::string last = "model.layers[" + std::to_string(layers.size() - 1) + "]";
-  const std::string source = last_linear < 0 ? "no linear layer keeps the input width " + std::to_string(train.d)
-                                             : "model.layers[" + std::to_string(last_linear) +
-                                                   "] (linear, out = " + std::to_string(width) + ")";
+  const bool ends_linear = last_linear == static_cast<int64_t>(layers.size()) - 1;
+  const std::string source = last_linear < 0 ? "no linear layer: the input width"
+                             : ends_linear   ? "linear, out = " + std::to_string(width)
+                                             : "set by model.layers[" + std::to_string(last_linear) +
+                                                 "], linear, out = " + std::to_string(width);
   throw InputError(last + ": the model ends with " + std::to_string(width) + " outputs (" + source + "); data set '" +
                    train.name + "' with loss.kind = \"" + enum_name(kLossKinds, config.loss.kind) + "\" expects " +
                    std::to_string(shape.n_outputs));
@@ -68,10 +71,12 @@ void check_output_width(const Config& config, const Dataset& train, const TaskSh
 void check_early_stopping(const Config& config, const Splits& data, const TaskShape& shape) {
   if (config.train.patience <= 0) return;
   const std::string patience = "train.patience = " + std::to_string(config.train.patience);
+  std::ostringstream fraction;
+  fraction << config.data.val_fraction;
   if (data.val.n == 0)
-    throw InputError(
-        patience + " needs a validation split, but data.val_fraction = " + std::to_string(config.data.val_fraction) +
-        " leaves data set '" + data.train.name + "' none; set data.val_fraction > 0 or train.patience = 0");
+    throw InputError(patience + " needs a validation split, but data.val_fraction = " + fraction.str() +
+                     " leaves data set '" + data.train.name +
+                     "' none; set data.val_fraction > 0 or train.patience = 0");
   const StopMetric m = config.train.early_stopping_metric;
   const bool classification_only = m == StopMetric::val_accuracy || m == StopMetric::val_f1 || m == StopMetric::val_auc;
   const bool regression_only = m == StopMetric::val_r2 || m == StopMetric::val_mae || m == StopMetric::val_rmse;

@@ -498,7 +498,7 @@ TEST(Trainer, AnExplicitStackOfTheWrongOutputWidthIsRefused) {
                            {"model.layers[0]", "1 outputs", "expects 3"});
   // A stack ending in relu: its width is the last linear layer's.
   expect_train_input_error(parse_config(blobs + linear + "8\n" + "[[model.layers]]\ntype = \"relu\"\n", "test.toml"),
-                           {"model.layers[1]", "model.layers[0] (linear, out = 8)", "expects 3"});
+                           {"model.layers[1]", "set by model.layers[0], linear, out = 8", "expects 3"});
   // The matching width trains.
   test::TempDir tmp;
   EXPECT_NO_THROW(train(parse_config(blobs + linear + "3\n", "test.toml"), quiet(tmp.file("run"))));
