@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/safetensors.h"
 
 namespace cn {
 
@@ -67,18 +68,74 @@ std::string RunLayout::of_checkpoint(const std::string& checkpoint_dir) {
   return fs::path(checkpoint_dir).parent_path().parent_path().string();
 }
 
-std::string resolve_checkpoint(const std::string& path) {
+namespace {
+
+// A path as typed, without "." / ".." components or a trailing separator; a path that
+// names the working directory or an ancestor ("." , "..", "./") becomes absolute, since
+// the run is found from its parent directories.
+fs::path normalised(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.has_parent_path() && p.filename().empty()) p = p.parent_path();
+  const std::string last = p.filename().string();
+  if (p.empty() || last == "." || last == "..") p = fs::weakly_canonical(p.empty() ? fs::path(".") : p);
+  return p;
+}
+
+// "; the run RUN has checkpoints/step_a, step_b" when `p` would lie in a run directory
+// (RUN/checkpoints/NAME or RUN/NAME), else "".
+std::string existing_checkpoints(const fs::path& p) {
+  std::error_code ec;
+  const fs::path abs = fs::weakly_canonical(p, ec);
+  if (ec) return "";
+  for (const fs::path& root : {abs.parent_path().parent_path(), abs.parent_path()}) {
+    const RunLayout run(root.string());
+    if (root.empty() || !fs::exists(run.config(), ec)) continue;
+    const auto steps = run.complete_checkpoints();
+    if (steps.empty()) return "; the run " + root.string() + " has no complete checkpoint";
+    std::string list;
+    for (int64_t s : steps) list += (list.empty() ? "checkpoints/" : ", ") + step_name(s);
+    return "; the run " + root.string() + " has " + list;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string resolve_checkpoint(const std::string& given) {
+  const fs::path p = normalised(given);
+  const std::string path = p.string();
+  std::error_code ec;
+  if (!fs::exists(p, ec)) throw InputError(given + ": no such checkpoint or run directory" + existing_checkpoints(p));
   const RunLayout run(path);
   if (fs::exists(run.config())) {
     const auto steps = run.complete_checkpoints();
-    if (steps.empty()) throw InputError(path + ": no complete checkpoint under checkpoints/");
+    if (steps.empty()) throw InputError(given + ": no complete checkpoint under checkpoints/");
     return run.checkpoint(steps.back());
   }
-  if (!fs::exists(fs::path(path) / RunLayout::kModelFile) || !fs::exists(fs::path(path) / RunLayout::kStateFile))
-    throw InputError(path +
+  if (!fs::exists(p / RunLayout::kModelFile) || !fs::exists(p / RunLayout::kStateFile))
+    throw InputError(given +
                      ": expected a run directory or a checkpoints/step_N directory with model.safetensors and "
-                     "state.safetensors");
+                     "state.safetensors" +
+                     existing_checkpoints(p));
   return path;
+}
+
+std::string checkpoint_run_dir(const std::string& checkpoint_dir) {
+  std::error_code ec;
+  const fs::path run = fs::weakly_canonical(fs::path(checkpoint_dir), ec).parent_path().parent_path();
+  if (ec || run.empty() || !fs::exists(RunLayout(run.string()).config(), ec))
+    throw InputError(checkpoint_dir +
+                     ": expected a checkpoint inside a run directory (RUN/checkpoints/NAME, next to "
+                     "RUN/config.toml)");
+  return run.string();
+}
+
+int64_t checkpoint_step(const std::string& checkpoint_dir) {
+  if (const auto step = parse_step_name(fs::path(checkpoint_dir).filename().string())) return *step;
+  const SafetensorsFile state = load_safetensors((fs::path(checkpoint_dir) / RunLayout::kStateFile).string());
+  const int64_t step = state.get<int64_t>("step", {})[0];
+  if (step < 0) throw InputError(state.path + ": tensor step: " + std::to_string(step) + " (expected a step >= 0)");
+  return step;
 }
 
 }  // namespace cn

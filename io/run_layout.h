@@ -75,6 +75,15 @@ std::vector<std::pair<int64_t, std::string>> step_entries(const std::string& dir
 
 // A checkpoint named on the command line: a checkpoints/step_N directory, or a run
 // directory (its last complete checkpoint). InputError when it is neither.
+// The path is normalised first: a trailing separator, "." and ".." are accepted. A missing
+// path's message lists the checkpoints its run has.
 std::string resolve_checkpoint(const std::string& path);
+
+// The run directory of a checkpoint (RUN/checkpoints/NAME, any NAME); InputError when there
+// is no RUN/config.toml.
+std::string checkpoint_run_dir(const std::string& checkpoint_dir);
+
+// A checkpoint's step: N of a step_N directory, else the "step" of its state.safetensors.
+int64_t checkpoint_step(const std::string& checkpoint_dir);
 
 }  // namespace cn

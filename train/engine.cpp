@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <sstream>
 
 #include "core/error.h"
 #include "io/files.h"
@@ -39,6 +40,56 @@ TaskShape task_shape(const Dataset& train, LossKind loss) {
   }
   return s;
 }
+
+namespace {
+
+// An explicit [[model.layers]] stack sets the output width itself: the width of its last
+// linear layer (the input width when it has none) must be what the loss reads per sample.
+void check_output_width(const Config& config, const Dataset& train, const TaskShape& shape,
+                        const std::vector<LayerSpec>& layers) {
+  if (config.model.layers.empty()) return;  // the generated head has the task's width
+  int64_t width = train.d, last_linear = -1;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].type == LayerKind::linear) {
+      width = layers[i].out;
+      last_linear = static_cast<int64_t>(i);
+    }
+  if (width == shape.n_outputs) return;
+  const std::string last = "model.layers[" + std::to_string(layers.size() - 1) + "]";
+  const bool ends_linear = last_linear == static_cast<int64_t>(layers.size()) - 1;
+  const std::string source = last_linear < 0 ? "no linear layer: the input width"
+                             : ends_linear   ? "linear, out = " + std::to_string(width)
+                                             : "set by model.layers[" + std::to_string(last_linear) +
+                                                 "], linear, out = " + std::to_string(width);
+  throw InputError(last + ": the model ends with " + std::to_string(width) + " outputs (" + source + "); data set '" +
+                   train.name + "' with loss.kind = \"" + enum_name(kLossKinds, config.loss.kind) + "\" expects " +
+                   std::to_string(shape.n_outputs));
+}
+
+// Early stopping watches a validation metric: one the task does not report, or no
+// validation split at all, would never stop the run.
+void check_early_stopping(const Config& config, const Splits& data, const TaskShape& shape) {
+  if (config.train.patience <= 0) return;
+  const std::string patience = "train.patience = " + std::to_string(config.train.patience);
+  std::ostringstream fraction;
+  fraction << config.data.val_fraction;
+  if (data.val.n == 0)
+    throw InputError(patience + " needs a validation split, but data.val_fraction = " + fraction.str() +
+                     " leaves data set '" + data.train.name +
+                     "' none; set data.val_fraction > 0 or train.patience = 0");
+  const StopMetric m = config.train.early_stopping_metric;
+  const bool classification_only = m == StopMetric::val_accuracy || m == StopMetric::val_f1 || m == StopMetric::val_auc;
+  const bool regression_only = m == StopMetric::val_r2 || m == StopMetric::val_mae || m == StopMetric::val_rmse;
+  const bool classification = shape.task == Task::classification;
+  if ((classification && regression_only) || (!classification && classification_only))
+    throw InputError(
+        std::string("train.early_stopping_metric = \"") + enum_name(kStopMetrics, m) + "\" with " + patience +
+        ": data set '" + data.train.name + "' is a " + (classification ? "classification" : "regression") +
+        " task that does not report it; expected " +
+        (classification ? "val_loss, val_accuracy, val_f1 or val_auc" : "val_loss, val_r2, val_mae or val_rmse"));
+}
+
+}  // namespace
 
 std::vector<double> loss_targets(const Dataset& d, const TaskShape& s) {
   if (!s.one_hot) return d.y;
@@ -192,7 +243,10 @@ Engine<T>::Engine(const Config& c, Device d) : config(c), device(d) {
   batch = std::min<int64_t>(config.data.batch_size, data.train.n);
   steps_per_epoch = (data.train.n + batch - 1) / batch;
   total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * steps_per_epoch;
-  model = std::make_unique<Sequential<T>>(resolve_layers(config.model, shape.n_outputs), data.train.d, device);
+  const std::vector<LayerSpec> layers = resolve_layers(config.model, shape.n_outputs);
+  check_output_width(config, data.train, shape, layers);
+  check_early_stopping(config, data, shape);
+  model = std::make_unique<Sequential<T>>(layers, data.train.d, device);
   model->reserve(std::max<int64_t>(batch, eval_chunk()));
   model->initialize(config.model, config.train.seed);
   loss = std::make_unique<Loss<T>>(config.loss.kind);

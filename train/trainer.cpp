@@ -58,14 +58,13 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
 
 nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device) {
   const std::string ckpt = resolve_checkpoint(path);
-  const Config config = load_config(RunLayout(RunLayout::of_checkpoint(ckpt)).config());
-  const auto step = parse_step_name(fs::path(ckpt).filename().string());
-  if (!step) throw InputError(ckpt + ": expected a checkpoints/step_N directory");
+  const Config config = load_config(RunLayout(checkpoint_run_dir(ckpt)).config());
+  const int64_t step = checkpoint_step(ckpt);
   auto run = [&](auto tag) -> json {
     using T = decltype(tag);
     Engine<T> e(config, resolve_device(device.empty() ? enum_name(kDeviceChoices, config.train.device) : device));
     load_model(*e.model, ckpt + "/" + RunLayout::kModelFile);
-    e.st.step = *step;
+    e.st.step = step;
     const Dataset* d = split == "train"  ? &e.data.train
                        : split == "val"  ? &e.data.val
                        : split == "test" ? &e.data.test
@@ -81,7 +80,7 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
 
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& ho) {
   const std::string ckpt = resolve_checkpoint(path);
-  Config config = load_config(RunLayout(RunLayout::of_checkpoint(ckpt)).config());
+  Config config = load_config(RunLayout(checkpoint_run_dir(ckpt)).config());
   if (!ho.kinds.empty()) config.diagnostics.kinds = ho.kinds;
   if (!ho.layers.empty()) config.diagnostics.layers = ho.layers;
   if (ho.batch_size > 0) config.diagnostics.batch_size = ho.batch_size;

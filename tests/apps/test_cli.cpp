@@ -81,6 +81,30 @@ TEST(Cli, TrainsResumesAndEvaluates) {
   EXPECT_NE(out.find("must not exist or be empty"), std::string::npos) << out;
 }
 
+TEST(Cli, EvalAndHessianTakeCheckpointPathsAsTyped) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("ok.toml"), run = tmp.file("run");
+  test::write_text(cfg, "[data]\ndataset = \"blobs\"\nn_samples = 300\n[model]\nhidden = [8]\n[train]\nsteps = 4\n");
+  std::string out;
+  ASSERT_EQ(cli("train " + cfg + " --out " + run, &out), 0) << out;
+  const std::string last = run + "/checkpoints/step_4";
+  ASSERT_TRUE(std::filesystem::exists(last + "/state.safetensors")) << out;
+  for (const char* name : {"best", "step_x"})
+    std::filesystem::copy(last, run + "/checkpoints/" + name, std::filesystem::copy_options::recursive);
+  for (const std::string& path : {run + "/", last + "/", run + "/checkpoints/best/", run + "/checkpoints/step_x"}) {
+    ASSERT_EQ(cli("eval " + path, &out), 0) << path << ": " << out;
+    EXPECT_NE(out.find("\"step\":4"), std::string::npos) << path << ": " << out;
+  }
+  ASSERT_EQ(test::run_command("cd " + last + " && " + test::curvnet_exe() + " eval .", &out), 0) << out;
+  EXPECT_NE(out.find("\"step\":4"), std::string::npos) << out;
+  ASSERT_EQ(cli("hessian " + run + "/checkpoints/best/ --kind diag --out " + tmp.file("h"), &out), 0) << out;
+  EXPECT_NE(out.find("step 4"), std::string::npos) << out;
+  // A missing checkpoint: exit 2, one line listing the checkpoints the run has.
+  EXPECT_EQ(cli("eval " + run + "/checkpoints/step_99", &out), 2);
+  EXPECT_EQ(lines(out), 1) << out;
+  EXPECT_NE(out.find("step_4"), std::string::npos) << out;
+}
+
 TEST(Cli, SigintCheckpointsAndTheRunResumes) {
   test::TempDir tmp;
   const std::string cfg = tmp.file("long.toml"), run = tmp.file("run");

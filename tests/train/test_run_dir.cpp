@@ -75,6 +75,60 @@ TEST(RunLayout, NamesAndListing) {
   EXPECT_TRUE(step_entries(run.spectra(), ".safetensors", true).empty());
 }
 
+// eval and hessian name a checkpoint as a user types it: trailing separators, ".", and
+// directories not named step_N (the step then comes from the state file).
+TEST(RunLayout, ResolveCheckpointNormalisesPathsAndReadsTheStep) {
+  TempDir tmp;
+  const RunLayout run(tmp.file("run"));
+  const auto save = [](const std::string& dir, int64_t step) {
+    fs::create_directories(dir);
+    write_text(dir + "/model.safetensors", "");
+    SafetensorsWriter w;
+    w.add<int64_t>("step", {}, &step);
+    w.write(dir + "/state.safetensors");
+  };
+  for (int64_t s : {20, 100}) save(run.checkpoint(s), s);
+  save(run.checkpoints() + "/best", 20);
+  save(run.checkpoints() + "/step_x", 100);
+  write_text(run.config(), "");
+
+  EXPECT_EQ(resolve_checkpoint(run.checkpoint(20) + "/"), run.checkpoint(20));
+  EXPECT_EQ(resolve_checkpoint(run.checkpoint(20) + "//"), run.checkpoint(20));
+  EXPECT_EQ(resolve_checkpoint(run.root() + "/"), run.checkpoint(100));
+  EXPECT_EQ(resolve_checkpoint(run.root() + "/./checkpoints/.."), run.checkpoint(100));
+  EXPECT_EQ(checkpoint_step(resolve_checkpoint(run.checkpoint(20) + "/")), 20);
+  EXPECT_EQ(checkpoint_step(resolve_checkpoint(run.checkpoints() + "/best/")), 20);
+  EXPECT_EQ(checkpoint_step(resolve_checkpoint(run.checkpoints() + "/step_x")), 100);
+  EXPECT_EQ(checkpoint_run_dir(resolve_checkpoint(run.checkpoints() + "/best/")),
+            fs::weakly_canonical(run.root()).string());
+
+  const fs::path cwd = fs::current_path();
+  fs::current_path(run.checkpoint(20));
+  std::string ckpt, owner;
+  EXPECT_NO_THROW(ckpt = resolve_checkpoint("."));
+  EXPECT_NO_THROW(owner = checkpoint_run_dir(ckpt));
+  fs::current_path(run.root());
+  std::string last;
+  EXPECT_NO_THROW(last = resolve_checkpoint("./"));
+  fs::current_path(cwd);
+  EXPECT_EQ(fs::weakly_canonical(ckpt), fs::weakly_canonical(run.checkpoint(20)));
+  EXPECT_EQ(owner, fs::weakly_canonical(run.root()).string());
+  EXPECT_EQ(fs::weakly_canonical(last), fs::weakly_canonical(run.checkpoint(100)));
+
+  // A missing checkpoint names the ones the run has.
+  try {
+    resolve_checkpoint(run.checkpoint(7));
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(run.checkpoint(7)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("checkpoints/step_20, step_100"), std::string::npos) << e.what();
+  }
+  // A checkpoint outside a run directory.
+  save(tmp.file("loose/ckpt"), 5);
+  EXPECT_EQ(checkpoint_step(resolve_checkpoint(tmp.file("loose/ckpt/"))), 5);
+  EXPECT_THROW(checkpoint_run_dir(tmp.file("loose/ckpt")), InputError);
+}
+
 TEST(RunLayout, ReadJsonLinesSkipsTornLines) {
   TempDir tmp;
   bool exists = true;

@@ -475,6 +475,51 @@ TEST(Trainer, OutMustBeEmpty) {
   EXPECT_THROW(train(small_config(), quiet(tmp.path().string())), InputError);
 }
 
+// Training `config` into a fresh run is bad input naming every needle, and nothing of the
+// run (config.toml, logs) is written.
+void expect_train_input_error(const Config& config, const std::vector<std::string>& needles) {
+  test::TempDir tmp;
+  try {
+    train(config, quiet(tmp.file("run")));
+    ADD_FAILURE() << "expected an InputError naming " << needles[0];
+  } catch (const InputError& e) {
+    for (const std::string& needle : needles)
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(tmp.file("run/config.toml")));
+  EXPECT_FALSE(fs::exists(tmp.file("run/metrics.jsonl")));
+}
+
+TEST(Trainer, AnExplicitStackOfTheWrongOutputWidthIsRefused) {
+  const std::string blobs = "\n[data]\ndataset = \"blobs\"\nn_samples = 300\n[train]\nsteps = 4\n";
+  const std::string linear = "[[model.layers]]\ntype = \"linear\"\nout = ";
+  // One output on three classes.
+  expect_train_input_error(parse_config(blobs + linear + "1\n", "test.toml"),
+                           {"model.layers[0]", "1 outputs", "expects 3"});
+  // A stack ending in relu: its width is the last linear layer's.
+  expect_train_input_error(parse_config(blobs + linear + "8\n" + "[[model.layers]]\ntype = \"relu\"\n", "test.toml"),
+                           {"model.layers[1]", "set by model.layers[0], linear, out = 8", "expects 3"});
+  // The matching width trains.
+  test::TempDir tmp;
+  EXPECT_NO_THROW(train(parse_config(blobs + linear + "3\n", "test.toml"), quiet(tmp.file("run"))));
+}
+
+TEST(Trainer, EarlyStoppingThatCannotFireIsRefused) {
+  Config c = small_config();
+  c.train.patience = 2;
+  c.train.early_stopping_metric = StopMetric::val_r2;
+  expect_train_input_error(c, {"train.early_stopping_metric", "val_r2", "classification"});
+  Config r = parse_config(
+      "[data]\ndataset = \"sine\"\nn_samples = 200\n[loss]\nkind = \"mse\"\n[train]\nsteps = 4\npatience = 2\n"
+      "early_stopping_metric = \"val_accuracy\"\n",
+      "test.toml");
+  expect_train_input_error(r, {"train.early_stopping_metric", "val_accuracy", "regression"});
+  Config nv = small_config();
+  nv.train.patience = 2;
+  nv.data.val_fraction = 0;
+  expect_train_input_error(nv, {"train.patience", "data.val_fraction"});
+}
+
 // After the first steps, a training step allocates nothing (operator new is counted).
 TEST(Trainer, NoAllocationInsideTheStep) {
   for (const char* extra : {"", "[clip]\nmode = \"agc_unit\"\n[model]\nbatchnorm = true\n"}) {
