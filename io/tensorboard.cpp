@@ -103,6 +103,18 @@ std::vector<std::string> parse_records(const std::string& bytes, size_t* valid_b
   return records;
 }
 
+std::vector<std::string> read_records(const std::string& path) {
+  const std::string bytes = read_file(path);
+  size_t pos = 0;
+  std::vector<std::string> records = parse_records(bytes, &pos);
+  const size_t rest = bytes.size() - pos;
+  if (rest < 12) return records;  // nothing left, or a torn header
+  const char* p = bytes.data() + pos;
+  if (get_u32(p + 8) == masked_crc32c(p, 8) && (rest < 16 || get_u64(p) > rest - 16)) return records;  // torn
+  throw InputError(path + ": damaged record at byte offset " + std::to_string(pos) + " of " +
+                   std::to_string(bytes.size()) + " (CRC mismatch); the records after it cannot be read");
+}
+
 // ---- protobuf encoding ----------------------------------------------------------------
 
 namespace {
@@ -636,8 +648,9 @@ std::vector<std::string> TensorBoardWriter::event_files(const std::string& run_d
 size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step,
                                               const std::function<bool(const std::string&)>& drop_tag_at_step) {
   size_t kept = 0;
-  for (const std::string& path : event_files(run_dir)) {
-    const std::vector<std::string> records = tfevents::parse_records(read_file(path));
+  std::vector<std::pair<std::string, std::vector<std::string>>> files;  // all read before any is rewritten
+  for (const std::string& path : event_files(run_dir)) files.emplace_back(path, tfevents::read_records(path));
+  for (const auto& [path, records] : files) {
     std::string out;
     for (const std::string& rec : records) {
       tfevents::EventInfo e;

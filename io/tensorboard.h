@@ -70,6 +70,11 @@ std::string frame_record(const std::string& data);
 // `valid_bytes` (optional) receives the length of the well-formed prefix.
 std::vector<std::string> parse_records(const std::string& bytes, size_t* valid_bytes = nullptr);
 
+// The records of the events file `path`. A record cut short at the end (a write a kill
+// interrupted) is left out; any other damage stops the read with an InputError naming the
+// file and the damaged record's byte offset, as the records after it cannot be framed.
+std::vector<std::string> read_records(const std::string& path);
+
 // Serialized Event protos.
 std::string encode_file_version_event(double wall_time, const std::string& version = "brain.Event:2");
 std::string encode_scalar_event(double wall_time, int64_t step, const std::string& tag, float value);
@@ -147,7 +152,8 @@ class TensorBoardWriter {
 
   // Resume support: cuts every events.out.tfevents.* file in run_dir back to the records
   // whose step is <= `step` (file_version records are always kept; a torn tail is
-  // dropped). Each file is rewritten atomically; a file left without any summary record
+  // dropped; a damaged record elsewhere is an InputError, read_records, before any file
+  // is rewritten). Each file is rewritten atomically; a file left without any summary record
   // is still kept (its file_version record). Records at `step` itself whose every tag
   // satisfies `drop_tag_at_step` are dropped too. Returns the number of records kept.
   static size_t truncate_after_step(const std::string& run_dir, int64_t step,

@@ -1,7 +1,10 @@
 #include "train/checkpoint.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
+#include "core/error.h"
 #include "io/safetensors.h"
 
 namespace cn {
@@ -94,18 +97,33 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
   }
   TrainState st;
   const std::vector<int64_t> scalar;
-  st.step = f.get<int64_t>("step", scalar)[0];
-  st.epoch = f.get<int64_t>("epoch", scalar)[0];
+  // Every counter is range-checked here, so no later use (a resume cutting the logs back,
+  // the loop's bounds) sees a value no save writes.
+  auto counter = [&](const std::string& name, int64_t lo, int64_t hi) {
+    const int64_t v = f.get<int64_t>(name, scalar)[0];
+    if (v < lo || v > hi)
+      throw InputError(path + ": " + name + " = " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+                       std::to_string(hi) + "]");
+    return v;
+  };
+  auto finite = [&](const std::string& name) {
+    const double v = f.get<double>(name, scalar)[0];
+    if (!std::isfinite(v)) throw InputError(path + ": " + name + " is not finite");
+    return v;
+  };
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  st.step = counter("step", 0, kMax);
+  st.epoch = counter("epoch", 0, st.step);
   st.seed = static_cast<uint64_t>(f.get<int64_t>("rng.seed", scalar)[0]);
   st.data_order = f.get<int64_t>("data_order");
-  st.best_metric = f.get<double>("early_stopping.best", scalar)[0];
-  st.has_best = f.get<int64_t>("early_stopping.has_best", scalar)[0] != 0;
-  st.evals_without_improvement = f.get<int64_t>("early_stopping.bad_evals", scalar)[0];
-  st.first_total_steps = f.get<int64_t>("schedule.first_total_steps", scalar)[0];
+  st.has_best = counter("early_stopping.has_best", 0, 1) != 0;
+  st.best_metric = st.has_best ? finite("early_stopping.best") : f.get<double>("early_stopping.best", scalar)[0];
+  st.evals_without_improvement = counter("early_stopping.bad_evals", 0, st.step);
+  st.first_total_steps = counter("schedule.first_total_steps", 1, kMax);
   if (f.has("log.window_loss")) {
-    st.log_window_loss = f.get<double>("log.window_loss", scalar)[0];
-    st.log_window_steps = f.get<int64_t>("log.window_steps", scalar)[0];
-    st.curvature_due = f.get<int64_t>("curvature.due", scalar)[0] != 0;
+    st.log_window_loss = finite("log.window_loss");
+    st.log_window_steps = counter("log.window_steps", 0, st.step);
+    st.curvature_due = counter("curvature.due", 0, 1) != 0;
   }
   if (const auto it = f.metadata.find("doctor"); it != f.metadata.end()) st.doctor = it->second;
   return st;

@@ -41,6 +41,9 @@ struct TrainState {
 
 template <class T>
 void save_state(Optimizer<T>& optimizer, const TrainState& state, const std::string& path);
+// InputError naming the file and the field on a counter out of range (negative, a flag
+// other than 0/1, a count above `step`) or a non-finite loss; Engine::load_checkpoint checks
+// `step` against the step_N directory and `epoch` against `step`.
 template <class T>
 TrainState load_state(Optimizer<T>& optimizer, const std::string& path);
 

@@ -421,6 +421,13 @@ void Engine<T>::load_checkpoint(const std::string& dir) {
   if (loaded.seed != config.train.seed)
     throw InputError(state_path + ": rng.seed " + std::to_string(loaded.seed) + " differs from train.seed " +
                      std::to_string(config.train.seed));
+  const auto named = parse_step_name(std::filesystem::path(dir).filename().string());
+  if (named && loaded.step != *named)
+    throw InputError(state_path + ": step " + std::to_string(loaded.step) + " differs from the checkpoint's step " +
+                     std::to_string(*named));
+  if (loaded.epoch != loaded.step / steps_per_epoch)
+    throw InputError(state_path + ": epoch " + std::to_string(loaded.epoch) + " does not match step " +
+                     std::to_string(loaded.step) + " (" + std::to_string(steps_per_epoch) + " steps per epoch)");
   st = loaded;
   ensure_order(st.epoch);
   if (!st.data_order.empty() && st.data_order != order)

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "diagnostics/doctor.h"
 #include "io/files.h"
+#include "io/tensorboard.h"
 
 namespace cn {
 
@@ -47,6 +48,7 @@ TrainingLoop<T>::TrainingLoop(Config config, const TrainOptions& o, const std::s
   if (!config_.train.eval_every) config_.train.eval_every = e_.steps_per_epoch;
   if (!config_.checkpoint.every) config_.checkpoint.every = e_.steps_per_epoch;
   if (resuming_) resume();
+  if (finished_) return;
   start_run_dir();
   start_curvature();
   window_loss_ = e_.st.log_window_loss;
@@ -71,16 +73,30 @@ void TrainingLoop<T>::resume() {
   if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
   const std::string dir = dir_.layout().checkpoint(steps.back());
   e_.load_checkpoint(dir);
+  const std::string state_path = dir + "/" + RunLayout::kStateFile;
   if (!e_.st.doctor.empty()) {  // checked before anything in the run directory changes
     try {
       e_.doctor->restore(json::parse(e_.st.doctor));
     } catch (const std::exception& err) {
-      throw InputError(dir + "/" + RunLayout::kStateFile + ": metadata \"doctor\": " + err.what() +
+      throw InputError(state_path + ": metadata \"doctor\": " + err.what() +
                        " (expected the doctor state this run's model and config save)");
     }
   }
   e_.total_steps = config_.train.steps > 0 ? config_.train.steps : config_.train.epochs * e_.steps_per_epoch;
   const int64_t s = e_.st.step;
+  // A total below the steps done would cut nothing and train nothing, yet record the
+  // smaller total in config.toml: refused before anything changes.
+  if (s > e_.total_steps)
+    throw InputError("--resume " + run_dir + ": " + (config_.train.steps > 0 ? "train.steps" : "train.epochs") +
+                     " gives " + std::to_string(e_.total_steps) + " steps but the run is at step " + std::to_string(s) +
+                     "; the total can only grow");
+  if (s == e_.total_steps ||
+      (config_.train.patience > 0 && e_.st.evals_without_improvement >= config_.train.patience)) {
+    finished_ = true;  // nothing to train: the run directory stays as it is
+    return;
+  }
+  // A damaged events file the cut could not read past is refused before anything changes.
+  for (const std::string& f : dir_.layout().event_files()) tfevents::read_records(f);
   const RunDir::Earlier earlier = dir_.earlier(s);  // before the logs are cut back
   earlier_wall_s_ = earlier.wall_s;
   earlier_time_s_ = earlier.time_s;
@@ -320,6 +336,14 @@ bool TrainingLoop<T>::iteration() {
 template <class T>
 TrainSummary TrainingLoop<T>::run() {
   sum_.run_dir = dir_.root();
+  if (finished_) {
+    sum_.steps = e_.st.step;
+    sum_.early_stopped = e_.st.step < e_.total_steps;
+    progress_.message("the run " + dir_.root() + " has finished at step " + std::to_string(e_.st.step) +
+                      (sum_.early_stopped ? " (early stopping)" : "") +
+                      "; nothing to do (to train on, raise train.steps or train.epochs)");
+    return sum_;
+  }
   last_log_t_ = now_s();
   window_items_ = 0;
   last_val_ = std::nan("");

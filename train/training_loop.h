@@ -56,6 +56,7 @@ class TrainingLoop {
   Config config_;
   const TrainOptions& options_;
   const bool resuming_;
+  bool finished_ = false;  // a resume of a run that has ended: nothing runs, nothing changes
   Progress progress_;
   Device device_ = Device::cpu;
   double t_start_ = 0;

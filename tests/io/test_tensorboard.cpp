@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "io/files.h"
 #include "io/safetensors.h"
 #include "io/tensorboard.h"
@@ -434,4 +435,41 @@ TEST(TensorBoard, RecreatesEventsFromRunLogs) {
   ASSERT_EQ(hs["weights/0.weight"].size(), 1u);
   EXPECT_EQ(hs["weights/0.weight"][0][0].get<int64_t>(), 20);
   EXPECT_EQ(hs["weights/0.weight"][0][4].get<double>(), 10.0);
+}
+
+// A damaged record amid an events file is no torn tail: the cut stops with the file and
+// the record's byte offset, leaving every file as it was, instead of dropping the records
+// after it.
+TEST(TensorBoard, TruncateAfterStepRefusesADamagedRecordNamingItsOffset) {
+  TempDir tmp;
+  const std::string run = tmp.file("run");
+  std::filesystem::create_directories(run);
+  std::string path;
+  {
+    cn::TensorBoardWriter w(run);
+    path = w.path();
+    for (int s = 0; s <= 20; ++s) w.scalar("train/loss", s, 1.0 * s);
+  }
+  std::string bytes = cn::read_file(path);
+  const std::vector<std::string> records = tfe::parse_records(bytes);
+  size_t offset = 0;
+  for (size_t i = 0; i < 6; ++i) offset += 12 + records[i].size() + 4;
+  bytes[offset + 12 + 2] ^= 0x40;  // record 6's data
+  cn::test::write_text(path, bytes);
+  try {
+    cn::TensorBoardWriter::truncate_after_step(run, 10);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const cn::InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("byte offset " + std::to_string(offset)), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(cn::read_file(path), bytes);
+  // A damaged header is refused as well; a header cut short at the end is a torn tail.
+  bytes[offset + 12 + 2] ^= 0x40;
+  bytes[offset + 9] ^= 0x01;
+  cn::test::write_text(path, bytes);
+  EXPECT_THROW(tfe::read_records(path), cn::InputError);
+  bytes[offset + 9] ^= 0x01;
+  cn::test::write_text(path, bytes + bytes.substr(offset, 14));
+  EXPECT_EQ(tfe::read_records(path).size(), records.size());
 }

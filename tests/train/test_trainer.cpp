@@ -705,3 +705,102 @@ TEST(Trainer, ExplodingAlarmOnTheDefaultExampleAtLearningRateTen) {
   ASSERT_GE(first_alarm, 0) << "no exploding alarm";
   EXPECT_LE(first_alarm, rise + 1) << "loss rose at step " << rise;
 }
+
+namespace {
+// Every file of a run directory but its lock, with its bytes.
+std::map<std::string, std::string> run_files(const std::string& run) {
+  std::map<std::string, std::string> files;
+  for (const auto& f : fs::recursive_directory_iterator(run))
+    if (f.is_regular_file() && f.path().filename() != ".lock") files[f.path().string()] = read_file(f.path().string());
+  return files;
+}
+}  // namespace
+
+// A state whose values no save writes (a step that is not the checkpoint's, counters out of
+// range, flags other than 0/1, a non-finite loss) is bad input naming the file and the
+// field, refused before anything in the run directory changes.
+TEST(Trainer, ResumeRefusesStateValuesNoSaveWrites) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run");
+  Config c = small_config();
+  c.train.steps = 20;
+  train(c, quiet(run));
+  const std::string state = checkpoint_dir(run, 20) + "/state.safetensors";
+  const std::string original = read_file(state);
+  auto rewrite = [&](const std::string& field, auto value) {
+    test::write_text(state, original);
+    std::map<std::string, std::string> metadata;
+    SafetensorsWriter w;
+    for (auto& [name, t] : read_safetensors(state, &metadata))
+      if (name != field) w.add_raw(name, std::move(t));
+    for (const auto& [key, v] : metadata) w.metadata(key, v);
+    w.add<decltype(value)>(field, {}, &value);
+    w.write(state);
+  };
+  Config more = c;
+  more.train.steps = 30;
+  const std::vector<std::tuple<std::string, int64_t, std::string>> cases = {
+      {"step", -5, "step"},
+      {"step", 1000000000000000, "step"},
+      {"step", 10, "step 10 differs from the checkpoint's step 20"},
+      {"epoch", 7, "epoch"},
+      {"early_stopping.has_best", 7, "early_stopping.has_best"},
+      {"early_stopping.bad_evals", -1, "early_stopping.bad_evals"},
+      {"schedule.first_total_steps", 0, "schedule.first_total_steps"},
+      {"log.window_steps", 21, "log.window_steps"},
+      {"curvature.due", 2, "curvature.due"},
+  };
+  rewrite("step", int64_t{20});
+  const auto before = run_files(run);
+  for (const auto& [field, value, needle] : cases) {
+    rewrite(field, value);
+    expect_resume_input_error(more, run, "state.safetensors: " + needle);
+    test::write_text(state, original);
+    EXPECT_EQ(run_files(run), before) << field << " = " << value;
+  }
+  rewrite("log.window_loss", std::nan(""));
+  expect_resume_input_error(more, run, "state.safetensors: log.window_loss");
+  test::write_text(state, original);
+  TrainOptions o = quiet("");
+  o.resume_dir = run;
+  EXPECT_EQ(train(more, o).steps, 30);
+}
+
+// Resuming a run that has ended (its last step, or early stopping) changes nothing: no
+// second test row, no rewritten config or meta.json.
+TEST(Trainer, ResumeOfAFinishedRunChangesNothing) {
+  test::TempDir tmp;
+  Config c = small_config();
+  c.train.steps = 20;
+  train(c, quiet(tmp.file("run")));
+  Config stopping = small_config();
+  stopping.train.patience = 2;
+  stopping.model.dropout = 0;
+  stopping.optim.lr = 0.5;
+  stopping.train.steps = 200;
+  stopping.train.eval_every = 5;
+  ASSERT_TRUE(train(stopping, quiet(tmp.file("stopped"))).early_stopped);
+  for (const auto& [run, config] : {std::pair{tmp.file("run"), c}, std::pair{tmp.file("stopped"), stopping}}) {
+    const auto before = run_files(run);
+    TrainOptions o = quiet("");
+    o.resume_dir = run;
+    const TrainSummary again = train(config, o);
+    EXPECT_EQ(again.steps, list_checkpoints(run).back());
+    EXPECT_EQ(run_files(run), before) << run;
+  }
+}
+
+// A total below the steps done would train nothing yet record the smaller total: refused,
+// naming the key and the run's step, before anything changes.
+TEST(Trainer, ResumeRefusesATotalBelowTheStepsDone) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run");
+  Config c = small_config();
+  c.train.steps = 30;
+  train(c, quiet(run));
+  const auto before = run_files(run);
+  Config fewer = c;
+  fewer.train.steps = 20;
+  expect_resume_input_error(fewer, run, "train.steps gives 20 steps but the run is at step 30");
+  EXPECT_EQ(run_files(run), before);
+}
