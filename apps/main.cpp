@@ -94,6 +94,12 @@ int run_hessian(const std::string& path, const cn::HessianOptions& ho, std::stri
   return 0;
 }
 
+// A message on one line, whatever input it quotes.
+std::string one_line(const std::string& msg) { return cn::quote_input(msg, msg.size()); }
+
+const std::vector<std::string> kDevices{"auto", "cpu", "cuda"};
+const std::vector<std::string> kSplits{"train", "val", "test"};
+
 int run_datasets() {
   const auto list = cn::list_datasets();
   std::cout << std::left << std::setw(15) << "name" << std::setw(16) << "task" << std::setw(11) << "available"
@@ -123,14 +129,14 @@ int main(int argc, char** argv) {
   train->add_option("--set", sets, "override a key: section.key=value (value parsed as TOML; a bare word is a string)")
       ->type_name("KEY=VALUE");
   train->add_option("--out", out, "the run directory (must not exist or be empty); default runs/<UTC>-<name>");
-  train->add_option("--device", device, "auto | cpu | cuda (default: train.device)");
+  train->add_option("--device", device, "auto | cpu | cuda (default: train.device)")->check(CLI::IsMember(kDevices));
   train->add_option("--resume", resume, "continue RUN_DIR in place from its last checkpoint")->type_name("RUN_DIR");
 
   std::string eval_path, split = "test";
   CLI::App* eval = app.add_subcommand("eval", "evaluate a checkpoint (a run directory: its last one) on a split");
   eval->add_option("checkpoint", eval_path, "checkpoints/step_N directory or a run directory")->required();
-  eval->add_option("--split", split, "train | val | test (default test)");
-  eval->add_option("--device", device, "auto | cpu | cuda");
+  eval->add_option("--split", split, "train | val | test (default test)")->check(CLI::IsMember(kSplits));
+  eval->add_option("--device", device, "auto | cpu | cuda")->check(CLI::IsMember(kDevices));
 
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
 
@@ -148,13 +154,16 @@ int main(int argc, char** argv) {
   hessian->add_option(
       "--kind", hessian_kinds,
       cn::enum_names_joined(cn::kCurvatureKinds, " ") + " (repeatable; default: the run's diagnostics.kinds)");
-  hessian->add_option("--layer", ho.layers, "layer index (repeatable; default: every layer with parameters)");
-  hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test");
-  hessian->add_option("--batch-size", ho.batch_size,
-                      "samples in the curvature batch (default: diagnostics.batch_size)");
+  hessian->add_option("--layer", ho.layers, "layer index (repeatable; default: every layer with parameters)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
+  hessian->add_option("--data", ho.split, "the split the curvature batch comes from: train (default) | val | test")
+      ->check(CLI::IsMember(kSplits));
+  hessian->add_option("--batch-size", ho.batch_size, "samples in the curvature batch (default: diagnostics.batch_size)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}));
   hessian->add_option("--mode", hessian_mode,
                       cn::enum_names_joined(cn::kDiagModes, " | ") + " (BatchNorm/Dropout; default: diagnostics.mode)");
-  hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)");
+  hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)")
+      ->check(CLI::IsMember(kDevices));
   hessian->add_option("--out", hessian_out,
                       "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
 
@@ -168,7 +177,7 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
       return app.exit(e);
     } catch (const CLI::ParseError& e) {
-      std::cerr << "curvnet: " << e.what() << " (see --help)\n";
+      std::cerr << "curvnet: " << one_line(e.what()) << " (see --help)\n";
       return 2;
     }
     if (*train) return run_train(config_path, sets, out, device, resume);
@@ -190,10 +199,10 @@ int main(int argc, char** argv) {
       return 0;
     }
   } catch (const cn::Error& e) {
-    std::cerr << "curvnet: " << e.what() << "\n";
+    std::cerr << "curvnet: " << one_line(e.what()) << "\n";
     return e.exit_code();
   } catch (const std::exception& e) {
-    std::cerr << "curvnet: " << e.what() << "\n";
+    std::cerr << "curvnet: " << one_line(e.what()) << "\n";
     return 1;
   }
   return 0;

@@ -158,7 +158,7 @@ std::string where(const toml::node& n, const Ctx& ctx) {
 }
 
 [[noreturn]] void fail(const toml::node& n, const Ctx& ctx, const std::string& key, const std::string& msg) {
-  throw InputError(where(n, ctx) + ": " + key + ": " + msg);
+  throw InputError(where(n, ctx) + ": " + quote_input(key) + ": " + msg);
 }
 
 [[noreturn]] void expected(const toml::node& n, const Ctx& ctx, const std::string& key, const std::string& what) {
@@ -224,6 +224,19 @@ Range cc(double lo, double hi) {
   r.hi = hi;
   return r;
 }  // [lo, hi]
+
+// Upper bounds of sizes and counts: far above any run a machine can hold, low enough that
+// products of them (buffers, step counts) fit their types; a larger value is a typo.
+constexpr double kMaxBatch = 1e6;      // samples in a batch
+constexpr double kMaxWidth = 1e6;      // units in a layer
+constexpr double kMaxSamples = 1e8;    // synthetic samples
+constexpr double kMaxEpochs = 1e6;     // passes over the training split
+constexpr double kMaxSteps = 1e12;     // optimiser steps (and step intervals)
+constexpr double kMaxWindow = 1e6;     // logged steps in an alarm window; evaluations of patience
+constexpr double kMaxDense = 1e5;      // parameters of a block given a dense eigendecomposition
+constexpr double kMaxIterative = 1e4;  // Lanczos iterations, random probes
+constexpr double kMaxThreads = 4096;
+constexpr double kMaxLayerIndex = 1e6;
 
 // --- typed readers (each validates; errors name the location and the key)
 
@@ -432,10 +445,12 @@ Field f_enum(const char* key, S Config::*sec, E S::*m, const EnumName<E> (&table
 
 template <class S>
 Field f_int_list(const char* key, S Config::*sec, std::vector<int64_t> S::*m, Range r, const char* doc) {
+  const std::string t = r.text();
+  const std::string each = (t[0] == '[' || t[0] == '(' ? "each in " : "each ") + t;
   return field(
-      key, "array of integers", "each " + r.text(), doc,
+      key, "array of integers", each, doc,
       [=](Config& c, const toml::node& n, const Ctx& ctx, const std::string& k) {
-        const std::string what = "an array of integers, each " + r.text();
+        const std::string what = "an array of integers, " + each;
         const toml::array& a = read_array(n, ctx, k, what);
         std::vector<int64_t> out;
         for (size_t i = 0; i < a.size(); ++i) {
@@ -500,7 +515,7 @@ LayerSpec read_layer(const toml::node& n, const Ctx& ctx, const std::string& key
       fail(v, ctx, kk,
            "not a key of a \"" + std::string(layer_kind_name(s.type)) + "\" layer; valid keys: " + join(allowed));
     if (k == "out")
-      s.out = read_int(v, ctx, kk, ge(1));
+      s.out = read_int(v, ctx, kk, cc(1, kMaxWidth));
     else if (k == "init")
       s.init = read_enum(v, ctx, kk, kInits);
     else if (k == "bias_init")
@@ -517,7 +532,7 @@ LayerSpec read_layer(const toml::node& n, const Ctx& ctx, const std::string& key
       s.p = read_double(v, ctx, kk, kDropP);
   }
   if (s.type == LayerKind::linear && !t->get("out"))
-    fail(n, ctx, key, "a linear layer needs out = N (an integer >= 1)");
+    fail(n, ctx, key, "a linear layer needs out = N (" + cc(1, kMaxWidth).describe(true) + ")");
   return s;
 }
 
@@ -557,7 +572,7 @@ PerLayerOptim read_per_layer(const toml::node& n, const Ctx& ctx, const std::str
   for (auto&& [k, v] : *t) {
     const std::string kk = key + "." + std::string(k.str());
     if (k == "layer")
-      p.layer = read_int(v, ctx, kk, ge(0));
+      p.layer = read_int(v, ctx, kk, cc(0, kMaxLayerIndex));
     else if (k == "weight_decay")
       p.weight_decay = read_double(v, ctx, kk, ge(0));
     else if (k == "l1")
@@ -590,7 +605,7 @@ std::vector<Section> build_schema() {
                    f_string("path", &C::data, &DataConfig::path, "csv: the file (header row, numeric cells)"),
                    f_string("label_column", &C::data, &DataConfig::label_column,
                             "csv: the label column, by name or 0-based index"),
-                   f_int("batch_size", &C::data, &DataConfig::batch_size, ge(1), "training mini-batch size"),
+                   f_int("batch_size", &C::data, &DataConfig::batch_size, cc(1, kMaxBatch), "training mini-batch size"),
                    f_bool("shuffle", &C::data, &DataConfig::shuffle, "reshuffle the training split every epoch"),
                    f_double("val_fraction", &C::data, &DataConfig::val_fraction, co(0, 1),
                             "share of the training split held out for validation"),
@@ -598,7 +613,8 @@ std::vector<Section> build_schema() {
                             "share held out for testing (only data sets without their own test split)"),
                    f_bool("standardize", &C::data, &DataConfig::standardize,
                           "standardise features with statistics of the training split"),
-                   f_int("n_samples", &C::data, &DataConfig::n_samples, ge(1), "synthetic sets: number of samples"),
+                   f_int("n_samples", &C::data, &DataConfig::n_samples, cc(1, kMaxSamples),
+                         "synthetic sets: number of samples"),
                    f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
                }});
   {  // label_column: a string, or an integer index (stored as its text)
@@ -619,7 +635,7 @@ std::vector<Section> build_schema() {
       {"model",
        "the network",
        {
-           f_int_list("hidden", &C::model, &ModelConfig::hidden, ge(1),
+           f_int_list("hidden", &C::model, &ModelConfig::hidden, cc(1, kMaxWidth),
                       "hidden widths of the MLP shorthand (empty = a linear model)"),
            f_activation("activation", &C::model, &ModelConfig::activation, "activation after each hidden layer"),
            f_double("leaky_slope", &C::model, &ModelConfig::leaky_slope, kSlope, "leaky_relu: negative-side slope"),
@@ -733,11 +749,11 @@ std::vector<Section> build_schema() {
        "the learning-rate schedule (in optimiser steps)",
        {
            f_enum("kind", &C::schedule, &ScheduleConfig::kind, kScheduleKinds, "schedule shape"),
-           f_int("warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps, ge(0),
+           f_int("warmup_steps", &C::schedule, &ScheduleConfig::warmup_steps, cc(0, kMaxSteps),
                  "linear warm-up steps in front of any kind"),
-           f_int("total_steps", &C::schedule, &ScheduleConfig::total_steps, ge(0),
+           f_int("total_steps", &C::schedule, &ScheduleConfig::total_steps, cc(0, kMaxSteps),
                  "horizon for cosine; 0 = the run's total at its first start"),
-           f_int("step_size", &C::schedule, &ScheduleConfig::step_size, ge(1),
+           f_int("step_size", &C::schedule, &ScheduleConfig::step_size, cc(1, kMaxSteps),
                  "step: steps between decays; cosine_restarts/cyclic: period"),
            f_double("gamma", &C::schedule, &ScheduleConfig::gamma, gt(0), "step/exponential: decay factor"),
            f_double("min_lr", &C::schedule, &ScheduleConfig::min_lr, ge(0), "lower bound (cosine, cyclic)"),
@@ -756,14 +772,14 @@ std::vector<Section> build_schema() {
            f_double("agc_eps", &C::clip, &ClipConfig::agc_eps, ge(0), "agc, agc_unit: the floor on the parameter norm"),
        }});
 
-  s.push_back(
-      {"train",
-       "the training loop (every count is in optimiser steps)",
-       {
-           f_int("epochs", &C::train, &TrainConfig::epochs, ge(0),
-                 "passes over the training split (ignored when steps > 0; >= 1 when steps = 0)"),
-           f_int("steps", &C::train, &TrainConfig::steps, ge(0), "> 0: train for this many steps instead of epochs"),
-       }});
+  s.push_back({"train",
+               "the training loop (every count is in optimiser steps)",
+               {
+                   f_int("epochs", &C::train, &TrainConfig::epochs, cc(0, kMaxEpochs),
+                         "passes over the training split (ignored when steps > 0; >= 1 when steps = 0)"),
+                   f_int("steps", &C::train, &TrainConfig::steps, cc(0, kMaxSteps),
+                         "> 0: train for this many steps instead of epochs"),
+               }});
   {
     Field f;
     f.key = "seed";
@@ -783,50 +799,50 @@ std::vector<Section> build_schema() {
            f_enum("device", &C::train, &TrainConfig::device, kDeviceChoices,
                   "auto = cuda when a GPU is visible, else cpu"),
            f_enum("dtype", &C::train, &TrainConfig::dtype, kDTypes, "training precision"),
-           f_opt_int("eval_every", &C::train, &TrainConfig::eval_every, ge(0), "steps between validations; 0 = off",
-                     "absent = one epoch"),
-           f_int("log_every", &C::train, &TrainConfig::log_every, ge(1), "steps between metrics/stats rows"),
+           f_opt_int("eval_every", &C::train, &TrainConfig::eval_every, cc(0, kMaxSteps),
+                     "steps between validations; 0 = off", "absent = one epoch"),
+           f_int("log_every", &C::train, &TrainConfig::log_every, cc(1, kMaxSteps), "steps between metrics/stats rows"),
            f_enum("early_stopping_metric", &C::train, &TrainConfig::early_stopping_metric, kStopMetrics,
                   "the validation metric early stopping watches"),
-           f_int("patience", &C::train, &TrainConfig::patience, ge(0),
+           f_int("patience", &C::train, &TrainConfig::patience, cc(0, kMaxWindow),
                  "evaluations without improvement before stopping; 0 = off"),
            f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, kOnNonfinite,
                   "what a NaN/inf loss or gradient does"),
-           f_int("threads", &C::train, &TrainConfig::threads, ge(0), "CPU threads; 0 = all cores"),
+           f_int("threads", &C::train, &TrainConfig::threads, cc(0, kMaxThreads), "CPU threads; 0 = all cores"),
        })
     s.back().fields.push_back(std::move(f));
 
   s.push_back({"checkpoint",
                "model and optimiser checkpoints",
                {
-                   f_opt_int("every", &C::checkpoint, &CheckpointConfig::every, ge(0),
+                   f_opt_int("every", &C::checkpoint, &CheckpointConfig::every, cc(0, kMaxSteps),
                              "steps between checkpoints; 0 = off", "absent = one epoch"),
                }});
 
-  s.push_back(
-      {"diagnostics",
-       "curvature checkpoints (Hessian blocks and spectra)",
-       {
-           f_int("every", &C::diagnostics, &DiagnosticsConfig::every, ge(0),
-                 "steps between curvature checkpoints; 0 = off"),
-           f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, kCurvatureKinds,
-                       "which Hessians to compute"),
-           f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, kDiagModes,
-                  "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
-           f_int_list("layers", &C::diagnostics, &DiagnosticsConfig::layers, ge(0),
-                      "layer indices; empty = every layer with parameters"),
-           f_int("batch_size", &C::diagnostics, &DiagnosticsConfig::batch_size, ge(1),
-                 "the fixed curvature batch (first samples of the training split)"),
-           f_int("dense_max_params", &C::diagnostics, &DiagnosticsConfig::dense_max_params, ge(1),
-                 "largest block given a full eigendecomposition; above it, iterative methods"),
-           f_double("budget", &C::diagnostics, &DiagnosticsConfig::budget, co(0, 1),
-                    "> 0: space curvature checkpoints to cost at most this share of wall time"),
-           f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, kDTypes,
-                  "precision of Hessian products and eigensolvers"),
-           f_int("lanczos_k", &C::diagnostics, &DiagnosticsConfig::lanczos_k, ge(1),
-                 "Lanczos iterations / top eigenvalues for iterative methods"),
-           f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, ge(1), "random probes for Hutchinson and SLQ"),
-       }});
+  s.push_back({"diagnostics",
+               "curvature checkpoints (Hessian blocks and spectra)",
+               {
+                   f_int("every", &C::diagnostics, &DiagnosticsConfig::every, cc(0, kMaxSteps),
+                         "steps between curvature checkpoints; 0 = off"),
+                   f_enum_list("kinds", &C::diagnostics, &DiagnosticsConfig::kinds, kCurvatureKinds,
+                               "which Hessians to compute"),
+                   f_enum("mode", &C::diagnostics, &DiagnosticsConfig::mode, kDiagModes,
+                          "train: batch statistics and a Dropout mask; eval: running statistics, no Dropout"),
+                   f_int_list("layers", &C::diagnostics, &DiagnosticsConfig::layers, cc(0, kMaxLayerIndex),
+                              "layer indices; empty = every layer with parameters"),
+                   f_int("batch_size", &C::diagnostics, &DiagnosticsConfig::batch_size, cc(1, kMaxBatch),
+                         "the fixed curvature batch (first samples of the training split)"),
+                   f_int("dense_max_params", &C::diagnostics, &DiagnosticsConfig::dense_max_params, cc(1, kMaxDense),
+                         "largest block given a full eigendecomposition; above it, iterative methods"),
+                   f_double("budget", &C::diagnostics, &DiagnosticsConfig::budget, co(0, 1),
+                            "> 0: space curvature checkpoints to cost at most this share of wall time"),
+                   f_enum("dtype", &C::diagnostics, &DiagnosticsConfig::dtype, kDTypes,
+                          "precision of Hessian products and eigensolvers"),
+                   f_int("lanczos_k", &C::diagnostics, &DiagnosticsConfig::lanczos_k, cc(1, kMaxIterative),
+                         "Lanczos iterations / top eigenvalues for iterative methods"),
+                   f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, cc(1, kMaxIterative),
+                         "random probes for Hutchinson and SLQ"),
+               }});
 
   s.push_back(
       {"alarms",
@@ -843,7 +859,7 @@ std::vector<Section> build_schema() {
                     "from its own history; 0 = off"),
            f_double("loss_spike_delta", &C::alarms, &AlarmsConfig::loss_spike_delta, ge(0),
                     "loss_spike: logged loss above (1 + delta) x its running minimum; 0 = off"),
-           f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, ge(1),
+           f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, cc(1, kMaxWindow),
                  "loss_spike: logged steps in the running minimum"),
            f_double("loss_high_ratio", &C::alarms, &AlarmsConfig::loss_high_ratio, ge(0),
                     "grad_vanishing, frozen_layer: the loss counts as still high above this x the first logged loss"),
@@ -851,13 +867,13 @@ std::vector<Section> build_schema() {
                     "frozen_layer: a layer's weight-gradient norm below this while the loss is still high; 0 = off"),
            f_double("dead_share_high", &C::alarms, &AlarmsConfig::dead_share_high, cc(0, 1),
                     "dead_units: share of ReLU-family units inactive over the window above this; 0 = off"),
-           f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, ge(1),
+           f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, cc(1, kMaxWindow),
                  "dead_units: logged batches a unit must stay inactive to count as dead"),
            f_double("saturation_high", &C::alarms, &AlarmsConfig::saturation_high, cc(0, 1),
                     "saturation: share of saturated sigmoid/tanh units above this; 0 = off"),
            f_double("weight_norm_high", &C::alarms, &AlarmsConfig::weight_norm_high, ge(0),
                     "weight_norm: RMS of a layer's weights above this; 0 = off"),
-           f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, ge(2),
+           f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, cc(2, kMaxWindow),
                  "outlier: logged steps of a layer's own history"),
            f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0),
                     "ill_conditioned: Hessian condition number above this; 0 = off"),
@@ -933,7 +949,7 @@ toml::table parse_toml(const std::string& text, const std::string& origin) {
 // Puts one `--set section.key=value` into the parsed document; the value's node carries
 // the override as its source, so later errors about it name the override.
 void apply_override(toml::table& root, const std::string& ov) {
-  const std::string label = "--set " + ov;
+  const std::string label = "--set " + quote_input(ov);
   const auto bad = [&]() { return InputError(label + ": expected section.key=value"); };
   const auto eq = ov.find('=');
   if (eq == std::string::npos) throw bad();
@@ -1101,7 +1117,7 @@ std::string config_reference_markdown() {
   o += "Each entry is one layer, indexed from 0 in file order. `type` is required.\n\n";
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
   o += "| `type` | string | (required) | one of: " + enum_names_joined(kLayerKinds, " ") + " | the layer |\n";
-  o += "| `out` | integer | (required for linear) | " + ge(1).text() + " | linear: output width |\n";
+  o += "| `out` | integer | (required for linear) | " + cc(1, kMaxWidth).text() + " | linear: output width |\n";
   o += "| `init` | string | model.init | one of: " + enum_names_joined(kInits, " ") +
        " | linear: weight initialiser |\n";
   o += "| `bias_init` | string | model.bias_init | one of: " + enum_names_joined(kInits, " ") +
@@ -1116,7 +1132,7 @@ std::string config_reference_markdown() {
   o += "| `p` | float | `" + fmt_double(LayerSpec{}.p) + "` | " + kDropP.text() + " | dropout: drop probability |\n\n";
   o += "### [[optim.per_layer]] entries\n\n";
   o += "| key | type | default | range | meaning |\n| --- | --- | --- | --- | --- |\n";
-  o += "| `layer` | integer | (required) | >= 0 | the layer's index in the stack |\n";
+  o += "| `layer` | integer | (required) | " + cc(0, kMaxLayerIndex).text() + " | the layer's index in the stack |\n";
   o += "| `weight_decay` | float | optim.weight_decay | >= 0 | L2 penalty for this layer |\n";
   o += "| `l1` | float | optim.l1 | >= 0 | L1 penalty for this layer |\n";
   o += "| `lr_scale` | float | `1.0` | >= 0 | factor on the learning rate for this layer |\n";

@@ -1,8 +1,10 @@
 // Error types. InputError = bad usage/config/data (exit 2); Error = runtime failure (exit 1).
 #pragma once
+#include <cstdio>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace cn {
 
@@ -19,6 +21,37 @@ class InputError : public Error {
   explicit InputError(const std::string& what) : Error(what) {}
   int exit_code() const override { return 2; }
 };
+
+// Input text as it may appear inside a message: control characters and NUL escaped (\n, \t,
+// \r, \xNN) so that a message stays one line, and input longer than `max` bytes cut to its
+// first `max` bytes (never inside a UTF-8 sequence) with "..." and its total length.
+inline std::string quote_input(std::string_view s, size_t max = 80) {
+  size_t keep = s.size();
+  if (keep > max) {
+    keep = max;
+    while (keep > 0 && (static_cast<unsigned char>(s[keep]) & 0xC0) == 0x80) --keep;
+  }
+  std::string o;
+  o.reserve(keep + 32);
+  for (size_t i = 0; i < keep; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '\n') {
+      o += "\\n";
+    } else if (c == '\t') {
+      o += "\\t";
+    } else if (c == '\r') {
+      o += "\\r";
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02X", c);
+      o += buf;
+    } else {
+      o += static_cast<char>(c);
+    }
+  }
+  if (keep < s.size()) o += "... (" + std::to_string(s.size()) + " bytes)";
+  return o;
+}
 
 namespace detail {
 [[noreturn]] inline void fail_check(const char* file, int line, const char* expr, const std::string& msg) {

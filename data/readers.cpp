@@ -126,7 +126,8 @@ bool parse_number(std::string_view s, double* out) {
 
 bool is_integer_value(double v) { return std::floor(v) == v && std::fabs(v) < 9007199254740992.0; }
 
-std::string quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+// Input text in a message: escaped and cut, so the message stays one short line.
+std::string quote(std::string_view s) { return "\"" + quote_input(s) + "\""; }
 
 // ---- IDX ----
 

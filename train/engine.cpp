@@ -234,6 +234,15 @@ template <class T>
 struct Engine<T>::CudaSteps {};
 #endif
 
+int64_t total_step_count(const TrainConfig& t, int64_t steps_per_epoch) {
+  if (t.steps > 0) return t.steps;
+  int64_t total = 0;
+  if (__builtin_mul_overflow(t.epochs, steps_per_epoch, &total) || total < 0)
+    throw InputError("train.epochs: " + std::to_string(t.epochs) + " epochs of " + std::to_string(steps_per_epoch) +
+                     " steps overflow the step count; expected fewer epochs (or train.steps)");
+  return total;
+}
+
 template <class T>
 Engine<T>::Engine(const Config& c, Device d) : config(c), device(d) {
   data = load_splits(config.data, config.train.seed);
@@ -242,7 +251,7 @@ Engine<T>::Engine(const Config& c, Device d) : config(c), device(d) {
   train_targets = loss_targets(data.train, shape);
   batch = std::min<int64_t>(config.data.batch_size, data.train.n);
   steps_per_epoch = (data.train.n + batch - 1) / batch;
-  total_steps = config.train.steps > 0 ? config.train.steps : config.train.epochs * steps_per_epoch;
+  total_steps = total_step_count(config.train, steps_per_epoch);
   const std::vector<LayerSpec> layers = resolve_layers(config.model, shape.n_outputs);
   check_output_width(config, data.train, shape, layers);
   check_early_stopping(config, data, shape);

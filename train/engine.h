@@ -34,6 +34,9 @@ struct TaskShape {
 TaskShape task_shape(const Dataset& train, LossKind loss);
 // Targets of a split in the loss's layout (as double; cast per batch).
 std::vector<double> loss_targets(const Dataset& d, const TaskShape& s);
+// The run's length in steps: train.steps, else train.epochs x steps per epoch; an
+// InputError naming train.epochs when the product does not fit.
+int64_t total_step_count(const TrainConfig& t, int64_t steps_per_epoch);
 
 template <class T>
 struct Engine {

@@ -82,7 +82,7 @@ void TrainingLoop<T>::resume() {
                        " (expected the doctor state this run's model and config save)");
     }
   }
-  e_.total_steps = config_.train.steps > 0 ? config_.train.steps : config_.train.epochs * e_.steps_per_epoch;
+  e_.total_steps = total_step_count(config_.train, e_.steps_per_epoch);
   const int64_t s = e_.st.step;
   // A total below the steps done would cut nothing and train nothing, yet record the
   // smaller total in config.toml: refused before anything changes.

@@ -195,3 +195,66 @@ TEST(Cli, HessianAndReportOnASavedRun) {
   EXPECT_TRUE(std::filesystem::exists(tmp.file("run") + "/report.html"));
   EXPECT_EQ(cli("report " + tmp.file("nothing"), &out), 2);
 }
+
+// Every flag is validated when the command line is read: a bad value is one line naming the
+// flag and exit 2, never the default in its place.
+TEST(Cli, EveryFlagIsValidated) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml");
+  test::write_text(cfg, "[data]\ndataset = \"xor\"\nn_samples = 200\n[model]\nhidden = [6]\n[train]\nsteps = 2\n");
+  std::string out;
+  ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 0) << out;
+  const std::string run = tmp.file("run");
+  const std::pair<std::string, std::string> bad[] = {
+      {"hessian " + run + " --batch-size 0", "--batch-size"},
+      {"hessian " + run + " --batch-size=-5", "--batch-size"},
+      {"hessian " + run + " --batch-size 2000000", "--batch-size"},
+      {"hessian " + run + " --layer=-1", "--layer"},
+      {"hessian " + run + " --data trian", "--data"},
+      {"hessian " + run + " --mode trian", "--mode"},
+      {"hessian " + run + " --device warp", "--device"},
+      {"eval " + run + " --split trian", "--split"},
+      {"eval " + run + " --device warp", "--device"},
+      {"train " + cfg + " --device warp --out " + tmp.file("r2"), "--device"},
+  };
+  for (const auto& [cmd, flag] : bad) {
+    EXPECT_EQ(cli(cmd, &out), 2) << cmd << "\n" << out;
+    EXPECT_EQ(lines(out), 1) << cmd << "\n" << out;
+    EXPECT_NE(out.find(flag), std::string::npos) << cmd << "\n" << out;
+  }
+  EXPECT_FALSE(std::filesystem::exists(run + "/hessian")) << "a refused command wrote output";
+}
+
+// Sizes past the schema's bounds, and a step count that would overflow, are exit 2 naming
+// the key, before any run directory is made.
+TEST(Cli, OversizedValuesNameTheKey) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml");
+  test::write_text(cfg, "[data]\ndataset = \"xor\"\nn_samples = 200\n[model]\nhidden = [6]\n");
+  std::string out;
+  const std::pair<std::string, std::string> bad[] = {
+      {"data.batch_size=9e18", "data.batch_size: expected an integer in [1, 1000000]"},
+      {"diagnostics.lanczos_k=1e12", "diagnostics.lanczos_k: expected an integer in [1, 10000]"},
+      {"train.epochs=4611686018427387904", "train.epochs"},
+  };
+  for (const auto& [set, msg] : bad) {
+    EXPECT_EQ(cli("train " + cfg + " --set " + set + " --out " + tmp.file("run"), &out), 2) << set << "\n" << out;
+    EXPECT_EQ(lines(out), 1) << out;
+    EXPECT_NE(out.find(msg), std::string::npos) << out;
+    EXPECT_FALSE(std::filesystem::exists(tmp.file("run"))) << set;
+  }
+}
+
+// A message quoting input stays one short line, whatever the input holds.
+TEST(Cli, ErrorsAreOneShortLine) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml");
+  test::write_text(cfg, "[data]\ndataset = \"xor\"\n");
+  std::string out;
+  EXPECT_EQ(cli("train " + cfg + " --set \"$(printf 'optim.lr=a\\nb\\nc')\"", &out), 2) << out;
+  EXPECT_EQ(lines(out), 1) << out;
+  EXPECT_NE(out.find("optim.lr"), std::string::npos) << out;
+  EXPECT_EQ(cli("train " + cfg + " --set optim.lr=" + std::string(20000, 'x'), &out), 2);
+  EXPECT_EQ(lines(out), 1) << out.substr(0, 400);
+  EXPECT_LT(out.size(), 400u) << out.substr(0, 400);
+}

@@ -368,9 +368,11 @@ TEST(Config, UnknownSectionAndTopLevelKey) {
 TEST(Config, WrongType) {
   EXPECT_HAS(error_of("[optim]\nlr = \"fast\"\n"), "examples/x.toml:2: optim.lr: expected a number > 0, got \"fast\"");
   EXPECT_HAS(error_of("[data]\nshuffle = 1\n"), "examples/x.toml:2: data.shuffle: expected true or false, got 1");
-  EXPECT_HAS(error_of("[data]\nbatch_size = 2.5\n"), "data.batch_size: expected an integer >= 1, got 2.5");
-  EXPECT_HAS(error_of("[model]\nhidden = 64\n"), "model.hidden: expected an array of integers, each >= 1, got 64");
-  EXPECT_HAS(error_of("[model]\nhidden = [64, \"a\"]\n"), "model.hidden[1]: expected an integer >= 1, got \"a\"");
+  EXPECT_HAS(error_of("[data]\nbatch_size = 2.5\n"), "data.batch_size: expected an integer in [1, 1000000], got 2.5");
+  EXPECT_HAS(error_of("[model]\nhidden = 64\n"),
+             "model.hidden: expected an array of integers, each in [1, 1000000], got 64");
+  EXPECT_HAS(error_of("[model]\nhidden = [64, \"a\"]\n"),
+             "model.hidden[1]: expected an integer in [1, 1000000], got \"a\"");
   EXPECT_HAS(error_of("[data]\npath = 3\n"), "data.path: expected a string, got 3");
   EXPECT_HAS(error_of("[optim]\nbetas = 0.9\n"), "optim.betas: expected [beta1, beta2]");
   EXPECT_HAS(error_of("[model]\nlayers = 3\n"), "model.layers: expected an array of tables");
@@ -384,24 +386,67 @@ TEST(Config, OutOfRange) {
   EXPECT_HAS(error_of("\n[optim]\nlr = -1\n"), "examples/x.toml:3: optim.lr: expected a number > 0, got -1");
   EXPECT_HAS(error_of("[optim]\nlr = 0\n"), "optim.lr: expected a number > 0, got 0");
   EXPECT_HAS(error_of("[optim]\nlr = nan\n"), "optim.lr: expected a number > 0, got nan");
-  EXPECT_HAS(error_of("[data]\nbatch_size = 0\n"), "data.batch_size: expected an integer >= 1, got 0");
+  EXPECT_HAS(error_of("[data]\nbatch_size = 0\n"), "data.batch_size: expected an integer in [1, 1000000], got 0");
   EXPECT_HAS(error_of("[data]\nval_fraction = 1.0\n"), "data.val_fraction: expected a number in [0, 1), got 1.0");
   EXPECT_HAS(error_of("[model]\ndropout = 1\n"), "model.dropout: expected a number in [0, 1), got 1");
-  EXPECT_HAS(error_of("[model]\nhidden = [8, 0]\n"), "model.hidden[1]: expected an integer >= 1, got 0");
+  EXPECT_HAS(error_of("[model]\nhidden = [8, 0]\n"), "model.hidden[1]: expected an integer in [1, 1000000], got 0");
   EXPECT_HAS(error_of("[optim]\nbetas = [0.9, 1.0]\n"), "optim.betas[1]: expected a number in [0, 1), got 1.0");
-  EXPECT_HAS(error_of("[train]\nlog_every = 0\n"), "train.log_every: expected an integer >= 1, got 0");
-  EXPECT_HAS(error_of("[train]\neval_every = -1\n"), "train.eval_every: expected an integer >= 0, got -1");
-  EXPECT_HAS(error_of("[checkpoint]\nevery = -5\n"), "checkpoint.every: expected an integer >= 0, got -5");
+  EXPECT_HAS(error_of("[train]\nlog_every = 0\n"), "train.log_every: expected an integer in [1, 1000000000000], got 0");
+  EXPECT_HAS(error_of("[train]\neval_every = -1\n"),
+             "train.eval_every: expected an integer in [0, 1000000000000], got -1");
+  EXPECT_HAS(error_of("[checkpoint]\nevery = -5\n"),
+             "checkpoint.every: expected an integer in [0, 1000000000000], got -5");
   EXPECT_HAS(error_of("[diagnostics]\nbudget = 1\n"), "diagnostics.budget: expected a number in [0, 1), got 1");
   EXPECT_HAS(error_of("[train]\nepochs = 0\n"),
              "examples/x.toml:2: train.epochs: expected an integer >= 1 when train.steps = 0, got 0");
   EXPECT_EQ(error_of("[train]\nepochs = 0\nsteps = 10\n"), "");
-  EXPECT_HAS(error_of("[train]\nepochs = -1\n"), "train.epochs: expected an integer >= 0, got -1");
+  EXPECT_HAS(error_of("[train]\nepochs = -1\n"), "train.epochs: expected an integer in [0, 1000000], got -1");
   EXPECT_HAS(error_of("[data]\ndataset = \"csv\"\n"),
              "examples/x.toml:2: data.path: required when data.dataset = \"csv\"");
   EXPECT_HAS(error_of("[[optim.per_layer]]\nlayer = 2\n[[optim.per_layer]]\nlayer = 2\n"),
              "examples/x.toml:3: optim.per_layer[1].layer: layer 2 already has an entry (optim.per_layer[0])");
   EXPECT_HAS(error_of("[train]\nseed = -1\n"), "train.seed: expected an integer >= 0, got -1");
+}
+
+// Sizes and counts have upper bounds: a value past them is a located error with the range,
+// never a huge allocation or a narrowed count.
+TEST(Config, SizesHaveUpperBounds) {
+  EXPECT_HAS(error_of("[data]\nbatch_size = 9e18\n"),
+             "examples/x.toml:2: data.batch_size: expected an integer in [1, 1000000], got 9e+18");
+  EXPECT_HAS(error_of("", {"data.batch_size=9e18"}),
+             "--set data.batch_size=9e18: data.batch_size: expected an integer in [1, 1000000]");
+  EXPECT_HAS(error_of("[diagnostics]\nlanczos_k = 1e12\n"),
+             "examples/x.toml:2: diagnostics.lanczos_k: expected an integer in [1, 10000], got 1e+12");
+  EXPECT_HAS(error_of("[diagnostics]\nprobes = 100000\n"), "diagnostics.probes: expected an integer in [1, 10000]");
+  EXPECT_HAS(error_of("[diagnostics]\ndense_max_params = 1000000\n"),
+             "diagnostics.dense_max_params: expected an integer in [1, 100000]");
+  EXPECT_HAS(error_of("[diagnostics]\nbatch_size = 2000000\n"),
+             "diagnostics.batch_size: expected an integer in [1, 1000000]");
+  EXPECT_HAS(error_of("[model]\nhidden = [8, 5000000]\n"), "model.hidden[1]: expected an integer in [1, 1000000]");
+  EXPECT_HAS(error_of("[[model.layers]]\ntype = \"linear\"\nout = 9000000000\n"),
+             "examples/x.toml:3: model.layers[0].out: expected an integer in [1, 1000000]");
+  EXPECT_HAS(error_of("[train]\nepochs = 4611686018427387904\n"),
+             "train.epochs: expected an integer in [0, 1000000], got 4611686018427387904");
+  EXPECT_HAS(error_of("[train]\nsteps = 2e12\n"), "train.steps: expected an integer in [0, 1000000000000]");
+  EXPECT_HAS(error_of("[train]\nlog_every = 2e12\n"), "train.log_every: expected an integer in [1, 1000000000000]");
+  EXPECT_HAS(error_of("[data]\nn_samples = 1e9\n"), "data.n_samples: expected an integer in [1, 100000000]");
+  // The limits themselves are accepted.
+  EXPECT_EQ(error_of("[data]\nbatch_size = 1000000\n[diagnostics]\nlanczos_k = 10000\n"), "");
+}
+
+// Input quoted in a message is escaped and cut: the message stays one short line.
+TEST(Config, SetValuesInMessagesAreEscapedAndCut) {
+  const std::string nl = error_of("", {"optim.lr=a\nb\nc"});
+  EXPECT_EQ(nl.find('\n'), std::string::npos) << nl;
+  EXPECT_HAS(nl, "--set optim.lr=a\\nb\\nc: optim.lr:");
+  const std::string nul = error_of("", {std::string("optim.lr=a\0b", 12)});
+  EXPECT_EQ(nul.find('\0'), std::string::npos) << nul;
+  EXPECT_HAS(nul, "--set optim.lr=a\\x00b");
+  const std::string big = error_of("", {"optim.lr=" + std::string(100000, 'x')});
+  EXPECT_LT(big.size(), 400u) << big.substr(0, 400);
+  EXPECT_HAS(big, "... (100009 bytes)");
+  EXPECT_EQ(cn::quote_input("caf\xc3\xa9", 4), "caf... (5 bytes)");  // never inside a UTF-8 sequence
+  EXPECT_EQ(cn::quote_input("a\tb\r\x7f"), "a\\tb\\r\\x7F");
 }
 
 TEST(Config, BadEnumListsAllowedValues) {
@@ -483,7 +528,7 @@ TEST(Config, SetErrorsNameTheOverride) {
   EXPECT_HAS(error_of("", {"optim.lr.x=1"}), "--set optim.lr.x=1: optim.lr has no sub-keys");
   EXPECT_EQ(error_of("", {"optim.lr=abc"}), "--set optim.lr=abc: optim.lr: expected a number > 0, got \"abc\"");
   EXPECT_HAS(error_of("", {"model.hidden=[512,0]"}),
-             "--set model.hidden=[512,0]: model.hidden[1]: expected an integer >= 1, got 0");
+             "--set model.hidden=[512,0]: model.hidden[1]: expected an integer in [1, 1000000], got 0");
   EXPECT_HAS(error_of("", {"model.activation=swish"}),
              "--set model.activation=swish: model.activation: expected one of relu");
   // The file's own values keep their file:line.

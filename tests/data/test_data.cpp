@@ -257,6 +257,20 @@ TEST(Csv, NonNumericCellNamesFileLineAndColumn) {
             std::string::npos);
 }
 
+// A cell quoted in a message is escaped and cut: a 10 MB cell gives a short one-line message.
+TEST(Csv, CellsInMessagesAreEscapedAndCut) {
+  test::TempDir dir;
+  test::write_text(dir.file("big.csv"), "a,c\n" + std::string(10 << 20, 'x') + ",0\n");
+  const std::string big = input_error_of([&] { read_csv(dir.file("big.csv"), "c"); });
+  EXPECT_LT(big.size(), 400u) << big.substr(0, 400);
+  EXPECT_NE(big.find("line 2, column 1"), std::string::npos) << big;
+  EXPECT_NE(big.find("... (10485760 bytes)"), std::string::npos) << big;
+  test::write_text(dir.file("nul.csv"), std::string("a,c\n1\0\x01,0\n", 10));
+  const std::string nul = input_error_of([&] { read_csv(dir.file("nul.csv"), "c"); });
+  EXPECT_EQ(nul.find('\0'), std::string::npos) << nul;
+  EXPECT_NE(nul.find("found \"1\\x00\\x01\""), std::string::npos) << nul;
+}
+
 TEST(Csv, MissingLabelColumnAndEmptyFiles) {
   test::TempDir dir;
   test::write_text(dir.file("m.csv"), "a,b\n1,2\n");
