@@ -177,6 +177,20 @@ std::string RunDir::create(const std::string& out_dir, const std::string& name, 
   return dir;
 }
 
+void RunDir::remove_run_files(const std::string& run_dir) {
+  const RunLayout layout(run_dir);
+  std::vector<std::string> paths = {layout.meta(),       layout.report(),      layout.metrics_log(),
+                                    layout.eval_log(),   layout.stats_log(),   layout.diagnostics_log(),
+                                    layout.alarms_log(), layout.checkpoints(), layout.spectra(),
+                                    layout.histograms()};
+  for (const std::string& f : layout.event_files()) paths.push_back(f);
+  std::error_code ec;
+  for (const std::string& p : paths) {
+    fs::remove_all(p, ec);
+    if (ec) throw Error("cannot remove " + p + ": " + ec.message());
+  }
+}
+
 void RunDir::remove_temporaries() const {
   std::vector<fs::path> dirs = {root(), layout_.checkpoints(), layout_.spectra()};
   for (const auto& [step, dir] : step_entries(layout_.checkpoints(), "", true)) dirs.push_back(dir);

@@ -68,6 +68,11 @@ class RunDir {
   // spectra/. Only while holding the lock: a live writer's are not told apart.
   void remove_temporaries() const;
 
+  // Removes every file a run writes but config.toml (logs, meta.json, events, report,
+  // checkpoints/, spectra/, histograms/), for a run that stopped before its step-0
+  // checkpoint and starts again in place. Files of other names stay. Only under the lock.
+  static void remove_run_files(const std::string& run_dir);
+
   // What meta.json and metrics.jsonl say of the run's earlier parts, read by a resume
   // before the logs are cut back.
   struct Earlier {

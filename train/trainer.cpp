@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "io/run_layout.h"
+#include "train/checkpoint.h"
 #include "train/engine.h"
 #include "train/run_dir.h"
 #include "train/training_loop.h"
@@ -48,6 +49,12 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
       config = resolved;
     } else {
       config = saved;
+    }
+    // Stopped between its first files and its step-0 checkpoint, the run trained nothing:
+    // it starts again in place. (With checkpoints off there is nothing to resume from.)
+    if (list_checkpoints(run_dir).empty() && config.checkpoint.every.value_or(1) > 0) {
+      RunDir::remove_run_files(run_dir);
+      resuming = false;
     }
   } else {
     run_dir = RunDir::create(o.out_dir, config.name, lock);

@@ -70,7 +70,10 @@ template <class T>
 void TrainingLoop<T>::resume() {
   const std::string& run_dir = dir_.root();
   const auto steps = dir_.layout().complete_checkpoints();
-  if (steps.empty()) throw InputError("--resume " + run_dir + ": no complete checkpoint under checkpoints/");
+  if (steps.empty())
+    throw InputError("--resume " + run_dir +
+                     ": no complete checkpoint under checkpoints/ (checkpoint.every = 0: nothing to resume from; "
+                     "start a new run with --out)");
   const std::string dir = dir_.layout().checkpoint(steps.back());
   e_.load_checkpoint(dir);
   const std::string state_path = dir + "/" + RunLayout::kStateFile;

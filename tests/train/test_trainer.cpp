@@ -395,6 +395,31 @@ TEST(Trainer, ResumeRemovesTheTemporariesOfKilledWrites) {
   EXPECT_TRUE(fs::exists(run + "/notes.tmp.txt"));
 }
 
+// A start killed between its first files and its step-0 checkpoint trained nothing: a
+// resume starts it again in place (files of other names stay) and ends as a fresh run
+// does. With checkpoints off there is nothing to resume from, and the message says what to do.
+TEST(Trainer, AStartStoppedBeforeItsFirstCheckpointStartsAgainOnResume) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run"), fresh = tmp.file("fresh");
+  const Config c = small_config();
+  train(c, quiet(fresh));
+  train(c, quiet(run));
+  fs::remove_all(run + "/checkpoints");  // as if killed before step_0 was saved
+  test::write_text(run + "/notes.txt", "mine");
+  TrainOptions r = quiet("");
+  r.resume_dir = run;
+  EXPECT_EQ(train(c, r).steps, 40);
+  expect_same_logs(fresh, run);
+  EXPECT_EQ(list_checkpoints(run), list_checkpoints(fresh));
+  EXPECT_TRUE(fs::exists(run + "/notes.txt"));
+
+  Config off = c;
+  off.checkpoint.every = 0;
+  const std::string no_ckpt = tmp.file("no_checkpoints");
+  train(off, quiet(no_ckpt));
+  expect_resume_input_error(off, no_ckpt, "nothing to resume from; start a new run with --out");
+}
+
 // A resume keeps the first start's time and adds its wall time to the earlier parts';
 // metrics.jsonl's time_s goes on from the resumed step's.
 TEST(Trainer, ResumeContinuesTheRunsClock) {
