@@ -42,7 +42,7 @@ CN_HD T act_f(const ActParams& a, T x) {
     case Act::identity:
       return x;
     case Act::relu:
-      return x > T(0) ? x : T(0);
+      return x <= T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch: a non-finite weight is traced, not hidden
     case Act::leaky_relu:
       return x > T(0) ? x : T(a.slope) * x;
     case Act::elu:

@@ -218,6 +218,21 @@ TEST(Activation, SecondDerivativeMatchesFiniteDifferences) {
   }
 }
 
+// A NaN input stays NaN through every activation, as in PyTorch (ReLU used to map it to 0,
+// so NaN weights trained on unseen); -0 and 0 map to +0 through ReLU.
+TEST(Activation, NaNPropagatesLikePyTorch) {
+  for (Act a :
+       {Act::identity, Act::relu, Act::leaky_relu, Act::elu, Act::sigmoid, Act::tanh, Act::gelu, Act::softplus}) {
+    const ActParams p{a, 0.1, 0.7};
+    EXPECT_TRUE(std::isnan(act_f(p, std::nan("")))) << int(a);
+    EXPECT_TRUE(std::isnan(act_f(p, std::nanf("")))) << int(a);
+  }
+  const ActParams relu{Act::relu, 0.1, 0.7};
+  EXPECT_FALSE(std::signbit(act_f(relu, -0.0)));
+  EXPECT_EQ(act_f(relu, -0.0), 0.0);
+  EXPECT_EQ(act_f(relu, 2.5), 2.5);
+}
+
 // The backward tangent is the directional derivative of the backward map (x, dy) -> f'(x) dy
 // along (Rx, Rdy); the form the K-direction loops use (d1, f'' dy per element) is the same
 // arithmetic to the bit.
