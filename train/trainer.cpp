@@ -23,6 +23,11 @@ bool resumable_difference(const std::string& key) {
          key.rfind("diagnostics.", 0) == 0 || key == "name" || key == "source";
 }
 
+TrainSummary run_loop(const Config& config, const TrainOptions& o, const std::string& run_dir, bool resuming) {
+  if (config.train.dtype == DType::float64) return TrainingLoop<double>(config, o, run_dir, resuming).run();
+  return TrainingLoop<float>(config, o, run_dir, resuming).run();
+}
+
 }  // namespace
 
 TrainSummary train(const Config& given, const TrainOptions& o) {
@@ -57,10 +62,22 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
       resuming = false;
     }
   } else {
+    // A directory made here goes again when the run cannot start (its data or model is bad
+    // input), so the corrected command can use the same --out.
+    std::error_code ec;
+    const bool made_here = o.out_dir.empty() || !fs::exists(o.out_dir, ec);
     run_dir = RunDir::create(o.out_dir, config.name, lock);
+    try {
+      return run_loop(config, o, run_dir, false);
+    } catch (const InputError&) {
+      if (made_here) {
+        lock.release();           // removes the lock file
+        fs::remove(run_dir, ec);  // only when nothing else was written
+      }
+      throw;
+    }
   }
-  if (config.train.dtype == DType::float64) return TrainingLoop<double>(config, o, run_dir, resuming).run();
-  return TrainingLoop<float>(config, o, run_dir, resuming).run();
+  return run_loop(config, o, run_dir, resuming);
 }
 
 nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& split, const std::string& device) {

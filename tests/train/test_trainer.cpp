@@ -501,7 +501,7 @@ TEST(Trainer, OutMustBeEmpty) {
 }
 
 // Training `config` into a fresh run is bad input naming every needle, and nothing of the
-// run (config.toml, logs) is written.
+// run is left: not its files, nor the directory the start made.
 void expect_train_input_error(const Config& config, const std::vector<std::string>& needles) {
   test::TempDir tmp;
   try {
@@ -511,8 +511,12 @@ void expect_train_input_error(const Config& config, const std::vector<std::strin
     for (const std::string& needle : needles)
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
-  EXPECT_FALSE(fs::exists(tmp.file("run/config.toml")));
-  EXPECT_FALSE(fs::exists(tmp.file("run/metrics.jsonl")));
+  EXPECT_FALSE(fs::exists(tmp.file("run")));  // the directory the start made is gone again
+  // An empty directory the user made stays (without a lock file).
+  fs::create_directories(tmp.file("mine"));
+  EXPECT_THROW(train(config, quiet(tmp.file("mine"))), InputError);
+  EXPECT_TRUE(fs::is_directory(tmp.file("mine")));
+  EXPECT_TRUE(fs::is_empty(tmp.file("mine")));
 }
 
 TEST(Trainer, AnExplicitStackOfTheWrongOutputWidthIsRefused) {
