@@ -34,19 +34,16 @@ constexpr bool is_activation(LayerKind k) {
 }
 
 inline const char* layer_kind_name(LayerKind k) {
-  for (const LayerKindName& e : kLayerKinds)
-    if (e.value == k) return e.name;
-  throw Error("layer kind " + std::to_string(static_cast<int>(k)) + " has no name in kLayerKinds");
+  const char* name = enum_name(kLayerKinds, k);
+  if (!*name) throw Error("layer kind " + std::to_string(static_cast<int>(k)) + " has no name in kLayerKinds");
+  return name;
 }
 
 // The kind named `name`; false when none is.
 inline bool find_layer_kind(const std::string& name, LayerKind* kind) {
-  for (const LayerKindName& e : kLayerKinds)
-    if (name == e.name) {
-      *kind = e.value;
-      return true;
-    }
-  return false;
+  const auto k = find_enum(kLayerKinds, name);
+  if (k) *kind = *k;
+  return k.has_value();
 }
 
 }  // namespace cn

@@ -4,6 +4,7 @@
 #pragma once
 #include <cmath>
 
+#include "config/enum_table.h"
 #include "core/hd.h"
 
 namespace cn {
@@ -12,10 +13,7 @@ enum class Act { identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus 
 
 // Every activation by name: layer kinds map to it by name, and the CPU loops instantiate
 // one vectorised loop per entry.
-struct ActName {
-  Act value;
-  const char* name;
-};
+using ActName = EnumName<Act>;
 inline constexpr ActName kActNames[] = {
     {Act::identity, "identity"}, {Act::relu, "relu"},         {Act::leaky_relu, "leaky_relu"},
     {Act::elu, "elu"},           {Act::sigmoid, "sigmoid"},   {Act::tanh, "tanh"},

@@ -7,11 +7,6 @@
 
 namespace cn {
 
-const std::vector<std::string>& init_names() {
-  static const std::vector<std::string> names = enum_names(kInits);
-  return names;
-}
-
 Init parse_init(const std::string& name) { return parse_enum(kInits, name, "init"); }
 
 double init_variance(Init kind, int64_t fan_in, int64_t fan_out, double gain) {

@@ -10,7 +10,6 @@
 namespace cn {
 
 Init parse_init(const std::string& name);  // InputError on an unknown name
-const std::vector<std::string>& init_names();
 
 // The variance an initialiser gives a weight of a layer with fan_in I and fan_out O
 // (0 for zeros/constant). `gain` is He's gain.

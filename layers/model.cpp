@@ -13,8 +13,7 @@ bool is_activation_type(const std::string& type) {
 
 Act activation_of(LayerKind kind) {
   const std::string name = layer_kind_name(kind);
-  for (const ActName& a : kActNames)
-    if (name == a.name) return a.value;
+  if (const auto act = find_enum(kActNames, name)) return *act;
   throw Error("layer kind '" + name + "' has no activation of that name in kernels/activation.h");
 }
 

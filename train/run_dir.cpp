@@ -314,11 +314,7 @@ void RunDir::flush() {
 }
 
 void RunDir::close() {
-  metrics_.close();
-  eval_.close();
-  alarms_.close();
-  stats_.close();
-  diagnostics_.close();
+  for (JsonLinesWriter* w : {&metrics_, &eval_, &stats_, &diagnostics_, &alarms_}) w->close();
   if (tb_) tb_->close();
 }
 
