@@ -126,8 +126,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> sets;
   CLI::App* train = app.add_subcommand("train", "train a model from a TOML config; prints where the run directory is");
   train->add_option("config", config_path, "the TOML config (optional with --resume)");
+  // One value per --set, so `train --set a=b CONFIG` reads CONFIG as the config, not as a value.
   train->add_option("--set", sets, "override a key: section.key=value (value parsed as TOML; a bare word is a string)")
-      ->type_name("KEY=VALUE");
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
   train->add_option("--out", out, "the run directory (must not exist or be empty); default runs/<UTC>-<name>");
   train->add_option("--device", device, "auto | cpu | cuda (default: train.device)")->check(CLI::IsMember(kDevices));
   train->add_option("--resume", resume, "continue RUN_DIR in place from its last checkpoint")->type_name("RUN_DIR");

@@ -980,8 +980,14 @@ void apply_override(toml::table& root, const std::string& ov) {
     toml::table t = toml::parse(std::string_view("v = " + rhs), std::string_view(label));
     if (t.size() == 1 && t.get("v") && !(f->is_string && !t.get("v")->is_string())) parsed = std::move(t);
   } catch (const toml::parse_error&) {}
-  if (!parsed)
-    parsed = toml::parse(std::string_view("v = " + fmt_string(rhs)), std::string_view(label));  // a bare word
+  if (!parsed) {  // a bare word; what even a quoted string can't hold (invalid UTF-8, a NUL) is refused
+    try {
+      parsed = toml::parse(std::string_view("v = " + fmt_string(rhs)), std::string_view(label));
+    } catch (const toml::parse_error& e) {
+      throw InputError(label + ": " + key + ": the value is not valid TOML text (" + std::string(e.description()) +
+                       ")");
+    }
+  }
 
   if (!root.contains(parts[0])) root.insert(parts[0], toml::table{});
   toml::table* t = root.get(parts[0])->as_table();

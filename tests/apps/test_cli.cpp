@@ -70,6 +70,9 @@ TEST(Cli, TrainsResumesAndEvaluates) {
   std::string out;
   ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run") + " --set train.steps=4", &out), 0) << out;
   EXPECT_NE(out.find("results: " + tmp.file("run")), std::string::npos) << out;
+  // Options before the config: --set takes one value, the config stays the config.
+  ASSERT_EQ(cli("train --set train.steps=3 --out " + tmp.file("run-first") + " " + cfg, &out), 0) << out;
+  EXPECT_EQ(read_jsonl(tmp.file("run-first") + "/eval.jsonl").back().at("step"), 3) << out;
   ASSERT_EQ(cli("train --resume " + tmp.file("run") + " --set train.steps=8", &out), 0) << out;
   EXPECT_NE(out.find("from step 4"), std::string::npos) << out;
   EXPECT_EQ(cli("train " + cfg + " --resume " + tmp.file("run") + " --set optim.lr=0.5", &out), 2);

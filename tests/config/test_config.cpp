@@ -531,6 +531,8 @@ TEST(Config, SetErrorsNameTheOverride) {
              "--set model.hidden=[512,0]: model.hidden[1]: expected an integer in [1, 1000000], got 0");
   EXPECT_HAS(error_of("", {"model.activation=swish"}),
              "--set model.activation=swish: model.activation: expected one of relu");
+  // A value no TOML string can hold is refused, not thrown through (found by fuzz_config).
+  EXPECT_HAS(error_of("", {"data.dataset=ab\xff\xfe"}), "data.dataset: the value is not valid TOML text");
   // The file's own values keep their file:line.
   EXPECT_HAS(error_of("[optim]\nlr = -2\n", {"optim.name=sgd"}), "examples/x.toml:2: optim.lr");
   // An override replaces a bad file value before validation.
