@@ -80,10 +80,30 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
   return 0;
 }
 
-int run_hessian(const std::string& path, const cn::HessianOptions& ho, std::string out) {
+// True when `dir` already holds a `hessian` result.
+bool holds_hessian_output(const std::string& dir) {
+  return std::filesystem::exists(dir + "/diagnostics.jsonl") || std::filesystem::exists(dir + "/spectra.safetensors");
+}
+
+// An earlier result is never replaced silently: the default location takes the first free
+// CHECKPOINT/hessian, hessian_2, hessian_3, ...; an explicit --out that holds one needs
+// --overwrite. Decided before the (possibly long) computation.
+std::string hessian_output_dir(const std::string& checkpoint, const std::string& out, bool overwrite) {
+  if (!out.empty()) {
+    if (holds_hessian_output(out) && !overwrite)
+      throw cn::InputError(out + ": holds an earlier hessian result; pass --overwrite to replace it or another --out");
+    return out;
+  }
+  const std::string base = cn::resolve_checkpoint(checkpoint) + "/hessian";
+  std::string dir = base;
+  for (int i = 2; holds_hessian_output(dir); ++i) dir = base + "_" + std::to_string(i);
+  return dir;
+}
+
+int run_hessian(const std::string& path, const cn::HessianOptions& ho, const std::string& out_option, bool overwrite) {
+  const std::string out = hessian_output_dir(path, out_option, overwrite);
   const cn::CurvatureOutput r = cn::checkpoint_curvature(path, ho);
   std::cout << cn::curvature_table(r.rows);
-  if (out.empty()) out = cn::resolve_checkpoint(path) + "/hessian";
   std::filesystem::create_directories(out);
   cn::JsonLinesWriter rows(out + "/diagnostics.jsonl", /*append=*/false);
   for (const auto& row : r.rows) rows.write(row);
@@ -167,7 +187,10 @@ int main(int argc, char** argv) {
   hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)")
       ->check(CLI::IsMember(kDevices));
   hessian->add_option("--out", hessian_out,
-                      "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
+                      "where to write diagnostics.jsonl and spectra.safetensors (default: the first free "
+                      "CHECKPOINT/hessian, hessian_2, ...)");
+  bool hessian_overwrite = false;
+  hessian->add_flag("--overwrite", hessian_overwrite, "replace an earlier result in --out");
 
   try {
     try {
@@ -191,7 +214,7 @@ int main(int argc, char** argv) {
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");
-      return run_hessian(hessian_path, ho, hessian_out);
+      return run_hessian(hessian_path, ho, hessian_out, hessian_overwrite);
     }
     if (*report) {
       if (!std::filesystem::is_directory(report_dir) || !std::filesystem::exists(report_dir + "/metrics.jsonl"))

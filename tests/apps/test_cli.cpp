@@ -201,6 +201,28 @@ TEST(Cli, HessianAndReportOnASavedRun) {
 
 // Every flag is validated when the command line is read: a bad value is one line naming the
 // flag and exit 2, never the default in its place.
+TEST(Cli, HessianNeverReplacesAnEarlierResult) {
+  test::TempDir tmp;
+  const std::string cfg = tmp.file("c.toml");
+  test::write_text(cfg, "[data]\ndataset = \"xor\"\nn_samples = 100\n[model]\nhidden = [4]\n[train]\nsteps = 2\n");
+  std::string out;
+  ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run"), &out), 0) << out;
+  const std::string ck = tmp.file("run") + "/checkpoints/step_2";
+  // The default location: hessian, then hessian_2, each kept.
+  ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --layer 0", &out), 0) << out;
+  ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --layer 2", &out), 0) << out;
+  EXPECT_NE(out.find(ck + "/hessian_2"), std::string::npos) << out;
+  EXPECT_EQ(read_jsonl(ck + "/hessian/diagnostics.jsonl").at(0).at("layer"), 0);
+  EXPECT_EQ(read_jsonl(ck + "/hessian_2/diagnostics.jsonl").at(0).at("layer"), 2);
+  // An explicit --out holding a result: refused in one line unless --overwrite.
+  EXPECT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --layer 2 --out " + ck + "/hessian", &out), 2);
+  EXPECT_NE(out.find("--overwrite"), std::string::npos) << out;
+  EXPECT_EQ(lines(out), 1) << out;
+  EXPECT_EQ(read_jsonl(ck + "/hessian/diagnostics.jsonl").at(0).at("layer"), 0);
+  ASSERT_EQ(cli("hessian " + tmp.file("run") + " --kind loss --layer 2 --overwrite --out " + ck + "/hessian", &out), 0);
+  EXPECT_EQ(read_jsonl(ck + "/hessian/diagnostics.jsonl").at(0).at("layer"), 2);
+}
+
 TEST(Cli, EveryFlagIsValidated) {
   test::TempDir tmp;
   const std::string cfg = tmp.file("c.toml");
