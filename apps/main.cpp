@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <sstream>
 
 #include "config/config.h"
 #include "core/device.h"
@@ -48,6 +49,23 @@ extern "C" void on_stop_signal(int sig) {
   }
 }
 
+// The final evaluation for a person: "test: accuracy 0.8853, f1 0.8841, loss 0.3312 (step
+// 1266, epoch 3)". eval.jsonl keeps the row itself (its epoch is 0-based; here 1-based).
+std::string eval_summary(const nlohmann::json& row) {
+  std::ostringstream os;
+  os << row.value("split", std::string("eval")) << ":";
+  const char* sep = " ";
+  for (const char* key : {"accuracy", "f1", "r2", "rmse", "mae", "loss"}) {
+    const auto it = row.find(key);
+    if (it == row.end() || !it->is_number()) continue;
+    os << sep << (std::string(key) == "r2" ? "R²" : key) << " " << std::setprecision(4) << it->get<double>();
+    sep = ", ";
+  }
+  if (row.contains("step") && row.contains("epoch") && row["step"].is_number() && row["epoch"].is_number())
+    os << " (step " << row["step"].get<int64_t>() << ", epoch " << row["epoch"].get<int64_t>() + 1 << ")";
+  return os.str();
+}
+
 int run_train(const std::string& config_path, const std::vector<std::string>& sets, const std::string& out,
               const std::string& device, const std::string& resume) {
   cn::TrainOptions o;
@@ -70,7 +88,7 @@ int run_train(const std::string& config_path, const std::vector<std::string>& se
   std::signal(SIGINT, on_stop_signal);
   std::signal(SIGTERM, on_stop_signal);
   const cn::TrainSummary s = cn::train(config, o);
-  if (!s.final_eval.is_null() && !s.interrupted) std::cout << s.final_eval.dump() << "\n";
+  if (!s.final_eval.is_null() && !s.interrupted) std::cout << eval_summary(s.final_eval) << "\n";
   std::cout << "results: " << s.run_dir << "\n";
   if (s.interrupted) return 128 + stop_signal;
   if (s.nonfinite) {

@@ -70,6 +70,10 @@ TEST(Cli, TrainsResumesAndEvaluates) {
   std::string out;
   ASSERT_EQ(cli("train " + cfg + " --out " + tmp.file("run") + " --set train.steps=4", &out), 0) << out;
   EXPECT_NE(out.find("results: " + tmp.file("run")), std::string::npos) << out;
+  // The final evaluation for a person, not the raw row: epochs count from 1.
+  EXPECT_NE(out.find("test: accuracy "), std::string::npos) << out;
+  EXPECT_NE(out.find("(step 4, epoch "), std::string::npos) << out;
+  EXPECT_EQ(out.find("\"split\""), std::string::npos) << out;
   // Options before the config: --set takes one value, the config stays the config.
   ASSERT_EQ(cli("train --set train.steps=3 --out " + tmp.file("run-first") + " " + cfg, &out), 0) << out;
   EXPECT_EQ(read_jsonl(tmp.file("run-first") + "/eval.jsonl").back().at("step"), 3) << out;
