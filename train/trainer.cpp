@@ -19,7 +19,7 @@ namespace {
 
 // Keys a resumed run may change (docs/design.md §5).
 bool resumable_difference(const std::string& key) {
-  return key == "train.steps" || key == "train.epochs" || key == "train.log_every" ||
+  return key == "train.steps" || key == "train.epochs" || key == "train.log_every" || key == "schedule.total_steps" ||
          key.rfind("diagnostics.", 0) == 0 || key == "name" || key == "source";
 }
 
@@ -46,11 +46,12 @@ TrainSummary train(const Config& given, const TrainOptions& o) {
       Config resolved = config;  // compare against what the first start resolved
       if (!resolved.train.eval_every) resolved.train.eval_every = saved.train.eval_every;
       if (!resolved.checkpoint.every) resolved.checkpoint.every = saved.checkpoint.every;
+      if (!resolved.schedule.total_steps) resolved.schedule.total_steps = saved.schedule.total_steps;
       for (const std::string& key : config_differences(saved, resolved))
         if (!resumable_difference(key))
           throw InputError("--resume " + run_dir + ": " + key +
-                           " differs from the run's saved config; only train.steps, train.epochs, train.log_every and "
-                           "diagnostics.* may change");
+                           " differs from the run's saved config; only train.steps, train.epochs, train.log_every, "
+                           "schedule.total_steps and diagnostics.* may change");
       config = resolved;
     } else {
       config = saved;

@@ -47,6 +47,10 @@ TrainingLoop<T>::TrainingLoop(Config config, const TrainOptions& o, const std::s
   // Resolve the defaults that depend on the data (one epoch) and record them.
   if (!config_.train.eval_every) config_.train.eval_every = e_.steps_per_epoch;
   if (!config_.checkpoint.every) config_.checkpoint.every = e_.steps_per_epoch;
+  // cosine's horizon is the first start's total: written down, so an extension cannot
+  // silently train on at min_lr (docs/optimisers.md, "Schedules").
+  if (!resuming_ && config_.schedule.kind == ScheduleKind::cosine && config_.schedule.total_steps == 0)
+    config_.schedule.total_steps = total_step_count(config_.train, e_.steps_per_epoch);
   if (resuming_) resume();
   if (finished_) return;
   start_run_dir();
@@ -93,6 +97,14 @@ void TrainingLoop<T>::resume() {
     throw InputError("--resume " + run_dir + ": " + (config_.train.steps > 0 ? "train.steps" : "train.epochs") +
                      " gives " + std::to_string(e_.total_steps) + " steps but the run is at step " + std::to_string(s) +
                      "; the total can only grow");
+  if (config_.schedule.kind == ScheduleKind::cosine) {
+    const int64_t horizon = config_.schedule.total_steps > 0 ? config_.schedule.total_steps : e_.st.first_total_steps;
+    if (e_.total_steps > horizon)
+      throw InputError("--resume " + run_dir + ": the cosine schedule ends at step " + std::to_string(horizon) +
+                       " (schedule.total_steps) and would train steps " + std::to_string(horizon + 1) + "-" +
+                       std::to_string(e_.total_steps) + " at min_lr; re-plan it with --set schedule.total_steps=" +
+                       std::to_string(e_.total_steps) + " (the rest of the cosine stretches to the new end)");
+  }
   if (s == e_.total_steps ||
       (config_.train.patience > 0 && e_.st.evals_without_improvement >= config_.train.patience)) {
     finished_ = true;  // nothing to train: the run directory stays as it is

@@ -242,6 +242,33 @@ TEST(Trainer, AStopAskedAtTheEarlyStoppingStepIsNoInterruption) {
   EXPECT_EQ(asked.final_eval, plain.final_eval);
 }
 
+// A cosine run records its horizon; an extension past it is refused (it would train at
+// min_lr) unless schedule.total_steps is raised with it, which re-plans the rest of the curve.
+TEST(Trainer, CosineExtensionIsRefusedOrReplanned) {
+  test::TempDir tmp;
+  Config c = small_config("[schedule]\nkind = \"cosine\"\n");
+  c.train.steps = 20;
+  train(c, quiet(tmp.file("run")));
+  const Config saved = load_config(tmp.file("run") + "/config.toml");
+  EXPECT_EQ(saved.schedule.total_steps, 20);
+  Config more = c;
+  more.train.steps = 40;
+  expect_resume_input_error(more, tmp.file("run"), "--set schedule.total_steps=40");
+  more.schedule.total_steps = 40;
+  TrainOptions o = quiet("");
+  o.resume_dir = tmp.file("run");
+  train(more, o);
+  // The rate after the re-plan is the cosine over 40 steps, far from min_lr = 0.
+  bool seen = false;
+  for (const auto& row : log_rows(tmp.file("run") + "/metrics.jsonl"))
+    if (row.at("step") == 25) {  // the update after 24: (1 + cos(0.6π)) / 2 of optim.lr
+      EXPECT_NEAR(row.at("lr").get<double>(), c.optim.lr * (1 + std::cos(0.6 * M_PI)) / 2, 1e-15);
+      seen = true;
+    }
+  EXPECT_TRUE(seen);
+  EXPECT_EQ(load_config(tmp.file("run") + "/config.toml").schedule.total_steps, 40);
+}
+
 // A spectra file a crash left half-written (its temporary name) does not stop a resume.
 TEST(Trainer, ResumeDropsATornSpectraFile) {
   test::TempDir tmp;
