@@ -28,7 +28,10 @@ struct Dataset {
 struct Splits {
   Dataset train, val, test;
   std::vector<double> feature_mean, feature_std;  // the standardisation applied (empty = none)
-  std::string source;                             // where the data came from (path or generator)
+  // The source rows each split holds, ascending (0-based, in file or generator order). For
+  // fashion-mnist, train and val index the training file and test its own test file.
+  std::vector<int64_t> train_rows, val_rows, test_rows;
+  std::string source;  // where the data came from (path or generator)
 };
 
 // Builds the splits the config asks for. Bad files -> InputError naming file and position.

@@ -117,7 +117,9 @@ void keep_rows(Dataset* ds, const std::vector<int64_t>& keep) {
 // Carves `counts` samples per part from `all` by the seeded permutation: parts[k] takes the
 // next counts[k] entries of the permutation (sorted, so every split stays in file order);
 // `all` keeps the rest, in place.
-std::vector<Dataset> carve(Dataset* all, const std::vector<int64_t>& counts, uint64_t seed) {
+// `rows` (when given) receives each part's source rows and then the rest's.
+std::vector<Dataset> carve(Dataset* all, const std::vector<int64_t>& counts, uint64_t seed,
+                           std::vector<std::vector<int64_t>>* rows_out = nullptr) {
   const std::vector<int64_t> perm = split_permutation(all->n, seed);
   std::vector<Dataset> parts;
   size_t at = 0;
@@ -126,11 +128,13 @@ std::vector<Dataset> carve(Dataset* all, const std::vector<int64_t>& counts, uin
                               perm.begin() + static_cast<std::ptrdiff_t>(at + c));
     std::sort(rows.begin(), rows.end());
     parts.push_back(take_rows(*all, rows));
+    if (rows_out) rows_out->push_back(std::move(rows));
     at += static_cast<size_t>(c);
   }
   std::vector<int64_t> rest(perm.begin() + static_cast<std::ptrdiff_t>(at), perm.end());
   std::sort(rest.begin(), rest.end());
   keep_rows(all, rest);
+  if (rows_out) rows_out->push_back(std::move(rest));
   return parts;
 }
 
@@ -226,7 +230,12 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
     if (n_val >= s.train.n)
       throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ": leaves no training samples of " +
                        std::to_string(s.train.n));
-    s.val = std::move(carve(&s.train, {n_val}, seed)[0]);
+    std::vector<std::vector<int64_t>> rows;
+    s.val = std::move(carve(&s.train, {n_val}, seed, &rows)[0]);
+    s.val_rows = std::move(rows[0]);
+    s.train_rows = std::move(rows[1]);
+    s.test_rows.resize(static_cast<size_t>(s.test.n));
+    std::iota(s.test_rows.begin(), s.test_rows.end(), 0);
   } else {
     if (c.val_fraction + c.test_fraction >= 1.0)
       throw InputError("data.val_fraction + data.test_fraction = " + fmt(c.val_fraction + c.test_fraction) +
@@ -253,9 +262,13 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
     if (n_test + n_val >= all.n)
       throw InputError("data.val_fraction = " + fmt(c.val_fraction) + ", data.test_fraction = " + fmt(c.test_fraction) +
                        ": leave no training samples of " + std::to_string(all.n) + " in " + c.dataset);
-    std::vector<Dataset> parts = carve(&all, {n_test, n_val}, seed);
+    std::vector<std::vector<int64_t>> rows;
+    std::vector<Dataset> parts = carve(&all, {n_test, n_val}, seed, &rows);
     s.test = std::move(parts[0]);
     s.val = std::move(parts[1]);
+    s.test_rows = std::move(rows[0]);
+    s.val_rows = std::move(rows[1]);
+    s.train_rows = std::move(rows[2]);
     s.train = std::move(all);
   }
   if (c.standardize) {

@@ -3,6 +3,7 @@
 // merge and the resume truncation), the report, TensorBoard re-creation and the CLI.
 //
 //   config.toml  meta.json  report.html
+//   data.safetensors                            the split rows and the standardisation
 //   .lock                                       held while a process trains the run
 //   metrics.jsonl  eval.jsonl  stats.jsonl  diagnostics.jsonl  alarms.jsonl
 //   events.out.tfevents.*                       TensorBoard (io/tensorboard.h)
@@ -27,6 +28,7 @@ class RunLayout {
 
   std::string config() const { return file("config.toml"); }
   std::string meta() const { return file("meta.json"); }
+  std::string data_record() const { return file("data.safetensors"); }
   std::string report() const { return file("report.html"); }
   std::string metrics_log() const { return file("metrics.jsonl"); }
   std::string eval_log() const { return file("eval.jsonl"); }

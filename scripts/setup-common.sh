@@ -7,8 +7,9 @@ CURVNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CURVNET_BUILD_PACKAGES="cmake ninja-build g++ pkg-config libopenblas-openmp-dev liblapacke-dev libtomlplusplus-dev
   libcli11-dev nlohmann-json3-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev dataset-fashion-mnist
   python3-sklearn"
-# Extra packages the tests use: the PyTorch oracle, numpy, the virtualenv, a browser.
-CURVNET_TEST_PACKAGES="python3-torch python3-numpy python3-venv python3-pip chromium"
+# Extra packages the tests use: the PyTorch oracle, numpy, pandas (the README's recipe), the virtualenv,
+# a browser.
+CURVNET_TEST_PACKAGES="python3-torch python3-numpy python3-pandas python3-venv python3-pip chromium"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -65,6 +65,21 @@ void load_model(Sequential<T>& model, const std::string& path) {
   }
 }
 
+void save_data_record(const Splits& s, const std::string& dataset, const std::string& path) {
+  SafetensorsWriter w;
+  w.add<int64_t>("train_rows", {static_cast<int64_t>(s.train_rows.size())}, s.train_rows);
+  w.add<int64_t>("val_rows", {static_cast<int64_t>(s.val_rows.size())}, s.val_rows);
+  w.add<int64_t>("test_rows", {static_cast<int64_t>(s.test_rows.size())}, s.test_rows);
+  if (!s.feature_mean.empty()) {
+    w.add<double>("feature_mean", {static_cast<int64_t>(s.feature_mean.size())}, s.feature_mean);
+    w.add<double>("feature_std", {static_cast<int64_t>(s.feature_std.size())}, s.feature_std);
+  }
+  w.metadata("dataset", dataset);
+  w.metadata("source", s.source);
+  w.metadata("format", "curvnet-data");
+  w.write(path);
+}
+
 template <class T>
 void save_state(Optimizer<T>& optimizer, const TrainState& st, const std::string& path) {
   SafetensorsWriter w;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "io/run_layout.h"
 #include "layers/model.h"
 #include "optim/optimizer.h"
@@ -38,6 +39,12 @@ struct TrainState {
   bool curvature_due = false;  // this step's curvature checkpoint runs after the save
   std::string doctor;          // Doctor::state() as JSON text; "" = none
 };
+
+// RUN/data.safetensors: what it takes to rebuild the splits outside curvnet — the source
+// rows of each split ("train_rows", "val_rows", "test_rows", int64) and the standardisation
+// ("feature_mean", "feature_std", float64; absent when data.standardize is off): a split's
+// input is (x[rows] − feature_mean) / feature_std. Metadata: "dataset", "source".
+void save_data_record(const Splits& splits, const std::string& dataset, const std::string& path);
 
 template <class T>
 void save_state(Optimizer<T>& optimizer, const TrainState& state, const std::string& path);

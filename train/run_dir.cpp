@@ -179,10 +179,10 @@ std::string RunDir::create(const std::string& out_dir, const std::string& name, 
 
 void RunDir::remove_run_files(const std::string& run_dir) {
   const RunLayout layout(run_dir);
-  std::vector<std::string> paths = {layout.meta(),       layout.report(),      layout.metrics_log(),
-                                    layout.eval_log(),   layout.stats_log(),   layout.diagnostics_log(),
-                                    layout.alarms_log(), layout.checkpoints(), layout.spectra(),
-                                    layout.histograms()};
+  std::vector<std::string> paths = {layout.data_record(),     layout.meta(),       layout.report(),
+                                    layout.metrics_log(),     layout.eval_log(),   layout.stats_log(),
+                                    layout.diagnostics_log(), layout.alarms_log(), layout.checkpoints(),
+                                    layout.spectra(),         layout.histograms()};
   for (const std::string& f : layout.event_files()) paths.push_back(f);
   std::error_code ec;
   for (const std::string& p : paths) {

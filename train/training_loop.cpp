@@ -126,6 +126,7 @@ void TrainingLoop<T>::resume() {
 template <class T>
 void TrainingLoop<T>::start_run_dir() {
   dir_.write_config(config_);
+  save_data_record(e_.data, config_.data.dataset, dir_.layout().data_record());
   meta_ = {{"version", CURVNET_VERSION},
            {"git_revision", CURVNET_GIT_REV},
            {"device", device_name(device_)},

@@ -521,6 +521,12 @@ TEST(Splits, SizesStandardisationAndFileOrder) {
     }
   }
   EXPECT_EQ(seen.size(), 1000u);
+  // The recorded source rows (RUN/data.safetensors) name the same samples.
+  for (const auto& [part, rows] : {std::pair{&raw.train, &raw.train_rows}, std::pair{&raw.val, &raw.val_rows},
+                                   std::pair{&raw.test, &raw.test_rows}}) {
+    ASSERT_EQ(static_cast<int64_t>(rows->size()), part->n);
+    for (int64_t i = 0; i < part->n; ++i) EXPECT_EQ((*rows)[static_cast<size_t>(i)], where[part->x[i]]);
+  }
 
   c.standardize = true;
   const Splits s = load_splits(c, 5);
