@@ -48,6 +48,12 @@ class Doctor {
   // non-finite check of the weights ("update" pass), the stats rows and the logged-step
   // alarm rules.
   void after_update(int64_t step, bool logged);
+  // Step 0, before the first update: the statistics of the initialisation on the first
+  // batch (its loss and gradient before any clipping) as a logged step 0 (stats rows, the
+  // logged-step alarm rules; update ratios are null with a status). The dead-unit windows
+  // and the loss window of the later logged steps are left as they were, so the rows after
+  // step 0 are those of a run without it. Returns true as before_update does.
+  bool observe_initial(double loss, const ClipResult& clip, int64_t batch_n);
 
   // stats.jsonl rows gathered since the last call (per logged step, one row per layer).
   std::vector<nlohmann::json> take_stats_rows();
