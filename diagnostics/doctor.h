@@ -9,6 +9,8 @@
 //   doctor.after_update(s, logged)
 //   on logged steps: write take_stats_rows() to stats.jsonl and take_alarm_rows() to alarms.jsonl
 // plus on_checkpoint() at model checkpoints and on_curvature() after each curvature checkpoint.
+// A fresh run first calls observe_initial() with the first batch's pass, before step 1
+// (docs/doctor.md, "Step 0").
 //
 // Cost: on a step that is not logged, before_update compares two scalars the step already
 // has (the loss and the gradient norm before clipping) and after_update does nothing; neither
