@@ -649,6 +649,8 @@ std::vector<Section> build_schema() {
            f_enum("bias_init", &C::model, &ModelConfig::bias_init, kInits, "bias initialiser"),
            f_double("init_constant", &C::model, &ModelConfig::init_constant, any(),
                     "the value for init/bias_init = \"constant\""),
+           f_double("init_scale", &C::model, &ModelConfig::init_scale, gt(0),
+                    "factor on the random weight initialisers' standard deviation (1 = the initialiser's own)"),
        }});
   {
     Field f;

@@ -50,6 +50,7 @@ struct ModelConfig {
   Init init = Init::he_normal;
   Init bias_init = Init::zeros;
   double init_constant = 0.0;     // for init/bias_init = "constant"
+  double init_scale = 1.0;        // multiplies the random weight initialisers' standard deviation
   std::vector<LayerSpec> layers;  // non-empty: replaces the hidden/activation shorthand
 };
 

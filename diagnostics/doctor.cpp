@@ -236,6 +236,34 @@ void Doctor<T>::after_update(int64_t step, bool logged) {
 }
 
 template <class T>
+bool Doctor<T>::observe_initial(double loss, const ClipResult& clip, int64_t batch_n) {
+  const std::vector<LayerScratch> kept = layers_;
+  const double kept_loss = window_loss_;
+  const int64_t kept_steps = window_steps_, kept_last = last_update_step_;
+  const size_t first_row = stats_rows_.size();
+  window_loss_ = 0;
+  window_steps_ = 0;
+  const bool first = before_update(0, loss, clip, true, batch_n);
+  after_update(0, true);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    layers_[i].active = kept[i].active;
+    layers_[i].ring_pos = kept[i].ring_pos;
+    layers_[i].ring_count = kept[i].ring_count;
+  }
+  window_loss_ = kept_loss;
+  window_steps_ = kept_steps;
+  last_update_step_ = kept_last;  // the NaN trace blames no update for what the initialisation holds
+  for (size_t r = first_row; r < stats_rows_.size(); ++r)
+    for (const char* name : {"update_ratio", "bias_update_ratio"}) {
+      json& row = stats_rows_[r];
+      if (!row.contains(name)) continue;
+      row[name] = nullptr;
+      row[std::string(name) + "_status"] = "no update at step 0";
+    }
+  return first;
+}
+
+template <class T>
 void Doctor<T>::trace_nonfinite(int64_t step, double loss, const ClipResult& clip, int64_t batch_n) {
   std::vector<T> buf;
   double bad = 0;

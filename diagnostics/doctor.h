@@ -9,6 +9,8 @@
 //   doctor.after_update(s, logged)
 //   on logged steps: write take_stats_rows() to stats.jsonl and take_alarm_rows() to alarms.jsonl
 // plus on_checkpoint() at model checkpoints and on_curvature() after each curvature checkpoint.
+// A fresh run first calls observe_initial() with the first batch's pass, before step 1
+// (docs/doctor.md, "Step 0").
 //
 // Cost: on a step that is not logged, before_update compares two scalars the step already
 // has (the loss and the gradient norm before clipping) and after_update does nothing; neither
@@ -48,6 +50,12 @@ class Doctor {
   // non-finite check of the weights ("update" pass), the stats rows and the logged-step
   // alarm rules.
   void after_update(int64_t step, bool logged);
+  // Step 0, before the first update: the statistics of the initialisation on the first
+  // batch (its loss and gradient before any clipping) as a logged step 0 (stats rows, the
+  // logged-step alarm rules; update ratios are null with a status). The dead-unit windows
+  // and the loss window of the later logged steps are left as they were, so the rows after
+  // step 0 are those of a run without it. Returns true as before_update does.
+  bool observe_initial(double loss, const ClipResult& clip, int64_t batch_n);
 
   // stats.jsonl rows gathered since the last call (per logged step, one row per layer).
   std::vector<nlohmann::json> take_stats_rows();

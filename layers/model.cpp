@@ -138,8 +138,11 @@ void Sequential<T>::initialize(const ModelConfig& model, uint64_t seed) {
         if (is_activation(next)) break;
       }
       const int64_t I = l.in_features(), O = l.out_features();
-      init_fill(specs_[i].init.value_or(model.init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
-                host.data() + off, O * I);
+      const Init weight_init = specs_[i].init.value_or(model.init);
+      init_fill(weight_init, model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0, host.data() + off,
+                O * I);
+      if (weight_init != Init::zeros && weight_init != Init::constant)
+        for (int64_t k = 0; k < O * I; ++k) host[off + k] *= model.init_scale;
       init_fill(specs_[i].bias_init.value_or(model.bias_init), model.init_constant, I, O, gain, seed,
                 static_cast<uint32_t>(i), 1, host.data() + off + O * I, O);
     } else if (l.kind() == LayerKind::batchnorm) {

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "diagnostics/doctor.h"
+#include "diagnostics/layer_stats.h"
 #include "io/files.h"
 #include "io/tensorboard.h"
 
@@ -166,12 +167,50 @@ void TrainingLoop<T>::first_checkpoints() {
                       std::to_string(e_.data.val.n) + " test " + std::to_string(e_.data.test.n) + ", " +
                       std::to_string(e_.model->layout().total) + " parameters, " + device_name(device_) + " " +
                       enum_name(kDTypes, config_.train.dtype) + ", " + std::to_string(e_.total_steps) + " steps");
+    if (!initial_statistics()) return;
     if (ckpt_every_ > 0) model_checkpoint(has_curvature(), true);
     if (has_curvature()) curvature_checkpoint();
     drain_doctor();
   } else if (e_.st.curvature_due && has_curvature()) {
     curvature_checkpoint();
   }
+}
+
+// The first batch's forward and backward pass as step 0's would run it (the same Dropout
+// mask, keyed by the step; no running statistics move; no update, gradient noise or
+// clipping), so the statistics describe the initialisation and the training that follows
+// draws exactly what it would without them. The evaluation at step 0 counts for no early
+// stopping.
+template <class T>
+bool TrainingLoop<T>::initial_statistics() {
+  const int64_t n = std::min(e_.batch, e_.data.train.n);
+  e_.ensure_order(0);
+  e_.gather(e_.data.train, e_.train_targets, e_.order.data(), 0, n);
+  PassCtx c;
+  c.device = device_;
+  c.training = true;
+  c.dropout_key = philox_key(config_.train.seed, RngStream::dropout);
+  c.step = 0;
+  double loss = 0;
+  {
+    RunningStatsFreeze<T> frozen(*e_.model);
+    const T* z = e_.model->forward(c, e_.xb.data(), n);
+    loss = e_.loss->forward_backward(c, z, e_.yb.data(), n, e_.shape.n_outputs);
+    e_.model->backward(c, e_.loss->dz(), n);
+  }
+  const int64_t P = e_.model->layout().total;
+  std::vector<T> g(static_cast<size_t>(P));
+  device_copy(Device::cpu, g.data(), device_, e_.model->grads().data(), g.size() * sizeof(T));
+  ClipResult clip;
+  clip.norm_before = clip.norm_after = l2_norm(g.data(), P);
+  const bool stop = e_.doctor->observe_initial(loss, clip, n) && config_.train.on_nonfinite == OnNonfinite::stop;
+  if (stop) {
+    drain_doctor();
+    e_.halted = sum_.nonfinite = true;
+    return false;
+  }
+  if (eval_every_ > 0 && e_.data.val.n > 0) log_row(RunLog::eval, e_.evaluate(e_.data.val, "val"));
+  return true;
 }
 
 template <class T>
@@ -365,7 +404,7 @@ TrainSummary TrainingLoop<T>::run() {
   last_val_ = std::nan("");
   loop_start_ = now_s();
   first_step_ = e_.st.step;
-  while (e_.st.step < e_.total_steps)
+  while (!e_.halted && e_.st.step < e_.total_steps)
     if (!iteration()) break;
   finish();
   return sum_;

@@ -37,6 +37,10 @@ class TrainingLoop {
   void start_run_dir();
   void start_curvature();
   void first_checkpoints();
+  // Step 0 of a fresh run: the doctor's statistics of the initialisation and the
+  // validation evaluation, before the first update; false when a non-finite value stops
+  // the run there.
+  bool initial_statistics();
   // One update and what follows it; false when the run ends here.
   bool iteration();
   void finish();
