@@ -99,6 +99,13 @@ void make_full_run(const std::string& run) {
                {"dead_share", layer == 2 ? 0.002 * step : 0.0},
                {"saturated_share", 0.0}});
     }
+    for (int layer : {1, 3})
+      s.write({{"step", step},
+               {"layer", layer},
+               {"kind", "step"},
+               {"type", "relu"},
+               {"act_var", 1.0 / (layer + 1) * (1 + 0.001 * step)},
+               {"dead_share", 0.0}});
     if (step % 50 == 0) {
       // A checkpoint row of other columns: the verdicts still show the last grad_l2.
       s.write({{"step", step},
@@ -175,9 +182,10 @@ void make_full_run(const std::string& run) {
 }
 
 const std::vector<std::string> kFullPlots = {
-    "loss",
-    "quality/accuracy",
-    "quality/f1",
+    "quality",
+    "quality/other",
+    "depth/act_var",
+    "depth/grad_l2",
     "lr",
     "grad_norm",
     "layer/grad_l2",
@@ -226,11 +234,18 @@ TEST(Report, FullRunRendersEveryPlotInChromium) {
   EXPECT_TRUE(std::regex_search(verdicts, net)) << verdicts;
 
   // Heat map columns: one per checkpoint.
-  const std::string heat = plot_markup(html, "spectrum/loss/layer0");
+  const std::string heat = plot_markup(html, "singular_values/weights/layer0");
   for (int step : {0, 50, 100, 150, 200})
     EXPECT_NE(heat.find("<title>step " + std::to_string(step) + ":"), std::string::npos) << step;
-  // The zero-matrix spectrum sits in one bin per checkpoint.
-  EXPECT_EQ(count_marks(plot_markup(html, "spectrum/local/layer0")), 5u);
+  // The zero matrix: all its mass in the zero bar, nothing beyond τ, at the last and first checkpoint.
+  const std::string zero = plot_markup(html, "spectrum/local/layer0");
+  EXPECT_NE(zero.find("data-zero-share=\"1\""), std::string::npos) << zero.substr(0, 400);
+  EXPECT_EQ(count_marks(zero), 2u);  // the bar and the first checkpoint's outline
+  // An older run's smoothed density is drawn as such, with its caveat.
+  EXPECT_NE(plot_markup(html, "spectrum/ggn/layer4").find("data-fallback=\"density\""), std::string::npos);
+  EXPECT_NE(section_markup(html, "spectra").find("Smoothed estimate"), std::string::npos);
+  // The status box names the rules that fired.
+  EXPECT_NE(section_markup(html, "status").find("data-status=\"alarms\""), std::string::npos);
   // Alarms: one circle each.
   EXPECT_EQ(count_marks(plot_markup(html, "alarms")), 4u);
 
@@ -262,8 +277,9 @@ TEST(Report, OnlyMetricsGivesNoDataSections) {
   cn::write_report(run);
   const std::string html = cn::read_file(run + "/report.html");
   expect_no_urls(html);
-  EXPECT_GT(count_marks(plot_markup(html, "loss")), 0u);
-  for (const char* section : {"layers", "activations", "curvature", "spectra", "singular", "alarms", "verdicts"}) {
+  EXPECT_GT(count_marks(plot_markup(html, "quality")), 0u);
+  for (const char* section :
+       {"depth", "layers", "activations", "curvature", "spectra", "singular", "alarms", "verdicts"}) {
     const std::string text = section_markup(html, section);
     EXPECT_FALSE(text.empty()) << section;
     EXPECT_NE(text.find("no data"), std::string::npos) << section << ": " << text;
@@ -275,7 +291,7 @@ TEST(Report, OnlyMetricsGivesNoDataSections) {
   const std::string chromium = chromium_exe();
   if (chromium.empty()) GTEST_SKIP() << "no headless Chromium installed: the DOM check is skipped";
   const std::string dom = dump_dom(tmp, run + "/report.html");
-  EXPECT_GT(count_marks(plot_markup(dom, "loss")), 0u);
+  EXPECT_GT(count_marks(plot_markup(dom, "quality")), 0u);
   EXPECT_NE(section_markup(dom, "spectra").find("no data"), std::string::npos);
 }
 
@@ -290,5 +306,6 @@ TEST(Report, EmptyDirectoryAndBrokenSpectraStillGiveAReport) {
   EXPECT_NE(section_markup(html, "loss").find("no data"), std::string::npos);
   EXPECT_NE(section_markup(html, "spectra").find("unreadable"), std::string::npos);
   EXPECT_NE(section_markup(html, "alarms").find("no alarms"), std::string::npos);
+  EXPECT_NE(section_markup(html, "status").find("data-status=\"healthy\""), std::string::npos);
   EXPECT_EQ(html.find("data-plot="), std::string::npos);
 }
