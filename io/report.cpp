@@ -335,8 +335,8 @@ std::string section_status(const Run& r) {
     for (const RuleGroup& g : groups)
       s << "<tr data-rule=\"" << esc(g.rule) << "\"><td class=\"bad\">" << esc(g.rule) << "</td><td>"
         << esc(layers_text(g.layers)) << "</td><td class=\"num\">" << (g.first < DBL_MAX ? step_str(g.first) : "")
-        << "</td><td class=\"num\">" << g.count << "</td><td class=\"advice\">" << esc(g.advice) << "</td><td>"
-        << esc(g.message) << "</td></tr>\n";
+        << "</td><td class=\"num\">" << g.count << "</td><td class=\"advice\">"
+        << (g.advice.empty() ? "—" : esc(g.advice)) << "</td><td>" << esc(g.message) << "</td></tr>\n";
     s << "</table>\n";
   }
   s << "</section>\n";
