@@ -141,6 +141,7 @@ svg .title { font-size: 13px; font-weight: 600; }
 svg .label { font-size: 12px; }
 svg .panel { font-size: 11px; fill: #666; font-style: italic; }
 svg .bar-label { font-size: 11px; font-weight: 600; }
+svg .bar-label.inside { fill: #fff; }
 svg path.line { stroke-width: 1.8; }
 svg rect.bar, svg rect.legend.bar { fill: #4c72b0; }
 svg rect.bar.zero { fill: #555; }

@@ -237,8 +237,10 @@ std::string spectrum_figure(const std::string& name, const std::string& title, c
     << fx(yb - zh) << "\" width=\"" << fx(zc - 20) << "\" height=\"" << fx(zh) << "\"><title>step " << last_step
     << ": |λ| ≤ τ = " << num(last.tau) << ": " << share_text(last.zero_share, last.zero_share_se)
     << "</title></rect>\n";
-  s << "<text class=\"bar-label\" x=\"" << fx(kL + zc / 2) << "\" y=\"" << fx(std::max(kT + 11, yb - zh - 4))
-    << "\" text-anchor=\"middle\">" << esc(percent(last.zero_share)) << "</text>\n";
+  const bool inside = zh > 16;  // the label inside a tall bar, else above it
+  s << "<text class=\"bar-label" << (inside ? " inside" : "") << "\" x=\"" << fx(kL + zc / 2) << "\" y=\""
+    << fx(inside ? yb - zh + 13 : yb - zh - 4) << "\" text-anchor=\"middle\">" << esc(percent(last.zero_share))
+    << "</text>\n";
   s << "<text class=\"tick\" x=\"" << fx(kL + zc / 2) << "\" y=\"" << fx(yb + phn + 15)
     << "\" text-anchor=\"middle\">|λ| ≤ τ</text>\n";
   // Bars beyond τ: the last checkpoint filled, the first as an outline.

@@ -265,6 +265,8 @@ TEST(Report, FullRunRendersEveryPlotInChromium) {
     EXPECT_GT(count_marks(svg), 0u) << "plot " << name << " has no data marks in the DOM";
   }
   EXPECT_NE(dom.find("data-table=\"verdicts\""), std::string::npos);
+  EXPECT_NE(section_markup(dom, "status").find("data-rule=\"dead_units\""), std::string::npos);
+  EXPECT_NE(dom.find("data-table=\"summary\""), std::string::npos);
   expect_no_urls(dom);
 }
 
