@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -203,6 +204,40 @@ struct Run {
   std::vector<std::string> problems;
 };
 
+// The run's config.toml as a Config. A run written by a newer curvnet may hold keys this one
+// does not know: each such line is left out (and named) so the rest still reads.
+void parse_run_config(Run* r) {
+  static const std::regex unknown(R"(^config\.toml:(\d+): ([^:]+): unknown key)");
+  std::vector<std::string> lines;
+  std::istringstream in(r->config_text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  std::vector<std::string> ignored;
+  for (int attempt = 0; attempt < 32; ++attempt) {
+    std::string text;
+    for (const std::string& line : lines) text += line + "\n";
+    try {
+      r->config = parse_config(text, "config.toml");
+      r->has_config = true;
+      if (!ignored.empty()) {
+        r->config_problem = "keys this curvnet does not know, left out:";
+        for (const std::string& k : ignored) r->config_problem += " " + k;
+      }
+      return;
+    } catch (const std::exception& e) {
+      std::smatch m;
+      const std::string what = e.what();
+      const size_t line = std::regex_search(what, m, unknown) ? std::stoul(m[1].str()) : 0;
+      if (line == 0 || line > lines.size()) {
+        r->config_problem = "unreadable: " + what;
+        std::replace(r->config_problem.begin(), r->config_problem.end(), '\n', ' ');
+        return;
+      }
+      ignored.push_back(m[2].str());
+      lines[line - 1] = "";
+    }
+  }
+}
+
 Run load_run(const std::string& dir) {
   Run r;
   const RunLayout run(dir);
@@ -220,12 +255,8 @@ Run load_run(const std::string& dir) {
   } catch (const std::exception&) {}
   try {
     r.config_text = read_file(run.config());
-    r.config = parse_config(r.config_text, run.config());
-    r.has_config = true;
-  } catch (const std::exception& e) {
-    if (!r.config_text.empty()) r.config_problem = e.what();
-    std::replace(r.config_problem.begin(), r.config_problem.end(), '\n', ' ');
-  }
+  } catch (const std::exception&) {}
+  if (!r.config_text.empty()) parse_run_config(&r);
   r.spectra = read_spectra(run.spectra(), &r.singular, &r.problems);
   return r;
 }
@@ -444,8 +475,9 @@ std::vector<std::pair<std::string, std::string>> summary_rows(const Run& r) {
     if (!source.empty()) data += " (" + source + ")";
     rows.emplace_back("data", data);
   } else {
-    rows.emplace_back("config", r.config_problem.empty() ? "no config.toml" : "unreadable: " + r.config_problem);
+    rows.emplace_back("config", r.config_problem.empty() ? "no config.toml" : r.config_problem);
   }
+  if (r.has_config && !r.config_problem.empty()) rows.emplace_back("config", r.config_problem);
   std::string run;
   for (const char* k : {"steps", "n_params", "device", "dtype", "seed", "threads", "wall_s"}) {
     const std::string v = meta_text(r.meta, k);
@@ -644,13 +676,15 @@ std::string section_depth(const Run& r) {
     return s.str();
   }
   s << "<p>Per layer, at the first logged step (dashed; step 0 is the initialisation) and the last (solid): the "
-       "variance of each activation layer's output (<code>act_var</code>) and the gradient norm of each layer's "
+       "variance of each activation layer's output (<code>act_var</code>; its input, the pre-activation, as "
+       "<code>pre_act_var</code> when logged) and the gradient norm of each layer's "
        "weights (<code>grad_l2</code>). A variance falling layer by layer at step 0 is a signal that dies with "
        "depth; a gradient norm falling towards the input, gradients that vanish.</p>\n<div class=\"cols\">\n";
   std::vector<Series> av, gl;
-  depth_series(depth_profile(r.stats, "act_var"), "", "#1f77b4", &av);
+  depth_series(depth_profile(r.stats, "act_var"), "output ", "#1f77b4", &av);
+  depth_series(depth_profile(r.stats, "pre_act_var"), "input ", "#ff7f0e", &av);
   depth_series(depth_profile(r.stats, "grad_l2"), "", "#d62728", &gl);
-  s << plot_or_nodata(depth_opts("depth/act_var", "activation variance against depth", "act_var"), av);
+  s << plot_or_nodata(depth_opts("depth/act_var", "activation variance against depth", "variance"), av);
   s << plot_or_nodata(depth_opts("depth/grad_l2", "gradient norm against depth", "‖∇W‖₂"), gl);
   s << "</div>\n</section>\n";
   return s.str();

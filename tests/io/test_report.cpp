@@ -353,6 +353,15 @@ TEST(Report, StatusHealthyAndTheRunSummary) {
   const std::string summary = section_markup(html, "summary");
   for (const char* want : {"hidden [16, 16], tanh", "init xavier_normal", ">sgd<", ">0.05<", ">cosine", "spirals"})
     EXPECT_NE(summary.find(want), std::string::npos) << want << "\n" << summary;
+  // A config from a newer curvnet with keys this one does not know: the rest still reads.
+  cn::test::write_text(
+      run + "/config.toml",
+      "[model]\nhidden = [8]\nfuture_gain = 2.0\n[optim]\nname = \"adam\"\n[alarms]\nnew_rule_high = 3\n");
+  const std::string newer = section_markup(cn::render_report(run), "summary");
+  EXPECT_NE(newer.find("hidden [8]"), std::string::npos) << newer;
+  EXPECT_NE(newer.find("left out:"), std::string::npos) << newer;
+  for (const char* key : {" model.future_gain", " alarms.new_rule_high"})
+    EXPECT_NE(newer.find(key), std::string::npos) << key << "\n" << newer;
   // No alarms.jsonl: the health is unknown, not "healthy".
   std::filesystem::remove(run + "/alarms.jsonl");
   EXPECT_EQ(status_of(cn::render_report(run)), "unknown");
