@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   std::string report_out;
   CLI::App* report = app.add_subcommand(
       "report", "write RUN_DIR/report.html (one run) or a page overlaying several runs, each self-contained");
-  report->add_option("run_dirs", report_dirs, "one or more run directories")->required()->type_name("RUN_DIR...");
+  report->add_option("run_dirs", report_dirs, "one or more run directories")->required()->type_name("RUN_DIR");
   report
       ->add_option("--out", report_out,
                    std::string("the HTML file to write (default: RUN_DIR/report.html for one run, ./") +
