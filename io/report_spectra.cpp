@@ -480,12 +480,12 @@ std::string section_spectra(const Spectra& spectra, const std::vector<std::strin
                 : std::to_string(last_m.n) + " Ritz nodes" +
                       (last_m.probes ? " of " + std::to_string(last_m.probes) + " probes" : "") +
                       " (Gauss quadrature; ± is the probes' standard error)")
-        << "; τ = " << esc(num(last_m.tau)) << " from " << esc(last_m.tau_source) << ".";
+        << "; τ = " << esc(num(last_m.tau)) << " (" << esc(last_m.tau_source) << ").";
       const auto d = diag.find({kind, layer, last->first});
       double nz, ng, se;
       if (d != diag.end() && get_num(*d->second, "near_zero_share", &nz)) {
         const json& row = *d->second;
-        s << " diagnostics.jsonl: near_zero_share " << esc(num(nz));
+        s << " Its diagnostics.jsonl row: near_zero_share " << esc(num(nz));
         if (get_num(row, "near_zero_share_stderr", &se)) s << " ± " << esc(num(se));
         if (get_num(row, "negative_share", &ng)) s << ", negative_share " << esc(num(ng));
         if (get_num(row, "negative_share_stderr", &se)) s << " ± " << esc(num(se));
