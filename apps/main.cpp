@@ -180,10 +180,16 @@ int main(int argc, char** argv) {
 
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
 
-  std::string report_dir;
-  CLI::App* report =
-      app.add_subcommand("report", "write RUN_DIR/report.html: the run's plots in one self-contained file");
-  report->add_option("run_dir", report_dir, "the run directory")->required();
+  std::vector<std::string> report_dirs;
+  std::string report_out;
+  CLI::App* report = app.add_subcommand(
+      "report", "write RUN_DIR/report.html (one run) or a page overlaying several runs, each self-contained");
+  report->add_option("run_dirs", report_dirs, "one or more run directories")->required()->type_name("RUN_DIR");
+  report
+      ->add_option("--out", report_out,
+                   std::string("the HTML file to write (default: RUN_DIR/report.html for one run, ./") +
+                       cn::kComparisonFile + " for several)")
+      ->type_name("FILE");
 
   cn::HessianOptions ho;
   std::string hessian_path, hessian_out, hessian_mode;
@@ -235,10 +241,16 @@ int main(int argc, char** argv) {
       return run_hessian(hessian_path, ho, hessian_out, hessian_overwrite);
     }
     if (*report) {
-      if (!std::filesystem::is_directory(report_dir) || !std::filesystem::exists(report_dir + "/metrics.jsonl"))
-        throw cn::InputError(report_dir + ": not a run directory (no metrics.jsonl)");
-      cn::write_report(report_dir);
-      std::cout << "report: " << report_dir << "/report.html\n";
+      for (const std::string& dir : report_dirs) cn::check_run_dir(dir);
+      std::string path = report_out;
+      if (report_dirs.size() == 1) {
+        if (path.empty()) path = (std::filesystem::path(report_dirs[0]) / "report.html").string();
+        cn::write_report(report_dirs[0], path);
+      } else {
+        if (path.empty()) path = cn::kComparisonFile;
+        cn::write_comparison(report_dirs, path);
+      }
+      std::cout << "report: " << path << "\n";
       return 0;
     }
   } catch (const cn::Error& e) {

@@ -13,390 +13,21 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config/config.h"
 #include "config/kinds.h"
+#include "config/layer_kind.h"
 #include "core/error.h"
 #include "io/files.h"
+#include "io/report_run.h"
+#include "io/report_spectra.h"
+#include "io/report_svg.h"
 #include "io/run_layout.h"
 #include "io/safetensors.h"
 
 namespace cn {
 namespace {
 
-using json = nlohmann::json;
-
-// ---- reading the run directory ----------------------------------------------------------
-
-struct Log {
-  bool exists = false;
-  std::vector<json> rows;
-};
-
-Log read_log(const std::string& path) {
-  Log log;
-  log.rows = read_jsonl(path, &log.exists);
-  return log;
-}
-
-bool get_num(const json& row, const std::string& key, double* out) {
-  const auto it = row.find(key);
-  if (it == row.end() || !it->is_number()) return false;
-  const double v = it->get<double>();
-  if (!std::isfinite(v)) return false;
-  *out = v;
-  return true;
-}
-
-bool get_step(const json& row, double* step) { return get_num(row, "step", step); }
-
-// The layer index; -1 for null/missing (a row about the whole network).
-int get_layer(const json& row) {
-  const auto it = row.find("layer");
-  if (it != row.end() && it->is_number_integer()) return static_cast<int>(it->get<int64_t>());
-  return -1;
-}
-
-std::string get_str(const json& row, const std::string& key, const std::string& fallback = "") {
-  const auto it = row.find(key);
-  return it != row.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-
-std::string layer_name(int layer) { return layer < 0 ? "network" : "layer " + std::to_string(layer); }
-
-bool is_uint(const std::string& s) {
-  return !s.empty() && s.size() < 19 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// ---- formatting -----------------------------------------------------------------------
-
-std::string esc(const std::string& s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
-
-std::string fx(double v) {  // a coordinate
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f", v);
-  return buf;
-}
-
-std::string num(double v) {  // a value for people
-  if (!std::isfinite(v)) return std::isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf");
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4g", v);
-  return buf;
-}
-
-std::string step_str(double s) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.0f", s);
-  return buf;
-}
-
-const char* color(size_t i) {
-  static const char* palette[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-                                  "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#ad494a", "#637939", "#843c39"};
-  return palette[i % (sizeof palette / sizeof palette[0])];
-}
-
-std::string nodata(const std::string& what) {
-  return "<p class=\"nodata\" data-nodata=\"" + esc(what) + "\">" + esc(what) + ": no data</p>\n";
-}
-
-// ---- axes ---------------------------------------------------------------------------------
-
-enum class Scale { linear, log, symlog };
-
-struct Axis {
-  Scale scale = Scale::linear;
-  double c = 1;           // symlog: linear threshold
-  double lo = 0, hi = 1;  // in transformed units
-
-  bool valid(double v) const { return std::isfinite(v) && (scale != Scale::log || v > 0); }
-  double t(double v) const {
-    switch (scale) {
-      case Scale::log:
-        return std::log10(v);
-      case Scale::symlog:
-        return (v < 0 ? -1 : 1) * std::log10(1 + std::fabs(v) / c);
-      default:
-        return v;
-    }
-  }
-  double inv(double u) const {
-    switch (scale) {
-      case Scale::log:
-        return std::pow(10.0, u);
-      case Scale::symlog:
-        return (u < 0 ? -1 : 1) * c * (std::pow(10.0, std::fabs(u)) - 1);
-      default:
-        return u;
-    }
-  }
-  // Fraction of the axis length, 0 at lo.
-  double frac(double v) const { return (t(v) - lo) / (hi - lo); }
-
-  void fit(double tmin, double tmax, bool pad) {
-    if (!(tmax > tmin)) {
-      const double w = scale == Scale::linear ? std::max(std::fabs(tmin) * 0.1, 1e-12) : 0.5;
-      tmin -= w;
-      tmax += w;
-    } else if (pad) {
-      const double p = 0.04 * (tmax - tmin);
-      tmin -= p;
-      tmax += p;
-    }
-    lo = tmin;
-    hi = tmax;
-  }
-
-  // Tick positions (values) and labels.
-  std::vector<std::pair<double, std::string>> ticks() const {
-    std::vector<std::pair<double, std::string>> out;
-    if (scale == Scale::linear) {
-      const double range = hi - lo;
-      const double raw = range / 5;
-      const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-      double step = mag;
-      for (double m : {1.0, 2.0, 5.0, 10.0})
-        if (raw <= m * mag) {
-          step = m * mag;
-          break;
-        }
-      for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * range; v += step)
-        out.emplace_back(std::fabs(v) < 1e-12 * range ? 0.0 : v, num(std::fabs(v) < 1e-12 * range ? 0.0 : v));
-      return out;
-    }
-    if (scale == Scale::log) {
-      const int a = static_cast<int>(std::floor(lo)), b = static_cast<int>(std::ceil(hi));
-      const bool fine = hi - lo <= 2.5;  // few decades: 1, 2, 5 x 10^k
-      const int every = std::max(1, (b - a + 1 + 7) / 8);
-      for (int k = a; k <= b; ++k) {
-        if ((k - a) % every != 0) continue;
-        for (double m : fine ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
-          const double v = m * std::pow(10.0, k);
-          const double u = std::log10(v);
-          if (u >= lo - 1e-9 && u <= hi + 1e-9) out.emplace_back(v, num(v));
-        }
-      }
-      if (out.size() < 2) {  // under a factor of ~2.5: label the ends too
-        out.emplace_back(inv(lo), num(inv(lo)));
-        out.emplace_back(inv(hi), num(inv(hi)));
-      }
-      return out;
-    }
-    // symlog: 0 and +-c*10^k
-    std::vector<double> vals;
-    if (lo <= 0 && hi >= 0) vals.push_back(0);
-    const double top = std::max(std::fabs(lo), std::fabs(hi));
-    const int kmax = static_cast<int>(std::ceil(top)) + 1;
-    int every = std::max(1, (kmax + 3) / 4);
-    for (int k = 0; k <= kmax; k += every)
-      for (double s : {1.0, -1.0}) {
-        const double v = s * c * std::pow(10.0, k);
-        const double u = t(v);
-        if (u >= lo && u <= hi) vals.push_back(v);
-      }
-    std::sort(vals.begin(), vals.end());
-    for (double v : vals) out.emplace_back(v, num(v));
-    return out;
-  }
-};
-
-// Ticks no closer than `min_px` on an axis `length_px` long; 0 is kept first.
-std::vector<std::pair<double, std::string>> spaced_ticks(const Axis& axis, double length_px, double min_px) {
-  std::vector<std::pair<double, std::string>> all = axis.ticks(), kept;
-  std::stable_sort(all.begin(), all.end(),
-                   [](const auto& a, const auto& b) { return (a.first == 0) > (b.first == 0); });
-  std::vector<double> at;
-  for (const auto& t : all) {
-    const double p = axis.frac(t.first) * length_px;
-    if (std::any_of(at.begin(), at.end(), [&](double q) { return std::fabs(p - q) < min_px; })) continue;
-    at.push_back(p);
-    kept.push_back(t);
-  }
-  std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-  return kept;
-}
-
-// The symlog threshold for a set of values: the decade of the smallest non-zero |v|, but no
-// more than 8 decades under the largest.
-double symlog_threshold(const std::vector<double>& values) {
-  double mx = 0, mn = DBL_MAX;
-  for (double v : values)
-    if (std::isfinite(v) && v != 0) {
-      mx = std::max(mx, std::fabs(v));
-      mn = std::min(mn, std::fabs(v));
-    }
-  if (mx == 0) return 1;
-  mn = std::max(mn, mx * 1e-8);
-  return std::pow(10.0, std::floor(std::log10(mn)));
-}
-
-// ---- plots ------------------------------------------------------------------------------
-
-struct Series {
-  std::string label;
-  std::vector<std::pair<double, double>> pts;  // (step, value)
-  std::string color;
-};
-
-struct PlotOpts {
-  std::string name, title, ylabel;
-  Scale yscale = Scale::linear;
-  bool unit_interval = false;  // include [0, 1]
-};
-
-constexpr double kW = 760, kH = 300, kL = 74, kR = 200, kT = 30, kB = 44;
-
-std::string svg_open(const std::string& name, const std::string& title, double w, double h) {
-  return "<svg class=\"plot\" data-plot=\"" + esc(name) + "\" viewBox=\"0 0 " + fx(w) + " " + fx(h) + "\" width=\"" +
-         fx(w) + "\" height=\"" + fx(h) + "\" role=\"img\" aria-label=\"" + esc(title) + "\">\n" +
-         "<text class=\"title\" x=\"" + fx(kL) + "\" y=\"18\">" + esc(title) + "</text>\n";
-}
-
-// Axes frame, grid and labels for a plot area at (kL, kT) of size pw x ph.
-std::string draw_axes(const Axis& x, const Axis& y, double pw, double ph, const std::string& xlabel,
-                      const std::string& ylabel, bool x_is_step) {
-  std::ostringstream s;
-  for (const auto& [v, label] : spaced_ticks(y, ph, 13)) {
-    const double py = kT + ph * (1 - y.frac(v));
-    s << "<line class=\"grid\" x1=\"" << fx(kL) << "\" x2=\"" << fx(kL + pw) << "\" y1=\"" << fx(py) << "\" y2=\""
-      << fx(py) << "\"/><text class=\"tick\" x=\"" << fx(kL - 5) << "\" y=\"" << fx(py + 4) << "\" text-anchor=\"end\">"
-      << esc(label) << "</text>\n";
-  }
-  for (const auto& [v, label] : spaced_ticks(x, pw, 40)) {
-    const double px = kL + pw * x.frac(v);
-    s << "<line class=\"grid\" x1=\"" << fx(px) << "\" x2=\"" << fx(px) << "\" y1=\"" << fx(kT) << "\" y2=\""
-      << fx(kT + ph) << "\"/><text class=\"tick\" x=\"" << fx(px) << "\" y=\"" << fx(kT + ph + 15)
-      << "\" text-anchor=\"middle\">" << esc(x_is_step ? step_str(v) : label) << "</text>\n";
-  }
-  s << "<rect class=\"frame\" x=\"" << fx(kL) << "\" y=\"" << fx(kT) << "\" width=\"" << fx(pw) << "\" height=\""
-    << fx(ph) << "\"/>\n";
-  s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34) << "\" text-anchor=\"middle\">"
-    << esc(xlabel) << "</text>\n";
-  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
-    << esc(ylabel) << "</text>\n";
-  return s.str();
-}
-
-std::string legend(const std::vector<std::pair<std::string, std::string>>& entries, double x0) {
-  std::ostringstream s;
-  const size_t shown = std::min<size_t>(entries.size(), 16);
-  for (size_t i = 0; i < shown; ++i) {
-    const double y = kT + 6 + 15 * i;
-    s << "<rect class=\"legend\" x=\"" << fx(x0) << "\" y=\"" << fx(y) << "\" width=\"10\" height=\"10\" fill=\""
-      << entries[i].second << "\"/><text class=\"legend-text\" x=\"" << fx(x0 + 15) << "\" y=\"" << fx(y + 9) << "\">"
-      << esc(entries[i].first) << "</text>\n";
-  }
-  if (entries.size() > shown)
-    s << "<text class=\"legend-text\" x=\"" << fx(x0) << "\" y=\"" << fx(kT + 6 + 15 * shown + 9) << "\">… "
-      << entries.size() - shown << " more</text>\n";
-  return s.str();
-}
-
-// A line plot; "" when no series has a point that the scale can draw.
-std::string line_plot(const PlotOpts& o, std::vector<Series> series) {
-  Axis x, y;
-  y.scale = o.yscale;
-  if (y.scale == Scale::symlog) {
-    std::vector<double> all;
-    for (const auto& s : series)
-      for (const auto& p : s.pts) all.push_back(p.second);
-    y.c = symlog_threshold(all);
-  }
-  double xmin = DBL_MAX, xmax = -DBL_MAX, ymin = DBL_MAX, ymax = -DBL_MAX;
-  size_t drawable = 0;
-  for (auto& s : series) {
-    std::vector<std::pair<double, double>> keep;
-    for (const auto& p : s.pts)
-      if (std::isfinite(p.first) && y.valid(p.second)) keep.push_back(p);
-    std::stable_sort(keep.begin(), keep.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    if (keep.size() > 1500) {  // thin long series; keep the last point
-      std::vector<std::pair<double, double>> thin;
-      const size_t stride = (keep.size() + 1499) / 1500;
-      for (size_t i = 0; i < keep.size(); i += stride) thin.push_back(keep[i]);
-      if (thin.back() != keep.back()) thin.push_back(keep.back());
-      keep.swap(thin);
-    }
-    s.pts.swap(keep);
-    for (const auto& p : s.pts) {
-      xmin = std::min(xmin, p.first);
-      xmax = std::max(xmax, p.first);
-      ymin = std::min(ymin, y.t(p.second));
-      ymax = std::max(ymax, y.t(p.second));
-      ++drawable;
-    }
-  }
-  if (drawable == 0) return "";
-  if (o.unit_interval) {
-    ymin = std::min(ymin, 0.0);
-    ymax = std::max(ymax, 1.0);
-  }
-  x.fit(xmin, xmax, false);
-  if (!(xmax > xmin)) x.fit(xmin - 1, xmax + 1, false);
-  y.fit(ymin, ymax, !o.unit_interval);
-  const double pw = kW - kL - kR, ph = kH - kT - kB;
-
-  std::ostringstream s;
-  s << svg_open(o.name, o.title, kW, kH);
-  s << draw_axes(x, y, pw, ph, "step",
-                 o.ylabel + (o.yscale == Scale::log      ? " (log)"
-                             : o.yscale == Scale::symlog ? " (symlog)"
-                                                         : ""),
-                 true);
-  std::vector<std::pair<std::string, std::string>> entries;
-  for (size_t i = 0; i < series.size(); ++i) {
-    const Series& sr = series[i];
-    if (sr.pts.empty()) continue;
-    const std::string col = sr.color.empty() ? color(i) : sr.color;
-    entries.emplace_back(sr.label, col);
-    auto px = [&](double v) { return kL + pw * x.frac(v); };
-    auto py = [&](double v) { return kT + ph * (1 - y.frac(v)); };
-    if (sr.pts.size() > 1) {
-      s << "<path class=\"mark line\" data-series=\"" << esc(sr.label) << "\" fill=\"none\" stroke=\"" << col
-        << "\" d=\"";
-      for (size_t k = 0; k < sr.pts.size(); ++k)
-        s << (k ? " L" : "M") << fx(px(sr.pts[k].first)) << " " << fx(py(sr.pts[k].second));
-      s << "\"><title>" << esc(sr.label) << "</title></path>\n";
-    }
-    if (sr.pts.size() <= 60)
-      for (const auto& p : sr.pts)
-        s << "<circle class=\"mark point\" cx=\"" << fx(px(p.first)) << "\" cy=\"" << fx(py(p.second))
-          << "\" r=\"2.6\" fill=\"" << col << "\"><title>" << esc(sr.label) << ": step " << step_str(p.first) << ", "
-          << num(p.second) << "</title></circle>\n";
-  }
-  s << legend(entries, kL + pw + 12);
-  s << "</svg>\n";
-  return s.str();
-}
-
-// Plot or "no data" line.
-std::string plot_or_nodata(const PlotOpts& o, std::vector<Series> series) {
-  const std::string svg = line_plot(o, std::move(series));
-  return svg.empty() ? nodata(o.title) : "<figure>" + svg + "</figure>\n";
-}
+using namespace report;
 
 // Series of `key` per layer from per-layer rows (stats.jsonl).
 std::vector<Series> per_layer(const std::vector<json>& rows, const std::string& key) {
@@ -407,199 +38,11 @@ std::vector<Series> per_layer(const std::vector<json>& rows, const std::string& 
     const int layer = get_layer(r);
     Series& s = by_layer[layer];
     s.label = layer_name(layer);
-    s.color = layer < 0 ? "#000000" : color(static_cast<size_t>(layer));
     s.pts.emplace_back(st, v);
   }
   std::vector<Series> out;
   for (auto& [layer, s] : by_layer) out.push_back(std::move(s));
   return out;
-}
-
-// ---- spectra heat maps ------------------------------------------------------------------
-
-struct SpectrumAtStep {
-  std::vector<double> eigenvalues;
-  std::vector<double> grid, density;
-};
-
-// (kind, layer or -1) → step → spectrum
-using Spectra = std::map<std::pair<std::string, int>, std::map<int64_t, SpectrumAtStep>>;
-
-// Eigenvalue spectra (`<kind>.<i>.eigenvalues`, `density_grid`, `density`) and, into
-// `singular`, singular values (`weights.<i>.singular_values`, `grads.<i>.singular_values`).
-Spectra read_spectra(const std::string& dir, Spectra* singular, std::vector<std::string>* problems) {
-  Spectra out;
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) return out;
-  for (const auto& [step, path] : step_entries(dir, ".safetensors", /*directories=*/false)) {
-    try {
-      for (const auto& [name, t] : read_safetensors(path)) {
-        const size_t d1 = name.find('.');
-        if (d1 == std::string::npos) continue;
-        const std::string kind = name.substr(0, d1), rest = name.substr(d1 + 1);
-        int layer = -1;
-        std::string what = rest;
-        const size_t d2 = rest.find('.');
-        if (d2 != std::string::npos && is_uint(rest.substr(0, d2))) {
-          layer = std::stoi(rest.substr(0, d2));
-          what = rest.substr(d2 + 1);
-        }
-        if (what == "singular_values") {
-          (*singular)[{kind, layer}][step].eigenvalues = safetensor_values<double>(t, path, name);
-          continue;
-        }
-        if (what != "eigenvalues" && what != "density_grid" && what != "density") continue;
-        std::vector<double> v = safetensor_values<double>(t, path, name);
-        SpectrumAtStep& sp = out[{kind, layer}][step];
-        (what == "eigenvalues" ? sp.eigenvalues : what == "density_grid" ? sp.grid : sp.density) = std::move(v);
-      }
-    } catch (const Error& e) {
-      problems->push_back(e.what());
-    }
-  }
-  return out;
-}
-
-// Viridis, u in [0, 1].
-std::string viridis(double u) {
-  static const double stops[5][3] = {{68, 1, 84}, {59, 82, 139}, {33, 145, 140}, {94, 201, 98}, {253, 231, 37}};
-  u = std::min(1.0, std::max(0.0, u)) * 4;
-  const int i = std::min(3, static_cast<int>(u));
-  const double f = u - i;
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", static_cast<int>(stops[i][0] + f * (stops[i + 1][0] - stops[i][0])),
-                static_cast<int>(stops[i][1] + f * (stops[i + 1][1] - stops[i][1])),
-                static_cast<int>(stops[i][2] + f * (stops[i + 1][2] - stops[i][2])));
-  return buf;
-}
-
-double share_to_unit(double share) { return std::min(1.0, std::max(0.0, (std::log10(share) + 4) / 4)); }
-
-// A heat map of the eigenvalue density over checkpoints on a shared symlog axis; "" when
-// no step has a finite eigenvalue or density.
-std::string spectrum_heatmap(const std::string& name, const std::string& title,
-                             const std::map<int64_t, SpectrumAtStep>& steps, const std::string& what = "eigenvalue") {
-  constexpr int kBins = 48;
-  std::vector<double> all;
-  for (const auto& [step, sp] : steps) {
-    if (!sp.eigenvalues.empty()) {
-      for (double v : sp.eigenvalues)
-        if (std::isfinite(v)) all.push_back(v);
-    } else if (!sp.grid.empty() && sp.grid.size() == sp.density.size()) {
-      for (size_t i = 0; i < sp.grid.size(); ++i)
-        if (std::isfinite(sp.grid[i]) && std::isfinite(sp.density[i]) && sp.density[i] > 0) all.push_back(sp.grid[i]);
-    }
-  }
-  if (all.empty()) return "";
-  Axis y;
-  y.scale = Scale::symlog;
-  double mx = 0;
-  for (double v : all) mx = std::max(mx, std::fabs(v));
-  y.c = mx > 0 ? std::pow(10.0, std::floor(std::log10(mx)) - 4) : 1.0;
-  double tmin = 0, tmax = 0;
-  for (double v : all) {
-    tmin = std::min(tmin, y.t(v));
-    tmax = std::max(tmax, y.t(v));
-  }
-  if (tmax - tmin < 1e-9) {
-    tmin = -1;
-    tmax = 1;
-  }
-  // A hair of room so the extremes fall inside the outer bins.
-  const double pad = 1e-6 * (tmax - tmin);
-  y.lo = tmin - pad;
-  y.hi = tmax + pad;
-  auto bin_of = [&](double v) {
-    const int b = static_cast<int>(std::floor(y.frac(v) * kBins));
-    return std::min(kBins - 1, std::max(0, b));
-  };
-
-  struct Column {
-    int64_t step;
-    std::vector<double> share;
-    double n;
-    bool from_density;
-  };
-  std::vector<Column> cols;
-  for (const auto& [step, sp] : steps) {
-    Column c{step, std::vector<double>(kBins, 0.0), 0, false};
-    double total = 0;
-    if (!sp.eigenvalues.empty()) {
-      for (double v : sp.eigenvalues)
-        if (std::isfinite(v)) {
-          c.share[bin_of(v)] += 1;
-          total += 1;
-        }
-      c.n = total;
-    } else if (!sp.grid.empty() && sp.grid.size() == sp.density.size()) {
-      c.from_density = true;
-      const size_t m = sp.grid.size();
-      for (size_t i = 0; i < m; ++i) {
-        if (!std::isfinite(sp.grid[i]) || !std::isfinite(sp.density[i]) || sp.density[i] <= 0) continue;
-        const double lo = i > 0 ? sp.grid[i - 1] : sp.grid[i];
-        const double hi = i + 1 < m ? sp.grid[i + 1] : sp.grid[i];
-        const double width = m > 1 ? std::fabs(hi - lo) / ((i > 0 && i + 1 < m) ? 2 : 1) : 1.0;
-        const double w = sp.density[i] * (width > 0 ? width : 1.0);
-        c.share[bin_of(sp.grid[i])] += w;
-        total += w;
-      }
-    }
-    if (total <= 0) continue;
-    for (double& v : c.share) v /= total;
-    cols.push_back(std::move(c));
-  }
-  if (cols.empty()) return "";
-
-  constexpr double W = 760, H = 280, R = 130;
-  const double pw = W - kL - R, ph = H - kT - kB;
-  const double cw = pw / cols.size(), bh = ph / kBins;
-  std::ostringstream s;
-  s << svg_open(name, title, W, H);
-  s << "<rect class=\"frame heat-bg\" x=\"" << fx(kL) << "\" y=\"" << fx(kT) << "\" width=\"" << fx(pw)
-    << "\" height=\"" << fx(ph) << "\"/>\n";
-  for (size_t ci = 0; ci < cols.size(); ++ci) {
-    const Column& c = cols[ci];
-    for (int b = 0; b < kBins; ++b) {
-      if (c.share[b] <= 0) continue;
-      const double lo = y.inv(y.lo + (y.hi - y.lo) * b / kBins), hi = y.inv(y.lo + (y.hi - y.lo) * (b + 1) / kBins);
-      s << "<rect class=\"mark cell\" x=\"" << fx(kL + cw * ci) << "\" y=\"" << fx(kT + ph - bh * (b + 1))
-        << "\" width=\"" << fx(std::max(cw, 0.5)) << "\" height=\"" << fx(bh) << "\" fill=\""
-        << viridis(share_to_unit(c.share[b])) << "\"><title>step " << c.step << ": λ in [" << num(lo) << ", " << num(hi)
-        << "): "
-        << (c.from_density
-                ? ""
-                : std::to_string(static_cast<int64_t>(std::llround(c.share[b] * c.n))) + " of " + step_str(c.n) + ", ")
-        << num(100 * c.share[b]) << "%</title></rect>\n";
-    }
-  }
-  // y ticks, the zero line, x labels
-  for (const auto& [v, label] : spaced_ticks(y, ph, 13)) {
-    const double py = kT + ph * (1 - y.frac(v));
-    s << "<line class=\"" << (v == 0 ? "zero" : "tickmark") << "\" x1=\"" << fx(kL - 4) << "\" x2=\""
-      << fx(v == 0 ? kL + pw : kL) << "\" y1=\"" << fx(py) << "\" y2=\"" << fx(py) << "\"/><text class=\"tick\" x=\""
-      << fx(kL - 6) << "\" y=\"" << fx(py + 4) << "\" text-anchor=\"end\">" << esc(label) << "</text>\n";
-  }
-  const size_t every = std::max<size_t>(1, (cols.size() + 9) / 10);
-  for (size_t ci = 0; ci < cols.size(); ci += every)
-    s << "<text class=\"tick\" x=\"" << fx(kL + cw * (ci + 0.5)) << "\" y=\"" << fx(kT + ph + 15)
-      << "\" text-anchor=\"middle\">" << cols[ci].step << "</text>\n";
-  s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34)
-    << "\" text-anchor=\"middle\">checkpoint step</text>\n";
-  s << "<text class=\"label\" transform=\"translate(14," << fx(kT + ph / 2) << ") rotate(-90)\" text-anchor=\"middle\">"
-    << esc(what) << " (symlog, linear within ±" << esc(num(y.c)) << ")</text>\n";
-  // colour bar: share of the checkpoint's eigenvalues per bin, 1e-4 .. 1 (log)
-  const double bx = kL + pw + 20;
-  for (int k = 0; k < 20; ++k) {
-    const double u0 = 1 - (k + 1) / 20.0;
-    s << "<rect class=\"colorbar\" x=\"" << fx(bx) << "\" y=\"" << fx(kT + ph * k / 20.0) << "\" width=\"12\" height=\""
-      << fx(ph / 20.0 + 0.5) << "\" fill=\"" << viridis(u0 + 0.025) << "\"/>\n";
-  }
-  for (int e = 0; e >= -4; --e)
-    s << "<text class=\"tick\" x=\"" << fx(bx + 16) << "\" y=\"" << fx(kT + ph * (-e) / 4.0 + 4) << "\">"
-      << num(std::pow(10.0, e)) << "</text>\n";
-  s << "<text class=\"tick\" x=\"" << fx(bx) << "\" y=\"" << fx(kT - 6) << "\">share</text>\n";
-  s << "</svg>\n";
-  return s.str();
 }
 
 // ---- alarms -------------------------------------------------------------------------------
@@ -609,9 +52,9 @@ const std::vector<std::string>& known_rules() { return alarm_rule_names(); }
 std::string rule_color(const std::string& rule, std::map<std::string, size_t>& extra) {
   const auto& rules = known_rules();
   const auto it = std::find(rules.begin(), rules.end(), rule);
-  if (it != rules.end()) return color(static_cast<size_t>(it - rules.begin()));
+  if (it != rules.end()) return series_style(static_cast<size_t>(it - rules.begin())).color;
   if (!extra.count(rule)) extra[rule] = extra.size();
-  return color(rules.size() + extra[rule]);
+  return series_style(rules.size() + extra[rule]).color;
 }
 
 std::string alarm_timeline(const std::vector<json>& alarms) {
@@ -650,7 +93,7 @@ std::string alarm_timeline(const std::vector<json>& alarms) {
   s << "<text class=\"label\" x=\"" << fx(kL + pw / 2) << "\" y=\"" << fx(kT + ph + 34)
     << "\" text-anchor=\"middle\">step</text>\n";
   std::map<std::string, size_t> extra;
-  std::vector<std::pair<std::string, std::string>> entries;
+  std::vector<LegendEntry> entries;
   std::set<std::string> seen;
   for (const json& a : alarms) {
     double st;
@@ -659,7 +102,7 @@ std::string alarm_timeline(const std::vector<json>& alarms) {
     const size_t r = static_cast<size_t>(std::find(rows.begin(), rows.end(), layer) - rows.begin());
     const std::string rule = get_str(a, "rule", "alarm");
     const std::string col = rule_color(rule, extra);
-    if (seen.insert(rule).second) entries.emplace_back(rule, col);
+    if (seen.insert(rule).second) entries.push_back({rule, col, ""});
     std::string msg = get_str(a, "message");
     double v, th;
     if (get_num(a, "value", &v)) msg += (msg.empty() ? "" : "; ") + std::string("value ") + num(v);
@@ -669,124 +112,202 @@ std::string alarm_timeline(const std::vector<json>& alarms) {
       << step_str(st) << ", " << esc(layer_name(layer)) << ": " << esc(rule) << (msg.empty() ? "" : " — ") << esc(msg)
       << "</title></circle>\n";
   }
-  s << legend(entries, kL + pw + 12);
+  s << legend(entries, kL + pw + 12, false);
   s << "</svg>\n";
   return s.str();
 }
 
-// ---- page --------------------------------------------------------------------------------
-
-const char* kStyle = R"CSS(
-body { font-family: system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px auto;
-       max-width: 1100px; color: #222; padding: 0 16px; }
-h1 { font-size: 22px; } h2 { font-size: 18px; border-bottom: 1px solid #ddd; padding-bottom: 4px; margin-top: 32px; }
-h3 { font-size: 15px; }
-figure { margin: 8px 0; }
-svg.plot { background: #fff; display: block; max-width: 100%; height: auto; }
-svg .grid { stroke: #e6e6e6; stroke-width: 1; }
-svg .frame { fill: none; stroke: #999; }
-svg .heat-bg { fill: #f4f4f4; }
-svg .zero { stroke: #fff; stroke-dasharray: 3 3; }
-svg .tickmark { stroke: #999; }
-svg text { font-size: 11px; fill: #333; }
-svg .title { font-size: 13px; font-weight: 600; }
-svg .label { font-size: 12px; }
-svg path.line { stroke-width: 1.6; }
-.nodata { color: #888; font-style: italic; }
-table { border-collapse: collapse; font-size: 13px; margin: 8px 0; }
-td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #f6f6f6; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.healthy { color: #1a7f37; font-weight: 600; }
-.bad { color: #b42318; font-weight: 600; }
-pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
-.kind-grid figure { display: inline-block; vertical-align: top; }
-)CSS";
-
-std::string kv_table(const std::vector<std::pair<std::string, std::string>>& rows, const std::string& name) {
+std::string section_status(const Run& r) {
+  const auto [status, headline] = run_status(r);
   std::ostringstream s;
-  s << "<table data-table=\"" << esc(name) << "\">\n";
-  for (const auto& [k, v] : rows) s << "<tr><th>" << esc(k) << "</th><td>" << esc(v) << "</td></tr>\n";
-  s << "</table>\n";
+  s << "<section id=\"status\" class=\"status\" data-section=\"status\" data-status=\"" << status << "\">\n";
+  s << "<p class=\"headline\">" << esc(headline) << "</p>\n";
+  const Divergence d = find_divergence(r);
+  if (d.found) {
+    s << "<p data-divergence=\"" << step_str(d.step) << "\">First non-finite value";
+    if (!d.tensor.empty()) s << ": tensor <code>" << esc(d.tensor) << "</code>";
+    if (!d.pass.empty()) s << " in the " << esc(d.pass) << " pass";
+    if (d.layer >= 0) s << " (layer " << d.layer << ")";
+    s << ".";
+    if (!d.message.empty()) s << " " << esc(d.message) << ".";
+    s << " The loss below is drawn up to that step.</p>\n";
+  }
+  std::vector<RuleGroup> groups = group_alarms(r.alarms.rows);
+  groups.erase(std::remove_if(groups.begin(), groups.end(), [](const RuleGroup& g) { return g.rule == "nonfinite"; }),
+               groups.end());
+  if (!groups.empty()) {
+    s << "<table data-table=\"alarm-groups\"><tr><th>rule</th><th>layers</th><th>first step</th><th>times</th>"
+         "<th>advice</th><th>first message</th></tr>\n";
+    for (const RuleGroup& g : groups)
+      s << "<tr data-rule=\"" << esc(g.rule) << "\"><td class=\"bad\">" << esc(g.rule) << "</td><td>"
+        << esc(layers_text(g.layers)) << "</td><td class=\"num\">" << (g.first < DBL_MAX ? step_str(g.first) : "")
+        << "</td><td class=\"num\">" << g.count << "</td><td class=\"advice\">"
+        << (g.advice.empty() ? "—" : esc(g.advice)) << "</td><td>" << esc(g.message) << "</td></tr>\n";
+    s << "</table>\n";
+  }
+  s << "</section>\n";
   return s.str();
 }
 
-std::string json_scalar_text(const json& v) {
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_float()) return num(v.get<double>());
-  return v.dump();
-}
-
-// Eval metric columns other than loss, in order of first appearance.
-std::vector<std::string> eval_metrics(const std::vector<json>& rows) {
-  std::vector<std::string> names;
-  for (const json& r : rows)
-    for (auto it = r.begin(); it != r.end(); ++it) {
-      const std::string& k = it.key();
-      if (k == "step" || k == "epoch" || k == "split" || k == "loss" || ends_with(k, "_status")) continue;
-      if (!it->is_number() && !it->is_null()) continue;
-      if (std::find(names.begin(), names.end(), k) == names.end()) names.push_back(k);
-    }
-  return names;
-}
-
-std::string section_loss(const Log& metrics, const Log& eval) {
-  std::ostringstream s;
-  s << "<section id=\"loss\" data-section=\"loss\"><h2>Loss and quality</h2>\n";
-  std::vector<Series> loss;
-  Series train{"train loss", {}, "#1f77b4"};
-  for (const json& r : metrics.rows) {
-    double st, v;
-    if (get_step(r, &st) && get_num(r, "loss", &v)) train.pts.emplace_back(st, v);
+std::vector<std::pair<std::string, std::string>> summary_rows(const Run& r) {
+  std::vector<std::pair<std::string, std::string>> rows;
+  if (r.has_config) {
+    const Config& c = r.config;
+    rows.emplace_back("architecture", architecture_text(r));
+    rows.emplace_back("loss", enum_name(kLossKinds, c.loss.kind));
+    rows.emplace_back("optimiser", optimiser_text(c));
+    rows.emplace_back("learning rate", num(c.optim.lr));
+    rows.emplace_back("schedule", schedule_text(c.schedule));
+    std::string data = c.data.dataset + ", batch " + std::to_string(c.data.batch_size);
+    const std::string source = meta_text(r.meta, "data_source");
+    if (!source.empty()) data += " (" + source + ")";
+    rows.emplace_back("data", data);
+  } else {
+    rows.emplace_back("config", r.config_problem.empty() ? "no config.toml" : r.config_problem);
   }
-  loss.push_back(train);
-  std::map<std::string, Series> split_loss;
-  for (const json& r : eval.rows) {
+  if (r.has_config && !r.config_problem.empty()) rows.emplace_back("config", r.config_problem);
+  std::string run;
+  for (const char* k : {"steps", "n_params", "device", "dtype", "seed", "threads", "wall_s"}) {
+    const std::string v = meta_text(r.meta, k);
+    if (!v.empty()) run += (run.empty() ? "" : ", ") + std::string(k) + " " + v;
+  }
+  if (!run.empty()) rows.emplace_back("run", run);
+  const std::string version = meta_text(r.meta, "version"), rev = meta_text(r.meta, "git_revision");
+  if (!version.empty()) rows.emplace_back("curvnet", version + (rev.empty() ? "" : " (" + rev + ")"));
+  double st, v;
+  if (!r.metrics.rows.empty()) {
+    const json& last = r.metrics.rows.back();
+    if (get_step(last, &st) && get_num(last, "loss", &v))
+      rows.emplace_back("last train loss", num(v) + " at step " + step_str(st));
+  }
+  for (const std::string split : {"val", "test"}) {
+    const json* last = nullptr;
+    for (const json& e : r.eval.rows)
+      if (get_str(e, "split") == split) last = &e;
+    if (!last) continue;
+    std::string text;
+    for (auto it = last->begin(); it != last->end(); ++it) {
+      if (it.key() == "split" || it.key() == "epoch" || it.key() == "step" || !it->is_number()) continue;
+      text += (text.empty() ? "" : ", ") + it.key() + " " + num(it->get<double>());
+    }
+    if (get_step(*last, &st)) text += " at step " + step_str(st);
+    rows.emplace_back("last " + split, text);
+  }
+  rows.emplace_back("run directory", r.dir);
+  return rows;
+}
+
+// Train loss (metrics.jsonl) and eval losses (eval.jsonl) with the primary metric on the right
+// axis, in one figure; a diverged run gets a marker at the step it stopped.
+std::string quality_plot(const Run& r, std::string* out_primary) {
+  std::vector<Series> ser;
+  Series train{"train loss", {}, "#1f77b4", ""};
+  for (const json& m : r.metrics.rows) {
     double st, v;
-    if (!get_step(r, &st) || !get_num(r, "loss", &v)) continue;
-    const std::string split = get_str(r, "split", "eval");
+    if (get_step(m, &st) && get_num(m, "loss", &v)) train.pts.emplace_back(st, v);
+  }
+  ser.push_back(train);
+  std::map<std::string, Series> split_loss;
+  for (const json& e : r.eval.rows) {
+    double st, v;
+    if (!get_step(e, &st) || !get_num(e, "loss", &v)) continue;
+    const std::string split = get_str(e, "split", "eval");
     Series& sr = split_loss[split];
     sr.label = split + " loss";
-    sr.color = split == "val" ? "#ff7f0e" : split == "test" ? "#d62728" : "#9467bd";
+    sr.color = split_color(split);
+    sr.dash = "7 3";
     sr.pts.emplace_back(st, v);
   }
-  for (auto& [k, sr] : split_loss) loss.push_back(sr);
+  for (auto& [k, sr] : split_loss) ser.push_back(sr);
   bool positive = true;
-  for (const auto& sr : loss)
+  for (const auto& sr : ser)
     for (const auto& p : sr.pts) positive = positive && p.second > 0;
-  s << plot_or_nodata({"loss", "loss", "loss", positive ? Scale::log : Scale::linear, false}, loss);
-
-  const std::vector<std::string> metrics_names = eval_metrics(eval.rows);
-  if (metrics_names.empty()) s << nodata("quality metrics (eval.jsonl)");
-  for (const std::string& m : metrics_names) {
+  const std::string primary = primary_metric(eval_metrics(r.eval.rows));
+  *out_primary = primary;
+  if (!primary.empty()) {
     std::map<std::string, Series> by_split;
-    for (const json& r : eval.rows) {
+    for (const json& e : r.eval.rows) {
       double st, v;
-      if (!get_step(r, &st) || !get_num(r, m, &v)) continue;
-      const std::string split = get_str(r, "split", "eval");
+      if (!get_step(e, &st) || !get_num(e, primary, &v)) continue;
+      const std::string split = get_str(e, "split", "eval");
       Series& sr = by_split[split];
-      sr.label = split;
-      sr.color = split == "val" ? "#ff7f0e" : split == "test" ? "#d62728" : "#9467bd";
+      sr.label = split + " " + primary;
+      sr.color = split_color(split);
+      sr.right = true;
       sr.pts.emplace_back(st, v);
     }
-    std::vector<Series> ser;
     for (auto& [k, sr] : by_split) ser.push_back(sr);
-    const bool unit = m == "accuracy" || m == "precision" || m == "recall" || m == "f1" || m == "auc";
-    s << plot_or_nodata({"quality/" + m, m, m, Scale::linear, unit}, ser);
   }
+  PlotOpts o{"quality", "loss and " + (primary.empty() ? std::string("quality") : primary), "loss",
+             positive ? Scale::log : Scale::linear, false};
+  o.y2label = primary;
+  o.y2_unit_interval = is_unit_metric(primary);
+  const Divergence d = find_divergence(r);
+  if (d.found) o.markers.push_back({d.step, "diverged at step " + step_str(d.step)});
+  return plot_or_nodata(o, ser);
+}
 
-  Series lr{"lr", {}, "#2ca02c"};
-  Series gn{"grad_norm (before clipping)", {}, "#1f77b4"}, gc{"grad_norm_clipped", {}, "#ff7f0e"};
-  for (const json& r : metrics.rows) {
+std::string section_loss(const Run& r) {
+  std::ostringstream s;
+  s << "<section id=\"loss\" data-section=\"loss\"><h2>Loss and quality</h2>\n<div class=\"cols\">\n";
+  std::string primary;
+  s << quality_plot(r, &primary);
+  const std::vector<std::string> names = eval_metrics(r.eval.rows);
+  if (names.empty()) s << nodata("quality metrics (eval.jsonl)");
+  // The other metrics in one figure: metric × split, each its own style.
+  std::vector<Series> other;
+  for (const std::string& m : names) {
+    if (m == primary) continue;
+    std::map<std::string, Series> by_split;
+    for (const json& e : r.eval.rows) {
+      double st, v;
+      if (!get_step(e, &st) || !get_num(e, m, &v)) continue;
+      const std::string split = get_str(e, "split", "eval");
+      by_split[split].label = split + " " + m;
+      by_split[split].pts.emplace_back(st, v);
+    }
+    for (auto& [k, sr] : by_split) other.push_back(sr);
+  }
+  if (!other.empty()) {
+    bool unit = true;
+    for (const Series& sr : other)
+      for (const auto& p : sr.pts) unit = unit && p.second >= 0 && p.second <= 1;
+    s << plot_or_nodata({"quality/other", "other quality metrics", "value", Scale::linear, unit}, other);
+  }
+  Series lr{"lr", {}, "#2ca02c", ""};
+  Series gn{"grad_norm (before clipping)", {}, "#1f77b4", ""}, gc{"grad_norm_clipped", {}, "#ff7f0e", "7 3"};
+  for (const json& m : r.metrics.rows) {
     double st, v;
-    if (!get_step(r, &st)) continue;
-    if (get_num(r, "lr", &v)) lr.pts.emplace_back(st, v);
-    if (get_num(r, "grad_norm", &v)) gn.pts.emplace_back(st, v);
-    if (get_num(r, "grad_norm_clipped", &v)) gc.pts.emplace_back(st, v);
+    if (!get_step(m, &st)) continue;
+    if (get_num(m, "lr", &v)) lr.pts.emplace_back(st, v);
+    if (get_num(m, "grad_norm", &v)) gn.pts.emplace_back(st, v);
+    if (get_num(m, "grad_norm_clipped", &v)) gc.pts.emplace_back(st, v);
   }
   s << plot_or_nodata({"lr", "learning rate", "lr", Scale::linear, false}, {lr});
   s << plot_or_nodata({"grad_norm", "whole-network gradient norm", "‖g‖₂", Scale::log, false}, {gn, gc});
-  s << "</section>\n";
+  s << "</div>\n</section>\n";
+  return s.str();
+}
+
+std::string section_depth(const Run& r) {
+  std::ostringstream s;
+  s << "<section id=\"depth\" data-section=\"depth\"><h2>Against depth: first and last logged step</h2>\n";
+  if (r.stats.rows.empty()) {
+    s << nodata("per-layer statistics (stats.jsonl)") << "</section>\n";
+    return s.str();
+  }
+  s << "<p>Per layer, at the first logged step (dashed; step 0 is the initialisation) and the last (solid): the "
+       "variance of each activation layer's output (<code>act_var</code>; its input, the pre-activation, as "
+       "<code>pre_act_var</code> when logged) and the gradient norm of each layer's "
+       "weights (<code>grad_l2</code>). A variance falling layer by layer at step 0 is a signal that dies with "
+       "depth; a gradient norm falling towards the input, gradients that vanish.</p>\n<div class=\"cols\">\n";
+  std::vector<Series> av, gl;
+  depth_series(depth_profile(r.stats, "act_var"), "output ", "#1f77b4", &av);
+  depth_series(depth_profile(r.stats, "pre_act_var"), "input ", "#ff7f0e", &av);
+  depth_series(depth_profile(r.stats, "grad_l2"), "", "#d62728", &gl);
+  s << plot_or_nodata(depth_opts("depth/act_var", "activation variance against depth", "variance"), av);
+  s << plot_or_nodata(depth_opts("depth/grad_l2", "gradient norm against depth", "‖∇W‖₂"), gl);
+  s << "</div>\n</section>\n";
   return s.str();
 }
 
@@ -797,12 +318,14 @@ std::string section_layers(const Log& stats) {
     s << nodata("per-layer statistics (stats.jsonl)") << "</section>\n";
     return s.str();
   }
+  s << "<div class=\"cols\">\n";
   s << plot_or_nodata({"layer/grad_l2", "gradient norm per layer", "‖∇W‖₂", Scale::log, false},
                       per_layer(stats.rows, "grad_l2"));
   s << plot_or_nodata({"layer/update_ratio", "update ratio per layer", "‖Δw‖/‖w‖", Scale::log, false},
                       per_layer(stats.rows, "update_ratio"));
   s << plot_or_nodata({"layer/weight_norm", "weight norm per layer", "‖W‖₂", Scale::log, false},
                       per_layer(stats.rows, "weight_norm"));
+  s << "</div>\n";
   s << "</section>\n";
   return s.str();
 }
@@ -814,11 +337,13 @@ std::string section_activations(const Log& stats) {
     s << nodata("activation statistics (stats.jsonl)") << "</section>\n";
     return s.str();
   }
+  s << "<div class=\"cols\">\n";
   s << plot_or_nodata({"activation/dead_share", "dead units (share per layer)", "dead share", Scale::linear, true},
                       per_layer(stats.rows, "dead_share"));
   s << plot_or_nodata(
       {"activation/saturated_share", "saturated units (share per layer)", "saturated share", Scale::linear, true},
       per_layer(stats.rows, "saturated_share"));
+  s << "</div>\n";
   s << "</section>\n";
   return s.str();
 }
@@ -845,56 +370,11 @@ std::string section_curvature(const Log& diag) {
     for (auto& [k, sr] : m) out.push_back(sr);
     return out;
   };
+  s << "<div class=\"cols\">\n";
   s << plot_or_nodata({"curvature/lambda_max", "largest eigenvalue λmax", "λmax", Scale::symlog, false},
                       series_of("lambda_max"));
   s << plot_or_nodata({"curvature/condition", "condition number", "κ", Scale::log, false}, series_of("condition"));
-  s << "</section>\n";
-  return s.str();
-}
-
-std::string section_spectra(const Spectra& spectra, const std::vector<std::string>& problems) {
-  std::ostringstream s;
-  s << "<section id=\"spectra\" data-section=\"spectra\"><h2>Eigenvalue spectra over checkpoints</h2>\n";
-  s << "<p>Per checkpoint (column), the share of the layer's eigenvalues in each bin of a symlog axis shared by "
-       "all checkpoints of the plot (colour, log scale). From <code>spectra/step_N.safetensors</code>: "
-       "<code>&lt;kind&gt;.&lt;layer&gt;.eigenvalues</code>, or the estimated density "
-       "(<code>density_grid</code>/<code>density</code>) where no full spectrum was computed.</p>\n";
-  for (const std::string& p : problems) s << "<p class=\"nodata\">unreadable: " << esc(p) << "</p>\n";
-  if (spectra.empty()) {
-    s << nodata("spectra (spectra/step_N.safetensors)") << "</section>\n";
-    return s.str();
-  }
-  // Kinds in the config's order (loss local ggn kfac ... full_top), others after by name.
-  static const std::vector<std::string> order = [] {
-    std::vector<std::string> o;
-    for (CurvatureKind k : {CurvatureKind::loss, CurvatureKind::local, CurvatureKind::ggn, CurvatureKind::kfac,
-                            CurvatureKind::fisher_diag, CurvatureKind::diag, CurvatureKind::full_top})
-      o.emplace_back(enum_name(kCurvatureKinds, k));
-    return o;
-  }();
-  auto rank = [&](const std::string& k) {
-    return static_cast<size_t>(std::find(order.begin(), order.end(), k) - order.begin());
-  };
-  std::vector<std::pair<std::string, int>> keys;
-  for (const auto& [key, steps] : spectra) keys.push_back(key);
-  std::stable_sort(keys.begin(), keys.end(), [&](const auto& a, const auto& b) {
-    return rank(a.first) != rank(b.first) ? rank(a.first) < rank(b.first) : a < b;
-  });
-  std::string current_kind;
-  for (const auto& key : keys) {
-    const auto& [kind, layer] = key;
-    const auto& steps = spectra.at(key);
-    if (kind != current_kind) {
-      if (!current_kind.empty()) s << "</div>\n";
-      s << "<h3>" << esc(kind) << "</h3><div class=\"kind-grid\" data-kind=\"" << esc(kind) << "\">\n";
-      current_kind = kind;
-    }
-    const std::string name = "spectrum/" + kind + (layer < 0 ? "" : "/layer" + std::to_string(layer));
-    const std::string title = kind + (layer < 0 ? " (whole network)" : ", layer " + std::to_string(layer));
-    const std::string svg = spectrum_heatmap(name, title, steps);
-    s << (svg.empty() ? nodata(title) : "<figure>" + svg + "</figure>\n");
-  }
-  if (!current_kind.empty()) s << "</div>\n";
+  s << "</div>\n";
   s << "</section>\n";
   return s.str();
 }
@@ -914,12 +394,12 @@ std::string section_singular(const Spectra& singular) {
     const auto& [kind, layer] = key;
     if (kind != current_kind) {
       if (!current_kind.empty()) s << "</div>\n";
-      s << "<h3>" << esc(kind) << "</h3><div class=\"kind-grid\" data-kind=\"" << esc(kind) << "\">\n";
+      s << "<h3>" << esc(kind) << "</h3><div class=\"cols\" data-kind=\"" << esc(kind) << "\">\n";
       current_kind = kind;
     }
     const std::string name = "singular_values/" + kind + (layer < 0 ? "" : "/layer" + std::to_string(layer));
     const std::string title = kind + " singular values" + (layer < 0 ? "" : ", layer " + std::to_string(layer));
-    const std::string svg = spectrum_heatmap(name, title, steps, "singular value");
+    const std::string svg = values_heatmap(name, title, steps, "singular value");
     s << (svg.empty() ? nodata(title) : "<figure>" + svg + "</figure>\n");
   }
   if (!current_kind.empty()) s << "</div>\n";
@@ -942,7 +422,7 @@ std::string section_alarms(const Log& alarms) {
   s << (svg.empty() ? nodata("alarms timeline") : "<figure>" + svg + "</figure>\n");
   s << "<details><summary>" << alarms.rows.size() << " alarm" << (alarms.rows.size() == 1 ? "" : "s")
     << "</summary>\n<table data-table=\"alarms\"><tr><th>step</th><th>layer</th><th>rule</th><th>value</th>"
-       "<th>threshold</th><th>message</th></tr>\n";
+       "<th>threshold</th><th>message</th><th>advice</th></tr>\n";
   size_t shown = 0;
   for (const json& a : alarms.rows) {
     if (++shown > 500) break;
@@ -952,7 +432,7 @@ std::string section_alarms(const Log& alarms) {
     s << "<tr><td class=\"num\">" << (std::isfinite(st) ? step_str(st) : "") << "</td><td>"
       << esc(layer_name(get_layer(a))) << "</td><td>" << esc(get_str(a, "rule")) << "</td><td class=\"num\">"
       << (hv ? num(v) : "") << "</td><td class=\"num\">" << (ht ? num(th) : "") << "</td><td>"
-      << esc(get_str(a, "message")) << "</td></tr>\n";
+      << esc(get_str(a, "message")) << "</td><td>" << esc(get_str(a, "advice")) << "</td></tr>\n";
   }
   s << "</table>\n";
   if (alarms.rows.size() > 500) s << "<p>(first 500 shown)</p>\n";
@@ -1032,90 +512,54 @@ std::string section_verdicts(const Log& stats, const Log& diag, const Log& alarm
   return s.str();
 }
 
-std::string section_header(const std::string& run_dir, const Log& metrics, const Log& eval, const Log& alarms) {
-  std::ostringstream s;
-  std::string name = std::filesystem::path(run_dir).filename().string();
-  if (name.empty()) name = std::filesystem::path(run_dir).parent_path().filename().string();
-  s << "<h1>curvnet run report: " << esc(name) << "</h1>\n";
-  std::vector<std::pair<std::string, std::string>> rows;
-  rows.emplace_back("run directory", run_dir);
-  try {
-    const json meta = json::parse(read_file(RunLayout(run_dir).meta()));
-    if (meta.is_object())
-      for (auto it = meta.begin(); it != meta.end(); ++it)
-        if (!it->is_object() && !it->is_array()) rows.emplace_back(it.key(), json_scalar_text(*it));
-  } catch (const std::exception&) {}
-  double st, v;
-  if (!metrics.rows.empty()) {
-    const json& last = metrics.rows.back();
-    if (get_step(last, &st)) rows.emplace_back("last logged step", step_str(st));
-    if (get_num(last, "loss", &v)) rows.emplace_back("last train loss", num(v));
-  }
-  for (const std::string split : {"val", "test"}) {
-    const json* last = nullptr;
-    for (const json& r : eval.rows)
-      if (get_str(r, "split") == split) last = &r;
-    if (!last) continue;
-    std::string text;
-    for (auto it = last->begin(); it != last->end(); ++it) {
-      if (it.key() == "split" || it.key() == "epoch" || !it->is_number()) continue;
-      text += (text.empty() ? "" : ", ") + it.key() + " " +
-              (it.key() == "step" ? step_str(it->get<double>()) : num(it->get<double>()));
-    }
-    rows.emplace_back("last " + split, text);
-  }
-  if (alarms.exists) rows.emplace_back("alarms", std::to_string(alarms.rows.size()));
-  s << kv_table(rows, "summary");
-  return s.str();
-}
-
 }  // namespace
 
-std::string render_report(const std::string& run_dir) {
-  const RunLayout run(run_dir);
-  const Log metrics = read_log(run.metrics_log());
-  const Log eval = read_log(run.eval_log());
-  const Log stats = read_log(run.stats_log());
-  const Log diag = read_log(run.diagnostics_log());
-  const Log alarms = read_log(run.alarms_log());
-  std::vector<std::string> problems;
-  Spectra singular;
-  const Spectra spectra = read_spectra(run.spectra(), &singular, &problems);
+void check_run_dir(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec) || !std::filesystem::exists(RunLayout(path).metrics_log(), ec))
+    throw InputError(path + ": not a run directory (expected a directory with metrics.jsonl)");
+}
 
+std::string render_report(const std::string& run_dir) {
+  const Run r = load_run(run_dir);
   std::ostringstream h;
-  h << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>curvnet report: "
-    << esc(std::filesystem::path(run_dir).filename().string()) << "</title>\n<style>" << kStyle
-    << "</style>\n</head>\n<body>\n";
-  h << section_header(run_dir, metrics, eval, alarms);
-  h << "<nav><a href=\"#loss\">loss</a> · <a href=\"#layers\">layers</a> · <a href=\"#activations\">activations</a>"
-       " · <a href=\"#curvature\">curvature</a> · <a href=\"#spectra\">spectra</a> · <a href=\"#singular\">singular "
-       "values</a> · <a href=\"#alarms\">alarms</a>"
-       " · <a href=\"#verdicts\">verdicts</a></nav>\n";
-  if (metrics.rows.empty() && eval.rows.empty())
+  h << page_head("curvnet report: " + r.name);
+  h << "<h1>curvnet run report: " << esc(r.name) << "</h1>\n";
+  h << section_status(r);
+  h << "<nav><a href=\"#loss\">loss</a> · <a href=\"#depth\">depth</a> · <a href=\"#spectra\">spectra</a> · "
+       "<a href=\"#layers\">layers</a> · <a href=\"#activations\">activations</a> · <a href=\"#curvature\">curvature"
+       "</a> · <a href=\"#singular\">singular values</a> · <a href=\"#alarms\">alarms</a> · <a href=\"#verdicts\">"
+       "verdicts</a> · <a href=\"#config\">config</a></nav>\n";
+  h << "<section id=\"summary\" data-section=\"summary\"><h2>What was trained</h2>\n"
+    << kv_table(summary_rows(r), "summary") << "</section>\n";
+  if (r.metrics.rows.empty() && r.eval.rows.empty()) {
+    const Divergence d = find_divergence(r);
     h << "<section id=\"loss\" data-section=\"loss\"><h2>Loss and quality</h2>\n"
-      << nodata("training metrics (metrics.jsonl)") << "</section>\n";
-  else
-    h << section_loss(metrics, eval);
-  h << section_layers(stats);
-  h << section_activations(stats);
-  h << section_curvature(diag);
-  h << section_spectra(spectra, problems);
-  h << section_singular(singular);
-  h << section_alarms(alarms);
-  h << section_verdicts(stats, diag, alarms);
-  try {
-    const std::string config = read_file(RunLayout(run_dir).config());
+      << nodata("training metrics (metrics.jsonl)");
+    if (d.found)
+      h << "<p class=\"bad\">The run diverged at step " << step_str(d.step)
+        << " before its first logged step (train.log_every), so no loss was logged.</p>\n";
+    h << "</section>\n";
+  } else
+    h << section_loss(r);
+  h << section_depth(r);
+  h << section_spectra(r.spectra, r.problems, r.diag.rows);
+  h << section_layers(r.stats);
+  h << section_activations(r.stats);
+  h << section_curvature(r.diag);
+  h << section_singular(r.singular);
+  h << section_alarms(r.alarms);
+  h << section_verdicts(r.stats, r.diag, r.alarms);
+  if (!r.config_text.empty())
     h << "<section id=\"config\" data-section=\"config\"><h2>Resolved config</h2>\n<details><summary>config.toml"
          "</summary><pre>"
-      << esc(config) << "</pre></details></section>\n";
-  } catch (const std::exception&) {}
+      << esc(r.config_text) << "</pre></details></section>\n";
   h << "</body>\n</html>\n";
   return h.str();
 }
 
-void write_report(const std::string& run_dir) {
-  write_file_atomic(RunLayout(run_dir).report(), render_report(run_dir));
+void write_report(const std::string& run_dir, const std::string& out_file) {
+  write_file_atomic(out_file.empty() ? RunLayout(run_dir).report() : out_file, render_report(run_dir));
 }
 
 }  // namespace cn
