@@ -164,6 +164,10 @@ int main(int argc, char** argv) {
                       cn::enum_names_joined(cn::kDiagModes, " | ") + " (BatchNorm/Dropout; default: diagnostics.mode)");
   hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)")
       ->check(CLI::IsMember(kDevices));
+  hessian
+      ->add_option("--tau-rel", ho.tau_rel,
+                   "eigenvalues with |lambda| <= TAU_REL x max|lambda| count as zero (default: diagnostics.tau_rel)")
+      ->check(CLI::Range(1e-300, 0.999999));
   hessian->add_option("--out", hessian_out,
                       "where to write diagnostics.jsonl and spectra.safetensors (default CHECKPOINT/hessian)");
 

@@ -103,9 +103,29 @@ std::vector<double> kfac_matrix(const KfacFactors& f) {
   return M;
 }
 
+std::vector<double> kfac_kept_products(const KfacSpectrum& s, double tau_rel) {
+  auto cut = [tau_rel](const std::vector<double>& v) {
+    double mx = 0;
+    for (double x : v) mx = std::max(mx, std::fabs(x));
+    return tau_rel * mx;
+  };
+  const double ta = cut(s.a_eigenvalues), tg = cut(s.g_eigenvalues);
+  std::vector<double> out;
+  out.reserve(s.a_eigenvalues.size() * s.g_eigenvalues.size());
+  for (double g : s.g_eigenvalues)
+    for (double a : s.a_eigenvalues) out.push_back(std::fabs(g) > tg && std::fabs(a) > ta ? g * a : 0.0);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 SpectralMetrics kfac_metrics(const KfacSpectrum& s, const MetricOptions& opt) {
-  SpectralMetrics m = spectral_metrics(s.eigenvalues, s.diagonal, s.is_bias, opt);
+  // Each factor is cut at its own τ; a product with a cut factor is exactly zero, so the
+  // product spectrum is taken with τ = 0 (docs/curvature.md §3).
+  MetricOptions zero = opt;
+  zero.tau = 0.0;
+  SpectralMetrics m = spectral_metrics(kfac_kept_products(s, opt.effective_tau_rel()), s.diagonal, s.is_bias, zero);
   m.method = "kfac";
+  m.tau_rel = opt.effective_tau_rel();
   return m;
 }
 

@@ -44,7 +44,8 @@ TEST(SpectralMetrics, PositiveDefiniteDiagonal) {
   expect_well_formed(m);
   EXPECT_EQ(m.status, "ok");
   EXPECT_EQ(m.n, 4);
-  EXPECT_NEAR(m.tau, 4 * 4 * std::numeric_limits<double>::epsilon(), 1e-30);
+  EXPECT_NEAR(m.tau, 4 * kDenseTauRel64, 1e-30);  // τ = tau_rel · max|λ|, the float64 default
+  EXPECT_EQ(m.tau_rel, kDenseTauRel64);
   expect_metric(m, "trace", 10);
   expect_metric(m, "logdet", std::log(24.0));
   expect_metric(m, "logdet_sign", 1);
@@ -201,7 +202,8 @@ TEST(SpectralMetrics, JsonKeys) {
   const auto j = to_json(m);
   for (const char* k : {"trace", "logdet", "logdet_sign", "condition", "effective_rank", "rank", "near_zero_share",
                         "negative_share", "balance", "symmetry", "mean", "std", "lambda_max", "lambda_min",
-                        "bias_trace_share", "n_params", "status", "method", "tau"})
+                        "bias_trace_share", "n_params", "status", "method", "tau", "tau_rel", "numerical_rank",
+                        "structural_rank", "rank_deficit_beyond_structure"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_TRUE(j["logdet"].is_null());
   EXPECT_EQ(j["logdet_status"], "singular");
@@ -214,7 +216,8 @@ TEST(SpectralMetrics, JsonKeys) {
   // Only the metric keys, their statuses and the four header keys.
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string k = it.key();
-    bool known = k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "trace_stderr";
+    bool known = k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "tau_rel" ||
+                 k == "trace_stderr";
     for (const auto& name : SpectralMetrics::names()) known = known || k == name || k == name + "_status";
     EXPECT_TRUE(known) << k;
   }
