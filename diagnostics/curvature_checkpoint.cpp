@@ -29,10 +29,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
 }
 
-// Lanczos pairs with residual ≤ this × max|θ| are deflated from SLQ: their values enter the
-// quadrature exactly, and the probes' variance is that of the rest (docs/curvature.md §3).
-constexpr double kDeflationTol = 1e-6;
-
 }  // namespace
 
 struct CurvatureCheckpoint::Impl {
@@ -247,8 +243,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     extremes.insert(extremes.end(), lz.largest.rbegin(), lz.largest.rend());
     (*spectra)[prefix + ".lanczos_extremes"] = extremes;
     // Self-check: the deflated SLQ trace against plain Hutchinson (independent probes).
-    const double err = std::sqrt(sq.trace.standard_error * sq.trace.standard_error +
-                                 h.standard_error * h.standard_error);
+    const double err =
+        std::sqrt(sq.trace.standard_error * sq.trace.standard_error + h.standard_error * h.standard_error);
     row["check_trace_hutchinson"] = json_number(h.trace);
     row["check_trace_stderr"] = json_number(h.standard_error);
     row["checks"] = std::fabs(sq.trace.value - h.trace) <= 5 * err + 1e-12 * std::fabs(h.trace)

@@ -100,8 +100,8 @@ struct Tridiag {
   Buffer<double> basis;  // the m×n Lanczos basis (where the operator is), when kept
 };
 
-Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<double> q0, bool restart,
-                     PhiloxDraw& d, bool keep_basis = false) {
+Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<double> q0, bool restart, PhiloxDraw& d,
+                     bool keep_basis = false) {
   Tridiag t;
   Vectors vec(A.device, n);
   Buffer<double> V(m * n, A.device), w(n, A.device), h(m, A.device);
@@ -447,8 +447,8 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
       // Cell g spans grid[g] ± hstep/2 (half cells at the ends); its |λ| range on x's side.
       const double a = std::max(lo, r.grid[g] - 0.5 * hstep), b = std::min(hi, r.grid[g] + 0.5 * hstep);
       const double ua = sgn * a, ub = sgn * b;  // |λ| bounds on x's side (may be negative: outside)
-      const double mass = std::fabs(lognormal_cdf(std::max(ua, ub), c, r.sigma) -
-                                    lognormal_cdf(std::min(ua, ub), c, r.sigma));
+      const double mass =
+          std::fabs(lognormal_cdf(std::max(ua, ub), c, r.sigma) - lognormal_cdf(std::min(ua, ub), c, r.sigma));
       r.density[g] += w * mass / (b - a);
     }
   }

@@ -121,6 +121,11 @@ inline LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& o
 // counted as spectrum.
 inline constexpr double kSlqTauRel = 1e-4;
 
+// Lanczos pairs with residual ≤ this × max|θ| are deflated from SLQ by the curvature
+// checkpoint: their values enter the quadrature exactly and the probes' variance is that of
+// the rest (docs/curvature.md §3).
+inline constexpr double kDeflationTol = 1e-6;
+
 struct SlqOptions {
   int n_probes = 10;
   int64_t steps = 40;  // Lanczos steps per probe (clamped to n; a probe stops early on breakdown)
@@ -144,7 +149,7 @@ struct ProbeEstimate {
 struct SlqResult {
   int64_t n = 0;
   int n_probes = 0;
-  int64_t steps = 0;  // the largest m used by a probe
+  int64_t steps = 0;     // the largest m used by a probe
   int64_t deflated = 0;  // converged Ritz pairs taken exactly (k)
   // The quadrature, probe-major: probe p's nodes are the k deflated Ritz values (weight
   // 1/(n·n_probes) each) followed by its complement Ritz values θ (weight

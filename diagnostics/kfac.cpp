@@ -126,6 +126,16 @@ SpectralMetrics kfac_metrics(const KfacSpectrum& s, const MetricOptions& opt) {
   SpectralMetrics m = spectral_metrics(kfac_kept_products(s, opt.effective_tau_rel()), s.diagonal, s.is_bias, zero);
   m.method = "kfac";
   m.tau_rel = opt.effective_tau_rel();
+  // Each factor's condition over the eigenvalues its cut keeps.
+  auto kept_condition = [&m](const std::vector<double>& v) {
+    double mx = 0;
+    for (double x : v) mx = std::max(mx, std::fabs(x));
+    double mn = mx;
+    for (double x : v)
+      if (std::fabs(x) > m.tau_rel * mx) mn = std::min(mn, std::fabs(x));
+    return mx > 0 ? mx / mn : 1.0;
+  };
+  if (m.condition) m.factor_condition = std::max(kept_condition(s.a_eigenvalues), kept_condition(s.g_eigenvalues));
   return m;
 }
 

@@ -57,11 +57,24 @@ void set(SpectralMetrics& m, MetricPtr p, double v, const char* name) {
 }  // namespace
 
 const std::vector<std::string>& SpectralMetrics::names() {
-  static const std::vector<std::string> n = {
-      "trace",           "logdet",         "logdet_sign",     "condition", "effective_rank", "rank",
-      "near_zero_share", "negative_share", "balance",         "symmetry",  "mean",           "std",
-      "lambda_max",      "lambda_min",     "bias_trace_share", "numerical_rank", "structural_rank",
-      "rank_deficit_beyond_structure"};
+  static const std::vector<std::string> n = {"trace",
+                                             "logdet",
+                                             "logdet_sign",
+                                             "condition",
+                                             "effective_rank",
+                                             "rank",
+                                             "near_zero_share",
+                                             "negative_share",
+                                             "balance",
+                                             "symmetry",
+                                             "mean",
+                                             "std",
+                                             "lambda_max",
+                                             "lambda_min",
+                                             "bias_trace_share",
+                                             "numerical_rank",
+                                             "structural_rank",
+                                             "rank_deficit_beyond_structure"};
   return n;
 }
 
@@ -305,6 +318,7 @@ nlohmann::json to_json(const SpectralMetrics& m) {
     }
   }
   if (!m.structural_rank_rule.empty()) j["structural_rank_rule"] = m.structural_rank_rule;
+  if (m.factor_condition && std::isfinite(*m.factor_condition)) j["factor_condition"] = *m.factor_condition;
   const std::pair<const char*, const std::optional<double>*> errors[] = {
       {"trace_stderr", &m.trace_stderr},
       {"near_zero_share_stderr", &m.near_zero_share_stderr},

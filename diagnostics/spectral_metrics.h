@@ -61,6 +61,9 @@ struct SpectralMetrics {
   // structural_rank − numerical_rank.
   std::optional<double> numerical_rank, structural_rank, rank_deficit_beyond_structure;
   std::string structural_rank_rule;  // which bound gave structural_rank
+  // K-FAC: the larger of the two factors' condition numbers over their kept eigenvalues
+  // (condition = the product of the two).
+  std::optional<double> factor_condition;
   // Probe standard errors (SLQ only).
   std::optional<double> trace_stderr, near_zero_share_stderr, negative_share_stderr, numerical_rank_stderr,
       effective_rank_stderr;
@@ -79,13 +82,13 @@ struct SpectralMetrics {
 
 // What bounds a block's rank (docs/curvature.md §4). For a Linear layer's block:
 struct BlockShape {
-  int64_t p = 0;       // parameters
-  int64_t batch = 0;   // curvature batch B
-  bool linear = false; // a Linear layer (other layers: no bound, rank ≤ p)
+  int64_t p = 0;        // parameters
+  int64_t batch = 0;    // curvature batch B
+  bool linear = false;  // a Linear layer (other layers: no bound, rank ≤ p)
   int64_t d_in = 0, d_out = 0;
   bool bias = false;
-  int64_t outputs_rank = 0;  // C_eff: rank of the loss's Hessian in one sample's outputs
-  bool output_layer = false; // the layer's output is the network's output (nothing after)
+  int64_t outputs_rank = 0;   // C_eff: rank of the loss's Hessian in one sample's outputs
+  bool output_layer = false;  // the layer's output is the network's output (nothing after)
   // Nothing after the layer has curvature of its own and every sample passes alone
   // (Linear, ReLU, leaky ReLU, identity, Dropout, eval-mode BatchNorm): the loss block
   // then equals the Gauss-Newton block.

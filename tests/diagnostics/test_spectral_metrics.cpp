@@ -200,10 +200,29 @@ TEST(SpectralMetrics, FromDenseSolve) {
 TEST(SpectralMetrics, JsonKeys) {
   const auto m = spectral_metrics({-1, 0, 2});
   const auto j = to_json(m);
-  for (const char* k : {"trace", "logdet", "logdet_sign", "condition", "effective_rank", "rank", "near_zero_share",
-                        "negative_share", "balance", "symmetry", "mean", "std", "lambda_max", "lambda_min",
-                        "bias_trace_share", "n_params", "status", "method", "tau", "tau_rel", "numerical_rank",
-                        "structural_rank", "rank_deficit_beyond_structure"})
+  for (const char* k : {"trace",
+                        "logdet",
+                        "logdet_sign",
+                        "condition",
+                        "effective_rank",
+                        "rank",
+                        "near_zero_share",
+                        "negative_share",
+                        "balance",
+                        "symmetry",
+                        "mean",
+                        "std",
+                        "lambda_max",
+                        "lambda_min",
+                        "bias_trace_share",
+                        "n_params",
+                        "status",
+                        "method",
+                        "tau",
+                        "tau_rel",
+                        "numerical_rank",
+                        "structural_rank",
+                        "rank_deficit_beyond_structure"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_TRUE(j["logdet"].is_null());
   EXPECT_EQ(j["logdet_status"], "singular");
@@ -216,8 +235,8 @@ TEST(SpectralMetrics, JsonKeys) {
   // Only the metric keys, their statuses and the four header keys.
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string k = it.key();
-    bool known = k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "tau_rel" ||
-                 k == "trace_stderr";
+    bool known =
+        k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "tau_rel" || k == "trace_stderr";
     for (const auto& name : SpectralMetrics::names()) known = known || k == name || k == name + "_status";
     EXPECT_TRUE(known) << k;
   }
