@@ -880,9 +880,12 @@ std::vector<Section> build_schema() {
            f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, cc(2, kMaxWindow),
                  "outlier: logged steps of a layer's own history"),
            f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0),
-                    "ill_conditioned: Hessian condition number above this; 0 = off"),
+                    "ill_conditioned: condition over the eigenvalues above tau (K-FAC: the worse factor) above this; 0 "
+                    "= off"),
            f_double("near_zero_high", &C::alarms, &AlarmsConfig::near_zero_high, cc(0, 1),
-                    "spectrum_at_zero: share of Hessian eigenvalues near zero above this; 0 = off"),
+                    "spectrum_at_zero: near-zero share above the structurally forced share 1 - structural_rank/n by "
+                    "more than "
+                    "this; 0 = off"),
            f_double("saddle_symmetry", &C::alarms, &AlarmsConfig::saddle_symmetry, cc(0, 1),
                     "saddle: loss-Hessian spectrum symmetry at or above this (with saddle_negative_share); 0 = off"),
            f_double("saddle_negative_share", &C::alarms, &AlarmsConfig::saddle_negative_share, cc(0, 1),

@@ -124,7 +124,7 @@ struct DiagnosticsConfig {
   DType dtype = DType::float64;
   int64_t lanczos_k = 20;
   int64_t probes = 10;
-  double tau_rel = 0.0;  // near-zero tolerance τ = tau_rel · max|λ|; 0 = per method (docs/curvature.md §3)
+  double tau_rel = 0.0;  // near-zero tolerance τ = tau_rel · max|λ|; 0 = per method (docs/curvature.md §4)
 };
 
 struct AlarmsConfig {

@@ -231,7 +231,7 @@ void AlarmEngine::observe_curvature(int64_t step, const std::vector<CurvatureObs
     if (m.status == kStatusNotApplicable) continue;
     const bool zero_matrix = m.status == kStatusZeroMatrix;
 
-    // κ over the eigenvalues the tolerance keeps (docs/curvature.md §3), so rank deficiency
+    // κ over the eigenvalues the tolerance keeps (docs/curvature.md §4), so rank deficiency
     // the construction guarantees never counts; K-FAC: the worse of its two factors (the
     // product's κ is their product).
     const double cond = m.method == "kfac" && m.factor_condition ? *m.factor_condition : num(m.condition);

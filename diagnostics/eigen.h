@@ -113,7 +113,7 @@ inline LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& o
   return lanczos(DeviceOperator{Device::cpu, A}, n, opt);
 }
 
-// The relative tolerance SLQ uses when none is given (docs/curvature.md §3): an m-step
+// The relative tolerance SLQ uses when none is given (docs/curvature.md §4): an m-step
 // Gauss rule resolves the spectrum near zero only down to its node nearest zero, which
 // carries the null space's weight at a value of order its Lanczos residual (measured:
 // 1e-10 .. 1e-5 · max|λ| at m = 40 on rank-deficient Gauss-Newton blocks). τ must lie

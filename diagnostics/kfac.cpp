@@ -120,7 +120,7 @@ std::vector<double> kfac_kept_products(const KfacSpectrum& s, double tau_rel) {
 
 SpectralMetrics kfac_metrics(const KfacSpectrum& s, const MetricOptions& opt) {
   // Each factor is cut at its own τ; a product with a cut factor is exactly zero, so the
-  // product spectrum is taken with τ = 0 (docs/curvature.md §3).
+  // product spectrum is taken with τ = 0 (docs/curvature.md §4).
   MetricOptions zero = opt;
   zero.tau = 0.0;
   SpectralMetrics m = spectral_metrics(kfac_kept_products(s, opt.effective_tau_rel()), s.diagonal, s.is_bias, zero);

@@ -24,7 +24,7 @@ constexpr double dtype_eps() {
   return static_cast<double>(std::numeric_limits<T>::epsilon());
 }
 
-// Default relative tolerances τ/max|λ| of a dense solve (docs/curvature.md §3): above the
+// Default relative tolerances τ/max|λ| of a dense solve (docs/curvature.md §4): above the
 // backward error of ?syevd, ~n·ε·‖A‖, for every block the dense path takes (n ≤ 4·10⁵ in
 // float64; float32 blocks carry the error of float32 Hessian-vector products too).
 inline constexpr double kDenseTauRel64 = 1e-10;
