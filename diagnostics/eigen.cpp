@@ -364,6 +364,7 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
   PhiloxDraw d = draw_for(opt.key, kMethodSlq);
   Buffer<double> vd(n, A.device);
   std::vector<double> v(static_cast<size_t>(n));
+  std::vector<double> probe_norm2;  // ‖P⊥v‖² per probe (n without deflation)
   for (int p = 0; p < opt.n_probes; ++p) {
     rademacher(d, v.data(), n);
     if (k > 0) {
@@ -371,6 +372,7 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
       vec.reorthogonalise(Y.data(), k, vd.data(), hbuf.data());
       device_copy(Device::cpu, v.data(), A.device, vd.data(), static_cast<size_t>(n) * sizeof(double));
     }
+    probe_norm2.push_back(dot(v.data(), v.data(), n));
     Tridiag t = lanczos_core(Ac, n, m, v, false, d);
     std::vector<double> theta, S;
     tridiag_eig(t, theta, S);
@@ -406,7 +408,12 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
     }
     s1 += t1 / P;
     sabs += ta / P;
-    tr.push_back(dn * t1);
+    // The trace unnormalised, vᵀP⊥AP⊥v = ‖P⊥v‖² q₁ᵀAq₁ (unbiased for tr P⊥AP⊥; the
+    // normalised rule's (n − k) q₁ᵀAq₁ is not when ‖P⊥v‖ and vᵀP⊥AP⊥v correlate).
+    double deflated_sum = 0;
+    for (double x : defl_values) deflated_sum += x;
+    tr.push_back(deflated_sum +
+                 (k > 0 ? probe_norm2[p] / (dn - static_cast<double>(k)) : 1.0) * (dn * t1 - deflated_sum));
     nz.push_back(tz);
     neg.push_back(tn);
     ab.push_back(dn * ta);

@@ -166,7 +166,7 @@ struct SlqResult {
   std::vector<double> grid, density;
   double lambda_min = 0, lambda_max = 0;  // extreme nodes
   // Estimates of (1/n) tr f(A) ≈ Σ_k w_k f(θ_k), per probe, then mean ± standard error:
-  ProbeEstimate trace;            // n Σ w θ (= Σ deflated θ + (n − k) qᵀ A_c q per probe)
+  ProbeEstimate trace;  // Σ deflated θ + vᵀP⊥AP⊥v per probe (unbiased; = n Σ w θ up to ‖P⊥v‖²/(n − k))
   ProbeEstimate near_zero_share;  // Σ w [|θ| ≤ τ]
   ProbeEstimate negative_share;   // Σ w [θ < −τ]
   ProbeEstimate abs_sum;          // n Σ w |θ| (≈ Σ|λ|)
