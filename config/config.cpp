@@ -844,8 +844,8 @@ std::vector<Section> build_schema() {
                          "random probes for Hutchinson and SLQ"),
                    f_double("tau_rel", &C::diagnostics, &DiagnosticsConfig::tau_rel, co(0, 1),
                             "eigenvalues with |lambda| <= tau_rel x max|lambda| count as zero (rank, near-zero share, "
-                            "condition); 0 = per method: 1e-10 dense float64, 1e-4 dense float32, 1e-4 SLQ, 1e-10 "
-                            "per K-FAC factor"),
+                            "condition); 0 = per method: 1e-10 dense float64, 1e-4 dense float32, 1e-4 SLQ, the dense "
+                            "value per K-FAC factor"),
                }});
 
   s.push_back(
