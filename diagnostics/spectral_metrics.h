@@ -113,7 +113,7 @@ StructuralRank structural_rank(const std::string& kind, const BlockShape& shape)
 //   balance = Σλ / Σ|λ| ∈ [−1, 1], symmetry = 1 − |balance| (null for the zero matrix);
 //   logdet = Σ log|λ|, logdet_sign = Π sign λ (both null, status "singular", when any |λ| ≤ τ);
 //   bias_trace_share: null with status "no diagonal" (see the overload below).
-// τ = options.tau, else max|λ| · n · options.eps. The zero matrix (max|λ| = 0) gets status
+// τ = options.tau, else options.effective_tau_rel() · max|λ|. The zero matrix (max|λ| = 0) gets status
 // "zero matrix"; an empty vector "empty"; any non-finite eigenvalue "non-finite eigenvalues"
 // with every metric absent.
 SpectralMetrics spectral_metrics(const std::vector<double>& eigenvalues, const MetricOptions& options = {});
