@@ -210,6 +210,20 @@ int main(int argc, char** argv) {
                       cn::enum_names_joined(cn::kDiagModes, " | ") + " (BatchNorm/Dropout; default: diagnostics.mode)");
   hessian->add_option("--device", ho.device, "auto | cpu | cuda (default: train.device)")
       ->check(CLI::IsMember(kDevices));
+  hessian
+      ->add_option("--tau-rel", ho.tau_rel,
+                   "eigenvalues with |lambda| <= TAU_REL x max|lambda| count as zero (default: diagnostics.tau_rel)")
+      ->check(CLI::Validator(
+          [](std::string& v) {
+            double x = 0;
+            try {
+              x = std::stod(v);
+            } catch (const std::exception&) {
+              return std::string("expected a number in (0, 1), got ") + v;
+            }
+            return x > 0 && x < 1 ? std::string() : "expected a number in (0, 1), got " + v;
+          },
+          "in (0, 1)"));
   hessian->add_option("--out", hessian_out,
                       "where to write diagnostics.jsonl and spectra.safetensors (default: the first free "
                       "CHECKPOINT/hessian, hessian_2, ...)");

@@ -844,6 +844,10 @@ std::vector<Section> build_schema() {
                          "Lanczos iterations / top eigenvalues for iterative methods"),
                    f_int("probes", &C::diagnostics, &DiagnosticsConfig::probes, cc(1, kMaxIterative),
                          "random probes for Hutchinson and SLQ"),
+                   f_double("tau_rel", &C::diagnostics, &DiagnosticsConfig::tau_rel, co(0, 1),
+                            "eigenvalues with |lambda| <= tau_rel x max|lambda| count as zero (rank, near-zero share, "
+                            "condition); 0 = per method: 1e-10 dense float64, 1e-4 dense float32, 1e-4 SLQ, the dense "
+                            "value per K-FAC factor"),
                }});
 
   s.push_back(
@@ -878,9 +882,12 @@ std::vector<Section> build_schema() {
            f_int("outlier_window", &C::alarms, &AlarmsConfig::outlier_window, cc(2, kMaxWindow),
                  "outlier: logged steps of a layer's own history"),
            f_double("condition_high", &C::alarms, &AlarmsConfig::condition_high, ge(0),
-                    "ill_conditioned: Hessian condition number above this; 0 = off"),
+                    "ill_conditioned: condition over the eigenvalues above tau (K-FAC: the worse factor) above this; 0 "
+                    "= off"),
            f_double("near_zero_high", &C::alarms, &AlarmsConfig::near_zero_high, cc(0, 1),
-                    "spectrum_at_zero: share of Hessian eigenvalues near zero above this; 0 = off"),
+                    "spectrum_at_zero: near-zero share above the structurally forced share 1 - structural_rank/n by "
+                    "more than "
+                    "this; 0 = off"),
            f_double("saddle_symmetry", &C::alarms, &AlarmsConfig::saddle_symmetry, cc(0, 1),
                     "saddle: loss-Hessian spectrum symmetry at or above this (with saddle_negative_share); 0 = off"),
            f_double("saddle_negative_share", &C::alarms, &AlarmsConfig::saddle_negative_share, cc(0, 1),

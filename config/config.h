@@ -125,6 +125,7 @@ struct DiagnosticsConfig {
   DType dtype = DType::float64;
   int64_t lanczos_k = 20;
   int64_t probes = 10;
+  double tau_rel = 0.0;  // near-zero tolerance τ = tau_rel · max|λ|; 0 = per method (docs/curvature.md §4)
 };
 
 struct AlarmsConfig {
@@ -142,7 +143,7 @@ struct AlarmsConfig {
   double saturation_high = 0.5;        // saturation: share of saturated units above this
   double weight_norm_high = 10.0;      // weight_norm: RMS of a layer's weights above this
   int64_t outlier_window = 20;         // outlier: logged steps of a layer's own history
-  double condition_high = 1e8;         // ill_conditioned: Hessian condition number above this
+  double condition_high = 1e11;        // ill_conditioned: condition over the kept eigenvalues above this
   double near_zero_high = 0.5;         // spectrum_at_zero: share of eigenvalues near zero above this
   double saddle_symmetry = 0.5;        // saddle: spectrum symmetry at or above this ...
   double saddle_negative_share = 0.1;  // ... and negative-eigenvalue share at or above this

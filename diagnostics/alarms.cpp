@@ -231,20 +231,28 @@ void AlarmEngine::observe_curvature(int64_t step, const std::vector<CurvatureObs
     if (m.status == kStatusNotApplicable) continue;
     const bool zero_matrix = m.status == kStatusZeroMatrix;
 
-    const double cond = num(m.condition);
+    // κ over the eigenvalues the tolerance keeps (docs/curvature.md §4), so rank deficiency
+    // the construction guarantees never counts; K-FAC: the worse of its two factors (the
+    // product's κ is their product).
+    const double cond = m.method == "kfac" && m.factor_condition ? *m.factor_condition : num(m.condition);
     if (c_.condition_high > 0 && finite(cond) &&
         transition(key_of(AlarmRule::ill_conditioned, L, kind), cond > c_.condition_high))
       emit(step, L, AlarmRule::ill_conditioned, cond, c_.condition_high,
-           where + ": condition number " + fmt(cond) + " above condition_high " + fmt(c_.condition_high), extra);
+           where + ": condition number " + fmt(cond) + " over the eigenvalues above tau = " + fmt(m.tau) +
+               " exceeds condition_high " + fmt(c_.condition_high),
+           extra);
 
-    // The local Hessian of a piecewise-linear layer is zero by construction: no alarm.
+    // Zeros beyond those the structure forces (1 − structural_rank / n); the local Hessian
+    // of a piecewise-linear layer is zero by construction: no alarm.
     double nz = num(m.near_zero_share);
     if (!finite(nz) && zero_matrix) nz = 1.0;
+    const double forced = m.structural_zero_share(), excess = nz - forced;
     if (c_.near_zero_high > 0 && finite(nz) && !(k == CurvatureKind::local && zero_matrix) &&
-        transition(key_of(AlarmRule::spectrum_at_zero, L, kind), nz > c_.near_zero_high))
-      emit(step, L, AlarmRule::spectrum_at_zero, nz, c_.near_zero_high,
-           where + ": share of eigenvalues near zero " + fmt(nz) + " above near_zero_high " + fmt(c_.near_zero_high),
-           extra);
+        transition(key_of(AlarmRule::spectrum_at_zero, L, kind), excess > c_.near_zero_high))
+      emit(step, L, AlarmRule::spectrum_at_zero, excess, c_.near_zero_high,
+           where + ": share of eigenvalues near zero " + fmt(nz) + " exceeds the structural zero share " + fmt(forced) +
+               " by more than near_zero_high " + fmt(c_.near_zero_high),
+           {{"kind", kind}, {"near_zero_share", nz}, {"structural_zero_share", forced}});
 
     if ((k == CurvatureKind::loss || k == CurvatureKind::full_top) && c_.saddle_symmetry > 0) {
       const double sym = num(m.symmetry), neg = num(m.negative_share);

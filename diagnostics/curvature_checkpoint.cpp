@@ -84,6 +84,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     upload(device, x.data(), xs, x.size());
     upload(device, target.data(), ts, target.size());
     metric_options.eps = dtype_eps<D>();
+    metric_options.tau_rel = c.tau_rel;  // 0: the dense default for D
     // The running statistics stay as the snapshot loads them.
     for (size_t i = 0; i < net->size(); ++i) net->layer(i).set_update_running(false);
   }
@@ -206,16 +207,22 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return row;
   }
 
+  // Lanczos (extremes, converged pairs), SLQ deflated by the converged pairs (the quadrature
+  // the metrics and the spectra file come from), and plain Hutchinson as an independent
+  // check of the trace (docs/curvature.md §3).
   json iterative_row(const DeviceOperator& op, int64_t p, const ProbeKey& k, const std::string& prefix,
                      std::map<std::string, std::vector<double>>* spectra, SpectralMetrics* metrics) {
     LanczosOptions lo;
     lo.k = static_cast<int>(config.lanczos_k);
     lo.key = k;
+    lo.converged_tol = kDeflationTol;
     const LanczosResult lz = lanczos(op, p, lo);
     SlqOptions so;
     so.n_probes = static_cast<int>(config.probes);
     so.key = k;
     so.key.b ^= 0x5A5A5A5Aull << 32;  // its own probes, not Lanczos's start vector
+    if (config.tau_rel > 0) so.tau_rel = config.tau_rel;
+    so.deflate = &lz;
     const SlqResult sq = slq(op, p, so);
     ProbeKey hk = k;
     hk.b ^= 0xA5A5A5A5ull << 32;
@@ -223,18 +230,65 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     const SpectralMetrics m = iterative_metrics(p, &lz, &sq, &h);
     json row = to_json(m);
     *metrics = m;
+    row["deflated"] = sq.deflated;
+    row["slq_steps"] = sq.steps;
+    (*spectra)[prefix + ".ritz_nodes"] = sq.nodes;
+    (*spectra)[prefix + ".ritz_weights"] = sq.weights;
+    (*spectra)[prefix + ".ritz_probe_steps"] = std::vector<double>(sq.probe_steps.begin(), sq.probe_steps.end());
+    (*spectra)[prefix + ".tau"] = {sq.tau};
+    (*spectra)[prefix + ".zero_mass"] = {sq.zero_mass};
     (*spectra)[prefix + ".density_grid"] = sq.grid;
     (*spectra)[prefix + ".density"] = sq.density;
     std::vector<double> extremes = lz.smallest;
     extremes.insert(extremes.end(), lz.largest.rbegin(), lz.largest.rend());
     (*spectra)[prefix + ".lanczos_extremes"] = extremes;
-    // Self-check: SLQ's and Hutchinson's traces are independent estimates.
-    const double err = std::sqrt(sq.trace_stderr * sq.trace_stderr + h.standard_error * h.standard_error);
-    row["check_trace_slq"] = json_number(sq.trace);
-    row["checks"] = std::fabs(sq.trace - h.trace) <= 5 * err + 1e-12 * std::fabs(h.trace)
+    // Self-check: the deflated SLQ trace against plain Hutchinson (independent probes).
+    const double err =
+        std::sqrt(sq.trace.standard_error * sq.trace.standard_error + h.standard_error * h.standard_error);
+    row["check_trace_hutchinson"] = json_number(h.trace);
+    row["check_trace_stderr"] = json_number(h.standard_error);
+    row["checks"] = std::fabs(sq.trace.value - h.trace) <= 5 * err + 1e-12 * std::fabs(h.trace)
                         ? "passed"
-                        : "failed: SLQ trace " + fmt(sq.trace) + " vs Hutchinson " + fmt(h.trace);
+                        : "failed: SLQ trace " + fmt(sq.trace.value) + " vs Hutchinson " + fmt(h.trace);
     return row;
+  }
+
+  // The block's shape as the structural rank bound needs it (docs/curvature.md §4).
+  BlockShape block_shape(size_t layer) const {
+    BlockShape s;
+    const Layer<D>& l = net->layer(layer);
+    s.p = l.num_params();
+    s.batch = N;
+    s.linear = l.kind() == LayerKind::linear;
+    s.d_in = l.in_features();
+    s.d_out = l.out_features();
+    for (bool b : bias_mask(layer)) s.bias = s.bias || b;
+    const int64_t C = net->n_outputs();
+    s.softmax_outputs = loss->kind() == LossKind::cross_entropy;
+    s.outputs_rank = s.softmax_outputs ? C - 1 : C;
+    const bool training = config.mode == DiagMode::train;
+    s.output_layer = true;
+    s.piecewise_linear_after = true;
+    for (size_t i = layer + 1; i < net->size(); ++i) {
+      const LayerKind k = net->layer(i).kind();
+      if (k != LayerKind::identity) s.output_layer = false;
+      const bool linear_map = k == LayerKind::linear || k == LayerKind::relu || k == LayerKind::leaky_relu ||
+                              k == LayerKind::identity || k == LayerKind::dropout ||
+                              (k == LayerKind::batchnorm && !training);
+      if (!linear_map) s.piecewise_linear_after = false;
+    }
+    return s;
+  }
+
+  void add_structural_rank(size_t layer, const std::string& kind_name, SpectralMetrics* m, json* row) const {
+    if (m->status == kStatusNotApplicable) return;
+    const StructuralRank sr = structural_rank(kind_name, block_shape(layer));
+    m->set_structural_rank(sr.bound, sr.rule);
+    const json j = to_json(*m);
+    for (const char* key : {"structural_rank", "rank_deficit_beyond_structure", "structural_rank_rule"}) {
+      (*row)[key] = j.contains(key) ? j[key] : json(nullptr);
+      row->erase(std::string(key) + "_status");
+    }
   }
 
   static std::string fmt(double v) {
@@ -276,6 +330,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         const auto tk = std::chrono::steady_clock::now();
         out.observations.push_back({static_cast<int64_t>(layer), kind, {}, std::nullopt});
         json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations.back().metrics);
+        add_structural_rank(layer, kind_name, &out.observations.back().metrics, &row);
         row["step"] = step;
         row["layer"] = layer;
         row["kind"] = kind_name;
@@ -314,6 +369,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
                         : dense_row(device_block.data(), device, p, is_bias, op, k, &eig, metrics);
         row["block_method"] = kron ? "kronecker" : "hvp_columns";
         (*spectra)[prefix + ".eigenvalues"] = std::move(eig);
+        (*spectra)[prefix + ".tau"] = {metrics->tau};
         return row;
       }
       case CurvatureKind::local: {
@@ -325,7 +381,10 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         json row = to_json(*metrics);
         row["symmetry_residual"] = r.max_symmetry_residual;
         row["solver_info"] = r.max_info;
-        if (r.status != kStatusNotApplicable) (*spectra)[prefix + ".eigenvalues"] = r.eigenvalues;
+        if (r.status != kStatusNotApplicable) {
+          (*spectra)[prefix + ".eigenvalues"] = r.eigenvalues;
+          (*spectra)[prefix + ".tau"] = {metrics->tau};
+        }
         if (!r.reason.empty()) row["reason"] = r.reason;
         return row;
       }
@@ -341,7 +400,9 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         json row = to_json(*metrics);
         row["solver_info"] = sp.info;
         row["symmetry_residual"] = sp.symmetry_residual;
-        (*spectra)[prefix + ".eigenvalues"] = sp.eigenvalues;
+        // The products with a numerically zero factor are exactly 0 here (τ = 0 for them).
+        (*spectra)[prefix + ".eigenvalues"] = kfac_kept_products(sp, metric_options.effective_tau_rel());
+        (*spectra)[prefix + ".tau"] = {0.0};
         (*spectra)[prefix + ".a_eigenvalues"] = sp.a_eigenvalues;
         (*spectra)[prefix + ".g_eigenvalues"] = sp.g_eigenvalues;
         return row;

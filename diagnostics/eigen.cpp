@@ -97,13 +97,15 @@ class Vectors {
 struct Tridiag {
   std::vector<double> alpha, beta;
   int restarts = 0;
+  Buffer<double> basis;  // the m×n Lanczos basis (where the operator is), when kept
 };
 
-Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<double> q0, bool restart,
-                     PhiloxDraw& d) {
+Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<double> q0, bool restart, PhiloxDraw& d,
+                     bool keep_basis = false) {
   Tridiag t;
   Vectors vec(A.device, n);
   Buffer<double> V(m * n, A.device), w(n, A.device), h(m, A.device);
+
   const double nrm = std::sqrt(dot(q0.data(), q0.data(), n));
   CN_CHECK_MSG(nrm > 0, "Lanczos: zero start vector");
   for (auto& x : q0) x /= nrm;
@@ -150,6 +152,7 @@ Tridiag lanczos_core(const DeviceOperator& A, int64_t n, int64_t m, std::vector<
     vec.axpby(1.0 / b, w.data(), 0.0, next);
     t.beta.push_back(b);
   }
+  if (keep_basis) t.basis = std::move(V);
   return t;
 }
 
@@ -163,6 +166,59 @@ void tridiag_eig(const Tridiag& t, std::vector<double>& theta, std::vector<doubl
   S.assign(static_cast<size_t>(m) * m, 0.0);
   const lapack_int info = LAPACKE_dstev(LAPACK_COL_MAJOR, 'V', m, theta.data(), e.data(), S.data(), m);
   CN_CHECK_MSG(info == 0, "LAPACKE_dstev failed, info = " << info);
+}
+
+// The converged Ritz pairs (residual ≤ tol · max|θ|), at most k from each end of the
+// spectrum, their vectors Y = Vᵀ S (rows) copied to the host. Only the ends are taken:
+// interior Ritz values of a short run are not eigenvalues even when their residual is small.
+void keep_converged(const Tridiag& t, const std::vector<double>& S, double tol, int64_t k, int64_t n, Device dev,
+                    LanczosResult& r) {
+  const int64_t m = r.steps;
+  double max_abs = 0;
+  for (double x : r.ritz) max_abs = std::max(max_abs, std::fabs(x));
+  if (!(max_abs > 0)) return;
+  std::vector<int64_t> pick;
+  for (int64_t i = m - 1; i >= 0 && m - 1 - i < k; --i) {  // from the top, while converged
+    if (!(r.residuals[i] <= tol * max_abs)) break;
+    pick.push_back(i);
+  }
+  const int64_t top = static_cast<int64_t>(pick.size());
+  for (int64_t i = 0; i < m - top && i < k; ++i) {  // from the bottom
+    if (!(r.residuals[i] <= tol * max_abs)) break;
+    pick.push_back(i);
+  }
+  if (pick.empty()) return;
+  const int64_t c = static_cast<int64_t>(pick.size());
+  // Columns of S (column-major m×m) for the picked pairs, as a c×m row-major matrix.
+  std::vector<double> Sc(static_cast<size_t>(c * m));
+  for (int64_t a = 0; a < c; ++a)
+    for (int64_t j = 0; j < m; ++j) Sc[a * m + j] = S[pick[a] * m + j];
+  Buffer<double> Sd(c * m, dev), Y(c * n, dev);
+  device_copy(dev, Sd.data(), Device::cpu, Sc.data(), Sc.size() * sizeof(double));
+  CN_DISPATCH(dev, gemm<double>, false, false, c, n, m, 1.0, Sd.data(), m, t.basis.data(), n, 0.0, Y.data(), n);
+  r.converged_vectors.resize(static_cast<size_t>(c * n));
+  device_copy(Device::cpu, r.converged_vectors.data(), dev, Y.data(), r.converged_vectors.size() * sizeof(double));
+  for (int64_t i : pick) r.converged_values.push_back(r.ritz[i]);
+}
+
+// The mean of per-probe samples and its standard error.
+ProbeEstimate probe_estimate(const std::vector<double>& x) {
+  ProbeEstimate e;
+  const double P = static_cast<double>(x.size());
+  if (x.empty()) return e;
+  e.value = std::accumulate(x.begin(), x.end(), 0.0) / P;
+  if (x.size() > 1) {
+    double var = 0;
+    for (double v : x) var += (v - e.value) * (v - e.value);
+    e.standard_error = std::sqrt(var / (P - 1) / P);
+  }
+  return e;
+}
+
+// Mass of a log-normal kernel (median c > 0, width s in ln) on (0, t]: Φ(ln(t/c)/s).
+double lognormal_cdf(double t, double c, double s) {
+  if (t <= 0) return 0.0;
+  return 0.5 * std::erfc(-std::log(t / c) / (s * M_SQRT2));
 }
 
 }  // namespace
@@ -243,7 +299,7 @@ LanczosResult lanczos(const DeviceOperator& A, int64_t n, const LanczosOptions& 
   PhiloxDraw d = draw_for(opt.key, kMethodLanczos);
   std::vector<double> q0(n);
   for (auto& x : q0) x = d.normal();
-  Tridiag t = lanczos_core(A, n, m, std::move(q0), true, d);
+  Tridiag t = lanczos_core(A, n, m, std::move(q0), true, d, opt.converged_tol > 0);
   LanczosResult r;
   r.n = n;
   r.steps = static_cast<int64_t>(t.alpha.size());
@@ -261,6 +317,7 @@ LanczosResult lanczos(const DeviceOperator& A, int64_t n, const LanczosOptions& 
     r.smallest.push_back(r.ritz[i]);
     r.smallest_residuals.push_back(r.residuals[i]);
   }
+  if (opt.converged_tol > 0) keep_converged(t, S, opt.converged_tol, k, n, A.device, r);
   return r;
 }
 
@@ -271,79 +328,137 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
   SlqResult r;
   r.n = n;
   r.n_probes = opt.n_probes;
-  const int64_t m = std::min<int64_t>(std::max<int64_t>(opt.steps, 1), n);
+  const double P = static_cast<double>(opt.n_probes), dn = static_cast<double>(n);
+  // The deflated pairs: exact nodes of weight 1/n; probes run on the complement.
+  std::vector<double> defl_values;
+  Buffer<double> Y, hbuf;
+  int64_t k = 0;
+  if (opt.deflate && !opt.deflate->converged_values.empty()) {
+    CN_CHECK_MSG(opt.deflate->n == n, "SLQ: the deflation run is for another dimension");
+    defl_values = opt.deflate->converged_values;
+    k = static_cast<int64_t>(defl_values.size());
+    if (k >= n) k = 0, defl_values.clear();  // nothing left to probe: keep plain SLQ
+  }
+  r.deflated = k;
+  Vectors vec(A.device, n);
+  if (k > 0) {
+    Y = Buffer<double>(k * n, A.device);
+    hbuf = Buffer<double>(k, A.device);
+    device_copy(A.device, Y.data(), Device::cpu, opt.deflate->converged_vectors.data(),
+                static_cast<size_t>(k * n) * sizeof(double));
+  }
+  // P⊥ A P⊥ (the input is already in the complement; one projection of the output).
+  DeviceOperator Ac = A;
+  if (k > 0) {
+    const double* y = Y.data();
+    double* h = hbuf.data();
+    Vectors* pv = &vec;
+    const DeviceOperator inner = A;
+    Ac.apply = [inner, y, h, k, pv](const double* v, double* out) {
+      inner.apply(v, out);
+      pv->reorthogonalise(y, k, out, h);
+    };
+  }
+  const int64_t m = std::min<int64_t>(std::max<int64_t>(opt.steps, 1), n - k);
+  const double w_defl = 1.0 / dn, w_rest = static_cast<double>(n - k) / dn;
   PhiloxDraw d = draw_for(opt.key, kMethodSlq);
-  std::vector<double> per_probe;
+  Buffer<double> vd(n, A.device);
+  std::vector<double> v(static_cast<size_t>(n));
+  std::vector<double> probe_norm2;  // ‖P⊥v‖² per probe (n without deflation)
   for (int p = 0; p < opt.n_probes; ++p) {
-    std::vector<double> v(n);
     rademacher(d, v.data(), n);
-    Tridiag t = lanczos_core(A, n, m, std::move(v), false, d);
+    if (k > 0) {
+      vec.upload(vd.data(), v);
+      vec.reorthogonalise(Y.data(), k, vd.data(), hbuf.data());
+      device_copy(Device::cpu, v.data(), A.device, vd.data(), static_cast<size_t>(n) * sizeof(double));
+    }
+    probe_norm2.push_back(dot(v.data(), v.data(), n));
+    Tridiag t = lanczos_core(Ac, n, m, v, false, d);
     std::vector<double> theta, S;
     tridiag_eig(t, theta, S);
     const int64_t mm = static_cast<int64_t>(theta.size());
     r.steps = std::max(r.steps, mm);
-    double est = 0;
-    for (int64_t i = 0; i < mm; ++i) {
-      const double tau2 = S[i * mm] * S[i * mm];  // first component of eigenvector i
-      r.nodes.push_back(theta[i]);
-      r.weights.push_back(tau2 / opt.n_probes);
-      est += tau2 * theta[i];
+    for (double x : defl_values) {
+      r.nodes.push_back(x);
+      r.weights.push_back(w_defl / P);
     }
-    per_probe.push_back(static_cast<double>(n) * est);
+    for (int64_t i = 0; i < mm; ++i) {
+      r.nodes.push_back(theta[i]);
+      r.weights.push_back(w_rest * S[i * mm] * S[i * mm] / P);  // S[i*mm]: first component of vector i
+    }
+    r.probe_steps.push_back(k + mm);
   }
-  // Estimates.
-  double max_abs = 0;
+  // Tolerance, then the per-probe estimates (weights × n_probes: each probe's rule).
+  for (double x : r.nodes) r.max_abs = std::max(r.max_abs, std::fabs(x));
   r.lambda_min = *std::min_element(r.nodes.begin(), r.nodes.end());
   r.lambda_max = *std::max_element(r.nodes.begin(), r.nodes.end());
-  for (double x : r.nodes) max_abs = std::max(max_abs, std::fabs(x));
-  r.tau = opt.tau >= 0 ? opt.tau : max_abs * static_cast<double>(n) * std::numeric_limits<double>::epsilon();
+  r.tau = opt.tau >= 0 ? opt.tau : opt.tau_rel * r.max_abs;
+  std::vector<double> tr, nz, neg, ab, er;
   double s1 = 0, s2 = 0, sabs = 0;
-  for (size_t k = 0; k < r.nodes.size(); ++k) {
-    const double w = r.weights[k], x = r.nodes[k];
-    s1 += w * x;
-    s2 += w * x * x;
-    sabs += w * std::fabs(x);
-    if (std::fabs(x) <= r.tau) r.near_zero_share += w;
-    if (x < -r.tau) r.negative_share += w;
+  size_t at = 0;
+  for (int p = 0; p < opt.n_probes; ++p) {
+    double t1 = 0, tz = 0, tn = 0, ta = 0;
+    for (int64_t i = 0; i < r.probe_steps[p]; ++i, ++at) {
+      const double w = r.weights[at] * P, x = r.nodes[at];
+      t1 += w * x;
+      ta += w * std::fabs(x);
+      if (std::fabs(x) <= r.tau) tz += w;
+      if (x < -r.tau) tn += w;
+      s2 += r.weights[at] * x * x;
+    }
+    s1 += t1 / P;
+    sabs += ta / P;
+    // The trace unnormalised, vᵀP⊥AP⊥v = ‖P⊥v‖² q₁ᵀAq₁ (unbiased for tr P⊥AP⊥; the
+    // normalised rule's (n − k) q₁ᵀAq₁ is not when ‖P⊥v‖ and vᵀP⊥AP⊥v correlate).
+    double deflated_sum = 0;
+    for (double x : defl_values) deflated_sum += x;
+    tr.push_back(deflated_sum +
+                 (k > 0 ? probe_norm2[p] / (dn - static_cast<double>(k)) : 1.0) * (dn * t1 - deflated_sum));
+    nz.push_back(tz);
+    neg.push_back(tn);
+    ab.push_back(dn * ta);
+    er.push_back(r.max_abs > 0 ? dn * ta / r.max_abs : 0.0);
   }
-  r.trace = static_cast<double>(n) * s1;
-  if (opt.n_probes > 1) {
-    const double mean = std::accumulate(per_probe.begin(), per_probe.end(), 0.0) / opt.n_probes;
-    double var = 0;
-    for (double x : per_probe) var += (x - mean) * (x - mean);
-    var /= (opt.n_probes - 1);
-    r.trace_stderr = std::sqrt(var / opt.n_probes);
-  }
+  r.trace = probe_estimate(tr);
+  r.near_zero_share = probe_estimate(nz);
+  r.negative_share = probe_estimate(neg);
+  r.abs_sum = probe_estimate(ab);
+  r.effective_rank = probe_estimate(er);
   r.balance = sabs > 0 ? s1 / sabs : 0.0;
-  r.effective_rank = max_abs > 0 ? static_cast<double>(n) * sabs / max_abs : 0.0;
   r.mean = s1;
   r.std = std::sqrt(std::max(0.0, s2 - s1 * s1));
-  // Density.
-  const double span = r.lambda_max - r.lambda_min;
-  double scale = std::max(span, max_abs);
-  if (!(scale > 0)) scale = 100.0;  // all nodes 0: σ = 1
-  r.sigma = opt.sigma > 0 ? opt.sigma : 0.01 * scale;
-  const double margin = opt.margin > 0 ? opt.margin : 5.0 * r.sigma;
-  const double lo = r.lambda_min - margin, hi = r.lambda_max + margin;
+  // The atom at zero, then the rest as cell masses of log-normal kernels on their own side.
+  r.sigma = opt.sigma > 0 ? opt.sigma : 0.1;
+  double lo = 0, hi = 0;
+  for (size_t i = 0; i < r.nodes.size(); ++i) {
+    const double x = r.nodes[i];
+    if (std::fabs(x) <= r.tau) {
+      r.zero_mass += r.weights[i];
+      continue;
+    }
+    const double reach = std::exp(4 * r.sigma);  // the kernel's mass beyond 4σ is < 1e-4
+    lo = std::min(lo, x < 0 ? x * reach : 0.0);
+    hi = std::max(hi, x > 0 ? x * reach : 0.0);
+  }
+  if (!(hi > lo)) hi = lo + 1.0;  // nothing off zero: an empty density on [0, 1]
   const int64_t G = opt.grid;
   r.grid.resize(G);
   r.density.assign(G, 0.0);
   const double hstep = (hi - lo) / static_cast<double>(G - 1);
-  const double c = 1.0 / (std::sqrt(2.0 * M_PI) * r.sigma);
-  for (int64_t g = 0; g < G; ++g) {
-    const double t = lo + hstep * static_cast<double>(g);
-    r.grid[g] = t;
-    double s = 0;
-    for (size_t k = 0; k < r.nodes.size(); ++k) {
-      const double z = (t - r.nodes[k]) / r.sigma;
-      s += r.weights[k] * std::exp(-0.5 * z * z);
+  for (int64_t g = 0; g < G; ++g) r.grid[g] = lo + hstep * static_cast<double>(g);
+  for (size_t i = 0; i < r.nodes.size(); ++i) {
+    const double x = r.nodes[i], w = r.weights[i];
+    if (std::fabs(x) <= r.tau) continue;
+    const double sgn = x > 0 ? 1.0 : -1.0, c = std::fabs(x);
+    for (int64_t g = 0; g < G; ++g) {
+      // Cell g spans grid[g] ± hstep/2 (half cells at the ends); its |λ| range on x's side.
+      const double a = std::max(lo, r.grid[g] - 0.5 * hstep), b = std::min(hi, r.grid[g] + 0.5 * hstep);
+      const double ua = sgn * a, ub = sgn * b;  // |λ| bounds on x's side (may be negative: outside)
+      const double mass =
+          std::fabs(lognormal_cdf(std::max(ua, ub), c, r.sigma) - lognormal_cdf(std::min(ua, ub), c, r.sigma));
+      r.density[g] += w * mass / (b - a);
     }
-    r.density[g] = c * s;
   }
-  double integral = 0;
-  for (int64_t g = 0; g + 1 < G; ++g) integral += 0.5 * hstep * (r.density[g] + r.density[g + 1]);
-  if (integral > 0)
-    for (auto& x : r.density) x /= integral;
   return r;
 }
 

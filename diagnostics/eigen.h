@@ -83,6 +83,9 @@ struct LanczosOptions {
   int k = 5;          // how many of the largest and of the smallest eigenvalues to return
   int64_t steps = 0;  // Lanczos steps m; 0 = min(n, max(2k + 10, 40))
   ProbeKey key;       // the start vector (standard normal, normalised)
+  // > 0: keep the Ritz vectors of the converged pairs, those with residual
+  // ≤ converged_tol · max|θ| (at most k from each end), for SLQ to deflate.
+  double converged_tol = 0;
 };
 
 struct LanczosResult {
@@ -93,6 +96,9 @@ struct LanczosResult {
   std::vector<double> smallest;   // min(k, m) smallest Ritz values, ascending
   std::vector<double> largest_residuals, smallest_residuals;  // matching residual bounds
   int restarts = 0;  // invariant subspaces met (a fresh orthogonal vector continued the run)
+  // With converged_tol > 0: the converged Ritz values and their orthonormal Ritz vectors
+  // (host memory, one n-vector per row, row-major).
+  std::vector<double> converged_values, converged_vectors;
   double lambda_max() const { return largest.empty() ? 0.0 : largest.front(); }
   double lambda_min() const { return smallest.empty() ? 0.0 : smallest.front(); }
 };
@@ -107,37 +113,73 @@ inline LanczosResult lanczos(const MatVec& A, int64_t n, const LanczosOptions& o
   return lanczos(DeviceOperator{Device::cpu, A}, n, opt);
 }
 
+// The relative tolerance SLQ uses when none is given (docs/curvature.md §4): an m-step
+// Gauss rule resolves the spectrum near zero only down to its node nearest zero, which
+// carries the null space's weight at a value of order its Lanczos residual (measured:
+// 1e-10 .. 1e-5 · max|λ| at m = 40 on rank-deficient Gauss-Newton blocks). τ must lie
+// above that node and below the next (≈ 1e-3 · max|λ| and up), or the null space is
+// counted as spectrum.
+inline constexpr double kSlqTauRel = 1e-4;
+
+// Lanczos pairs with residual ≤ this × max|θ| are deflated from SLQ by the curvature
+// checkpoint: their values enter the quadrature exactly and the probes' variance is that of
+// the rest (docs/curvature.md §3).
+inline constexpr double kDeflationTol = 1e-6;
+
 struct SlqOptions {
   int n_probes = 10;
   int64_t steps = 40;  // Lanczos steps per probe (clamped to n; a probe stops early on breakdown)
   int64_t grid = 512;  // G density grid points
-  double sigma = 0;    // Gaussian smoothing width; 0 = 0.01 · max(λmax − λmin, max|λ|) (1 when all nodes are 0)
-  double margin = 0;   // grid = [λmin − margin, λmax + margin]; 0 = 5σ
-  double tau = -1;     // near-zero tolerance for the estimates; < 0 = max|θ| · n · ε_f64
+  double sigma = 0;    // log-normal smoothing width in ln|λ|; 0 = 0.1
+  double tau = -1;     // absolute near-zero tolerance; < 0: tau_rel · max|θ|
+  double tau_rel = kSlqTauRel;
+  // Deflation (docs/curvature.md §3): the converged Ritz pairs of this Lanczos run (its
+  // converged_values/vectors) enter the quadrature exactly, with weight 1/n each, and the
+  // probes run on the complement (I − YYᵀ) A (I − YYᵀ). Null: plain SLQ.
+  const LanczosResult* deflate = nullptr;
   ProbeKey key;
+};
+
+// An estimate from the probes: their mean and its standard error (sample standard
+// deviation / √n_probes; 0 for one probe).
+struct ProbeEstimate {
+  double value = 0, standard_error = 0;
 };
 
 struct SlqResult {
   int64_t n = 0;
   int n_probes = 0;
-  int64_t steps = 0;                   // the largest m used by a probe
-  std::vector<double> nodes, weights;  // all probes' Ritz values θ and weights τ²/n_probes (Σ weights = 1)
-  std::vector<double> grid, density;   // G points; ∫ density = 1 by the trapezoid rule on the grid
-  double sigma = 0, tau = 0;
+  int64_t steps = 0;     // the largest m used by a probe
+  int64_t deflated = 0;  // converged Ritz pairs taken exactly (k)
+  // The quadrature, probe-major: probe p's nodes are the k deflated Ritz values (weight
+  // 1/(n·n_probes) each) followed by its complement Ritz values θ (weight
+  // (n − k)/n · S_1θ² / n_probes). Each probe's weights sum to 1/n_probes; Σ weights = 1.
+  std::vector<double> nodes, weights;
+  std::vector<int64_t> probe_steps;  // nodes per probe (k + its Lanczos steps)
+  double tau = 0;                    // absolute tolerance: |θ| ≤ τ counts as zero
+  double sigma = 0;                  // the log-normal width used for the density
+  double zero_mass = 0;              // Σ w [|θ| ≤ τ]: the atom at zero, not smoothed
+  // Density of the non-zero part on a linear grid (G points spanning the non-zero nodes):
+  // each node's weight spread by a log-normal kernel in |λ| on its own side of zero, as
+  // exact cell masses / cell width, so Σ density · cell width = 1 − zero_mass and a block
+  // without nodes below −τ has no density below zero.
+  std::vector<double> grid, density;
   double lambda_min = 0, lambda_max = 0;  // extreme nodes
-  // Estimates from the quadrature Σ_k w_k f(θ_k) ≈ (1/n) tr f(A):
-  double trace = 0;            // n Σ w θ
-  double trace_stderr = 0;     // standard error over probes (0 for one probe)
-  double near_zero_share = 0;  // Σ w [|θ| ≤ τ]
-  double negative_share = 0;   // Σ w [θ < −τ]
-  double balance = 0;          // Σ w θ / Σ w |θ| (0 when Σ w|θ| = 0)
-  double effective_rank = 0;   // n Σ w |θ| / max|θ| (0 when all θ = 0)
-  double mean = 0, std = 0;    // Σ w θ and sqrt(Σ w θ² − mean²)
+  // Estimates of (1/n) tr f(A) ≈ Σ_k w_k f(θ_k), per probe, then mean ± standard error:
+  ProbeEstimate trace;  // Σ deflated θ + vᵀP⊥AP⊥v per probe (unbiased; = n Σ w θ up to ‖P⊥v‖²/(n − k))
+  ProbeEstimate near_zero_share;  // Σ w [|θ| ≤ τ]
+  ProbeEstimate negative_share;   // Σ w [θ < −τ]
+  ProbeEstimate abs_sum;          // n Σ w |θ| (≈ Σ|λ|)
+  ProbeEstimate effective_rank;   // abs_sum / max|θ| (0 when all θ = 0)
+  double balance = 0;             // Σ w θ / Σ w |θ| (0 when Σ w|θ| = 0)
+  double mean = 0, std = 0;       // Σ w θ and sqrt(Σ w θ² − mean²)
+  double max_abs = 0;             // max |θ| over all nodes
 };
 
-// Stochastic Lanczos quadrature with Rademacher probes v (q1 = v/√n): per probe, m Lanczos
-// steps give T = S Θ Sᵀ; nodes θ_i and weights (S_1i)². The density is Σ w_k N(t; θ_k, σ²)
-// on the grid, renormalised so the trapezoid integral is exactly 1.
+// Stochastic Lanczos quadrature with Rademacher probes v: per probe, q1 = P⊥v/‖P⊥v‖ (P⊥
+// projects out the deflated Ritz vectors; the identity without deflation), m Lanczos
+// steps on P⊥AP⊥ give T = S Θ Sᵀ; nodes θ_i and weights (S_1i)². The per-probe estimates
+// and their spread give each estimate's standard error.
 SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt = {});
 inline SlqResult slq(const MatVec& A, int64_t n, const SlqOptions& opt = {}) {
   return slq(DeviceOperator{Device::cpu, A}, n, opt);

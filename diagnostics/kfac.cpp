@@ -103,9 +103,39 @@ std::vector<double> kfac_matrix(const KfacFactors& f) {
   return M;
 }
 
+std::vector<double> kfac_kept_products(const KfacSpectrum& s, double tau_rel) {
+  auto cut = [tau_rel](const std::vector<double>& v) {
+    double mx = 0;
+    for (double x : v) mx = std::max(mx, std::fabs(x));
+    return tau_rel * mx;
+  };
+  const double ta = cut(s.a_eigenvalues), tg = cut(s.g_eigenvalues);
+  std::vector<double> out;
+  out.reserve(s.a_eigenvalues.size() * s.g_eigenvalues.size());
+  for (double g : s.g_eigenvalues)
+    for (double a : s.a_eigenvalues) out.push_back(std::fabs(g) > tg && std::fabs(a) > ta ? g * a : 0.0);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 SpectralMetrics kfac_metrics(const KfacSpectrum& s, const MetricOptions& opt) {
-  SpectralMetrics m = spectral_metrics(s.eigenvalues, s.diagonal, s.is_bias, opt);
+  // Each factor is cut at its own τ; a product with a cut factor is exactly zero, so the
+  // product spectrum is taken with τ = 0 (docs/curvature.md §4).
+  MetricOptions zero = opt;
+  zero.tau = 0.0;
+  SpectralMetrics m = spectral_metrics(kfac_kept_products(s, opt.effective_tau_rel()), s.diagonal, s.is_bias, zero);
   m.method = "kfac";
+  m.tau_rel = opt.effective_tau_rel();
+  // Each factor's condition over the eigenvalues its cut keeps.
+  auto kept_condition = [&m](const std::vector<double>& v) {
+    double mx = 0;
+    for (double x : v) mx = std::max(mx, std::fabs(x));
+    double mn = mx;
+    for (double x : v)
+      if (std::fabs(x) > m.tau_rel * mx) mn = std::min(mn, std::fabs(x));
+    return mx > 0 ? mx / mn : 1.0;
+  };
+  if (m.condition) m.factor_condition = std::max(kept_condition(s.a_eigenvalues), kept_condition(s.g_eigenvalues));
   return m;
 }
 

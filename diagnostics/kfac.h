@@ -62,7 +62,14 @@ KfacSpectrum kfac_spectrum(const KfacFactors& f);
 // The (I+1)·O square matrix G ⊗ A in layout order (for tests and small layers).
 std::vector<double> kfac_matrix(const KfacFactors& f);
 
-// Metrics of the spectrum (bias_trace_share from the diagonal); method = "kfac".
+// The products γ_j α_k with a factor eigenvalue at or below tau_rel × its factor's max|·|
+// set to exactly 0 (the factor is numerically singular there), ascending. A product of two
+// kept factor eigenvalues is accurate to about the sum of their relative errors, so the
+// kept products' condition is κ(A_kept)·κ(G_kept) ≤ 1/tau_rel².
+std::vector<double> kfac_kept_products(const KfacSpectrum& s, double tau_rel);
+
+// Metrics of kfac_kept_products (τ = 0 on the products; bias_trace_share from the
+// diagonal); method = "kfac", tau_rel = the per-factor tolerance.
 SpectralMetrics kfac_metrics(const KfacSpectrum& s, const MetricOptions& opt = {});
 
 }  // namespace cn

@@ -30,6 +30,9 @@ MetricPtr member_of(const std::string& name) {
       {"lambda_max", &SpectralMetrics::lambda_max},
       {"lambda_min", &SpectralMetrics::lambda_min},
       {"bias_trace_share", &SpectralMetrics::bias_trace_share},
+      {"numerical_rank", &SpectralMetrics::numerical_rank},
+      {"structural_rank", &SpectralMetrics::structural_rank},
+      {"rank_deficit_beyond_structure", &SpectralMetrics::rank_deficit_beyond_structure},
   };
   auto it = m.find(name);
   return it == m.end() ? nullptr : it->second;
@@ -54,11 +57,68 @@ void set(SpectralMetrics& m, MetricPtr p, double v, const char* name) {
 }  // namespace
 
 const std::vector<std::string>& SpectralMetrics::names() {
-  static const std::vector<std::string> n = {
-      "trace",           "logdet",         "logdet_sign",     "condition", "effective_rank", "rank",
-      "near_zero_share", "negative_share", "balance",         "symmetry",  "mean",           "std",
-      "lambda_max",      "lambda_min",     "bias_trace_share"};
+  static const std::vector<std::string> n = {"trace",
+                                             "logdet",
+                                             "logdet_sign",
+                                             "condition",
+                                             "effective_rank",
+                                             "rank",
+                                             "near_zero_share",
+                                             "negative_share",
+                                             "balance",
+                                             "symmetry",
+                                             "mean",
+                                             "std",
+                                             "lambda_max",
+                                             "lambda_min",
+                                             "bias_trace_share",
+                                             "numerical_rank",
+                                             "structural_rank",
+                                             "rank_deficit_beyond_structure"};
   return n;
+}
+
+void SpectralMetrics::set_structural_rank(int64_t bound, const std::string& rule) {
+  structural_rank = static_cast<double>(bound);
+  structural_rank_rule = rule;
+  statuses.erase("structural_rank");
+  if (numerical_rank) {
+    rank_deficit_beyond_structure = static_cast<double>(bound) - *numerical_rank;
+    statuses.erase("rank_deficit_beyond_structure");
+  }
+}
+
+double SpectralMetrics::structural_zero_share() const {
+  if (!structural_rank || n <= 0) return 0.0;
+  return std::max(0.0, 1.0 - *structural_rank / static_cast<double>(n));
+}
+
+StructuralRank structural_rank(const std::string& kind, const BlockShape& s) {
+  StructuralRank r{s.p, "p"};
+  auto take = [&r](int64_t b, const std::string& rule) {
+    if (b < r.bound) r = {b, rule};
+  };
+  if (!s.linear || s.batch <= 0) return r;
+  const int64_t B = s.batch, r_in = std::min(s.d_in + (s.bias ? 1 : 0), B);
+  const std::string in_rule = s.bias ? "min(d_in+1, B)" : "min(d_in, B)";
+  if (kind == "kfac") {
+    // rank(G ⊗ A) = rank(A)·rank(G): A = X̃ᵀX̃/N over the augmented inputs, G = N·DyᵀDy
+    // from one output gradient per sample (orthogonal to 1 in softmax logits).
+    const int64_t g_dim = s.output_layer && s.softmax_outputs ? s.d_out - 1 : s.d_out;
+    take(std::min(s.d_in + 1, B) * std::min(g_dim, B),
+         std::string("min(d_in+1, B)·min(") + (s.output_layer && s.softmax_outputs ? "d_out-1" : "d_out") + ", B)");
+    return r;
+  }
+  if (kind != "loss" && kind != "ggn") return r;
+  // z_n = W x_n + b is linear in the block: H = Σ_n M_n ⊗ x̃_n x̃_nᵀ with M_n = ∂²ℓ/∂z_n²
+  // (the whole batch's M when BatchNorm couples samples).
+  const bool gauss_newton = kind == "ggn" || s.piecewise_linear_after;
+  const int64_t c = std::min(s.outputs_rank, s.d_out);
+  // M_n's ranges share one subspace only when z is the logits (softmax: ⊥ 1).
+  const int64_t common = s.output_layer ? c : s.d_out;
+  take(common * r_in, (s.output_layer ? "min(C_eff, d_out)·" : "d_out·") + in_rule);
+  if (gauss_newton) take(B * c, "B·min(C_eff, d_out)");
+  return r;
 }
 
 std::optional<double> SpectralMetrics::get(const std::string& name) const {
@@ -89,9 +149,10 @@ SpectralMetrics spectral_metrics(const std::vector<double>& ev, const MetricOpti
     lmin = std::min(lmin, x);
     lmax = std::max(lmax, x);
   }
-  const double tau = opt.tau ? *opt.tau : max_abs * n * opt.eps;
+  const double tau = opt.tau ? *opt.tau : max_abs * opt.effective_tau_rel();
   CN_CHECK_MSG(tau >= 0, "spectral metrics: the tolerance must be non-negative");
   m.tau = tau;
+  m.tau_rel = opt.effective_tau_rel();
   int64_t rank = 0, n_zero = 0, n_neg = 0;
   double min_nz = 0, logdet = 0, sign = 1;
   for (double x : ev) {
@@ -117,6 +178,7 @@ SpectralMetrics spectral_metrics(const std::vector<double>& ev, const MetricOpti
   set(m, &SpectralMetrics::lambda_max, lmax, "lambda_max");
   set(m, &SpectralMetrics::lambda_min, lmin, "lambda_min");
   m.rank = static_cast<double>(rank);
+  m.numerical_rank = static_cast<double>(rank);
   m.near_zero_share = static_cast<double>(n_zero) / n;
   m.negative_share = static_cast<double>(n_neg) / n;
   if (max_abs == 0) {
@@ -140,6 +202,8 @@ SpectralMetrics spectral_metrics(const std::vector<double>& ev, const MetricOpti
   }
   if (!m.condition) m.statuses.emplace("condition", "no eigenvalue above the tolerance");
   m.statuses.emplace("bias_trace_share", "no diagonal");
+  m.statuses.emplace("structural_rank", "no bound given");
+  m.statuses.emplace("rank_deficit_beyond_structure", "no structural bound");
   return m;
 }
 
@@ -193,8 +257,14 @@ SpectralMetrics iterative_metrics(int64_t n, const LanczosResult* lz, const SlqR
   if (sq) {
     add("slq");
     m.tau = sq->tau;
-    set(m, &SpectralMetrics::near_zero_share, sq->near_zero_share, "near_zero_share");
-    set(m, &SpectralMetrics::negative_share, sq->negative_share, "negative_share");
+    m.tau_rel = sq->max_abs > 0 ? sq->tau / sq->max_abs : 0.0;
+    const double dn = static_cast<double>(n);
+    set(m, &SpectralMetrics::near_zero_share, sq->near_zero_share.value, "near_zero_share");
+    set(m, &SpectralMetrics::negative_share, sq->negative_share.value, "negative_share");
+    set(m, &SpectralMetrics::numerical_rank, dn * (1.0 - sq->near_zero_share.value), "numerical_rank");
+    m.near_zero_share_stderr = sq->near_zero_share.standard_error;
+    m.negative_share_stderr = sq->negative_share.standard_error;
+    m.numerical_rank_stderr = dn * sq->near_zero_share.standard_error;
     set(m, &SpectralMetrics::std, sq->std, "std");
     const bool zero = sq->lambda_max == 0 && sq->lambda_min == 0;
     if (zero) {
@@ -202,23 +272,27 @@ SpectralMetrics iterative_metrics(int64_t n, const LanczosResult* lz, const SlqR
     } else {
       set(m, &SpectralMetrics::balance, sq->balance, "balance");
       set(m, &SpectralMetrics::symmetry, 1.0 - std::fabs(sq->balance), "symmetry");
-      set(m, &SpectralMetrics::effective_rank, sq->effective_rank, "effective_rank");
+      set(m, &SpectralMetrics::effective_rank, sq->effective_rank.value, "effective_rank");
+      m.effective_rank_stderr = sq->effective_rank.standard_error;
     }
+    set(m, &SpectralMetrics::trace, sq->trace.value, "trace");
+    m.trace_stderr = sq->trace.standard_error;
   }
   if (hu) {
     add("hutchinson");
-    set(m, &SpectralMetrics::trace, hu->trace, "trace");
-    m.trace_stderr = hu->standard_error;
-  } else if (sq) {
-    set(m, &SpectralMetrics::trace, sq->trace, "trace");
-    m.trace_stderr = sq->trace_stderr;
+    if (!sq) {
+      set(m, &SpectralMetrics::trace, hu->trace, "trace");
+      m.trace_stderr = hu->standard_error;
+    }
   }
   if (m.trace && n > 0) set(m, &SpectralMetrics::mean, *m.trace / static_cast<double>(n), "mean");
   m.method = method.empty() ? "none" : method;
-  for (const char* k : {"rank", "condition", "logdet", "logdet_sign"})
-    m.statuses[k] = "not available from the iterative method";
+  for (const char* k : {"rank", "logdet", "logdet_sign"}) m.statuses[k] = "not available from the iterative method";
+  m.statuses["condition"] = "not available from the iterative method (Gauss nodes above tau are not eigenvalues)";
   m.statuses["bias_trace_share"] = "not available from the iterative method";
   if (m.status == kStatusZeroMatrix) fill_statuses(m, kStatusZeroMatrix);
+  m.statuses.emplace("structural_rank", "no bound given");
+  m.statuses.emplace("rank_deficit_beyond_structure", "no structural bound");
   fill_statuses(m, "not computed (" + m.method + ")");
   return m;
 }
@@ -229,10 +303,11 @@ nlohmann::json to_json(const SpectralMetrics& m) {
   j["status"] = m.status;
   j["method"] = m.method;
   j["tau"] = std::isfinite(m.tau) ? nlohmann::json(m.tau) : nlohmann::json(nullptr);
+  j["tau_rel"] = std::isfinite(m.tau_rel) ? nlohmann::json(m.tau_rel) : nlohmann::json(nullptr);
   for (const auto& name : SpectralMetrics::names()) {
     const auto v = m.get(name);
     if (v && std::isfinite(*v)) {
-      if (name == "rank")
+      if (name == "rank" || name == "structural_rank")
         j[name] = static_cast<int64_t>(*v);
       else
         j[name] = *v;
@@ -242,7 +317,16 @@ nlohmann::json to_json(const SpectralMetrics& m) {
       j[name + "_status"] = it != m.statuses.end() ? it->second : std::string("not computed");
     }
   }
-  if (m.trace_stderr && std::isfinite(*m.trace_stderr)) j["trace_stderr"] = *m.trace_stderr;
+  if (!m.structural_rank_rule.empty()) j["structural_rank_rule"] = m.structural_rank_rule;
+  if (m.factor_condition && std::isfinite(*m.factor_condition)) j["factor_condition"] = *m.factor_condition;
+  const std::pair<const char*, const std::optional<double>*> errors[] = {
+      {"trace_stderr", &m.trace_stderr},
+      {"near_zero_share_stderr", &m.near_zero_share_stderr},
+      {"negative_share_stderr", &m.negative_share_stderr},
+      {"numerical_rank_stderr", &m.numerical_rank_stderr},
+      {"effective_rank_stderr", &m.effective_rank_stderr}};
+  for (const auto& [key, v] : errors)
+    if (*v && std::isfinite(**v)) j[key] = **v;
   return j;
 }
 

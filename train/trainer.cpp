@@ -110,6 +110,7 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
   if (!ho.layers.empty()) config.diagnostics.layers = ho.layers;
   if (ho.batch_size > 0) config.diagnostics.batch_size = ho.batch_size;
   if (ho.mode) config.diagnostics.mode = *ho.mode;
+  if (ho.tau_rel > 0) config.diagnostics.tau_rel = ho.tau_rel;
   const Device device = resolve_device(ho.device.empty() ? enum_name(kDeviceChoices, config.train.device) : ho.device);
   auto run = [&](auto tag) -> CurvatureOutput {
     using T = decltype(tag);

@@ -56,6 +56,7 @@ struct HessianOptions {
   int64_t batch_size = 0;
   std::optional<DiagMode> mode;
   std::string device;  // auto | cpu | cuda; "" = the run's train.device
+  double tau_rel = 0;  // > 0: overrides diagnostics.tau_rel
 };
 CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptions& options);
 

@@ -253,7 +253,7 @@ TEST(Alarms, CurvatureRules) {
       curv(6, CurvatureKind::kfac, kStatusNotApplicable),
       curv(-1, CurvatureKind::full_top),  // sgd, lr 0.1: limit 20
   };
-  rows[0].metrics.condition = 1e10;
+  rows[0].metrics.condition = 1e12;  // above condition_high = 1e11
   rows[0].metrics.near_zero_share = 0.1;
   rows[1].metrics.condition = 10.0;
   rows[1].metrics.near_zero_share = 0.9;

@@ -130,15 +130,39 @@ bool near_threshold(const std::vector<double>& eig, double tau) {
 
 // Keys whose values are not eigenvalue-scaled.
 bool dimensionless(const std::string& k) {
-  static const std::set<std::string> d = {
-      "condition", "effective_rank", "rank",        "near_zero_share",  "negative_share",    "balance",
-      "symmetry",  "logdet",         "logdet_sign", "bias_trace_share", "symmetry_residual", "solver_info",
-      "n_params",  "step",           "layer"};
+  static const std::set<std::string> d = {"condition",
+                                          "effective_rank",
+                                          "rank",
+                                          "near_zero_share",
+                                          "negative_share",
+                                          "balance",
+                                          "symmetry",
+                                          "logdet",
+                                          "logdet_sign",
+                                          "bias_trace_share",
+                                          "symmetry_residual",
+                                          "solver_info",
+                                          "n_params",
+                                          "step",
+                                          "layer",
+                                          "numerical_rank",
+                                          "structural_rank",
+                                          "tau_rel",
+                                          "rank_deficit_beyond_structure",
+                                          "factor_condition",
+                                          "deflated",
+                                          "slq_steps",
+                                          "near_zero_share_stderr",
+                                          "negative_share_stderr",
+                                          "numerical_rank_stderr",
+                                          "effective_rank_stderr"};
   return d.count(k) > 0;
 }
 bool count_based(const std::string& k) {
-  static const std::set<std::string> c = {"condition", "rank",        "near_zero_share", "negative_share",
-                                          "logdet",    "logdet_sign", "symmetry",        "balance"};
+  static const std::set<std::string> c = {
+      "condition",       "rank",     "near_zero_share", "negative_share", "logdet",
+      "logdet_sign",     "symmetry", "balance",         "numerical_rank", "rank_deficit_beyond_structure",
+      "factor_condition"};
   return c.count(k) > 0;
 }
 

@@ -425,7 +425,19 @@ TEST(CudaIterative, DeviceVectorsMatchHostVectors) {
     EXPECT_NEAR(sg.nodes[i], sh.nodes[i], tol) << "node " << i;
     EXPECT_NEAR(sg.weights[i], sh.weights[i], 1e-8) << "weight " << i;
   }
-  EXPECT_NEAR(sg.trace, sh.trace, n * tol);
+  EXPECT_NEAR(sg.trace.value, sh.trace.value, n * tol);
+
+  // Deflated SLQ: the converged pairs' vectors come from the device basis.
+  lo.converged_tol = 1e-6;
+  const LanczosResult dg = lanczos(on_gpu, n, lo), dh = lanczos(on_host, n, lo);
+  ASSERT_EQ(dg.converged_values.size(), dh.converged_values.size());
+  so.deflate = &dg;
+  const SlqResult fg = slq(on_gpu, n, so);
+  so.deflate = &dh;
+  const SlqResult fh = slq(on_host, n, so);
+  ASSERT_EQ(fg.nodes.size(), fh.nodes.size());
+  for (size_t i = 0; i < fh.nodes.size(); ++i) EXPECT_NEAR(fg.nodes[i], fh.nodes[i], 1e3 * tol) << "node " << i;
+  EXPECT_NEAR(fg.trace.value, fh.trace.value, 1e3 * n * tol);
 
   const HutchinsonResult hg = hutchinson_trace(on_gpu, n, 4, ProbeKey{7, 8, 9}),
                          hh = hutchinson_trace(on_host, n, 4, ProbeKey{7, 8, 9});

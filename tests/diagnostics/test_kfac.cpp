@@ -223,3 +223,22 @@ TEST(Kfac, FromEngineAndCheckpointMatchTheModelPath) {
   }
   EXPECT_THROW(kfac_factors(eng, 1), Error);  // not a Linear
 }
+
+// Each factor is cut at its own tau_rel: products with a cut factor are exactly 0, and the
+// condition is κ(A_kept)·κ(G_kept).
+TEST(Kfac, FactorsCutAtTheirOwnTolerance) {
+  KfacSpectrum s;
+  s.a_eigenvalues = {1e-20, 1e-3, 1.0};  // 1e-20: numerically zero
+  s.g_eigenvalues = {1e-2, 2.0};
+  for (double g : s.g_eigenvalues)
+    for (double a : s.a_eigenvalues) s.eigenvalues.push_back(g * a);
+  std::sort(s.eigenvalues.begin(), s.eigenvalues.end());
+  s.diagonal.assign(6, 0.5);
+  s.is_bias.assign(6, false);
+  const auto kept = kfac_kept_products(s, 1e-10);
+  EXPECT_EQ(std::count(kept.begin(), kept.end(), 0.0), 2);
+  const SpectralMetrics m = kfac_metrics(s);
+  EXPECT_EQ(*m.rank, 4.0);
+  EXPECT_NEAR(*m.condition, (1.0 / 1e-3) * (2.0 / 1e-2), 1e-6);
+  EXPECT_NEAR(*m.factor_condition, 1e3, 1e-9);
+}

@@ -44,7 +44,8 @@ TEST(SpectralMetrics, PositiveDefiniteDiagonal) {
   expect_well_formed(m);
   EXPECT_EQ(m.status, "ok");
   EXPECT_EQ(m.n, 4);
-  EXPECT_NEAR(m.tau, 4 * 4 * std::numeric_limits<double>::epsilon(), 1e-30);
+  EXPECT_NEAR(m.tau, 4 * kDenseTauRel64, 1e-30);  // τ = tau_rel · max|λ|, the float64 default
+  EXPECT_EQ(m.tau_rel, kDenseTauRel64);
   expect_metric(m, "trace", 10);
   expect_metric(m, "logdet", std::log(24.0));
   expect_metric(m, "logdet_sign", 1);
@@ -199,9 +200,29 @@ TEST(SpectralMetrics, FromDenseSolve) {
 TEST(SpectralMetrics, JsonKeys) {
   const auto m = spectral_metrics({-1, 0, 2});
   const auto j = to_json(m);
-  for (const char* k : {"trace", "logdet", "logdet_sign", "condition", "effective_rank", "rank", "near_zero_share",
-                        "negative_share", "balance", "symmetry", "mean", "std", "lambda_max", "lambda_min",
-                        "bias_trace_share", "n_params", "status", "method", "tau"})
+  for (const char* k : {"trace",
+                        "logdet",
+                        "logdet_sign",
+                        "condition",
+                        "effective_rank",
+                        "rank",
+                        "near_zero_share",
+                        "negative_share",
+                        "balance",
+                        "symmetry",
+                        "mean",
+                        "std",
+                        "lambda_max",
+                        "lambda_min",
+                        "bias_trace_share",
+                        "n_params",
+                        "status",
+                        "method",
+                        "tau",
+                        "tau_rel",
+                        "numerical_rank",
+                        "structural_rank",
+                        "rank_deficit_beyond_structure"})
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_TRUE(j["logdet"].is_null());
   EXPECT_EQ(j["logdet_status"], "singular");
@@ -214,7 +235,8 @@ TEST(SpectralMetrics, JsonKeys) {
   // Only the metric keys, their statuses and the four header keys.
   for (auto it = j.begin(); it != j.end(); ++it) {
     const std::string k = it.key();
-    bool known = k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "trace_stderr";
+    bool known =
+        k == "n_params" || k == "status" || k == "method" || k == "tau" || k == "tau_rel" || k == "trace_stderr";
     for (const auto& name : SpectralMetrics::names()) known = known || k == name || k == name + "_status";
     EXPECT_TRUE(known) << k;
   }
@@ -262,4 +284,44 @@ TEST(SpectralMetrics, IterativePath) {
   expect_well_formed(ml);
   EXPECT_EQ(ml.method, "lanczos");
   EXPECT_FALSE(ml.trace.has_value());
+}
+
+// The structural rank bounds of docs/curvature.md §4, rule by rule.
+TEST(SpectralMetrics, StructuralRankBounds) {
+  BlockShape s;
+  s.linear = true;
+  s.d_in = 30;
+  s.d_out = 20;
+  s.bias = true;
+  s.p = 31 * 20;
+  s.batch = 8;
+  s.outputs_rank = 9;  // softmax over 10 classes
+  s.softmax_outputs = true;
+  // Hidden layer, ReLU after: Gauss-Newton, B·min(C_eff, d_out) = 72 < d_out·min(31, 8) = 160.
+  s.piecewise_linear_after = true;
+  EXPECT_EQ(structural_rank("loss", s).bound, 72);
+  EXPECT_EQ(structural_rank("loss", s).rule, "B·min(C_eff, d_out)");
+  // tanh after: the loss block has curvature of its own; only d_out·min(d_in+1, B) holds.
+  s.piecewise_linear_after = false;
+  EXPECT_EQ(structural_rank("loss", s).bound, 160);
+  EXPECT_EQ(structural_rank("ggn", s).bound, 72);
+  // The output layer: every M_n's range is in the (C−1)-dim complement of 1.
+  s.output_layer = true;
+  s.d_out = 10;
+  s.p = 31 * 10;
+  s.batch = 100;
+  EXPECT_EQ(structural_rank("loss", s).bound, 9 * 31);
+  // K-FAC: rank(A)·rank(G) = min(d_in+1, B)·min(d_out−1, B) on the softmax output layer.
+  EXPECT_EQ(structural_rank("kfac", s).bound, 31 * 9);
+  s.batch = 5;
+  EXPECT_EQ(structural_rank("kfac", s).bound, 5 * 5);
+  // No bound derived: p.
+  EXPECT_EQ(structural_rank("local", s).bound, s.p);
+  s.linear = false;
+  EXPECT_EQ(structural_rank("loss", s).bound, s.p);
+  // The deficit beyond structure and the forced zero share.
+  SpectralMetrics m = spectral_metrics({0, 0, 0, 1, 2});
+  m.set_structural_rank(3, "test");
+  EXPECT_EQ(*m.rank_deficit_beyond_structure, 1.0);
+  EXPECT_NEAR(m.structural_zero_share(), 0.4, 1e-15);
 }
