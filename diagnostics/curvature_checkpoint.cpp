@@ -37,6 +37,7 @@ struct CurvatureCheckpoint::Impl {
   int64_t N;
   virtual ~Impl() = default;
   virtual CurvatureOutput run(int64_t step, const ModelSnapshot& s) = 0;
+  CurvatureBlockHook block_hook;
 };
 
 namespace {
@@ -319,14 +320,30 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         layers.push_back(static_cast<size_t>(l));
       }
     }
+    int count = 0;
+    for (const CurvatureKind kind : config.kinds)
+      count += kind == CurvatureKind::full_top ? 1 : static_cast<int>(layers.size());
+    int index = 0;
+    auto announce = [&](int64_t layer, CurvatureKind kind) {
+      if (!block_hook) return;
+      CurvatureBlock blk{step, layer, kind, 0, false, index++, count};
+      if (layer >= 0) {
+        blk.n_params = net->layer(static_cast<size_t>(layer)).num_params();
+        blk.dense =
+            (kind == CurvatureKind::loss || kind == CurvatureKind::ggn) && blk.n_params <= config.dense_max_params;
+      }
+      if (!block_hook(blk)) throw CurvatureAbandoned();
+    };
     for (const CurvatureKind kind : config.kinds) {
       const std::string kind_name = enum_name(kCurvatureKinds, kind);
       if (kind == CurvatureKind::full_top) {
+        announce(-1, kind);
         out.observations.emplace_back();
         out.rows.push_back(full_top_row(step, s, b, &out.spectra, &out.observations.back()));
         continue;
       }
       for (size_t layer : layers) {
+        announce(static_cast<int64_t>(layer), kind);
         const auto tk = std::chrono::steady_clock::now();
         out.observations.push_back({static_cast<int64_t>(layer), kind, {}, std::nullopt});
         json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations.back().metrics);
@@ -496,6 +513,7 @@ CurvatureCheckpoint::CurvatureCheckpoint(const DiagnosticsConfig& config, const 
 CurvatureCheckpoint::~CurvatureCheckpoint() = default;
 CurvatureOutput CurvatureCheckpoint::run(int64_t step, const ModelSnapshot& s) { return impl_->run(step, s); }
 int64_t CurvatureCheckpoint::batch() const { return impl_->N; }
+void CurvatureCheckpoint::set_block_hook(CurvatureBlockHook hook) { impl_->block_hook = std::move(hook); }
 
 void CurvatureCheckpoint::write_spectra(const std::string& path, const CurvatureOutput& out) {
   SafetensorsWriter w;

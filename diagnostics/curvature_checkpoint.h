@@ -9,6 +9,7 @@
 // host (dense blocks are copied over, Lanczos/SLQ/Hutchinson move one vector per product).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -41,6 +42,21 @@ struct ModelSnapshot {
   double momentum = 0;
 };
 
+// One block of a curvature checkpoint, announced before it is computed.
+struct CurvatureBlock {
+  int64_t step = 0;
+  int64_t layer = -1;  // -1: the whole network (full_top)
+  CurvatureKind kind = CurvatureKind::loss;
+  int64_t n_params = 0;
+  bool dense = false;        // loss/ggn: the p × p block and its eigendecomposition; else iterative or closed form
+  int index = 0, count = 0;  // this block's place among the checkpoint's blocks (0-based)
+};
+// Told before each block; returning false abandons the checkpoint (CurvatureAbandoned).
+using CurvatureBlockHook = std::function<bool(const CurvatureBlock&)>;
+struct CurvatureAbandoned : std::exception {
+  const char* what() const noexcept override { return "curvature checkpoint abandoned"; }
+};
+
 class CurvatureCheckpoint {
  public:
   // x: N × n_inputs, target: the loss's targets for those samples (class indices or N × C),
@@ -52,7 +68,9 @@ class CurvatureCheckpoint {
   CurvatureCheckpoint(const CurvatureCheckpoint&) = delete;
   CurvatureCheckpoint& operator=(const CurvatureCheckpoint&) = delete;
 
+  // Throws CurvatureAbandoned when the block hook says stop (nothing of the step is kept).
   CurvatureOutput run(int64_t step, const ModelSnapshot& snapshot);
+  void set_block_hook(CurvatureBlockHook hook);
   int64_t batch() const;
 
   // Writes spectra as safetensors (atomically); the rows go to diagnostics.jsonl by the caller.

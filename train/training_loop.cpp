@@ -154,7 +154,53 @@ void TrainingLoop<T>::start_curvature() {
     curvature_worker_ = std::make_unique<CurvatureWorker>([&e] { return e.curvature(); });
   } else {
     curvature_ = e_.curvature();
+    // The live line names the block being computed, and a stop asked for abandons the
+    // checkpoint between blocks (the resume computes it again: docs/design.md §5). Not at
+    // the last step, whose curvature ends the run.
+    curvature_->set_block_hook([this](const CurvatureBlock& b) {
+      std::ostringstream line;
+      line << "curvature step " << b.step << ": " << (b.layer < 0 ? "network" : "layer " + std::to_string(b.layer))
+           << " " << enum_name(kCurvatureKinds, b.kind);
+      if (b.layer >= 0)
+        line << " ("
+             << (b.dense ? "dense " + std::to_string(b.n_params) + "x" + std::to_string(b.n_params)
+                         : std::to_string(b.n_params) + " parameters")
+             << ")";
+      line << " " << b.index + 1 << "/" << b.count << ", " << fmt_duration(now_s() - curv_started_);
+      progress_.update(line.str(), true);
+      return !(abandonable_ && options_.should_stop && options_.should_stop(b.step + 1) && b.step < e_.total_steps);
+    });
   }
+  warn_curvature_cost();
+}
+
+// A dense block costs p Hessian-vector products, p² values and an O(p³) eigendecomposition
+// at every checkpoint: said before the run, with the way out.
+template <class T>
+void TrainingLoop<T>::warn_curvature_cost() {
+  constexpr int64_t kLargeDense = 4096;
+  for (size_t i = 0; i < e_.model->size(); ++i) {
+    const int64_t p = e_.model->layer(i).num_params();
+    const auto& only = config_.diagnostics.layers;
+    if (p <= kLargeDense || p > config_.diagnostics.dense_max_params ||
+        (!only.empty() && std::find(only.begin(), only.end(), static_cast<int64_t>(i)) == only.end()))
+      continue;
+    for (const CurvatureKind k : config_.diagnostics.kinds)
+      if (k == CurvatureKind::loss || k == CurvatureKind::ggn)
+        progress_.message("curvature: layer " + std::to_string(i) + "'s " + enum_name(kCurvatureKinds, k) +
+                          " block is dense " + std::to_string(p) + "x" + std::to_string(p) + " (" +
+                          std::to_string(p * p * 8 >> 20) + " MiB, " + std::to_string(p) +
+                          " Hessian-vector products and an O(p^3) eigendecomposition per checkpoint); "
+                          "diagnostics.dense_max_params below " +
+                          std::to_string(p) + " takes it iteratively");
+  }
+}
+
+template <class T>
+int64_t TrainingLoop<T>::curvature_checkpoints_after(int64_t s) const {
+  if (curv_every_ <= 0) return 0;
+  const int64_t total = e_.total_steps;
+  return total / curv_every_ - s / curv_every_ + (total % curv_every_ != 0 && s < total ? 1 : 0);
 }
 
 // A fresh run: the messages, step_0's checkpoints (the initialisation). A resumed one: the
@@ -266,21 +312,38 @@ void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
 // skipped when it would lift the curvature share of the wall time above the budget
 // (its cost estimated by the finished ones).
 template <class T>
-void TrainingLoop<T>::curvature_checkpoint() {
+bool TrainingLoop<T>::curvature_checkpoint() {
   const int64_t s = e_.st.step;
   if (config_.diagnostics.budget > 0 && curv_done_ > 0) {
     const double elapsed = now_s() - t_start_;
     const double estimate = curv_seconds_ / static_cast<double>(curv_done_);
     if (curv_seconds_ + estimate > config_.diagnostics.budget * (elapsed + estimate)) {
       curv_skipped_.push_back(s);
-      return;
+      return true;
     }
   }
-  curv_steps_.push_back(s);
-  if (curvature_worker_)
+  if (curvature_worker_) {
+    curv_steps_.push_back(s);
     curvature_worker_->submit(s, e_.snapshot());
-  else
+    return true;
+  }
+  curv_started_ = now_s();
+  try {
     curvature_arrived(curvature_->run(s, e_.snapshot()));
+  } catch (const CurvatureAbandoned&) {
+    progress_.message("curvature step " + std::to_string(s) + " abandoned: a stop was asked for");
+    return false;
+  }
+  curv_steps_.push_back(s);
+  const double dt = now_s() - curv_started_;
+  curv_sync_seconds_ += dt;
+  ++curv_sync_runs_;
+  if (loop_start_ > 0 && curv_started_ >= loop_start_) curv_in_loop_seconds_ += dt;
+  if (curv_sync_runs_ == 1 && dt >= 2.0)
+    progress_.message("curvature step " + std::to_string(s) + " took " + fmt_duration(dt) + "; " +
+                      std::to_string(curvature_checkpoints_after(s)) + " more at diagnostics.every = " +
+                      std::to_string(curv_every_) + " (diagnostics.budget caps their share of the time)");
+  return true;
 }
 
 template <class T>
@@ -326,14 +389,19 @@ void TrainingLoop<T>::log_metrics(int64_t s) {
 
 template <class T>
 void TrainingLoop<T>::show_progress(int64_t s, bool last) {
-  const double elapsed = now_s() - loop_start_;
+  // Training's own rate; the curvature checkpoints to come are added at their mean cost.
+  const double elapsed = now_s() - loop_start_ - curv_in_loop_seconds_;
   const double rate = static_cast<double>(s - first_step_) / std::max(elapsed, 1e-9);
+  double eta = static_cast<double>(e_.total_steps - s) / std::max(rate, 1e-9);
+  if (curv_sync_runs_ > 0)
+    eta +=
+        static_cast<double>(curvature_checkpoints_after(s)) * curv_sync_seconds_ / static_cast<double>(curv_sync_runs_);
   std::ostringstream line;
   line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps << " loss "
        << std::setprecision(4) << sum_.last_loss;
   if (std::isfinite(last_val_)) line << " " << es_metric_ << " " << std::setprecision(4) << last_val_;
   line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e_.batch) << " items/s ETA "
-       << fmt_duration(static_cast<double>(e_.total_steps - s) / std::max(rate, 1e-9));
+       << fmt_duration(eta);
   progress_.update(line.str(), last);
 }
 
@@ -363,12 +431,20 @@ bool TrainingLoop<T>::iteration() {
   if ((eval_every_ > 0 && s % eval_every_ == 0) || (last && eval_every_ > 0)) evaluate_val();
   const bool stop_early = early_ && e_.st.evals_without_improvement >= config_.train.patience;
   // A step that ends the run anyway is not an interruption (a resume from it would train on).
-  const bool interrupt = stop_asked && !stop_early;
+  bool interrupt = stop_asked && !stop_early;
   const bool curvature_now = has_curvature() && (s % curv_every_ == 0 || last || stop_early);
   const bool scheduled_checkpoint = ckpt_every_ > 0 && (s % ckpt_every_ == 0 || last || stop_early);
-  const bool checkpoint_now = scheduled_checkpoint || (ckpt_every_ > 0 && interrupt);
+  bool checkpoint_now = scheduled_checkpoint || (ckpt_every_ > 0 && interrupt);
   if (checkpoint_now) model_checkpoint(curvature_now, scheduled_checkpoint);
-  if (curvature_now && !(interrupt && checkpoint_now)) curvature_checkpoint();  // else the resume runs it
+  abandonable_ = true;  // only here: a checkpoint computed again on resume must finish
+  const bool abandoned = curvature_now && !(interrupt && checkpoint_now) && !curvature_checkpoint();
+  abandonable_ = false;
+  if (abandoned) {  // when not computed here, the resume runs it
+    // Abandoned by a stop: as if the stop had come before it, so the resume computes it.
+    interrupt = true;
+    if (!checkpoint_now && ckpt_every_ > 0) model_checkpoint(true, false);
+    checkpoint_now = ckpt_every_ > 0;
+  }
   collect_curvature(false);
   drain_doctor();
   show_progress(s, last);

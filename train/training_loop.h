@@ -54,7 +54,11 @@ class TrainingLoop {
   // Logs what the worker finished; with `wait`, first waits for everything queued.
   void collect_curvature(bool wait);
   void model_checkpoint(bool curvature_due, bool scheduled);
-  void curvature_checkpoint();
+  // False when a stop asked for during it abandoned it (CPU path; nothing of it is kept).
+  bool curvature_checkpoint();
+  // Curvature checkpoints still to come after step s; and the warning about large dense blocks.
+  int64_t curvature_checkpoints_after(int64_t s) const;
+  void warn_curvature_cost();
   void evaluate_val();
 
   Config config_;
@@ -75,6 +79,11 @@ class TrainingLoop {
   bool early_ = false, es_higher_ = false;
   std::string es_metric_;
   double curv_seconds_ = 0;
+  // Checkpoints computed on this thread (the CPU path): their wall time, for the ETA.
+  double curv_sync_seconds_ = 0, curv_in_loop_seconds_ = 0;
+  int64_t curv_sync_runs_ = 0;
+  double curv_started_ = 0;
+  bool abandonable_ = false;
   int64_t curv_done_ = 0;
   nlohmann::json curv_steps_ = nlohmann::json::array(), curv_skipped_ = nlohmann::json::array();
   // The loss since the last logged step (the metrics row's "loss").

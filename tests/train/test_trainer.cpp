@@ -180,7 +180,10 @@ TEST(Trainer, ResumeIsBitIdentical) {
 // between checkpoints). Otherwise the first run ends at `stop` (its last step: curvature,
 // a test evaluation) and is extended, so the resume drops that step's curvature rows,
 // alarms, spectra and TensorBoard values and computes them again.
-void resumed_run_matches(int64_t stop, bool interrupt) {
+// `cut_at`: the step the interrupted run ends at (-1: `stop`; a stop asked for while a
+// curvature checkpoint runs abandons it and ends the run at that checkpoint's step).
+void resumed_run_matches(int64_t stop, bool interrupt, int64_t cut_at = -1) {
+  if (cut_at < 0) cut_at = stop;
   test::TempDir tmp;
   Config c = small_config(R"(
 [diagnostics]
@@ -205,8 +208,8 @@ outlier_window = 4
     first.train.steps = stop;
   const TrainSummary cut = train(first, o);
   EXPECT_EQ(cut.interrupted, interrupt);
-  EXPECT_EQ(cut.steps, stop);
-  EXPECT_EQ(list_checkpoints(tmp.file("cut")).back(), stop);
+  EXPECT_EQ(cut.steps, cut_at);
+  EXPECT_EQ(list_checkpoints(tmp.file("cut")).back(), cut_at);
   TrainOptions r = quiet("");
   r.resume_dir = tmp.file("cut");
   const TrainSummary resumed = train(c, r);
@@ -487,6 +490,11 @@ TEST(Trainer, ResumeContinuesTheRunsClock) {
 
 TEST(Trainer, InterruptedBetweenCheckpointsResumesAsIfUninterrupted) { resumed_run_matches(23, true); }
 TEST(Trainer, InterruptedAtACurvatureStepResumesAsIfUninterrupted) { resumed_run_matches(20, true); }
+// The stop arrives while step 20's curvature checkpoint runs (its blocks ask for step 21):
+// the checkpoint is abandoned at once, the run ends at step 20 and the resume computes it.
+TEST(Trainer, AStopDuringACurvatureCheckpointAbandonsItAndResumesAsIfUninterrupted) {
+  resumed_run_matches(21, true, 20);
+}
 TEST(Trainer, ExtendedAfterACurvatureStepResumesAsIfUninterrupted) { resumed_run_matches(20, false); }
 
 TEST(Trainer, RunDirectoryHoldsTheContract) {
