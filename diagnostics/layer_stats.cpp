@@ -75,6 +75,25 @@ MeanVar mean_var(const T* x, int64_t n) {
   return r;
 }
 
+template <class T>
+double unit_spread(const T* w, const T* b, int64_t rows, int64_t cols) {
+  if (rows <= 0) return 0;
+  const int64_t C = cols + (b ? 1 : 0);
+  auto at = [&](int64_t r, int64_t c) { return static_cast<double>(c < cols ? w[r * cols + c] : b[r]); };
+  double dev = 0, total = 0;
+  for (int64_t c = 0; c < C; ++c) {
+    double m = 0;
+    for (int64_t r = 0; r < rows; ++r) m += at(r, c);
+    m /= static_cast<double>(rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      const double x = at(r, c);
+      dev += (x - m) * (x - m);
+      total += x * x;
+    }
+  }
+  return total > 0 ? std::sqrt(dev / total) : 0.0;
+}
+
 bool act_can_die(Act kind) { return kind == Act::relu || kind == Act::leaky_relu; }
 bool act_saturates(Act kind) { return kind == Act::sigmoid || kind == Act::tanh; }
 double act_max_derivative(Act kind) { return kind == Act::sigmoid ? 0.25 : 1.0; }
@@ -174,14 +193,15 @@ double spectrum_similarity(const std::vector<double>& a, const std::vector<doubl
   return 1.0 - d;
 }
 
-#define CN_LAYER_STATS(T)                                              \
-  template double l2_norm<T>(const T*, int64_t);                       \
-  template double linf_norm<T>(const T*, int64_t);                     \
-  template double l2_distance<T>(const T*, const T*, int64_t);         \
-  template double mean_abs<T>(const T*, int64_t);                      \
-  template bool all_finite<T>(const T*, int64_t, int64_t*);            \
-  template MeanVar mean_var<T>(const T*, int64_t);                     \
-  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*); \
+#define CN_LAYER_STATS(T)                                               \
+  template double l2_norm<T>(const T*, int64_t);                        \
+  template double linf_norm<T>(const T*, int64_t);                      \
+  template double l2_distance<T>(const T*, const T*, int64_t);          \
+  template double mean_abs<T>(const T*, int64_t);                       \
+  template bool all_finite<T>(const T*, int64_t, int64_t*);             \
+  template MeanVar mean_var<T>(const T*, int64_t);                      \
+  template double unit_spread<T>(const T*, const T*, int64_t, int64_t); \
+  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*);  \
   template double saturated_share<T>(const ActParams&, const T*, const T*, int64_t, int64_t);
 CN_LAYER_STATS(float)
 CN_LAYER_STATS(double)

@@ -138,8 +138,11 @@ void Sequential<T>::initialize(const ModelConfig& model, uint64_t seed) {
         if (is_activation(next)) break;
       }
       const int64_t I = l.in_features(), O = l.out_features();
-      init_fill(specs_[i].init.value_or(model.init), model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0,
-                host.data() + off, O * I);
+      const Init w_init = specs_[i].init.value_or(model.init);
+      init_fill(w_init, model.init_constant, I, O, gain, seed, static_cast<uint32_t>(i), 0, host.data() + off, O * I);
+      // init_gain scales the random initialisers only (a constant is taken as written).
+      if (model.init_gain != 1.0 && w_init != Init::zeros && w_init != Init::constant)
+        for (int64_t k = 0; k < O * I; ++k) host[static_cast<size_t>(off + k)] *= model.init_gain;
       init_fill(specs_[i].bias_init.value_or(model.bias_init), model.init_constant, I, O, gain, seed,
                 static_cast<uint32_t>(i), 1, host.data() + off + O * I, O);
     } else if (l.kind() == LayerKind::batchnorm) {
