@@ -137,6 +137,10 @@ void AlarmEngine::observe_step(int64_t step, double grad_norm) {
 void AlarmEngine::flush_pending() {
   for (int i = 0; i < n_pending_; ++i) {
     const Pending& p = pending_[i];
+    if (!diverged_) {  // the run counts as diverged until the loss is back to where it was
+      diverged_ = true;
+      recover_loss_ = best_loss_;
+    }
     emit(p.step, -1, AlarmRule::grad_explosion, p.value, p.threshold,
          "gradient norm " + fmt(p.value) + " above grad_norm_high " + fmt(p.threshold) + " at step " +
              std::to_string(p.step));
@@ -150,8 +154,16 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
   if (!finite(first_loss_) && finite(loss)) first_loss_ = loss;
   const bool high = loss_high(loss);
   // A diverging run: its other statistics describe the divergence, which grad_explosion and
-  // nonfinite already name.
-  const bool diverging = explosion_active_ || by_rule_[static_cast<int>(AlarmRule::nonfinite)] > 0;
+  // nonfinite already name. After a network grad_explosion the run counts as diverged until it
+  // has recovered: its logged loss no longer high (the loss_high_ratio rule) and back within
+  // (1 + loss_spike_delta) x the lowest logged loss before the explosion.
+  // A network broken by the explosion (dead units: the loss of a uniform guess) stays diverged,
+  // and so does a run that exploded before its first logged loss (nothing to recover to).
+  if (diverged_ && finite(loss) && finite(recover_loss_) && !loss_high(loss) &&
+      loss <= (1.0 + c_.loss_spike_delta) * recover_loss_)
+    diverged_ = false;
+  if (finite(loss) && !diverged_ && !(loss >= best_loss_)) best_loss_ = loss;
+  const bool diverging = diverged_ || explosion_active_ || by_rule_[static_cast<int>(AlarmRule::nonfinite)] > 0;
 
   auto threshold_rule = [&](const LayerObservation& o, AlarmRule rule, double value, double thr, bool above,
                             bool extra_cond, const std::string& what) {
@@ -222,16 +234,29 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
   }
   explained = explained || any_active(AlarmRule::grad_vanishing);
 
-  // loss_plateau: the loss within plateau_delta x |L0| of the first logged loss L0 for
-  // plateau_steps logged steps in a row (the first one included).
-  if (c_.plateau_delta > 0 && finite(loss) && finite(first_loss_)) {
-    const double band = c_.plateau_delta * std::fabs(first_loss_);
-    plateau_run_ = std::fabs(loss - first_loss_) <= band ? plateau_run_ + 1 : 0;
-    if (transition(key_of(AlarmRule::loss_plateau, -1), plateau_run_ >= c_.plateau_steps && !explained))
-      emit(step, -1, AlarmRule::loss_plateau, loss, first_loss_,
-           "loss " + fmt(loss) + " still within " + fmt(c_.plateau_delta) + " x of its first logged value " +
-               fmt(first_loss_) + " after " + std::to_string(plateau_run_) + " logged steps",
-           {{"logged_steps", plateau_run_}});
+  // loss_plateau: from the N-th logged step on (N = plateau_steps), the mean of the last h =
+  // ceil(N/2) logged losses within plateau_delta x |L_init| of L_init, the mean of the first h
+  // (means over h logged steps: one logged loss is a mini-batch average and too noisy).
+  if (finite(loss)) {
+    const size_t h = static_cast<size_t>((c_.plateau_steps + 1) / 2);
+    ++plateau_count_;
+    if (plateau_first_.size() < h) plateau_first_.push_back(loss);
+    if (plateau_recent_.size() >= h) plateau_recent_.erase(plateau_recent_.begin());
+    plateau_recent_.push_back(loss);
+    if (c_.plateau_delta > 0 && plateau_count_ >= c_.plateau_steps) {
+      double init = 0, recent = 0;
+      for (double x : plateau_first_) init += x;
+      for (double x : plateau_recent_) recent += x;
+      init /= static_cast<double>(plateau_first_.size());
+      recent /= static_cast<double>(plateau_recent_.size());
+      const bool flat = std::fabs(recent - init) <= c_.plateau_delta * std::fabs(init);
+      if (transition(key_of(AlarmRule::loss_plateau, -1), flat && !explained))
+        emit(step, -1, AlarmRule::loss_plateau, recent, init,
+             "loss " + fmt(recent) + " (mean of the last " + std::to_string(h) + " logged steps) within " +
+                 fmt(c_.plateau_delta) + " x of its initial level " + fmt(init) + " (mean of the first " +
+                 std::to_string(h) + ") after " + std::to_string(plateau_count_) + " logged steps",
+             {{"logged_steps", plateau_count_}});
+    }
   }
 
   // loss_spike: loss above (1 + δ) × the minimum of the previous W logged losses, and by more
@@ -425,7 +450,12 @@ json AlarmEngine::state() const {
           {"first_loss", json_number(first_loss_)},
           {"loss_window", loss_window_},
           {"history", history},
-          {"plateau_run", plateau_run_},
+          {"diverged", diverged_},
+          {"recover_loss", json_number(recover_loss_)},
+          {"best_loss", json_number(best_loss_)},
+          {"plateau_count", plateau_count_},
+          {"plateau_first", plateau_first_},
+          {"plateau_recent", plateau_recent_},
           {"signal_checked", signal_checked_},
           {"by_rule", by_rule_},
           {"layers_by_rule", layers_by_rule_},
@@ -441,7 +471,12 @@ void AlarmEngine::restore(const json& s) {
   loss_window_ = s.at("loss_window").get<std::vector<double>>();
   history_.clear();
   for (const auto& [layer, h] : s.at("history").items()) history_[std::stoll(layer)] = h.get<std::vector<double>>();
-  plateau_run_ = s.at("plateau_run").get<int64_t>();
+  diverged_ = s.at("diverged").get<bool>();
+  recover_loss_ = s.at("recover_loss").is_null() ? std::nan("") : s.at("recover_loss").get<double>();
+  best_loss_ = s.at("best_loss").is_null() ? std::nan("") : s.at("best_loss").get<double>();
+  plateau_count_ = s.at("plateau_count").get<int64_t>();
+  plateau_first_ = s.at("plateau_first").get<std::vector<double>>();
+  plateau_recent_ = s.at("plateau_recent").get<std::vector<double>>();
   signal_checked_ = s.at("signal_checked").get<bool>();
   by_rule_ = s.at("by_rule").get<std::array<int64_t, kAlarmRuleCount>>();
   layers_by_rule_ = s.at("layers_by_rule").get<std::array<std::vector<int64_t>, kAlarmRuleCount>>();

@@ -145,8 +145,12 @@ class AlarmEngine {
   double first_loss_ = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> loss_window_;                 // the last loss_spike_window logged losses
   std::map<int64_t, std::vector<double>> history_;  // outlier: log10 grad_rel per layer
-  int64_t plateau_run_ = 0;                         // loss_plateau: logged steps in a row within the band
-  bool signal_checked_ = false;                     // signal_collapse: evaluated (first observation)
+  bool diverged_ = false;  // a network grad_explosion, and the loss not yet back (docs/doctor.md)
+  double recover_loss_ = std::numeric_limits<double>::quiet_NaN();  // the lowest logged loss before it
+  double best_loss_ = std::numeric_limits<double>::quiet_NaN();     // the lowest logged loss outside divergence
+  int64_t plateau_count_ = 0;                                       // loss_plateau: logged steps with a finite loss
+  std::vector<double> plateau_first_, plateau_recent_;              // loss_plateau: the first and the last h losses
+  bool signal_checked_ = false;                                     // signal_collapse: evaluated (first observation)
 };
 
 }  // namespace cn

@@ -226,7 +226,9 @@ TEST(Alarms, OutlierIsOneSidedAgainstItsOwnHistoryBeyondTheNetworkShift) {
     EXPECT_TRUE(rows_of(e, "outlier").empty());
   }
   auto history = [&](AlarmEngine& e) {
-    for (int k = 0; k < 10; ++k) e.observe_logged(k, 2.0 - 0.01 * k, 1.0, healthy_net(1.0 + 0.05 * std::sin(k)));
+    // A learning run (a flat loss would be a loss_plateau, which holds the outlier rule).
+    for (int k = 0; k < 10; ++k)
+      e.observe_logged(k, 2.0 * std::pow(0.9, k), 1.0, healthy_net(1.0 + 0.05 * std::sin(k)));
     EXPECT_TRUE(rows_of(e, "outlier").empty());
   };
   {  // one layer rises 100x: fires, on that layer only
@@ -234,7 +236,7 @@ TEST(Alarms, OutlierIsOneSidedAgainstItsOwnHistoryBeyondTheNetworkShift) {
     history(e);
     auto net = healthy_net();
     net[1].grad_rel *= 100;
-    e.observe_logged(10, 1.9, 1.0, net);
+    e.observe_logged(10, 0.6, 1.0, net);
     auto rows = rows_of(e, "outlier");
     ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(rows[0]["layer"], 2);
@@ -246,13 +248,13 @@ TEST(Alarms, OutlierIsOneSidedAgainstItsOwnHistoryBeyondTheNetworkShift) {
     history(e);
     auto net = healthy_net();
     net[1].grad_rel /= 100;
-    e.observe_logged(10, 1.9, 1.0, net);
+    e.observe_logged(10, 0.6, 1.0, net);
     EXPECT_TRUE(rows_of(e, "outlier").empty());
   }
   {  // every layer rises 100x: a network-wide shift, not an outlier
     AlarmEngine e(c, sgd());
     history(e);
-    e.observe_logged(10, 1.9, 1.0, healthy_net(100.0));
+    e.observe_logged(10, 0.6, 1.0, healthy_net(100.0));
     EXPECT_TRUE(rows_of(e, "outlier").empty());
   }
 }
@@ -422,10 +424,38 @@ TEST(Alarms, LossPlateauAfterNLoggedStepsWithinDelta) {
   EXPECT_EQ(rows[0]["step"], 50);  // the 5th logged step, the first one counted
   EXPECT_TRUE(rows[0]["layer"].is_null());
   EXPECT_EQ(rows[0]["logged_steps"], 5);
+  // threshold = the initial level (mean of the first ceil(5/2) = 3 losses), value = the mean
+  // of the last 3.
+  auto L = [](int k) { return 2.3 * (1 + 0.02 * std::sin(k)); };
+  EXPECT_NEAR(rows[0]["threshold"].get<double>(), (L(0) + L(1) + L(2)) / 3, 1e-12);
+  EXPECT_NEAR(rows[0]["value"].get<double>(), (L(2) + L(3) + L(4)) / 3, 1e-12);
   AlarmEngine learning(c, sgd());
   double loss = 2.3;
   for (int k = 0; k < 20; ++k) learning.observe_logged(10 * k, loss *= 0.97, 1.0, healthy_net());
   EXPECT_TRUE(rows_of(learning, "loss_plateau").empty());
+}
+
+TEST(Alarms, AfterAnExplosionTheConsequencesAreHeldUntilTheLossRecovers) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  e.observe_logged(10, 2.3, 1.0, healthy_net());
+  e.observe_logged(20, 1.0, 1.0, healthy_net());
+  e.observe_step(23, 1e4);  // explosion; then huge weights and dead units, the norm back below
+  e.observe_step(24, 1.0);
+  auto broken = healthy_net();
+  broken[0].weight_rms = 1e3;
+  broken[1].dead_share = 1.0;
+  e.observe_logged(30, 2.3, 1.0, broken);
+  e.observe_logged(40, 2.3, 1.0, broken);
+  auto rows = e.take_rows();
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0]["rule"], "grad_explosion");
+  // 1.4 is within (1 + 0.5) x the best loss before the explosion (1.0) but still above half
+  // the first logged loss (2.3): not recovered. 1.1 is both: the rules speak again.
+  e.observe_logged(50, 1.4, 1.0, broken);
+  EXPECT_EQ(e.take_rows(), std::vector<json>{});
+  e.observe_logged(60, 1.1, 1.0, broken);
+  EXPECT_EQ(rows_of(e, "dead_units").size(), 1u);
 }
 
 TEST(Alarms, LossSpikeNeedsTheAbsoluteFloor) {

@@ -189,6 +189,8 @@ kinds = ["loss"]
 [alarms]
 grad_norm_high = 0.3
 loss_spike_delta = 0.02
+loss_spike_floor = 0.0
+loss_high_ratio = 1.0
 loss_spike_window = 3
 condition_high = 10.0
 outlier_window = 4
