@@ -155,13 +155,20 @@ void AlarmEngine::observe_logged(int64_t step, double loss, double grad_norm,
   const bool high = loss_high(loss);
   // A diverging run: its other statistics describe the divergence, which grad_explosion and
   // nonfinite already name. After a network grad_explosion the run counts as diverged until it
-  // has recovered: its logged loss no longer high (the loss_high_ratio rule) and back within
-  // (1 + loss_spike_delta) x the lowest logged loss before the explosion.
-  // A network broken by the explosion (dead units: the loss of a uniform guess) stays diverged,
-  // and so does a run that exploded before its first logged loss (nothing to recover to).
-  if (diverged_ && finite(loss) && finite(recover_loss_) && !loss_high(loss) &&
-      loss <= (1.0 + c_.loss_spike_delta) * recover_loss_)
-    diverged_ = false;
+  // has recovered (docs/doctor.md "Which rule speaks"): no layer left blown up, dead or
+  // saturated by it, and, when there was a logged loss before the explosion, the loss no
+  // longer high and back within (1 + loss_spike_delta) x the lowest logged loss before it.
+  if (diverged_ && finite(loss)) {
+    bool damaged = false;
+    for (const LayerObservation& o : layers)
+      damaged = damaged ||
+                (c_.weight_norm_high > 0 && !(o.weight_rms <= c_.weight_norm_high) && !std::isnan(o.weight_rms)) ||
+                (c_.dead_share_high > 0 && o.dead_share > c_.dead_share_high) ||
+                (c_.saturation_high > 0 && o.saturated_share > c_.saturation_high);
+    const bool loss_back =
+        !finite(recover_loss_) || (!loss_high(loss) && loss <= (1.0 + c_.loss_spike_delta) * recover_loss_);
+    if (!damaged && loss_back) diverged_ = false;
+  }
   if (finite(loss) && !diverged_ && !(loss >= best_loss_)) best_loss_ = loss;
   const bool diverging = diverged_ || explosion_active_ || by_rule_[static_cast<int>(AlarmRule::nonfinite)] > 0;
 
