@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -78,16 +79,25 @@ MeanVar mean_var(const T* x, int64_t n) {
 template <class T>
 double unit_spread(const T* w, const T* b, int64_t rows, int64_t cols) {
   if (rows <= 0) return 0;
-  const int64_t C = cols + (b ? 1 : 0);
-  auto at = [&](int64_t r, int64_t c) { return static_cast<double>(c < cols ? w[r * cols + c] : b[r]); };
+  // Row by row (W is row-major): the mean row first, then the deviations from it.
+  std::vector<double> mean(static_cast<size_t>(cols) + 1, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = w + r * cols;
+    for (int64_t c = 0; c < cols; ++c) mean[static_cast<size_t>(c)] += static_cast<double>(row[c]);
+    if (b) mean[static_cast<size_t>(cols)] += static_cast<double>(b[r]);
+  }
+  for (double& m : mean) m /= static_cast<double>(rows);
   double dev = 0, total = 0;
-  for (int64_t c = 0; c < C; ++c) {
-    double m = 0;
-    for (int64_t r = 0; r < rows; ++r) m += at(r, c);
-    m /= static_cast<double>(rows);
-    for (int64_t r = 0; r < rows; ++r) {
-      const double x = at(r, c);
-      dev += (x - m) * (x - m);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = w + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double x = static_cast<double>(row[c]), d = x - mean[static_cast<size_t>(c)];
+      dev += d * d;
+      total += x * x;
+    }
+    if (b) {
+      const double x = static_cast<double>(b[r]), d = x - mean[static_cast<size_t>(cols)];
+      dev += d * d;
       total += x * x;
     }
   }
