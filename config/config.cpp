@@ -688,7 +688,7 @@ std::vector<Section> build_schema() {
        "the optimiser (torch.optim semantics)",
        {
            f_enum("name", &C::optim, &OptimConfig::name, kOptimKinds, "update rule"),
-           f_double("lr", &C::optim, &OptimConfig::lr, gt(0), "learning rate"),
+           f_double("lr", &C::optim, &OptimConfig::lr, ge(0), "learning rate (0 = the weights do not move)"),
            f_double("momentum", &C::optim, &OptimConfig::momentum, co(0, 1), "momentum, nesterov: momentum factor"),
        }});
   {
@@ -861,16 +861,36 @@ std::vector<Section> build_schema() {
            f_double("update_ratio_high", &C::alarms, &AlarmsConfig::update_ratio_high, ge(0),
                     "update_ratio: norm(dw) / norm(w) above this; 0 = off"),
            f_double("sigma", &C::alarms, &AlarmsConfig::sigma, ge(0),
-                    "outlier: a layer's log10 relative gradient this many standard deviations from the other layers or "
-                    "from its own history; 0 = off"),
+                    "outlier: a layer's log10 relative gradient this many standard deviations above its own history, "
+                    "after the network-wide shift is removed; 0 = off"),
            f_double("loss_spike_delta", &C::alarms, &AlarmsConfig::loss_spike_delta, ge(0),
                     "loss_spike: logged loss above (1 + delta) x its running minimum; 0 = off"),
            f_int("loss_spike_window", &C::alarms, &AlarmsConfig::loss_spike_window, cc(1, kMaxWindow),
                  "loss_spike: logged steps in the running minimum"),
+           f_double("loss_spike_floor", &C::alarms, &AlarmsConfig::loss_spike_floor, ge(0),
+                    "loss_spike: the rise above the running minimum must also exceed this (in loss units)"),
+           f_double("plateau_delta", &C::alarms, &AlarmsConfig::plateau_delta, ge(0),
+                    "loss_plateau: the loss within this fraction of the first logged loss ...; 0 = off"),
+           f_int("plateau_steps", &C::alarms, &AlarmsConfig::plateau_steps, cc(1, kMaxWindow),
+                 "loss_plateau: ... for this many logged steps in a row"),
            f_double("loss_high_ratio", &C::alarms, &AlarmsConfig::loss_high_ratio, ge(0),
                     "grad_vanishing, frozen_layer: the loss counts as still high above this x the first logged loss"),
            f_double("frozen_grad_low", &C::alarms, &AlarmsConfig::frozen_grad_low, ge(0),
                     "frozen_layer: a layer's weight-gradient norm below this while the loss is still high; 0 = off"),
+           f_double("frozen_update_low", &C::alarms, &AlarmsConfig::frozen_update_low, ge(0),
+                    "frozen_layer: a layer's update ratio below this x the largest layer's while the loss is still "
+                    "high; 0 = off"),
+           f_double("depth_ratio_low", &C::alarms, &AlarmsConfig::depth_ratio_low, ge(0),
+                    "vanishing_by_depth: a Linear layer's weight-gradient norm below this x the last Linear layer's; "
+                    "0 = off"),
+           f_double("depth_ratio_high", &C::alarms, &AlarmsConfig::depth_ratio_high, ge(0),
+                    "exploding_by_depth: a Linear layer's weight-gradient norm above this x the last Linear layer's; "
+                    "0 = off"),
+           f_double("unit_spread_low", &C::alarms, &AlarmsConfig::unit_spread_low, ge(0),
+                    "symmetric_units: a hidden Linear layer's unit_spread below this; 0 = off"),
+           f_double("collapse_factor", &C::alarms, &AlarmsConfig::collapse_factor, cc(0, 1),
+                    "signal_collapse: pre-activation variance shrinking by more than this per activation layer at "
+                    "the first logged step; 0 = off"),
            f_double("dead_share_high", &C::alarms, &AlarmsConfig::dead_share_high, cc(0, 1),
                     "dead_units: share of ReLU-family units inactive over the window above this; 0 = off"),
            f_int("dead_window", &C::alarms, &AlarmsConfig::dead_window, cc(1, kMaxWindow),

@@ -136,8 +136,16 @@ struct AlarmsConfig {
   // docs/doctor.md defines every rule; 0 switches a threshold rule off.
   double loss_spike_delta = 0.5;       // loss_spike: loss > (1 + delta) x running minimum
   int64_t loss_spike_window = 10;      // loss_spike: the running minimum's window (logged steps)
+  double loss_spike_floor = 0.1;       // loss_spike: ... and loss - minimum > this (loss units)
+  double plateau_delta = 0.05;         // loss_plateau: |loss - first loss| <= this x |first loss| ...
+  int64_t plateau_steps = 10;          // ... for this many logged steps in a row
   double loss_high_ratio = 0.5;        // "loss still high": loss > this x the first logged loss
   double frozen_grad_low = 1e-4;       // frozen_layer: a layer's weight-gradient norm below this
+  double frozen_update_low = 1e-4;     // frozen_layer: or its update ratio below this x the largest layer's
+  double depth_ratio_low = 1e-2;       // vanishing_by_depth: Linear grad_l2 < this x the last Linear layer's
+  double depth_ratio_high = 1e2;       // exploding_by_depth: Linear grad_l2 > this x the last Linear layer's
+  double unit_spread_low = 1e-3;       // symmetric_units: a hidden Linear layer's unit_spread below this
+  double collapse_factor = 0.5;        // signal_collapse: per-layer pre-activation variance ratio below this
   double dead_share_high = 0.5;        // dead_units: share of dead units above this
   int64_t dead_window = 5;             // dead_units: logged batches a unit must stay inactive
   double saturation_high = 0.5;        // saturation: share of saturated units above this

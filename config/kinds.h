@@ -107,25 +107,88 @@ enum class AlarmRule {
   spectrum_at_zero,
   saddle,
   sharpness_edge,
+  vanishing_by_depth,
+  exploding_by_depth,
+  loss_plateau,
+  symmetric_units,
+  signal_collapse,
 };
-inline constexpr int kAlarmRuleCount = 14;
+inline constexpr int kAlarmRuleCount = 19;
 // The rule names of alarms.jsonl and docs/doctor.md, in the order above.
-inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {{AlarmRule::grad_explosion, "grad_explosion"},
-                                                                     {AlarmRule::grad_vanishing, "grad_vanishing"},
-                                                                     {AlarmRule::nonfinite, "nonfinite"},
-                                                                     {AlarmRule::loss_spike, "loss_spike"},
-                                                                     {AlarmRule::frozen_layer, "frozen_layer"},
-                                                                     {AlarmRule::dead_units, "dead_units"},
-                                                                     {AlarmRule::saturation, "saturation"},
-                                                                     {AlarmRule::update_ratio, "update_ratio"},
-                                                                     {AlarmRule::weight_norm, "weight_norm"},
-                                                                     {AlarmRule::outlier, "outlier"},
-                                                                     {AlarmRule::ill_conditioned, "ill_conditioned"},
-                                                                     {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
-                                                                     {AlarmRule::saddle, "saddle"},
-                                                                     {AlarmRule::sharpness_edge, "sharpness_edge"}};
+inline constexpr EnumName<AlarmRule> kAlarmRules[kAlarmRuleCount] = {
+    {AlarmRule::grad_explosion, "grad_explosion"},
+    {AlarmRule::grad_vanishing, "grad_vanishing"},
+    {AlarmRule::nonfinite, "nonfinite"},
+    {AlarmRule::loss_spike, "loss_spike"},
+    {AlarmRule::frozen_layer, "frozen_layer"},
+    {AlarmRule::dead_units, "dead_units"},
+    {AlarmRule::saturation, "saturation"},
+    {AlarmRule::update_ratio, "update_ratio"},
+    {AlarmRule::weight_norm, "weight_norm"},
+    {AlarmRule::outlier, "outlier"},
+    {AlarmRule::ill_conditioned, "ill_conditioned"},
+    {AlarmRule::spectrum_at_zero, "spectrum_at_zero"},
+    {AlarmRule::saddle, "saddle"},
+    {AlarmRule::sharpness_edge, "sharpness_edge"},
+    {AlarmRule::vanishing_by_depth, "vanishing_by_depth"},
+    {AlarmRule::exploding_by_depth, "exploding_by_depth"},
+    {AlarmRule::loss_plateau, "loss_plateau"},
+    {AlarmRule::symmetric_units, "symmetric_units"},
+    {AlarmRule::signal_collapse, "signal_collapse"}};
+
+// What to try when a rule fires: the `advice` of every alarms.jsonl row, in the order above
+// (docs/doctor.md lists them with the rules).
+struct AlarmAdvice {
+  AlarmRule rule;
+  const char* text;
+};
+inline constexpr AlarmAdvice kAlarmAdvice[kAlarmRuleCount] = {
+    {AlarmRule::grad_explosion,
+     "lower the learning rate, clip the gradient (clip.mode = \"norm\") or reduce the initialisation scale"},
+    {AlarmRule::grad_vanishing,
+     "check the initialisation (he_* for ReLU, xavier_* for tanh/sigmoid), the activation and the learning rate"},
+    {AlarmRule::nonfinite,
+     "lower the learning rate or clip the gradient; the row names the first tensor that held the value"},
+    {AlarmRule::loss_spike,
+     "lower the learning rate or add warmup (schedule.warmup_steps); check the batches near "
+     "this step"},
+    {AlarmRule::frozen_layer,
+     "check the layer's lr_scale and weight decay ([[optim.per_layer]]) and whether a gradient reaches it"},
+    {AlarmRule::dead_units,
+     "use zero or small positive biases with he_* initialisation, a lower learning rate, or leaky_relu"},
+    {AlarmRule::saturation,
+     "scale the weights down (xavier_* or lecun_* initialisation), standardise the inputs, or add BatchNorm"},
+    {AlarmRule::update_ratio, "lower the learning rate (or this layer's lr_scale)"},
+    {AlarmRule::weight_norm, "add weight decay or lower the learning rate"},
+    {AlarmRule::outlier,
+     "look at this layer's inputs and gradient; per-layer lr_scale or gradient clipping (clip.mode "
+     "= \"layer_norm\") tames one layer"},
+    {AlarmRule::ill_conditioned, "a preconditioned optimiser (adam, rmsprop) or BatchNorm; check for redundant inputs"},
+    {AlarmRule::spectrum_at_zero, "many flat directions: check for dead or saturated units and redundant parameters"},
+    {AlarmRule::saddle, "momentum, an adaptive optimiser or gradient noise (optim.grad_noise_eta) leaves a saddle"},
+    {AlarmRule::sharpness_edge,
+     "lower the learning rate below the optimiser's stability limit (2/lambda_max for sgd) or add warmup"},
+    {AlarmRule::vanishing_by_depth,
+     "use relu/gelu with he_* initialisation instead of sigmoid/tanh in a deep stack, "
+     "fewer layers, or BatchNorm"},
+    {AlarmRule::exploding_by_depth,
+     "reduce the initialisation scale (xavier_* or lecun_*), clip per layer "
+     "(clip.mode = \"layer_norm\"), or add BatchNorm"},
+    {AlarmRule::loss_plateau,
+     "the model does not learn: check that the learning rate is > 0 and large enough, the "
+     "labels, and the initialisation"},
+    {AlarmRule::symmetric_units,
+     "initialise the weights randomly (he_*, xavier_*, lecun_*): identical units get "
+     "identical gradients and stay identical"},
+    {AlarmRule::signal_collapse,
+     "use a variance-preserving initialiser: xavier_* or lecun_* for tanh/sigmoid, he_* for ReLU"}};
 
 inline const char* alarm_rule_name(AlarmRule rule) { return enum_name(kAlarmRules, rule); }
+inline const char* alarm_rule_advice(AlarmRule rule) {
+  for (const AlarmAdvice& a : kAlarmAdvice)
+    if (a.rule == rule) return a.text;
+  return "";
+}
 // Every rule name, in the order above.
 inline const std::vector<std::string>& alarm_rule_names() {
   static const std::vector<std::string> names = enum_names(kAlarmRules);

@@ -7,7 +7,15 @@
 // An alarm fires on the transition into the alarm state: a rule keyed by (rule, layer,
 // Hessian kind) fires when its condition becomes true and is re-armed only after an
 // evaluation finds it false again. A statistic without a value (NaN: not applicable or not
-// finite) leaves the state unchanged.
+// finite) leaves the state unchanged. Every row carries the rule's `advice`
+// (alarm_rule_advice(), config/kinds.h).
+//
+// Causes before symptoms (docs/doctor.md "Which rule speaks"): while the run diverges
+// (nonfinite, network grad_explosion) only grad_explosion is evaluated on logged steps; while a
+// cause rule is active (symmetric_units, signal_collapse, dead_units, saturation) the symptom
+// rules vanishing_by_depth, exploding_by_depth, frozen_layer, grad_vanishing and loss_plateau
+// are held (their condition counts as false), and each symptom rule is held while one before it
+// in that list is active.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -25,11 +33,11 @@
 
 namespace cn {
 
-// outlier: at least this many earlier values of a layer's own history, and at least this
-// many other layers, before a comparison is made; the standard deviation (of log10 values)
-// is floored at kOutlierStdFloor decades.
+// outlier: at least this many earlier values of a layer's own history, and at least this many
+// layers with such a history (for the network-wide shift), before a comparison is made; the
+// standard deviation (of log10 values) is floored at kOutlierStdFloor decades.
 inline constexpr int kOutlierMinHistory = 5;
-inline constexpr int kOutlierMinLayers = 3;
+inline constexpr int kOutlierMinLayers = 2;
 inline constexpr double kOutlierStdFloor = 0.1;
 // Per-step events waiting for the next take_rows() (fixed storage; more are counted as
 // dropped and reported in the summary).
@@ -44,6 +52,11 @@ struct LayerObservation {
   double weight_rms = std::numeric_limits<double>::quiet_NaN();    // ‖W‖_F / √n
   double dead_share = std::numeric_limits<double>::quiet_NaN();
   double saturated_share = std::numeric_limits<double>::quiet_NaN();
+  bool linear = false;  // a Linear layer: the depth rules compare these layers' grad_l2
+  // symmetric_units: ‖[W b] − mean row‖_F / ‖[W b]‖_F of a hidden Linear layer (0 for a zero
+  // matrix; NaN for the last Linear layer, whose units get different gradients anyway)
+  double unit_spread = std::numeric_limits<double>::quiet_NaN();
+  double pre_act_var = std::numeric_limits<double>::quiet_NaN();  // activation layers: variance of the input
 };
 
 // What the curvature rules see of one curvature row (a diagnostics.jsonl row holds the same
@@ -72,7 +85,9 @@ class AlarmEngine {
   // Each logged step: `loss` = the mean training loss since the previous logged step (the
   // metrics.jsonl loss), `grad_norm` = the network gradient norm of this step, and the
   // per-layer observations (grad_explosion and frozen_layer per layer, grad_vanishing,
-  // loss_spike, dead_units, saturation, update_ratio, weight_norm, outlier).
+  // loss_spike, loss_plateau, dead_units, saturation, update_ratio, weight_norm, outlier,
+  // vanishing_by_depth, exploding_by_depth, symmetric_units). signal_collapse is evaluated at
+  // the first call only, which is meant to be the statistics of step 0 (before any update).
   void observe_logged(int64_t step, double loss, double grad_norm, const std::vector<LayerObservation>& layers);
   // The rows of a curvature checkpoint (docs/spec.md §3 metrics): ill_conditioned,
   // spectrum_at_zero, saddle (loss Hessians: kinds loss and full_top), sharpness_edge
@@ -84,8 +99,11 @@ class AlarmEngine {
 
   // The alarm rows since the last call, in the order the events happened.
   std::vector<nlohmann::json> take_rows();
-  // "no alarms" or "3 alarms: grad_explosion ×2 (layer 4), loss_spike ×1".
+  // "none", or "3 alarms: grad_explosion ×2 (layer 4), loss_spike ×1" followed by one line
+  // per rule that fired: "  try for grad_explosion: <advice>" (advice_lines()).
   std::string summary() const;
+  // "try for <rule>: <advice>", one per rule that fired, in rule order.
+  std::vector<std::string> advice_lines() const;
   int64_t count() const { return total_; }
   int64_t count(AlarmRule rule) const { return by_rule_[static_cast<int>(rule)]; }
 
@@ -107,6 +125,11 @@ class AlarmEngine {
   void emit(int64_t step, int64_t layer, AlarmRule rule, double value, double threshold, const std::string& message,
             nlohmann::json extra = nlohmann::json::object());
   bool loss_high(double loss) const;
+  // True when some (rule, layer, kind) state of `rule` is active.
+  bool any_active(AlarmRule rule) const;
+  void observe_depth(int64_t step, const std::vector<LayerObservation>& layers, bool held);
+  void observe_signal(int64_t step, const std::vector<LayerObservation>& layers);
+  void observe_outlier(int64_t step, const std::vector<LayerObservation>& layers, bool held);
 
   AlarmsConfig c_;
   OptimConfig optim_;
@@ -122,6 +145,12 @@ class AlarmEngine {
   double first_loss_ = std::numeric_limits<double>::quiet_NaN();
   std::vector<double> loss_window_;                 // the last loss_spike_window logged losses
   std::map<int64_t, std::vector<double>> history_;  // outlier: log10 grad_rel per layer
+  bool diverged_ = false;  // a network grad_explosion, and the loss not yet back (docs/doctor.md)
+  double recover_loss_ = std::numeric_limits<double>::quiet_NaN();  // the lowest logged loss before it
+  double best_loss_ = std::numeric_limits<double>::quiet_NaN();     // the lowest logged loss outside divergence
+  int64_t plateau_count_ = 0;                                       // loss_plateau: logged steps with a finite loss
+  std::vector<double> plateau_first_, plateau_recent_;              // loss_plateau: the first and the last h losses
+  bool signal_checked_ = false;                                     // signal_collapse: evaluated (first observation)
 };
 
 }  // namespace cn

@@ -48,6 +48,8 @@ Doctor<T>::Doctor(const Config& config, Sequential<T>& model)
     else
       weight_seg_[i] = static_cast<int64_t>(k);
   }
+  for (size_t i = 0; i < L; ++i)
+    if (model_.layer(i).kind() == LayerKind::linear) last_linear_ = static_cast<int64_t>(i);
   const int64_t W = std::max<int64_t>(config_.alarms.dead_window, 1);
   int64_t max_width = model_.n_inputs();
   for (size_t i = 0; i < L; ++i) {
@@ -104,6 +106,10 @@ bool Doctor<T>::before_update(int64_t step, double loss, const ClipResult& clip,
       s.grad_l2 = l2_norm(G + g.offset, g.size());
       s.grad_linf = linf_norm(G + g.offset, g.size());
       s.w_before = l2_norm(W + g.offset, g.size());
+      const bool hidden_linear =
+          model_.layer(i).kind() == LayerKind::linear && static_cast<int64_t>(i) != last_linear_ && g.rows >= 2;
+      const T* b = bias_seg_[i] >= 0 ? W + segs[static_cast<size_t>(bias_seg_[i])].offset : nullptr;
+      s.unit_spread = hidden_linear ? unit_spread(W + g.offset, b, g.rows, g.cols) : std::nan("");
     }
     if (bias_seg_[i] >= 0) {
       const ParamSegment& g = segs[static_cast<size_t>(bias_seg_[i])];
@@ -119,6 +125,7 @@ bool Doctor<T>::before_update(int64_t step, double loss, const ClipResult& clip,
       const MeanVar mv = mean_var(y, n);
       s.act_mean = mv.mean;
       s.act_var = mv.var;
+      s.pre_act_var = mean_var(x, n).var;
       if (act_can_die(a->kind)) {
         const int64_t Wn = static_cast<int64_t>(s.active.size()) / F;
         units_active(x, batch_n, F, s.active.data() + static_cast<int64_t>(s.ring_pos) * F);
@@ -199,6 +206,11 @@ void Doctor<T>::after_update(int64_t step, bool logged) {
       o.grad_rel = s.w_before > 0 ? s.grad_l2 / s.w_before : std::nan("");
       o.update_ratio = s.w_before > 0 ? du / s.w_before : std::nan("");
       o.weight_rms = wn / std::sqrt(static_cast<double>(g.size()));
+      o.linear = l.kind() == LayerKind::linear;
+      if (!std::isnan(s.unit_spread)) {
+        set_metric(row, "unit_spread", s.unit_spread);
+        o.unit_spread = s.unit_spread;
+      }
     }
     if (bias_seg_[i] >= 0) {
       const ParamSegment& g = segs[static_cast<size_t>(bias_seg_[i])];
@@ -210,6 +222,8 @@ void Doctor<T>::after_update(int64_t step, bool logged) {
     if (const ActParams* a = l.activation()) {
       set_metric(row, "act_mean", s.act_mean);
       set_metric(row, "act_var", s.act_var);
+      set_metric(row, "pre_act_var", s.pre_act_var);
+      o.pre_act_var = s.pre_act_var;
       if (act_can_die(a->kind)) {
         set_metric(row, "dead_share", s.dead_share);
         row["dead_window"] = s.dead_window_used;

@@ -18,6 +18,7 @@
 // activation caches to the host (CUDA) and compute the statistics there.
 #pragma once
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -88,7 +89,8 @@ class Doctor {
   struct LayerScratch {
     // Statistics gathered in before_update, completed in after_update.
     double grad_l2 = 0, grad_linf = 0, bias_grad_l2 = 0, bias_grad_linf = 0, w_before = 0, b_before = 0;
-    double act_mean = 0, act_var = 0, dead_share = 0, saturated_share = 0, input_grad_mean = 0;
+    double act_mean = 0, act_var = 0, pre_act_var = 0, dead_share = 0, saturated_share = 0, input_grad_mean = 0;
+    double unit_spread = std::numeric_limits<double>::quiet_NaN();  // hidden Linear layers
     int dead_window_used = 0;
     std::vector<uint8_t> active;  // dead_window × F ring of per-unit activity
     int ring_pos = 0, ring_count = 0;
@@ -101,6 +103,7 @@ class Doctor {
   AlarmEngine alarms_;
   std::vector<LayerScratch> layers_;
   std::vector<int64_t> weight_seg_, bias_seg_;  // per layer: index into layout().segments, -1 = none
+  int64_t last_linear_ = -1;                    // the output layer: its units are not interchangeable
   std::vector<T> prev_params_, host_params_, host_grads_, scratch_x_, scratch_y_;
   std::vector<nlohmann::json> stats_rows_;
   double window_loss_ = 0;

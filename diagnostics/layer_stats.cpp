@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "core/error.h"
 
@@ -73,6 +74,34 @@ MeanVar mean_var(const T* x, int64_t n) {
   }
   r.var = v / static_cast<double>(n);
   return r;
+}
+
+template <class T>
+double unit_spread(const T* w, const T* b, int64_t rows, int64_t cols) {
+  if (rows <= 0) return 0;
+  // Row by row (W is row-major): the mean row first, then the deviations from it.
+  std::vector<double> mean(static_cast<size_t>(cols) + 1, 0.0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = w + r * cols;
+    for (int64_t c = 0; c < cols; ++c) mean[static_cast<size_t>(c)] += static_cast<double>(row[c]);
+    if (b) mean[static_cast<size_t>(cols)] += static_cast<double>(b[r]);
+  }
+  for (double& m : mean) m /= static_cast<double>(rows);
+  double dev = 0, total = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = w + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const double x = static_cast<double>(row[c]), d = x - mean[static_cast<size_t>(c)];
+      dev += d * d;
+      total += x * x;
+    }
+    if (b) {
+      const double x = static_cast<double>(b[r]), d = x - mean[static_cast<size_t>(cols)];
+      dev += d * d;
+      total += x * x;
+    }
+  }
+  return total > 0 ? std::sqrt(dev / total) : 0.0;
 }
 
 bool act_can_die(Act kind) { return kind == Act::relu || kind == Act::leaky_relu; }
@@ -174,14 +203,15 @@ double spectrum_similarity(const std::vector<double>& a, const std::vector<doubl
   return 1.0 - d;
 }
 
-#define CN_LAYER_STATS(T)                                              \
-  template double l2_norm<T>(const T*, int64_t);                       \
-  template double linf_norm<T>(const T*, int64_t);                     \
-  template double l2_distance<T>(const T*, const T*, int64_t);         \
-  template double mean_abs<T>(const T*, int64_t);                      \
-  template bool all_finite<T>(const T*, int64_t, int64_t*);            \
-  template MeanVar mean_var<T>(const T*, int64_t);                     \
-  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*); \
+#define CN_LAYER_STATS(T)                                               \
+  template double l2_norm<T>(const T*, int64_t);                        \
+  template double linf_norm<T>(const T*, int64_t);                      \
+  template double l2_distance<T>(const T*, const T*, int64_t);          \
+  template double mean_abs<T>(const T*, int64_t);                       \
+  template bool all_finite<T>(const T*, int64_t, int64_t*);             \
+  template MeanVar mean_var<T>(const T*, int64_t);                      \
+  template double unit_spread<T>(const T*, const T*, int64_t, int64_t); \
+  template void units_active<T>(const T*, int64_t, int64_t, uint8_t*);  \
   template double saturated_share<T>(const ActParams&, const T*, const T*, int64_t, int64_t);
 CN_LAYER_STATS(float)
 CN_LAYER_STATS(double)

@@ -29,6 +29,13 @@ struct MeanVar {
 template <class T>
 MeanVar mean_var(const T* x, int64_t n);
 
+// How far the units of a Linear layer are from being identical: ‖[W b] − 1 m‖_F / ‖[W b]‖_F,
+// where the rows of [W b] (rows × (cols + 1); b may be null) are the units and m is their
+// mean row. 0 when every unit is the same (a zero or constant initialisation, which gradient
+// descent never breaks), about √(1 − 1/rows) for random rows; 0 for a zero matrix.
+template <class T>
+double unit_spread(const T* w, const T* b, int64_t rows, int64_t cols);
+
 // ReLU family (relu, leaky_relu): a unit is active on a sample when its input x > 0.
 bool act_can_die(Act kind);
 // sigmoid and tanh: f' vanishes for large |x|.

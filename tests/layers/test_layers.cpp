@@ -417,3 +417,29 @@ TEST(Init, LeakyReluGainIsUsedByTheModel) {
   for (int64_t i = 0; i < 2000 * 1000; ++i) s2 += net.params()[i] * net.params()[i];
   EXPECT_NEAR(s2 / 2e6 / (2.0 / (1.25 * 1000)), 1.0, 0.01);
 }
+
+namespace cn {
+namespace {
+
+// model.init_scale multiplies a random initialiser's weights (same draws, so exactly the
+// factor) and leaves biases and constant initialisers as written.
+TEST(Init, GainScalesRandomWeightsOnly) {
+  auto params = [](Init init, double gain) {
+    Sequential<double> net({spec_of("linear")}, 3);
+    ModelConfig mc;
+    mc.init = init;
+    mc.bias_init = Init::constant;
+    mc.init_constant = 0.25;
+    mc.init_scale = gain;
+    net.initialize(mc, 7);
+    return std::vector<double>(net.params().data(), net.params().data() + net.layout().total);
+  };
+  const auto one = params(Init::he_normal, 1.0), three = params(Init::he_normal, 3.0);
+  ASSERT_EQ(one.size(), 16u);  // 4 x 3 weights, then 4 biases
+  for (size_t i = 0; i < 12; ++i) EXPECT_DOUBLE_EQ(three[i], 3.0 * one[i]) << i;
+  for (size_t i = 12; i < 16; ++i) EXPECT_EQ(three[i], 0.25) << i;
+  EXPECT_EQ(params(Init::constant, 3.0), params(Init::constant, 1.0));
+}
+
+}  // namespace
+}  // namespace cn

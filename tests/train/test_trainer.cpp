@@ -190,8 +190,9 @@ void resumed_run_matches(int64_t stop, bool interrupt, int64_t cut_at = -1) {
 every = 10
 kinds = ["loss"]
 [alarms]
-grad_norm_high = 0.3
+grad_norm_high = 2.0
 loss_spike_delta = 0.02
+loss_spike_floor = 0.0
 loss_spike_window = 3
 condition_high = 10.0
 outlier_window = 4
