@@ -479,22 +479,33 @@ json AlarmEngine::state() const {
 }
 
 void AlarmEngine::restore(const json& s) {
+  // A state saved by a curvnet with fewer rules resumes too: keys it lacks take their
+  // fresh-run values, and per-rule counts are matched by position (rules are only appended).
+  auto number_or_nan = [&](const char* key) {
+    return !s.contains(key) || s.at(key).is_null() ? std::nan("") : s.at(key).get<double>();
+  };
   state_.clear();
   for (const json& key : s.at("active")) state_[key.get<std::string>()] = true;
   explosion_active_ = s.at("explosion_active").get<bool>();
-  first_loss_ = s.at("first_loss").is_null() ? std::nan("") : s.at("first_loss").get<double>();
+  first_loss_ = number_or_nan("first_loss");
   loss_window_ = s.at("loss_window").get<std::vector<double>>();
   history_.clear();
   for (const auto& [layer, h] : s.at("history").items()) history_[std::stoll(layer)] = h.get<std::vector<double>>();
-  diverged_ = s.at("diverged").get<bool>();
-  recover_loss_ = s.at("recover_loss").is_null() ? std::nan("") : s.at("recover_loss").get<double>();
-  best_loss_ = s.at("best_loss").is_null() ? std::nan("") : s.at("best_loss").get<double>();
-  plateau_count_ = s.at("plateau_count").get<int64_t>();
-  plateau_first_ = s.at("plateau_first").get<std::vector<double>>();
-  plateau_recent_ = s.at("plateau_recent").get<std::vector<double>>();
-  signal_checked_ = s.at("signal_checked").get<bool>();
-  by_rule_ = s.at("by_rule").get<std::array<int64_t, kAlarmRuleCount>>();
-  layers_by_rule_ = s.at("layers_by_rule").get<std::array<std::vector<int64_t>, kAlarmRuleCount>>();
+  diverged_ = s.value("diverged", false);
+  recover_loss_ = number_or_nan("recover_loss");
+  best_loss_ = number_or_nan("best_loss");
+  plateau_count_ = s.value("plateau_count", int64_t{0});
+  plateau_first_ = s.value("plateau_first", std::vector<double>{});
+  plateau_recent_ = s.value("plateau_recent", std::vector<double>{});
+  signal_checked_ = s.value("signal_checked", false);
+  const auto counts = s.at("by_rule").get<std::vector<int64_t>>();
+  const auto layers = s.at("layers_by_rule").get<std::vector<std::vector<int64_t>>>();
+  if (counts.size() > by_rule_.size() || layers.size() > layers_by_rule_.size())
+    throw json::other_error::create(501, "more alarm rules than this curvnet knows", &s);
+  by_rule_.fill(0);
+  for (auto& l : layers_by_rule_) l.clear();
+  std::copy(counts.begin(), counts.end(), by_rule_.begin());
+  std::copy(layers.begin(), layers.end(), layers_by_rule_.begin());
   total_ = s.at("total").get<int64_t>();
   dropped_ = s.at("dropped").get<int64_t>();
   n_pending_ = 0;

@@ -590,6 +590,31 @@ TEST(Alarms, StateRestoreRaisesExactlyTheUninterruptedAlarms) {
   }
 }
 
+// A state saved before the newer rules existed (fewer per-rule counts, no plateau or
+// divergence keys) resumes with those at their fresh values; one with more rules than this
+// build knows is refused.
+TEST(Alarms, StateFromFewerRulesRestores) {
+  AlarmsConfig c;
+  AlarmEngine e(c, sgd());
+  for (int s = 0; s < 4; ++s) e.observe_step(s, s == 2 ? 500.0 : 1.0);
+  e.take_rows();
+  nlohmann::json old = e.state();
+  for (const char* key :
+       {"diverged", "recover_loss", "best_loss", "plateau_count", "plateau_first", "plateau_recent", "signal_checked"})
+    old.erase(key);
+  old["by_rule"] = std::vector<int64_t>(old["by_rule"].begin(), old["by_rule"].begin() + 14);
+  old["layers_by_rule"] =
+      std::vector<nlohmann::json>(old["layers_by_rule"].begin(), old["layers_by_rule"].begin() + 14);
+  AlarmEngine resumed(c, sgd());
+  resumed.restore(old);
+  EXPECT_EQ(resumed.count(AlarmRule::grad_explosion), 1);
+  EXPECT_EQ(resumed.count(), 1);
+  nlohmann::json future = e.state();
+  future["by_rule"].push_back(0);
+  future["layers_by_rule"].push_back(nlohmann::json::array());
+  EXPECT_THROW(resumed.restore(future), nlohmann::json::exception);
+}
+
 TEST(Alarms, UnitSpreadClosedForms) {
   const double same[] = {1, 2, 3, 1, 2, 3}, bias_same[] = {0.5, 0.5};
   EXPECT_EQ(unit_spread(same, bias_same, 2, 3), 0.0);
