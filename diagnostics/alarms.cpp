@@ -516,7 +516,7 @@ std::string AlarmEngine::summary() const {
   const int64_t total = total_ + n_pending_;
   if (total == 0 && dropped_ == 0) return "none";
   std::ostringstream os;
-  os << total << (total == 1 ? " alarm: " : " alarms: ");
+  os << total << " \u2014 ";
   bool first = true;
   for (int r = 0; r < kAlarmRuleCount; ++r) {
     const int64_t n = by_rule_[r] + (r == static_cast<int>(AlarmRule::grad_explosion) ? n_pending_ : 0);

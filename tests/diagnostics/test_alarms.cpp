@@ -362,7 +362,7 @@ TEST(Alarms, NonfiniteRowAndSummary) {
     for (const char* k : {"step", "layer", "rule", "value", "threshold", "message"}) EXPECT_TRUE(r.contains(k)) << k;
   const std::string summary = e.summary();
   EXPECT_EQ(summary.substr(0, summary.find('\n')),
-            "4 alarms: grad_explosion \u00d73 (layer 4), nonfinite \u00d71 (layer 2)");
+            "4 \u2014 grad_explosion \u00d73 (layer 4), nonfinite \u00d71 (layer 2)");
   const std::vector<std::string> advice = {
       std::string("try for grad_explosion: ") + alarm_rule_advice(AlarmRule::grad_explosion),
       std::string("try for nonfinite: ") + alarm_rule_advice(AlarmRule::nonfinite)};
