@@ -305,24 +305,36 @@ double Engine<T>::lr_at(int64_t step) const {
 }
 
 template <class T>
+PassCtx Engine<T>::training_ctx(int64_t s) const {
+  PassCtx c;
+  c.device = device;
+  c.training = true;
+  c.dropout_key = philox_key(config.train.seed, RngStream::dropout);
+  c.step = static_cast<uint64_t>(s);
+  return c;
+}
+
+template <class T>
+double Engine<T>::forward_backward(const PassCtx& c, int64_t begin, int64_t n) {
+  gather(data.train, train_targets, order.data(), begin, n);
+  const T* z = model->forward(c, xb.data(), n);
+  const double l = loss->forward_backward(c, z, yb.data(), n, shape.n_outputs);
+  model->backward(c, loss->dz(), n);
+  return l;
+}
+
+template <class T>
 void Engine<T>::step(bool read_now) {
   const int64_t s = st.step;
   const int64_t epoch = s / steps_per_epoch, pos = s % steps_per_epoch;
   ensure_order(epoch);
   st.epoch = epoch;
   const int64_t begin = pos * batch, n = std::min(batch, data.train.n - begin);
-  PassCtx c;
-  c.device = device;
-  c.training = true;
-  c.dropout_key = philox_key(config.train.seed, RngStream::dropout);
-  c.step = static_cast<uint64_t>(s);
+  const PassCtx c = training_ctx(s);
 #ifdef CURVNET_HAVE_CUDA
   if (cuda_steps) return cuda_steps->step(*this, c, begin, n, read_now);
 #endif
-  gather(data.train, train_targets, order.data(), begin, n);
-  const T* z = model->forward(c, xb.data(), n);
-  const double l = loss->forward_backward(c, z, yb.data(), n, shape.n_outputs);
-  model->backward(c, loss->dz(), n);
+  const double l = forward_backward(c, begin, n);
   T* g = model->grads().data();
   add_gradient_noise<T>(config.optim, config.train.seed, s, g, model->layout().total);
   last_clip = clip_gradients<T>(config.clip, model->layout(), model->params().data(), g);

@@ -69,6 +69,11 @@ struct Engine {
   // Copies rows [begin, begin+n) of `idx` (or of the identity when idx is null) to the device.
   void gather(const Dataset& d, const std::vector<double>& targets, const int64_t* idx, int64_t begin, int64_t n);
   double lr_at(int64_t step) const;
+  // The context of update `s`'s training pass (its Dropout masks are keyed by the step).
+  PassCtx training_ctx(int64_t s) const;
+  // Rows [begin, begin+n) of the epoch's order: gathered, forward, loss and backward (the
+  // gradients in model->grads()); returns the batch loss. The CPU step and step 0's statistics.
+  double forward_backward(const PassCtx& c, int64_t begin, int64_t n);
 
   // One update. Its batch loss (before the update) goes to step_losses; on CUDA only at
   // logging steps or when `read_now`, earlier steps' losses with it (see CudaSteps).

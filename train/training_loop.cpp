@@ -231,18 +231,10 @@ template <class T>
 bool TrainingLoop<T>::initial_statistics() {
   const int64_t n = std::min(e_.batch, e_.data.train.n);
   e_.ensure_order(0);
-  e_.gather(e_.data.train, e_.train_targets, e_.order.data(), 0, n);
-  PassCtx c;
-  c.device = device_;
-  c.training = true;
-  c.dropout_key = philox_key(config_.train.seed, RngStream::dropout);
-  c.step = 0;
   double loss = 0;
   {
     RunningStatsFreeze<T> frozen(*e_.model);
-    const T* z = e_.model->forward(c, e_.xb.data(), n);
-    loss = e_.loss->forward_backward(c, z, e_.yb.data(), n, e_.shape.n_outputs);
-    e_.model->backward(c, e_.loss->dz(), n);
+    loss = e_.forward_backward(e_.training_ctx(0), 0, n);
   }
   const int64_t P = e_.model->layout().total;
   std::vector<T> g(static_cast<size_t>(P));
@@ -336,10 +328,8 @@ bool TrainingLoop<T>::curvature_checkpoint() {
   }
   curv_steps_.push_back(s);
   const double dt = now_s() - curv_started_;
-  curv_sync_seconds_ += dt;
-  ++curv_sync_runs_;
   if (loop_start_ > 0 && curv_started_ >= loop_start_) curv_in_loop_seconds_ += dt;
-  if (curv_sync_runs_ == 1 && dt >= 2.0)
+  if (curv_done_ == 1 && dt >= 2.0)
     progress_.message("curvature step " + std::to_string(s) + " took " + fmt_duration(dt) + "; " +
                       std::to_string(curvature_checkpoints_after(s)) + " more at diagnostics.every = " +
                       std::to_string(curv_every_) + " (diagnostics.budget caps their share of the time)");
@@ -393,9 +383,8 @@ void TrainingLoop<T>::show_progress(int64_t s, bool last) {
   const double elapsed = now_s() - loop_start_ - curv_in_loop_seconds_;
   const double rate = static_cast<double>(s - first_step_) / std::max(elapsed, 1e-9);
   double eta = static_cast<double>(e_.total_steps - s) / std::max(rate, 1e-9);
-  if (curv_sync_runs_ > 0)
-    eta +=
-        static_cast<double>(curvature_checkpoints_after(s)) * curv_sync_seconds_ / static_cast<double>(curv_sync_runs_);
+  if (curvature_ && curv_done_ > 0)  // on CUDA they overlap training
+    eta += static_cast<double>(curvature_checkpoints_after(s)) * curv_seconds_ / static_cast<double>(curv_done_);
   std::ostringstream line;
   line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps << " loss "
        << std::setprecision(4) << sum_.last_loss;

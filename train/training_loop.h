@@ -79,10 +79,9 @@ class TrainingLoop {
   bool early_ = false, es_higher_ = false;
   std::string es_metric_;
   double curv_seconds_ = 0;
-  // Checkpoints computed on this thread (the CPU path): their wall time, for the ETA.
-  double curv_sync_seconds_ = 0, curv_in_loop_seconds_ = 0;
-  int64_t curv_sync_runs_ = 0;
-  double curv_started_ = 0;
+  // The CPU path computes checkpoints in the loop: their time there, kept out of training's
+  // rate for the ETA, and when the running one began.
+  double curv_in_loop_seconds_ = 0, curv_started_ = 0;
   bool abandonable_ = false;
   int64_t curv_done_ = 0;
   nlohmann::json curv_steps_ = nlohmann::json::array(), curv_skipped_ = nlohmann::json::array();
