@@ -393,6 +393,8 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
   r.lambda_min = *std::min_element(r.nodes.begin(), r.nodes.end());
   r.lambda_max = *std::max_element(r.nodes.begin(), r.nodes.end());
   r.tau = opt.tau >= 0 ? opt.tau : opt.tau_rel * r.max_abs;
+  double deflated_sum = 0;  // exact: the deflated pairs' part of every probe's trace
+  for (double x : defl_values) deflated_sum += x;
   std::vector<double> tr, nz, neg, ab, er;
   double s1 = 0, s2 = 0, sabs = 0;
   size_t at = 0;
@@ -410,8 +412,6 @@ SlqResult slq(const DeviceOperator& A, int64_t n, const SlqOptions& opt) {
     sabs += ta / P;
     // The trace unnormalised, vᵀP⊥AP⊥v = ‖P⊥v‖² q₁ᵀAq₁ (unbiased for tr P⊥AP⊥; the
     // normalised rule's (n − k) q₁ᵀAq₁ is not when ‖P⊥v‖ and vᵀP⊥AP⊥v correlate).
-    double deflated_sum = 0;
-    for (double x : defl_values) deflated_sum += x;
     tr.push_back(deflated_sum +
                  (k > 0 ? probe_norm2[p] / (dn - static_cast<double>(k)) : 1.0) * (dn * t1 - deflated_sum));
     nz.push_back(tz);
@@ -476,13 +476,9 @@ HutchinsonResult hutchinson_trace(const DeviceOperator& A, int64_t n, int n_prob
     A.apply(v.data(), w.data());
     r.samples.push_back(vec.dot(v.data(), w.data()));
   }
-  r.trace = std::accumulate(r.samples.begin(), r.samples.end(), 0.0) / n_probes;
-  if (n_probes > 1) {
-    double var = 0;
-    for (double x : r.samples) var += (x - r.trace) * (x - r.trace);
-    var /= (n_probes - 1);
-    r.standard_error = std::sqrt(var / n_probes);
-  }
+  const ProbeEstimate e = probe_estimate(r.samples);
+  r.trace = e.value;
+  r.standard_error = e.standard_error;
   return r;
 }
 
