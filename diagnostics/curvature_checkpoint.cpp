@@ -281,9 +281,9 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return s;
   }
 
-  void add_structural_rank(size_t layer, const std::string& kind_name, SpectralMetrics* m, json* row) const {
+  void add_structural_rank(size_t layer, CurvatureKind kind, SpectralMetrics* m, json* row) const {
     if (m->status == kStatusNotApplicable) return;
-    const StructuralRank sr = structural_rank(kind_name, block_shape(layer));
+    const StructuralRank sr = structural_rank(kind, block_shape(layer));
     m->set_structural_rank(sr.bound, sr.rule);
     const json j = to_json(*m);
     for (const char* key : {"structural_rank", "rank_deficit_beyond_structure", "structural_rank_rule"}) {
@@ -347,7 +347,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         const auto tk = std::chrono::steady_clock::now();
         out.observations.push_back({static_cast<int64_t>(layer), kind, {}, std::nullopt});
         json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations.back().metrics);
-        add_structural_rank(layer, kind_name, &out.observations.back().metrics, &row);
+        add_structural_rank(layer, kind, &out.observations.back().metrics, &row);
         row["step"] = step;
         row["layer"] = layer;
         row["kind"] = kind_name;

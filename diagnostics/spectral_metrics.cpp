@@ -13,29 +13,32 @@ namespace {
 
 using MetricPtr = std::optional<double> SpectralMetrics::*;
 
+// Every metric: its name (docs/design.md §5, in that order) and its member.
+constexpr std::pair<const char*, MetricPtr> kMetrics[] = {
+    {"trace", &SpectralMetrics::trace},
+    {"logdet", &SpectralMetrics::logdet},
+    {"logdet_sign", &SpectralMetrics::logdet_sign},
+    {"condition", &SpectralMetrics::condition},
+    {"effective_rank", &SpectralMetrics::effective_rank},
+    {"rank", &SpectralMetrics::rank},
+    {"near_zero_share", &SpectralMetrics::near_zero_share},
+    {"negative_share", &SpectralMetrics::negative_share},
+    {"balance", &SpectralMetrics::balance},
+    {"symmetry", &SpectralMetrics::symmetry},
+    {"mean", &SpectralMetrics::mean},
+    {"std", &SpectralMetrics::std},
+    {"lambda_max", &SpectralMetrics::lambda_max},
+    {"lambda_min", &SpectralMetrics::lambda_min},
+    {"bias_trace_share", &SpectralMetrics::bias_trace_share},
+    {"numerical_rank", &SpectralMetrics::numerical_rank},
+    {"structural_rank", &SpectralMetrics::structural_rank},
+    {"rank_deficit_beyond_structure", &SpectralMetrics::rank_deficit_beyond_structure},
+};
+
 MetricPtr member_of(const std::string& name) {
-  static const std::map<std::string, MetricPtr> m = {
-      {"trace", &SpectralMetrics::trace},
-      {"logdet", &SpectralMetrics::logdet},
-      {"logdet_sign", &SpectralMetrics::logdet_sign},
-      {"condition", &SpectralMetrics::condition},
-      {"effective_rank", &SpectralMetrics::effective_rank},
-      {"rank", &SpectralMetrics::rank},
-      {"near_zero_share", &SpectralMetrics::near_zero_share},
-      {"negative_share", &SpectralMetrics::negative_share},
-      {"balance", &SpectralMetrics::balance},
-      {"symmetry", &SpectralMetrics::symmetry},
-      {"mean", &SpectralMetrics::mean},
-      {"std", &SpectralMetrics::std},
-      {"lambda_max", &SpectralMetrics::lambda_max},
-      {"lambda_min", &SpectralMetrics::lambda_min},
-      {"bias_trace_share", &SpectralMetrics::bias_trace_share},
-      {"numerical_rank", &SpectralMetrics::numerical_rank},
-      {"structural_rank", &SpectralMetrics::structural_rank},
-      {"rank_deficit_beyond_structure", &SpectralMetrics::rank_deficit_beyond_structure},
-  };
-  auto it = m.find(name);
-  return it == m.end() ? nullptr : it->second;
+  for (const auto& [metric, member] : kMetrics)
+    if (name == metric) return member;
+  return nullptr;
 }
 
 // Sets every absent metric's status to `why` (unless it has one already).
@@ -57,24 +60,11 @@ void set(SpectralMetrics& m, MetricPtr p, double v, const char* name) {
 }  // namespace
 
 const std::vector<std::string>& SpectralMetrics::names() {
-  static const std::vector<std::string> n = {"trace",
-                                             "logdet",
-                                             "logdet_sign",
-                                             "condition",
-                                             "effective_rank",
-                                             "rank",
-                                             "near_zero_share",
-                                             "negative_share",
-                                             "balance",
-                                             "symmetry",
-                                             "mean",
-                                             "std",
-                                             "lambda_max",
-                                             "lambda_min",
-                                             "bias_trace_share",
-                                             "numerical_rank",
-                                             "structural_rank",
-                                             "rank_deficit_beyond_structure"};
+  static const std::vector<std::string> n = [] {
+    std::vector<std::string> v;
+    for (const auto& entry : kMetrics) v.push_back(entry.first);
+    return v;
+  }();
   return n;
 }
 
@@ -93,7 +83,7 @@ double SpectralMetrics::structural_zero_share() const {
   return std::max(0.0, 1.0 - *structural_rank / static_cast<double>(n));
 }
 
-StructuralRank structural_rank(const std::string& kind, const BlockShape& s) {
+StructuralRank structural_rank(CurvatureKind kind, const BlockShape& s) {
   StructuralRank r{s.p, "p"};
   auto take = [&r](int64_t b, const std::string& rule) {
     if (b < r.bound) r = {b, rule};
@@ -101,7 +91,7 @@ StructuralRank structural_rank(const std::string& kind, const BlockShape& s) {
   if (!s.linear || s.batch <= 0) return r;
   const int64_t B = s.batch, r_in = std::min(s.d_in + (s.bias ? 1 : 0), B);
   const std::string in_rule = s.bias ? "min(d_in+1, B)" : "min(d_in, B)";
-  if (kind == "kfac") {
+  if (kind == CurvatureKind::kfac) {
     // rank(G ⊗ A) = rank(A)·rank(G): A = X̃ᵀX̃/N over the augmented inputs, G = N·DyᵀDy
     // from one output gradient per sample (orthogonal to 1 in softmax logits).
     const int64_t g_dim = s.output_layer && s.softmax_outputs ? s.d_out - 1 : s.d_out;
@@ -109,10 +99,10 @@ StructuralRank structural_rank(const std::string& kind, const BlockShape& s) {
          std::string("min(d_in+1, B)·min(") + (s.output_layer && s.softmax_outputs ? "d_out-1" : "d_out") + ", B)");
     return r;
   }
-  if (kind != "loss" && kind != "ggn") return r;
+  if (kind != CurvatureKind::loss && kind != CurvatureKind::ggn) return r;
   // z_n = W x_n + b is linear in the block: H = Σ_n M_n ⊗ x̃_n x̃_nᵀ with M_n = ∂²ℓ/∂z_n²
   // (the whole batch's M when BatchNorm couples samples).
-  const bool gauss_newton = kind == "ggn" || s.piecewise_linear_after;
+  const bool gauss_newton = kind == CurvatureKind::ggn || s.piecewise_linear_after;
   const int64_t c = std::min(s.outputs_rank, s.d_out);
   // M_n's ranges share one subspace only when z is the logits (softmax: ⊥ 1).
   const int64_t common = s.output_layer ? c : s.d_out;

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "config/kinds.h"
+
 namespace cn {
 
 struct LanczosResult;
@@ -96,13 +98,13 @@ struct BlockShape {
   bool softmax_outputs = false;  // cross-entropy: per-sample gradients in the logits sum to 0
 };
 
-// The rank bound of a block of kind `kind` ("loss", "ggn", "kfac"; others: p) with the
+// The rank bound of a block of kind `kind` (loss, ggn, kfac; others: p) with the
 // rule that gives it, e.g. "B·min(C_eff, d_out)".
 struct StructuralRank {
   int64_t bound = 0;
   std::string rule;
 };
-StructuralRank structural_rank(const std::string& kind, const BlockShape& shape);
+StructuralRank structural_rank(CurvatureKind kind, const BlockShape& shape);
 
 // Every metric from the full eigenvalue vector:
 //   trace = Σλ; mean = trace/n; std = sqrt(Σ(λ−mean)²/n) (population);

@@ -299,26 +299,26 @@ TEST(SpectralMetrics, StructuralRankBounds) {
   s.softmax_outputs = true;
   // Hidden layer, ReLU after: Gauss-Newton, B·min(C_eff, d_out) = 72 < d_out·min(31, 8) = 160.
   s.piecewise_linear_after = true;
-  EXPECT_EQ(structural_rank("loss", s).bound, 72);
-  EXPECT_EQ(structural_rank("loss", s).rule, "B·min(C_eff, d_out)");
+  EXPECT_EQ(structural_rank(CurvatureKind::loss, s).bound, 72);
+  EXPECT_EQ(structural_rank(CurvatureKind::loss, s).rule, "B·min(C_eff, d_out)");
   // tanh after: the loss block has curvature of its own; only d_out·min(d_in+1, B) holds.
   s.piecewise_linear_after = false;
-  EXPECT_EQ(structural_rank("loss", s).bound, 160);
-  EXPECT_EQ(structural_rank("ggn", s).bound, 72);
+  EXPECT_EQ(structural_rank(CurvatureKind::loss, s).bound, 160);
+  EXPECT_EQ(structural_rank(CurvatureKind::ggn, s).bound, 72);
   // The output layer: every M_n's range is in the (C−1)-dim complement of 1.
   s.output_layer = true;
   s.d_out = 10;
   s.p = 31 * 10;
   s.batch = 100;
-  EXPECT_EQ(structural_rank("loss", s).bound, 9 * 31);
+  EXPECT_EQ(structural_rank(CurvatureKind::loss, s).bound, 9 * 31);
   // K-FAC: rank(A)·rank(G) = min(d_in+1, B)·min(d_out−1, B) on the softmax output layer.
-  EXPECT_EQ(structural_rank("kfac", s).bound, 31 * 9);
+  EXPECT_EQ(structural_rank(CurvatureKind::kfac, s).bound, 31 * 9);
   s.batch = 5;
-  EXPECT_EQ(structural_rank("kfac", s).bound, 5 * 5);
+  EXPECT_EQ(structural_rank(CurvatureKind::kfac, s).bound, 5 * 5);
   // No bound derived: p.
-  EXPECT_EQ(structural_rank("local", s).bound, s.p);
+  EXPECT_EQ(structural_rank(CurvatureKind::local, s).bound, s.p);
   s.linear = false;
-  EXPECT_EQ(structural_rank("loss", s).bound, s.p);
+  EXPECT_EQ(structural_rank(CurvatureKind::loss, s).bound, s.p);
   // The deficit beyond structure and the forced zero share.
   SpectralMetrics m = spectral_metrics({0, 0, 0, 1, 2});
   m.set_structural_rank(3, "test");
