@@ -18,6 +18,7 @@
 #include "data/dataset.h"
 #include "io/files.h"
 #include "io/report.h"
+#include "io/run_layout.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -258,7 +259,7 @@ int main(int argc, char** argv) {
       for (const std::string& dir : report_dirs) cn::check_run_dir(dir);
       std::string path = report_out;
       if (report_dirs.size() == 1) {
-        if (path.empty()) path = (std::filesystem::path(report_dirs[0]) / "report.html").string();
+        if (path.empty()) path = cn::RunLayout(report_dirs[0]).report();
         cn::write_report(report_dirs[0], path);
       } else {
         if (path.empty()) path = cn::kComparisonFile;
