@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/cmd_datasets.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -139,17 +140,6 @@ std::string one_line(const std::string& msg) { return cn::quote_input(msg, msg.s
 const std::vector<std::string> kDevices{"auto", "cpu", "cuda"};
 const std::vector<std::string> kSplits{"train", "val", "test"};
 
-int run_datasets() {
-  const auto list = cn::list_datasets();
-  std::cout << std::left << std::setw(15) << "name" << std::setw(16) << "task" << std::setw(11) << "available"
-            << "source\n";
-  for (const auto& d : list)
-    std::cout << std::setw(15) << d.name << std::setw(16) << d.task << std::setw(11) << (d.available ? "yes" : "no")
-              << d.source << "\n"
-              << std::setw(15) << "" << d.description << "\n";
-  return 0;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -180,6 +170,9 @@ int main(int argc, char** argv) {
   eval->add_option("--device", device, "auto | cpu | cuda")->check(CLI::IsMember(kDevices));
 
   CLI::App* datasets = app.add_subcommand("datasets", "list the data sets and where they come from");
+  cn::DatasetsOptions datasets_opt;
+  datasets->add_flag("--json", datasets_opt.json, "a JSON array, one object per data set");
+  datasets->add_flag("--load", datasets_opt.load, "load every available set and report the shape as read");
 
   std::vector<std::string> report_dirs;
   std::string report_out;
@@ -249,7 +242,7 @@ int main(int argc, char** argv) {
       std::cout << cn::evaluate_checkpoint(eval_path, split, device).dump() << "\n";
       return 0;
     }
-    if (*datasets) return run_datasets();
+    if (*datasets) return cn::run_datasets(datasets_opt);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");

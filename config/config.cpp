@@ -27,8 +27,15 @@ namespace {
 
 using Names = std::vector<std::string>;
 
-const Names kDatasets = {"fashion-mnist", "csv",     "iris",  "wine", "breast-cancer", "digits",
-                         "diabetes",      "spirals", "blobs", "xor",  "teacher",       "sine"};
+const Names kDatasets = {"fashion-mnist", "csv", "iris", "wine", "breast-cancer", "digits", "diabetes", "spirals",
+                         "blobs", "xor", "teacher", "sine", "arff",
+                         // The packaged suite (data/suite.cpp, docs/datasets.md "The packaged suite").
+                         "pima-diabetes", "glass", "ionosphere", "german-credit", "image-segmentation", "house-votes",
+                         "soybean", "breast-cancer-ljubljana", "unbalanced", "sonar", "vehicle", "vowel", "satellite",
+                         "letter", "shuttle", "dna", "zoo", "penguins", "anes96-vote", "breast-cancer-wisconsin",
+                         "affairs-any", "cars-origin", "linnerud", "boston-housing", "cpu", "ozone", "servo", "randhie",
+                         "affairs", "star98", "grunfeld", "us-macro", "engel", "penguins-mass", "cars-mpg",
+                         "state-crime", "longley", "stackloss", "ccard", "scotvote"};
 // The activations of the layer-kind table, in its order.
 Names activation_names() {
   Names out;
@@ -598,25 +605,27 @@ std::vector<Section> build_schema() {
   using C = Config;
   std::vector<Section> s;
 
-  s.push_back({"data",
-               "the data set and its batching",
-               {
-                   f_enum("dataset", &C::data, &DataConfig::dataset, &kDatasets, "the data set"),
-                   f_string("path", &C::data, &DataConfig::path, "csv: the file (header row, numeric cells)"),
-                   f_string("label_column", &C::data, &DataConfig::label_column,
-                            "csv: the label column, by name or 0-based index"),
-                   f_int("batch_size", &C::data, &DataConfig::batch_size, cc(1, kMaxBatch), "training mini-batch size"),
-                   f_bool("shuffle", &C::data, &DataConfig::shuffle, "reshuffle the training split every epoch"),
-                   f_double("val_fraction", &C::data, &DataConfig::val_fraction, co(0, 1),
-                            "share of the training split held out for validation"),
-                   f_double("test_fraction", &C::data, &DataConfig::test_fraction, co(0, 1),
-                            "share held out for testing (only data sets without their own test split)"),
-                   f_bool("standardize", &C::data, &DataConfig::standardize,
-                          "standardise features with statistics of the training split"),
-                   f_int("n_samples", &C::data, &DataConfig::n_samples, cc(1, kMaxSamples),
-                         "synthetic sets: number of samples"),
-                   f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
-               }});
+  s.push_back(
+      {"data",
+       "the data set and its batching",
+       {
+           f_enum("dataset", &C::data, &DataConfig::dataset, &kDatasets, "the data set"),
+           f_string("path", &C::data, &DataConfig::path,
+                    "csv, arff: the file; a packaged set: another directory holding its files"),
+           f_string("label_column", &C::data, &DataConfig::label_column,
+                    "csv: the label column, by name or 0-based index; arff: the target attribute (default: the last)"),
+           f_int("batch_size", &C::data, &DataConfig::batch_size, cc(1, kMaxBatch), "training mini-batch size"),
+           f_bool("shuffle", &C::data, &DataConfig::shuffle, "reshuffle the training split every epoch"),
+           f_double("val_fraction", &C::data, &DataConfig::val_fraction, co(0, 1),
+                    "share of the training split held out for validation"),
+           f_double("test_fraction", &C::data, &DataConfig::test_fraction, co(0, 1),
+                    "share held out for testing (only data sets without their own test split)"),
+           f_bool("standardize", &C::data, &DataConfig::standardize,
+                  "standardise features with statistics of the training split"),
+           f_int("n_samples", &C::data, &DataConfig::n_samples, cc(1, kMaxSamples),
+                 "synthetic sets: number of samples"),
+           f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
+       }});
   {  // label_column: a string, or an integer index (stored as its text)
     Field& f = s.back().fields[2];
     f.type = "string or integer";
@@ -1043,6 +1052,8 @@ void check_across_keys(const Config& c, const toml::table& root, const Ctx& ctx)
     fail_key("train", "epochs", "expected an integer >= 1 when train.steps = 0, got 0");
   if (c.data.dataset == "csv" && c.data.path.empty())
     fail_key("data", "path", "required when data.dataset = \"csv\" (the CSV file)", "dataset");
+  if (c.data.dataset == "arff" && c.data.path.empty())
+    fail_key("data", "path", "required when data.dataset = \"arff\" (the ARFF file)", "dataset");
   for (size_t i = 0; i < c.optim.per_layer.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (c.optim.per_layer[i].layer == c.optim.per_layer[j].layer) {

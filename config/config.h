@@ -12,10 +12,9 @@
 namespace cn {
 
 struct DataConfig {
-  std::string dataset =
-      "fashion-mnist";       // fashion-mnist csv iris wine breast-cancer digits diabetes spirals blobs xor teacher sine
-  std::string path;          // csv: the file
-  std::string label_column;  // csv: name or 0-based index
+  std::string dataset = "fashion-mnist";  // a name of `curvnet datasets` (docs/datasets.md)
+  std::string path;                       // csv: the file
+  std::string label_column;               // csv: name or 0-based index
   int64_t batch_size = 256;
   bool shuffle = true;
   double val_fraction = 0.1;

@@ -39,17 +39,42 @@ struct Splits {
 // split keep it and carve val_fraction of their training part.
 Splits load_splits(const DataConfig& config, uint64_t seed);
 
-// One line per available data set: name, kind, size, where it comes from, and whether it
-// is present on this machine.
+// One entry per data set: name, task, documented shape, where it comes from, and whether its
+// files are present on this machine (docs/datasets.md has the table).
 struct DatasetInfo {
-  std::string name, task, source, description;
+  std::string name;
+  std::string task;  // "classification" | "regression" | "auto" (csv: the file decides)
+  std::string source, description;
   bool available = false;
+  // The shape as loaded (rows kept by the missing-value rule; features after one-hot). For
+  // generated sets n_samples is the default data.n_samples; 0 = the file decides (csv).
+  int64_t n_samples = 0, n_features = 0;
+  int64_t n_classes = 0;  // classification: classes; regression: 0
+  int64_t n_outputs = 0;  // classes, or target columns
+  std::string package;    // the Debian package holding the file(s); empty: generated or data.path
+  std::string file;       // the file(s) inside the package, as installed
+  std::string licence;
+  std::string install;    // the command that brings the files when they are absent
+  bool packaged = false;  // read from a packaged file (the study's suite), not generated or user-given
 };
 std::vector<DatasetInfo> list_datasets();
+// The entry of one data set; InputError naming data.dataset for an unknown name.
+DatasetInfo dataset_info(const std::string& name);
+// The task of a named data set, so a run without loss.kind can take its natural loss;
+// InputError for an unknown name and for "csv" (its task comes from the file's labels).
+Task dataset_task(const std::string& name);
+// cross_entropy for classification, mse for regression.
+LossKind natural_loss(Task task);
+// Where scripts/setup-study writes the mlbench exports: $CURVNET_DATA_CACHE, else
+// ~/.cache/curvnet/datasets (the CSVs go to its mlbench/ folder).
+std::string data_cache_dir();
 
 // Readers, exposed for tests.
 Dataset read_idx_pair(const std::string& images_path, const std::string& labels_path);  // gzip'd or plain IDX
 Dataset read_csv(const std::string& path, const std::string& label_column, Task task);
+// An ARFF file (docs/datasets.md "ARFF files"), one-hot encoded; target: an attribute name,
+// empty = the last attribute. A nominal target gives classification, a numeric one regression.
+Dataset read_arff(const std::string& path, const std::string& target = "");
 
 // Quality metrics. Classification from scores (n x classes; logits or probabilities,
 // argmax and ranking are what matter); regression from predictions (n x outputs).
@@ -71,6 +96,9 @@ RegressionMetrics regression_metrics(const std::vector<double>& pred, const std:
 // `data.path`, when set, replaces the directory for fashion-mnist and the sklearn sets.
 inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
 inline constexpr const char* kSklearnDataDir = "/usr/lib/python3/dist-packages/sklearn/datasets/data";
+inline constexpr const char* kMlbenchDataDir = "/usr/lib/R/site-library/mlbench/data";
+// $CURVNET_DATA_ROOT, when set, is a stand-in root every system data directory is looked up
+// under (tests use it to stand for a machine without the packages).
 
 // Every valid `data.dataset` name, in list_datasets() order.
 std::vector<std::string> dataset_names();

@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/text.h"
 
 namespace cn {
 namespace {
@@ -89,6 +90,9 @@ class GzFile {
   size_t pos_ = 0;
 };
 
+}  // namespace
+namespace text {
+
 // The whole (decompressed) content of a file.
 std::string read_whole(const std::string& path) {
   GzFile f(path);
@@ -128,6 +132,10 @@ bool is_integer_value(double v) { return std::floor(v) == v && std::fabs(v) < 90
 
 // Input text in a message: escaped and cut, so the message stays one short line.
 std::string quote(std::string_view s) { return "\"" + quote_input(s) + "\""; }
+
+}  // namespace text
+namespace {
+using namespace text;
 
 // ---- IDX ----
 
@@ -217,6 +225,8 @@ void read_idx_payload(GzFile& f, uint64_t count, Sink sink) {
 }
 
 // ---- CSV ----
+}  // namespace
+namespace text {
 
 // One line split into cells; double quotes protect commas ("" is a quote inside quotes).
 // Returns false on an unterminated quote.
@@ -257,11 +267,6 @@ bool split_csv_line(std::string_view line, char sep, std::vector<std::string>* c
   return true;
 }
 
-struct CsvRow {
-  int64_t line;  // 1-based
-  std::vector<std::string> cells;
-};
-
 // Non-blank lines of a text as rows of cells. Blank lines are skipped (their numbers still count).
 std::vector<CsvRow> read_rows(const std::string& path, const std::string& text, char sep) {
   std::vector<CsvRow> rows;
@@ -292,6 +297,10 @@ std::vector<CsvRow> read_rows(const std::string& path, const std::string& text, 
   }
   return rows;
 }
+
+}  // namespace text
+namespace {
+using namespace text;
 
 std::string column_name(const std::vector<std::string>& header, size_t j) {
   std::string s = "column " + std::to_string(j + 1);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "data/dataset.h"
+#include "data/suite.h"
 
 namespace cn {
 namespace {
@@ -19,9 +20,13 @@ struct Entry {
   const char* name;
   const char* task;
   const char* description;
-  std::vector<std::string> files;  // relative to the source directory; empty = generated or csv
-  int source;                      // 0 fashion-mnist dir, 1 sklearn dir, 2 generated, 3 data.path
+  std::vector<std::string> files;            // relative to the source directory; empty = generated or csv
+  int source;                                // 0 fashion-mnist dir, 1 sklearn dir, 2 generated, 3 data.path
+  int64_t n_samples, n_features, n_outputs;  // generated: features and outputs (n_samples is the key's)
+  const char* licence;
 };
+
+const char* const kSklearnLicence = "python3-sklearn: BSD-3-Clause; data: UCI repository";
 
 const std::vector<Entry>& registry() {
   static const std::vector<Entry> r = {
@@ -30,49 +35,111 @@ const std::vector<Entry>& registry() {
        "Zalando Fashion-MNIST: 28x28 grey images (784 features in [0,1]), 10 classes, 60000 train + 10000 test",
        {"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
         "t10k-labels-idx1-ubyte.gz"},
-       0},
+       0,
+       70000,
+       784,
+       10,
+       "dataset-fashion-mnist: MIT (Expat)"},
       {"csv",
        "auto",
        "a CSV file (data.path, data.label_column): classification or regression by the label rule",
        {},
-       3},
-      {"iris", "classification", "Fisher's iris: 150 samples, 4 features, 3 classes", {"iris.csv"}, 1},
-      {"wine", "classification", "UCI wine recognition: 178 samples, 13 features, 3 classes", {"wine_data.csv"}, 1},
+       3,
+       0,
+       0,
+       0,
+       ""},
+      {"arff",
+       "auto",
+       "an ARFF file (data.path; data.label_column: the target attribute, default the last): a nominal target "
+       "gives classification, a numeric one regression",
+       {},
+       3,
+       0,
+       0,
+       0,
+       ""},
+      {"iris",
+       "classification",
+       "Fisher's iris: 150 samples, 4 features, 3 classes",
+       {"iris.csv"},
+       1,
+       150,
+       4,
+       3,
+       "python3-sklearn: BSD-3-Clause; data: Fisher 1936 / UCI repository"},
+      {"wine",
+       "classification",
+       "UCI wine recognition: 178 samples, 13 features, 3 classes",
+       {"wine_data.csv"},
+       1,
+       178,
+       13,
+       3,
+       kSklearnLicence},
       {"breast-cancer",
        "classification",
        "Wisconsin diagnostic breast cancer: 569 samples, 30 features, 2 classes",
        {"breast_cancer.csv"},
-       1},
+       1,
+       569,
+       30,
+       2,
+       kSklearnLicence},
       {"digits",
        "classification",
        "UCI optical digits: 1797 8x8 images (64 features, 0..16), 10 classes",
        {"digits.csv.gz"},
-       1},
+       1,
+       1797,
+       64,
+       10,
+       kSklearnLicence},
       {"diabetes",
        "regression",
        "Efron et al. diabetes: 442 samples, 10 raw features, 1 target (disease progression)",
        {"diabetes_data_raw.csv.gz", "diabetes_target.csv.gz"},
-       1},
-      {"spirals", "classification", "two interleaved spirals: n_samples x 2 features, 2 classes", {}, 2},
-      {"blobs", "classification", "three Gaussian blobs (std 0.3 + noise): n_samples x 2 features, 3 classes", {}, 2},
+       1,
+       442,
+       10,
+       1,
+       "python3-sklearn: BSD-3-Clause; data: Efron et al. 2004"},
+      {"spirals", "classification", "two interleaved spirals: n_samples x 2 features, 2 classes", {}, 2, 0, 2, 2, ""},
+      {"blobs",
+       "classification",
+       "three Gaussian blobs (std 0.3 + noise): n_samples x 2 features, 3 classes",
+       {},
+       2,
+       0,
+       2,
+       3,
+       ""},
       {"xor",
        "classification",
        "XOR of signs on U[-1,1]^2 with feature noise: n_samples x 2 features, 2 classes",
        {},
-       2},
+       2,
+       0,
+       2,
+       2,
+       ""},
       {"teacher",
        "regression",
        "teacher-student: a fixed random MLP 10 -> tanh 32 -> 1 plus target noise: n_samples x 10 features",
        {},
-       2},
-      {"sine", "regression", "y = sin(x) + noise, x ~ U[-pi, pi]: n_samples x 1 feature", {}, 2},
+       2,
+       0,
+       10,
+       1,
+       ""},
+      {"sine", "regression", "y = sin(x) + noise, x ~ U[-pi, pi]: n_samples x 1 feature", {}, 2, 0, 1, 1, ""},
   };
   return r;
 }
 
 std::string dir_for(const Entry& e, const std::string& path_override) {
-  if (e.source == 0) return path_override.empty() ? kFashionMnistDir : path_override;
-  if (e.source == 1) return path_override.empty() ? kSklearnDataDir : path_override;
+  if (e.source == 0) return path_override.empty() ? system_dir(kFashionMnistDir) : path_override;
+  if (e.source == 1) return path_override.empty() ? system_dir(kSklearnDataDir) : path_override;
   return "";
 }
 
@@ -169,8 +236,61 @@ void apply_standardisation(Dataset* ds, const std::vector<double>& mean, const s
 
 std::string valid_names() {
   std::string s;
-  for (const auto& e : registry()) s += (s.empty() ? "" : ", ") + std::string(e.name);
+  for (const auto& name : dataset_names()) s += (s.empty() ? "" : ", ") + name;
   return s;
+}
+
+DatasetInfo entry_info(const Entry& e) {
+  DatasetInfo info;
+  info.name = e.name;
+  info.task = e.task;
+  info.description = e.description;
+  info.n_samples = e.source == 2 ? DataConfig{}.n_samples : e.n_samples;
+  info.n_features = e.n_features;
+  info.n_outputs = e.n_outputs;
+  info.n_classes = info.task == std::string("classification") ? e.n_outputs : 0;
+  info.licence = e.licence;
+  if (e.source == 2) {
+    info.source = "generated";
+    info.available = true;
+  } else if (e.source == 3) {
+    info.source = "data.path";
+    info.available = true;
+  } else {
+    const std::string dir = dir_for(e, "");
+    const std::string installed = e.source == 0 ? kFashionMnistDir : kSklearnDataDir;
+    info.packaged = true;
+    info.package = e.source == 0 ? "dataset-fashion-mnist" : "python3-sklearn";
+    info.install = "apt-get install " + info.package;
+    info.available = true;
+    std::error_code ec;
+    for (const auto& f : e.files) {
+      const std::string path = (std::filesystem::path(dir) / f).string();
+      info.available = info.available && std::filesystem::is_regular_file(path, ec);
+      info.source += (info.source.empty() ? "" : " ") + path;
+      info.file += (info.file.empty() ? "" : " + ") + (std::filesystem::path(installed) / f).string();
+    }
+  }
+  return info;
+}
+
+DatasetInfo suite_info(const SuiteSet& s) {
+  DatasetInfo info;
+  info.name = s.name;
+  info.task = s.task == Task::classification ? "classification" : "regression";
+  info.description = s.description;
+  info.n_samples = s.n_samples;
+  info.n_features = s.n_features;
+  info.n_outputs = s.n_outputs;
+  info.n_classes = s.task == Task::classification ? s.n_outputs : 0;
+  info.package = origin_info(s.origin).package;
+  info.file = suite_package_file(s);
+  info.licence = s.licence;
+  info.install = suite_install_hint(s);
+  info.packaged = true;
+  info.available = suite_available(s);
+  for (const auto& f : suite_files(s)) info.source += (info.source.empty() ? "" : " ") + f;
+  return info;
 }
 
 }  // namespace
@@ -178,39 +298,40 @@ std::string valid_names() {
 std::vector<std::string> dataset_names() {
   std::vector<std::string> v;
   for (const auto& e : registry()) v.emplace_back(e.name);
+  for (const auto& s : suite_sets()) v.emplace_back(s.name);
   return v;
 }
 
 std::vector<DatasetInfo> list_datasets() {
   std::vector<DatasetInfo> out;
-  for (const auto& e : registry()) {
-    DatasetInfo info;
-    info.name = e.name;
-    info.task = e.task;
-    info.description = e.description;
-    if (e.source == 2) {
-      info.source = "generated";
-      info.available = true;
-    } else if (e.source == 3) {
-      info.source = "data.path";
-      info.available = true;
-    } else {
-      const std::string dir = dir_for(e, "");
-      info.source = dir;
-      info.available = true;
-      std::error_code ec;
-      for (const auto& f : e.files)
-        info.available = info.available && std::filesystem::is_regular_file(std::filesystem::path(dir) / f, ec);
-    }
-    out.push_back(info);
-  }
+  for (const auto& e : registry()) out.push_back(entry_info(e));
+  for (const auto& s : suite_sets()) out.push_back(suite_info(s));
   return out;
 }
+
+DatasetInfo dataset_info(const std::string& name) {
+  for (const auto& e : registry())
+    if (name == e.name) return entry_info(e);
+  if (const SuiteSet* s = find_suite_set(name)) return suite_info(*s);
+  throw InputError("data.dataset = \"" + name + "\": unknown data set; expected one of " + valid_names());
+}
+
+Task dataset_task(const std::string& name) {
+  if (name == "csv" || name == "arff")
+    throw InputError("data.dataset = \"" + name + "\": the task comes from the file's labels; set loss.kind");
+  for (const auto& e : registry())
+    if (name == e.name) return e.task == std::string("regression") ? Task::regression : Task::classification;
+  if (const SuiteSet* s = find_suite_set(name)) return s->task;
+  throw InputError("data.dataset = \"" + name + "\": unknown data set; expected one of " + valid_names());
+}
+
+LossKind natural_loss(Task task) { return task == Task::classification ? LossKind::cross_entropy : LossKind::mse; }
 
 Splits load_splits(const DataConfig& c, uint64_t seed) {
   const auto& reg = registry();
   const auto it = std::find_if(reg.begin(), reg.end(), [&](const Entry& e) { return c.dataset == e.name; });
-  if (it == reg.end())
+  const SuiteSet* suite = find_suite_set(c.dataset);
+  if (it == reg.end() && !suite)
     throw InputError("data.dataset = \"" + c.dataset + "\": unknown data set; expected one of " + valid_names());
   check_fraction("data.val_fraction", c.val_fraction);
   check_fraction("data.test_fraction", c.test_fraction);
@@ -241,7 +362,15 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
       throw InputError("data.val_fraction + data.test_fraction = " + fmt(c.val_fraction + c.test_fraction) +
                        ": expected a sum below 1 (the rest is the training split)");
     Dataset all;
-    if (c.dataset == "csv") {
+    if (suite) {
+      all = load_suite_set(*suite, c.path);
+      for (const auto& f : suite_files(*suite, c.path)) s.source += (s.source.empty() ? "" : " ") + f;
+    } else if (c.dataset == "arff") {
+      if (c.path.empty())
+        throw InputError("data.path: expected the ARFF file for data.dataset = \"arff\", found an empty path");
+      all = read_arff(c.path, c.label_column);
+      s.source = c.path;
+    } else if (c.dataset == "csv") {
       if (c.path.empty())
         throw InputError("data.path: expected the CSV file for data.dataset = \"csv\", found an empty path");
       all = read_csv(c.path, c.label_column);
