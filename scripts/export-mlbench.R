@@ -19,4 +19,5 @@ for (name in sets) {
   tmp <- paste0(path, ".tmp")
   write.csv(d, tmp, row.names = FALSE, na = "NA")
   file.rename(tmp, path)
+  message("exported mlbench ", name, " to ", path)
 }

@@ -1,4 +1,4 @@
-# Shared by scripts/quickstart and scripts/test: installs what curvnet needs, quietly and
+# Shared by scripts/quickstart, scripts/test and scripts/setup-study: installs what curvnet needs, quietly and
 # only when something is missing. Source it; it defines functions only.
 
 CURVNET_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,3 +42,8 @@ setup_venv() {
 gpu_visible() {
   command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q "^GPU"
 }
+
+# The curvature study (scripts/setup-study): the packages holding the data suite
+# (docs/datasets.md), the analysis libraries, and Slurm with munge for the scheduler test.
+CURVNET_STUDY_PACKAGES="weka r-cran-mlbench r-cran-palmerpenguins python3-vega-datasets python3-statsmodels
+  python3-matplotlib python3-numba python3-tqdm python3-scipy python3-sklearn python3-pandas slurm-wlm munge"
