@@ -397,3 +397,15 @@ TEST(Suite, MatchesAnIndependentRead) {
   EXPECT_EQ(rc, 0) << out;
   std::cout << out;
 }
+
+// docs/datasets.md's table has a row for every packaged set with its stated task and shape.
+TEST(Suite, DocsTableListsEverySet) {
+  const std::string doc = test::read_text(std::string(CURVNET_SOURCE_DIR) + "/docs/datasets.md");
+  for (const auto& d : list_datasets()) {
+    if (!d.packaged) continue;
+    const std::string row = "| `" + d.name + "` | " + d.task + " | " + std::to_string(d.n_samples) + " x " +
+                            std::to_string(d.n_features) + ", ";
+    EXPECT_NE(doc.find(row), std::string::npos) << row;
+    EXPECT_NE(doc.find("| `" + d.name + "` |"), std::string::npos) << d.name;
+  }
+}
