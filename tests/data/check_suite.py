@@ -7,8 +7,8 @@ the file) or the sklearn loaders, applies the rules of docs/datasets.md "Tables"
 missing target or numeric feature dropped; one 0/1 column per nominal level present, plus
 "?" when a nominal value is missing) and compares rows, width, classes and the sums of the
 features and targets with what curvnet loaded, and with the shape `curvnet datasets` states.
-Row and class counts are also compared with the counts of DATASETS-style published
-descriptions (PUBLISHED below: the UCI/package documentation's numbers).
+Rows in each file and class counts are also compared with published counts (PUBLISHED
+below: the UCI repository's and the packages' own descriptions).
 
 Usage: check_suite.py CURVNET SOURCE_DIR. Exit 0 pass, 1 fail, 77 skip (with the reason).
 """
@@ -35,8 +35,8 @@ PENGUINS = "/usr/lib/R/site-library/palmerpenguins/extdata/penguins.csv"
 VEGA = "/usr/lib/python3/dist-packages/vega_datasets/_data/cars.json"
 MLBENCH_RDA = "/usr/lib/R/site-library/mlbench/data"
 
-# Published counts (rows in the file, classes): UCI / package documentation, as collected
-# in the data-set survey; independent of both curvnet and this script's reading.
+# Published counts (rows in the file, classes): the UCI repository's and the packages' own
+# descriptions; independent of both curvnet and this script's reading.
 PUBLISHED = {
     "iris": (150, 3), "wine": (178, 3), "breast-cancer": (569, 2), "digits": (1797, 10),
     "fashion-mnist": (70000, 10), "pima-diabetes": (768, 2), "glass": (214, 6), "ionosphere": (351, 2),
