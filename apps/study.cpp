@@ -160,6 +160,9 @@ Study load_study(const std::string& path) {
       if (const auto* p = v.as_string()) {
         const fs::path base_path = fs::path(path).parent_path() / p->get();
         s.base_origin = base_path.lexically_normal().string();
+        std::error_code ec;
+        if (!fs::is_regular_file(s.base_origin, ec))
+          bad(at(path, v), "base", s.base_origin + ": no such config file (the path is relative to the study file)");
         const std::string base_text = read_text(s.base_origin, "base config");
         try {
           base_table = toml::parse(base_text, s.base_origin);
@@ -186,8 +189,16 @@ Study load_study(const std::string& path) {
   }
   if (!have_base) s.base_origin = path + " [base]";
   s.base_toml = formatted(base_table);
-  // The base alone must be a valid config: its errors are the study's, not a point's.
-  (void)parse_config(s.base_toml, s.base_origin);
+  // The base alone must be a valid config: its errors are the study's, not a point's. An
+  // inline [base] is checked in its formatted form, whose line numbers are not the file's.
+  try {
+    (void)parse_config(s.base_toml, s.base_origin);
+  } catch (const InputError& e) {
+    std::string msg = e.what();
+    if (!have_base || s.base_origin != path + " [base]") throw;
+    const size_t colon = msg.find(": ", s.base_origin.size());
+    throw InputError(path + ": [base] " + (colon == std::string::npos ? msg : msg.substr(colon + 2)));
+  }
   if (const auto* loss = base_table["loss"].as_table(); loss && loss->contains("kind")) s.base_sets_loss = true;
 
   const std::set<std::string> keys = config_keys();
