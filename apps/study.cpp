@@ -200,6 +200,8 @@ Study load_study(const std::string& path) {
     throw InputError(path + ": [base] " + (colon == std::string::npos ? msg : msg.substr(colon + 2)));
   }
   if (const auto* loss = base_table["loss"].as_table(); loss && loss->contains("kind")) s.base_sets_loss = true;
+  if (const auto* train = base_table["train"].as_table(); train && train->contains("eval_every"))
+    s.base_sets_eval_every = true;
 
   const std::set<std::string> keys = config_keys();
   toml::table resolved_grid;
@@ -227,6 +229,7 @@ Study load_study(const std::string& path) {
         bad(at(path, v), "grid.size", "size sets model.hidden: drop model.hidden / [[model.layers]]");
       if (key == "train.seed" && !seeds.empty()) bad(at(path, v), "grid.train.seed", "seeds are given in [study]");
       if (key == "loss.kind") s.base_sets_loss = true;
+      if (key == "train.eval_every") s.base_sets_eval_every = true;
       for (const auto& e : *values) {
         axis.toml_values.push_back(toml_text(e));
         axis.json_values.push_back(to_json(e));
@@ -377,6 +380,9 @@ ResolvedPoint resolve_point(const Study& s, int64_t index, ShapeCache& cache) {
     sets.push_back("diagnostics.every=" + std::to_string(every));
     derived["diagnostics_every"] = every;
     derived["curvature_checkpoints"] = curvature_count(total, every);
+    // The quality metrics at every curvature checkpoint (the analysis pairs them), unless
+    // the base chooses its own evaluation cadence.
+    if (!s.base_sets_eval_every) sets.push_back("train.eval_every=" + std::to_string(every));
   }
   sets.push_back("train.threads=" + std::to_string(s.threads));
   ResolvedPoint r;

@@ -35,12 +35,13 @@ struct Study {
   std::string path;       // the study file
   std::string base_toml;  // the base config's TOML text
   std::string base_origin;
-  bool base_sets_loss = false;  // the base config (or the grid) chooses loss.kind
-  std::vector<GridAxis> axes;   // in index order: the last one varies fastest
-  int64_t checkpoints = 50;     // curvature checkpoints per run; 0 = the base's diagnostics.every
-  int64_t threads = 1;          // train.threads of every run (results do not depend on --jobs)
-  std::vector<SizeSpec> sizes;  // the names `size` may take
-  std::string resolved;         // DIR/study.toml: self-contained (the base inlined)
+  bool base_sets_loss = false;        // the base config (or the grid) chooses loss.kind
+  bool base_sets_eval_every = false;  // ... or train.eval_every (else: the curvature cadence)
+  std::vector<GridAxis> axes;         // in index order: the last one varies fastest
+  int64_t checkpoints = 50;           // curvature checkpoints per run; 0 = the base's diagnostics.every
+  int64_t threads = 1;                // train.threads of every run (results do not depend on --jobs)
+  std::vector<SizeSpec> sizes;        // the names `size` may take
+  std::string resolved;               // DIR/study.toml: self-contained (the base inlined)
 };
 
 // Reads and checks STUDY.toml. InputError (exit 2) naming the file, line and key.
