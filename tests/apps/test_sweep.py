@@ -134,6 +134,11 @@ def case_smoke(tmp):
         diag_steps = sorted({json.loads(l)["step"] for l in (run / "diagnostics.jsonl").read_text().splitlines()})
         check(steps[0] == 0 and set(diag_steps) <= set(steps), f"{run}: series steps {steps} hold {diag_steps}")
         check(len(diag_steps) == 5, f"{run}: 5 curvature checkpoints, got {len(diag_steps)}")
+        check(r["derived"]["curvature_checkpoints"] == 5, "derived.curvature_checkpoints")
+        # The quality metrics at every curvature checkpoint (the analysis pairs them).
+        val_steps = {json.loads(l)["step"] for l in (run / "eval.jsonl").read_text().splitlines()
+                     if json.loads(l)["split"] == "val"}
+        check(set(diag_steps) <= val_steps, f"{run}: validation rows at {sorted(val_steps)}")
         ckpts = sorted(int(c.name[5:]) for c in (run / "checkpoints").iterdir())
         check(ckpts == [0, diag_steps[-1]], f"{run}: checkpoints {ckpts}")
     check(len(seen) == 6, "every (data set, size) once")
