@@ -316,6 +316,12 @@ def case_failed(tmp):
     check(p.stdout.count("failed ") >= 3, p.stdout)
     p = sweep(study, "--out", out, check_rc=1)
     check("3 failed" in p.stdout and "0 to run" in p.stdout, p.stdout)
+    done_run = next(r for r in rows if r["status"] == "done")["run_dir"]
+    before = run_fingerprint(out / done_run)
+    p = sweep(study, "--out", out, "--retry-failed", check_rc=1)
+    check("3 to run" in p.stdout, p.stdout)
+    check([r["status"] for r in index(out)] == [r["status"] for r in rows], "the same points fail again")
+    check(run_fingerprint(out / done_run) == before, "--retry-failed leaves done points alone")
 
 
 BAD = {
