@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "apps/cmd_datasets.h"
+#include "apps/cmd_sweep.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -224,6 +225,23 @@ int main(int argc, char** argv) {
   bool hessian_overwrite = false;
   hessian->add_flag("--overwrite", hessian_overwrite, "replace an earlier result in --out");
 
+  cn::SweepOptions sweep_options;
+  std::string sweep_shard;
+  CLI::App* sweep = app.add_subcommand(
+      "sweep", "run a study: every grid point of STUDY.toml as a run directory under --out (docs/study.md)");
+  sweep->add_option("study", sweep_options.study, "the study file (STUDY.toml)")->required();
+  sweep->add_option("--out", sweep_options.out, "the study directory (default studies/<study name>)")->type_name("DIR");
+  sweep->add_option("--jobs", sweep_options.jobs, "runs at once (default: cores / study.threads)")
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
+  auto* shard_opt = sweep->add_option("--shard", sweep_shard, "run the points with index % N == I")->type_name("I/N");
+  sweep->add_option("--index", sweep_options.index, "run grid point I only (a scheduler's array task)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
+      ->excludes(shard_opt);
+  sweep->add_option("--emit", sweep_options.emit, "slurm: write DIR/sweep.sbatch (a job array) and run nothing")
+      ->check(CLI::IsMember({"slurm"}));
+  sweep->add_flag("--status", sweep_options.status_only, "rebuild DIR/index.jsonl and print the counts; run nothing");
+  sweep->add_flag("--retry-failed", sweep_options.retry_failed, "run failed points again from the start");
+
   try {
     try {
       app.parse(argc, argv);
@@ -243,6 +261,24 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return cn::run_datasets(datasets_opt);
+    if (*sweep) {
+      if (!sweep_shard.empty()) {
+        const auto slash = sweep_shard.find('/');
+        try {
+          size_t used = 0;
+          sweep_options.shard_i = std::stoll(sweep_shard.substr(0, slash), &used);
+          if (used != slash) throw std::invalid_argument("I");
+          sweep_options.shard_n = std::stoll(sweep_shard.substr(slash + 1), &used);
+          if (used != sweep_shard.size() - slash - 1) throw std::invalid_argument("N");
+        } catch (const std::exception&) {
+          throw cn::InputError("--shard " + sweep_shard + ": expected I/N with 0 <= I < N");
+        }
+        if (slash == std::string::npos || sweep_options.shard_n < 1 || sweep_options.shard_i < 0 ||
+            sweep_options.shard_i >= sweep_options.shard_n)
+          throw cn::InputError("--shard " + sweep_shard + ": expected I/N with 0 <= I < N");
+      }
+      return cn::run_sweep(sweep_options);
+    }
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");

@@ -147,7 +147,7 @@ Run load_run(const std::string& dir) {
     r.config_text = read_file(run.config());
   } catch (const std::exception&) {}
   if (!r.config_text.empty()) parse_run_config(&r);
-  r.spectra = read_spectra(run.spectra(), &r.singular, &r.problems);
+  r.spectra = read_spectra(run.root(), &r.singular, &r.problems);
   return r;
 }
 

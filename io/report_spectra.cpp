@@ -12,16 +12,22 @@
 #include "core/error.h"
 #include "io/run_layout.h"
 #include "io/safetensors.h"
+#include "io/spectra_series.h"
 
 namespace cn::report {
 
-Spectra read_spectra(const std::string& dir, Spectra* singular, std::vector<std::string>* problems) {
+Spectra read_spectra(const std::string& run_dir, Spectra* singular, std::vector<std::string>* problems) {
   Spectra out;
-  std::error_code ec;
-  if (!std::filesystem::is_directory(dir, ec)) return out;
-  for (const auto& [step, path] : step_entries(dir, ".safetensors", /*directories=*/false)) {
+  std::vector<std::pair<int64_t, SafeTensorMap>> steps;
+  try {
+    steps = read_run_spectra(run_dir);
+  } catch (const Error& e) {
+    problems->push_back(e.what());
+  }
+  for (const auto& [step, tensors] : steps) {
+    const std::string path = run_dir + "/spectra (step " + std::to_string(step) + ")";
     try {
-      for (const auto& [name, t] : read_safetensors(path)) {
+      for (const auto& [name, t] : tensors) {
         const size_t d1 = name.find('.');
         if (d1 == std::string::npos) continue;
         const std::string kind = name.substr(0, d1), rest = name.substr(d1 + 1);

@@ -24,8 +24,9 @@ struct BlockSpectrum {
 using Spectra = std::map<std::pair<std::string, int>, std::map<int64_t, BlockSpectrum>>;
 
 // Eigenvalue spectra and, into `singular`, singular values (`weights.<i>.singular_values`,
-// `grads.<i>.singular_values`, in `eigenvalues`). Unreadable files are named in `problems`.
-Spectra read_spectra(const std::string& dir, Spectra* singular, std::vector<std::string>* problems);
+// `grads.<i>.singular_values`, in `eigenvalues`) of a run: its spectra/ directory and its
+// packed series file (io/spectra_series.h). Unreadable files are named in `problems`.
+Spectra read_spectra(const std::string& run_dir, Spectra* singular, std::vector<std::string>* problems);
 
 // The spectrum as point masses (value, weight; weights sum to 1) and its shares about τ.
 struct SpectrumMass {

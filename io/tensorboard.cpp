@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "io/files.h"
 #include "io/run_layout.h"
+#include "io/spectra_series.h"
 
 namespace cn {
 
@@ -709,8 +710,8 @@ std::string write_tensorboard_from_run(const std::string& run_dir) {
   emit_rows(RunLog::stats, read_jsonl(run.stats_log()));
   emit_rows(RunLog::diagnostics, read_jsonl(run.diagnostics_log()));
 
-  for (const auto& [step, path] : step_entries(run.spectra(), ".safetensors", false))
-    emit_spectra(emit, wall_of(step), step, read_safetensors(path), path);
+  for (const auto& [step, tensors] : read_run_spectra(run.root()))
+    emit_spectra(emit, wall_of(step), step, tensors, run.root() + "/spectra");
 
   for (const auto& [step, dir] : step_entries(run.checkpoints(), "", true)) {
     const std::string path = dir + "/" + RunLayout::kModelFile;
