@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/cmd_analyze.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -231,6 +232,15 @@ int main(int argc, char** argv) {
   bool hessian_overwrite = false;
   hessian->add_flag("--overwrite", hessian_overwrite, "replace an earlier result in --out");
 
+  std::string analyze_dir, analyze_out;
+  CLI::App* analyze = app.add_subcommand(
+      "analyze", "the study report of a sweep directory: DIR/analysis/report.html and its tables as CSV");
+  analyze->add_option("dir", analyze_dir, "the study directory (index.jsonl and its run directories)")
+      ->required()
+      ->type_name("DIR");
+  analyze->add_option("--out", analyze_out, "where report.html and the CSV tables go (default DIR/analysis)")
+      ->type_name("OUT");
+
   try {
     try {
       app.parse(argc, argv);
@@ -250,6 +260,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return run_datasets();
+    if (*analyze) return cn::run_analyze(analyze_dir, analyze_out);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");

@@ -16,6 +16,7 @@ run (the same checkpoints everywhere), so the per-run second-half means keep the
 up to a constant; a little snapshot noise is added.
 
   planted_study.py OUT [--runs N] [--checkpoints K] [--kinds local,loss] [--seed S]
+prints the planted values as JSON.
 """
 import argparse
 import json
@@ -128,7 +129,8 @@ def make_study(out, runs=150, checkpoints=12, kinds=("local",), seed=0, failed=1
         f.writelines(json.dumps(r) + "\n" for r in index)
     with open(os.path.join(out, "study.toml"), "w") as f:
         f.write('[grid]\n"data.dataset" = ["iris", "wine", "breast-cancer"]\nsize = ["small", "medium", "huge"]\n')
-    return {"pearson": {("local.log_std", "val_loss"): R1, ("local.near_zero_share", "val_accuracy"): R2},
+    return {"pearson": [{"feature": "local.log_std", "metric": "val_loss", "r": R1},
+                        {"feature": "local.near_zero_share", "metric": "val_accuracy", "r": R2}],
             "cancorr": [R1, R2], "runs": runs}
 
 
@@ -140,5 +142,4 @@ if __name__ == "__main__":
     p.add_argument("--kinds", default="local")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    make_study(a.out, a.runs, a.checkpoints, tuple(a.kinds.split(",")), a.seed)
-    print(a.out)
+    print(json.dumps(make_study(a.out, a.runs, a.checkpoints, tuple(a.kinds.split(",")), a.seed)))
