@@ -3,6 +3,7 @@ report's path, 2 on bad input or missing libraries (one line), 1 on a failure.""
 import argparse
 import os
 import sys
+import tempfile
 import time
 
 REQUIRED = ("numpy", "pandas", "scipy", "sklearn", "statsmodels", "matplotlib")
@@ -28,6 +29,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     check_libraries()
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # UMAP's numba functions are compiled once and cached; a system install's own folder is
+    # read-only, so the cache lives in the temporary directory unless the user chose one.
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "curvnet-numba-cache"))
 
     from . import InputError
     try:

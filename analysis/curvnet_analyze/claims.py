@@ -1,5 +1,5 @@
 """The seed paper's seven conclusions (001 §5.5), each as a statement this study's runs can test
-(docs/analysis.md §7).
+(docs/analysis.md §8).
 
 A correlation claim is tested over runs (the per-run means of the second half of training)
 after ranking both columns within their data set (percentiles; data sets with fewer than 3
@@ -144,7 +144,7 @@ CLAIMS = [
      "statement": "Runs whose weight matrices have a lower numerical-rank share have a larger generalisation gap "
                   "(validation loss − training loss).",
      "feature_wanted": "weights.rank_share", "quality_wanted": "gen_gap", "sign": -1},
-    {"claim": "1b", "paper": "low rank of the local Hessian ↔ overfitting",
+    {"claim": "1b", "paper": "low rank of the layer's (local) Hessian ↔ overfitting",
      "statement": "Runs whose layers' Hessian blocks have a lower rank share have a larger generalisation gap.",
      "feature_wanted": "<kind>.rank_share", "quality_wanted": "gen_gap", "sign": -1},
     {"claim": "2", "paper": "a Hessian piled at small eigenvalues ↔ poor generalisation",

@@ -1,5 +1,5 @@
 """The study report: figures (matplotlib, PNG inlined as base64), tables, one HTML file with no
-external reference, and every table as CSV beside it (docs/analysis.md §8)."""
+external reference, and every table as CSV beside it (docs/analysis.md §9)."""
 import base64
 import html
 import io

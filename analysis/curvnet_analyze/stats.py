@@ -188,7 +188,7 @@ def embedding(snapshots):
     except ImportError:
         out["umap1"], out["umap2"] = np.nan, np.nan
         return out, note + " UMAP: umap-learn is not installed (scripts/setup-study installs it)."
-    reducer = umap.UMAP(n_components=2, random_state=SEED, n_neighbors=min(15, len(X) - 1), min_dist=0.1)
+    reducer = umap.UMAP(n_components=2, random_state=SEED, n_neighbors=min(15, len(X) - 1), min_dist=0.1, n_jobs=1)
     um = reducer.fit_transform(X)
     out["umap1"], out["umap2"] = um[:, 0], um[:, 1]
     return out, note + " UMAP: n_neighbors 15, min_dist 0.1, random_state 0."

@@ -17,9 +17,12 @@ import pandas as pd
 
 from . import InputError
 
-# Hessian kinds in the order a claim about "the layer's Hessian" prefers them: the seed
-# paper's local Hessian first, then the exact loss block, then its approximations.
-KIND_PREFERENCE = ("local", "loss", "ggn", "kfac")
+# Hessian kinds in the order a claim about "the layer's Hessian", the phases and the CCA prefer
+# them: the exact layer block of the loss Hessian first, since the seed paper's local Hessian
+# vanishes for piecewise-linear activations (docs/curvature.md: a ReLU layer's local block is
+# the zero matrix) and so cannot compare runs across activations; then local, then the
+# approximations.
+KIND_PREFERENCE = ("loss", "local", "ggn", "kfac")
 # diagnostics.jsonl metrics taken per kind (docs/spec.md §3), and the derived ones.
 DIAG_SHARES = ("near_zero_share", "negative_share", "symmetry", "balance", "bias_trace_share")
 QUALITY_CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "auc")

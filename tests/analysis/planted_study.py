@@ -3,19 +3,19 @@
 docs/design.md §5, written from chosen latent variables so that the answers are known.
 
 Per run (independent across runs), with a, b, u1, u2, u3 ~ N(0, 1):
-  local.log_std          = -2 + 0.3 a            (diagnostics.jsonl "std" = 10 ** that)
-  local.near_zero_share  = 0.3 + 0.05 b
+  loss.log_std          = -2 + 0.3 a            (diagnostics.jsonl "std" = 10 ** that)
+  loss.near_zero_share  = 0.3 + 0.05 b
   val_loss               = 0.5 + 0.1 (R1 a + sqrt(1 - R1²) u1)
   val_accuracy           = 0.8 + 0.03 (R2 b + sqrt(1 - R2²) u2)
   train_loss             = 0.3 + 0.05 u3
-so Pearson(local.log_std, val_loss) = R1, Pearson(local.near_zero_share, val_accuracy) = R2, and
+so Pearson(loss.log_std, val_loss) = R1, Pearson(loss.near_zero_share, val_accuracy) = R2, and
 the canonical correlations between the spectral and the quality blocks are R1 and R2 (then 0).
 Every other feature is noise (with an offset per architecture, so the embedding has clusters).
 Within a run each column is its run value plus a shape over normalised time shared by every
 run (the same checkpoints everywhere), so the per-run second-half means keep the planted values
 up to a constant; a little snapshot noise is added.
 
-  planted_study.py OUT [--runs N] [--checkpoints K] [--kinds local,loss] [--seed S]
+  planted_study.py OUT [--runs N] [--checkpoints K] [--kinds loss,local] [--seed S]
 prints the planted values as JSON.
 """
 import argparse
@@ -107,7 +107,7 @@ def write_run(run_dir, point, latent, rng, checkpoints, kinds):
         pass
 
 
-def make_study(out, runs=150, checkpoints=12, kinds=("local",), seed=0, failed=1):
+def make_study(out, runs=150, checkpoints=12, kinds=("loss",), seed=0, failed=1):
     """Writes the study; returns the planted values {'pearson': ..., 'cancorr': [...]}."""
     rng = np.random.default_rng(seed)
     os.makedirs(out, exist_ok=True)
@@ -129,8 +129,8 @@ def make_study(out, runs=150, checkpoints=12, kinds=("local",), seed=0, failed=1
         f.writelines(json.dumps(r) + "\n" for r in index)
     with open(os.path.join(out, "study.toml"), "w") as f:
         f.write('[grid]\n"data.dataset" = ["iris", "wine", "breast-cancer"]\nsize = ["small", "medium", "huge"]\n')
-    return {"pearson": [{"feature": "local.log_std", "metric": "val_loss", "r": R1},
-                        {"feature": "local.near_zero_share", "metric": "val_accuracy", "r": R2}],
+    return {"pearson": [{"feature": "loss.log_std", "metric": "val_loss", "r": R1},
+                        {"feature": "loss.near_zero_share", "metric": "val_accuracy", "r": R2}],
             "cancorr": [R1, R2], "runs": runs}
 
 
@@ -139,7 +139,7 @@ if __name__ == "__main__":
     p.add_argument("out")
     p.add_argument("--runs", type=int, default=150)
     p.add_argument("--checkpoints", type=int, default=12)
-    p.add_argument("--kinds", default="local")
+    p.add_argument("--kinds", default="loss")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
     print(json.dumps(make_study(a.out, a.runs, a.checkpoints, tuple(a.kinds.split(",")), a.seed)))
