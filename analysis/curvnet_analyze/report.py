@@ -247,10 +247,11 @@ def phases_section(table, curves, note, snapshots, out_dir):
                               aggfunc="median").reset_index()
     summary.columns = [str(c) for c in summary.columns]
     summary.to_csv(os.path.join(out_dir, "phases_summary.csv"), index=False)
-    text = (f"<p>{esc(note)}. The spectral change between checkpoints is the L1 distance between histograms of "
-            "log10 |λ| per layer; C(t) is its cumulative share. Initial: until C reaches 10 %; fast learning: "
-            "until 80 %; saturation: the trailing checkpoints that each move the spectrum less than 5 % of the "
-            "largest move; fine-tuning: in between (seed 001 §5.3). A phase can be empty.</p>")
+    text = (f"<p>{esc(note)}. The spectral change between checkpoints is the mean absolute difference of ten "
+            "quantiles of log10 |λ| per layer; C(t) is its cumulative share. Initial: until C reaches 10 %; fast "
+            "learning: until 80 %; saturation: the trailing checkpoints where the change (running median over 5) "
+            "stays below 10 % of its largest value; fine-tuning: in between (seed 001 §5.3). A phase can be "
+            "empty: a run whose spectrum keeps moving has no saturation.</p>")
     return (text + figure_html(fig, "phases", "cumulative spectral change per run; dotted: phase thresholds")
             + "<h3>median phase duration (share of training)</h3>" + table_html(summary, "phases_summary")
             + table_html(table, "phases", max_rows=40),

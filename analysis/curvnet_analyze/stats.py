@@ -199,43 +199,46 @@ def embedding(snapshots):
 PHASES = ("initial", "fast learning", "fine-tuning", "saturation")
 PHASE_INITIAL_END = 0.10     # cumulative spectral change reached when the initial phase ends
 PHASE_FAST_END = 0.80        # ... when fast learning ends
-PHASE_SATURATION_SPEED = 0.05  # saturation: every later step changes less than this × the top speed
+PHASE_SATURATION_SPEED = 0.10  # saturation: the smoothed change stays below this × its maximum
+PHASE_SMOOTHING = 5          # checkpoints in the running median of the change
+QUANTILES = np.linspace(0.05, 0.95, 10)
+EIGEN_FLOOR = 1e-10          # |λ| below this counts as this (log10 of an exact zero)
 
 
-def spectrum_descriptor(tensors, kind, bins):
-    """A checkpoint's spectral shape: per layer of `kind`, the histogram (shares) of
-    log10 |eigenvalue| over fixed bins, concatenated in layer order."""
+def spectrum_descriptor(tensors, kind):
+    """A checkpoint's spectral shape: per layer of `kind`, ten quantiles (5 %–95 %) of
+    log10(|λ| + 1e-10), concatenated in layer order. Quantiles move continuously with the
+    eigenvalues, where a histogram of a 40-eigenvalue block jumps by whole bins."""
     names = sorted((n for n in tensors if n.startswith(kind + ".") and n.endswith(".eigenvalues")),
                    key=lambda n: int(n.split(".")[1]) if n.split(".")[1].isdigit() else 0)
     parts = []
     for n in names:
         ev = np.abs(tensors[n][np.isfinite(tensors[n])])
-        if ev.size == 0:
-            continue
-        logs = np.log10(np.maximum(ev, 10.0 ** bins[0]))
-        h, _ = np.histogram(np.clip(logs, bins[0], bins[-1]), bins=bins)
-        parts.append(h / ev.size)
+        if ev.size:
+            parts.append(np.quantile(np.log10(ev + EIGEN_FLOOR), QUANTILES))
     return np.concatenate(parts) if parts else None
 
 
 def phases_of_run(steps_t, descriptors):
     """Phase boundaries of one run from its spectral descriptors over normalised time.
 
-    The spectral change between consecutive checkpoints is the L1 distance of their
-    descriptors; C(t) is its cumulative sum normalised to 1. initial: until C >= 0.10;
-    fast learning: until C >= 0.80; saturation: the trailing checkpoints from which on every
-    step changes the spectrum by less than 5 % of the largest step; fine-tuning: in between."""
+    The spectral change between consecutive checkpoints is the mean absolute difference of
+    their descriptors (decades); C(t) is its cumulative sum normalised to 1. initial: until
+    C >= 0.10; fast learning: until C >= 0.80; saturation: the trailing checkpoints where the
+    change, smoothed by a running median over 5 checkpoints, stays below 10 % of its largest
+    value; fine-tuning: in between."""
     t = np.asarray(steps_t, float)
     if len(t) < 4:
         return None, "fewer than 4 spectra"
-    d = np.array([np.abs(descriptors[i + 1] - descriptors[i]).sum() for i in range(len(t) - 1)])
+    d = np.array([np.abs(descriptors[i + 1] - descriptors[i]).mean() for i in range(len(t) - 1)])
     total = d.sum()
     if total <= 0:
         return None, "the spectrum never changes"
     c = np.concatenate([[0.0], np.cumsum(d) / total])
     i_init = int(np.argmax(c >= PHASE_INITIAL_END))
     i_fast = max(i_init, int(np.argmax(c >= PHASE_FAST_END)))
-    slow = d < PHASE_SATURATION_SPEED * d.max()
+    smooth = pd.Series(d).rolling(PHASE_SMOOTHING, center=True, min_periods=1).median().to_numpy()
+    slow = smooth < PHASE_SATURATION_SPEED * smooth.max()
     i_sat = len(t) - 1
     while i_sat - 1 >= i_fast and slow[i_sat - 1]:
         i_sat -= 1
@@ -256,13 +259,12 @@ def phases(snapshots, spectra_by_run):
     kind = next((k for k in KIND_PREFERENCE if k in kinds), sorted(kinds)[0] if kinds else None)
     if kind is None:
         return None, {}, "no Hessian eigenvalues in any run's spectra"
-    bins = np.linspace(-12, 4, 33)
     rows, curves, reasons = [], {}, []
     for run, sp in spectra_by_run.items():
         steps = sorted(sp)
         descs, kept = [], []
         for s in steps:
-            dsc = spectrum_descriptor(sp[s], kind, bins)
+            dsc = spectrum_descriptor(sp[s], kind)
             if dsc is not None and (not descs or dsc.shape == descs[0].shape):
                 descs.append(dsc)
                 kept.append(s)
