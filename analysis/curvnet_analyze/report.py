@@ -87,12 +87,18 @@ def dynamics(snapshots, out_dir):
         for ax, m in zip(axes.flat, metrics):
             for g in groups:
                 sub = per_run[per_run[factor].astype(str) == g].groupby("t_bin")[m]
-                mean = sub.mean()
-                ax.plot(mean.index, mean.values, marker="o", ms=2, lw=1.2, label=g)
+                median = sub.median()
+                ax.plot(median.index, median.values, marker="o", ms=2, lw=1.2, label=g)
                 q1, q3 = sub.quantile(0.25), sub.quantile(0.75)
                 ax.fill_between(q1.index, q1.values, q3.values, alpha=0.15)
-                for tb, v, n in zip(mean.index, mean.values, sub.count().values):
-                    tables.append({"factor": factor, "group": g, "metric": m, "t_bin": tb, "mean": v, "n_runs": n})
+                for tb, v, a, b, n in zip(median.index, median.values, q1.values, q3.values, sub.count().values):
+                    tables.append({"factor": factor, "group": g, "metric": m, "t_bin": tb, "median": v, "q25": a,
+                                   "q75": b, "n_runs": n})
+            values = per_run[m].to_numpy(float)
+            values = values[np.isfinite(values)]
+            # Losses of different data sets span decades: a log axis keeps every group visible.
+            if values.size and values.min() > 0 and values.max() > 1e3 * values.min():
+                ax.set_yscale("log")
             ax.set_title(m, fontsize=8)
             ax.tick_params(labelsize=6)
         for ax in list(axes.flat)[len(metrics):]:
@@ -101,7 +107,7 @@ def dynamics(snapshots, out_dir):
         fig.supxlabel("normalised training time t = step / last step", fontsize=8)
         fig.tight_layout()
         parts.append(f"<h3>by {esc(factor)}</h3>" + figure_html(
-            fig, f"dynamics/{factor}", f"mean over runs per tenth of training (band: runs' 25–75 %), by {factor}"))
+            fig, f"dynamics/{factor}", f"median over runs per tenth of training (band: runs' 25–75 %), by {factor}"))
     table = pd.DataFrame(tables)
     table.to_csv(os.path.join(out_dir, "dynamics.csv"), index=False)
     return "".join(parts), {"dynamics.csv": len(table)}
