@@ -54,6 +54,9 @@ def run(study_dir, out_dir):
     for run_id, extra in info["extras"].items():
         spectra[run_id] = study.load_spectra(extra["run_dir"])
     t_load = time.monotonic() - t0
+    # UMAP spends most of its time compiling (numba) in one thread: it runs in a second
+    # process while this one draws the other sections.
+    embedding = _start(stats.embedding, snapshots)
     snapshots.to_csv(os.path.join(out_dir, "snapshots.csv"), index=False)
     runs.to_csv(os.path.join(out_dir, "runs.csv"), index=False)
     csvs = {"snapshots.csv": len(snapshots), "runs.csv": len(runs)}
@@ -88,7 +91,7 @@ def run(study_dir, out_dir):
         body, c = report.normality_section(stats.normality(runs), runs, out_dir)
         bodies["normality"] = body
         csvs.update(c)
-        emb, note = _guard_pair(stats.embedding, snapshots)
+        emb, note = embedding()
         body, c = report.embedding_section(emb, note, out_dir)
         bodies["embedding"] = body
         csvs.update(c)
@@ -122,6 +125,27 @@ def _guard_pair(fn, *args):
         return fn(*args)
     except (ValueError, np_linalg_error()) as e:
         return None, f"{type(e).__name__}: {e}"
+
+
+def _start(fn, *args):
+    """fn(*args) in a child process; returns a function giving its result (inline when no
+    child process can start)."""
+    try:
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+        future = pool.submit(_guard_pair, fn, *args)
+    except (OSError, ValueError, ImportError):
+        return lambda: _guard_pair(fn, *args)
+
+    def result():
+        try:
+            return future.result()
+        except Exception:  # the child died (memory, a signal): compute it here instead
+            return _guard_pair(fn, *args)
+        finally:
+            pool.shutdown()
+    return result
 
 
 def np_linalg_error():

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .stats import PHASES  # noqa: E402
 from .study import feature_columns, quality_columns  # noqa: E402
 
 SECTIONS = ("overview", "dynamics", "correlations", "cca", "normality", "embedding", "phases", "claims")
@@ -144,7 +145,9 @@ def correlations_section(corr, out_dir):
         out.append(heatmap(piv.to_numpy(float), pp.to_numpy(float), feats, mets,
                            f"{label} over runs (cell: coefficient and p-value)", f"heatmap/{stat.split('_')[0]}"))
     top = ok.reindex(ok["pearson_r"].abs().sort_values(ascending=False).index).head(15)
-    return "".join(out) + "<h3>strongest pairs</h3>" + table_html(top, "correlations"), {"correlations.csv": len(corr)}
+    note = ("<p>Over runs (second-half means), on the columns' own scales: in a study of several data sets a "
+            "correlation here can be a difference between data sets; the claims below rank within data sets.</p>")
+    return note + "".join(out) + "<h3>strongest pairs</h3>" + table_html(top, "correlations"), {"correlations.csv": len(corr)}
 
 
 def cca_section(res, out_dir):
@@ -252,6 +255,7 @@ def phases_section(table, curves, note, snapshots, out_dir):
     summary = dur.pivot_table(index=["size", "optimiser", "activation"], columns="phase", values="duration",
                               aggfunc="median").reset_index()
     summary.columns = [str(c) for c in summary.columns]
+    summary = summary[[c for c in summary.columns if c not in PHASES] + [p for p in PHASES if p in summary.columns]]
     summary.to_csv(os.path.join(out_dir, "phases_summary.csv"), index=False)
     text = (f"<p>{esc(note)}. The spectral change between checkpoints is the mean absolute difference of ten "
             "quantiles of log10 |λ| per layer; C(t) is its cumulative share. Initial: until C reaches 10 %; fast "
@@ -273,8 +277,8 @@ def claims_section(table, rows, out_dir):
             "(second-half means); 95 % interval: bootstrap over runs (2000 resamples, seed 0). "
             "The rows each test used are in claims_rows.csv. "
             + esc(", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))) + ".</p>")
-    show = table[["claim", "paper", "statement", "feature", "quality", "n", "value", "ci_low", "ci_high", "p",
-                  "verdict", "reason"]]
+    show = table[["claim", "paper", "statement", "feature", "quality", "n", "statistic", "value", "effect", "ci_low",
+                  "ci_high", "p", "verdict", "reason"]]
     return text + table_html(show, "claims"), {"claims.csv": len(table), "claims_rows.csv": len(rows)}
 
 
