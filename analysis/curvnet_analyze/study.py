@@ -67,11 +67,12 @@ def read_index(study_dir):
                 raise InputError(f"{path}:{n}: not a JSON object ({e.msg})") from None
             if not isinstance(row, dict):
                 raise InputError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            for key, kind in (("index", int), ("point", dict), ("status", str), ("run_dir", str)):
+            for key, kind, what in (("index", int, "an integer"), ("point", dict, "an object"),
+                                    ("status", str, "a string"), ("run_dir", str, "a string")):
                 if key not in row:
                     raise InputError(f"{path}:{n}: missing key \"{key}\"")
                 if not isinstance(row[key], kind) or isinstance(row[key], bool):
-                    raise InputError(f"{path}:{n}: \"{key}\" must be a {kind.__name__}")
+                    raise InputError(f"{path}:{n}: \"{key}\" must be {what}")
             if row["status"] not in ("done", "failed", "pending", "running"):
                 raise InputError(f"{path}:{n}: \"status\" must be done | failed | pending | running, "
                                  f"got \"{row['status']}\"")

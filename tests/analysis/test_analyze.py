@@ -185,7 +185,7 @@ def test_bad(curvnet, tmp):
     good = '{"index": 0, "point": {"data.dataset": "iris"}, "status": "done", "run_dir": "r0", "wall_s": 1}\n'
     for bad, what in (('{"index": 1, "point": {}, "status": "done"\n', "not a JSON object"),
                       ('{"index": 1, "point": {}, "status": "done"}\n', 'missing key "run_dir"'),
-                      ('{"index": "1", "point": {}, "status": "done", "run_dir": "r1"}\n', '"index" must be a int'),
+                      ('{"index": "1", "point": {}, "status": "done", "run_dir": "r1"}\n', '"index" must be an integer'),
                       ('{"index": 1, "point": {}, "status": "ok", "run_dir": "r1"}\n', '"status" must be'),
                       ('[1, 2]\n', "expected a JSON object")):
         with open(index, "w") as f:
