@@ -27,13 +27,19 @@ def main(argv=None):
     parser.add_argument("dir", help="the study directory (index.jsonl and the run directories)")
     parser.add_argument("--out", default="", help="where report.html and the CSV tables go (default DIR/analysis)")
     args = parser.parse_args(argv)
+    from . import InputError
+    from .index import read_index
+    try:
+        read_index(args.dir)
+    except InputError as e:
+        print(f"curvnet analyze: {e}", file=sys.stderr)
+        return 2
     check_libraries()
     os.environ.setdefault("MPLBACKEND", "Agg")
     # UMAP's numba functions are compiled once and cached; a system install's own folder is
     # read-only, so the cache lives in the temporary directory unless the user chose one.
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tempfile.gettempdir(), "curvnet-numba-cache"))
 
-    from . import InputError
     try:
         return run(args.dir, args.out or os.path.join(args.dir, "analysis"))
     except InputError as e:

@@ -15,7 +15,8 @@ import tomllib
 import numpy as np
 import pandas as pd
 
-from . import InputError
+from . import InputError  # noqa: F401 (raised by read_index)
+from .index import read_index
 
 # Hessian kinds in the order a claim about "the layer's Hessian", the phases and the CCA prefer
 # them: the exact layer block of the loss Hessian first, since the seed paper's local Hessian
@@ -47,40 +48,6 @@ def _read_jsonl(path):
             except json.JSONDecodeError:
                 continue
     return pd.DataFrame(rows)
-
-
-def read_index(study_dir):
-    """DIR/index.jsonl as a list of dicts; a malformed row is an InputError naming file and line."""
-    path = os.path.join(study_dir, "index.jsonl")
-    if not os.path.isdir(study_dir):
-        raise InputError(f"{study_dir}: not a directory (expected a study directory holding index.jsonl)")
-    if not os.path.isfile(path):
-        raise InputError(f"{path}: no such file (expected the study's index, written by curvnet sweep)")
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{n}: expected a JSON object, got {type(row).__name__}")
-            for key, kind, what in (("index", int, "an integer"), ("point", dict, "an object"),
-                                    ("status", str, "a string"), ("run_dir", str, "a string")):
-                if key not in row:
-                    raise InputError(f"{path}:{n}: missing key \"{key}\"")
-                if not isinstance(row[key], kind) or isinstance(row[key], bool):
-                    raise InputError(f"{path}:{n}: \"{key}\" must be {what}")
-            if row["status"] not in ("done", "failed", "pending", "running"):
-                raise InputError(f"{path}:{n}: \"status\" must be done | failed | pending | running, "
-                                 f"got \"{row['status']}\"")
-            row["_line"] = n
-            rows.append(row)
-    if not rows:
-        raise InputError(f"{path}: no rows (expected one JSON object per grid point)")
-    return rows
 
 
 # ---- spectra -------------------------------------------------------------------------------
