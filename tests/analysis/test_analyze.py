@@ -218,6 +218,27 @@ def test_bad(curvnet, tmp):
           f"missing library: rc {res.returncode}, {res.stderr!r}")
     res = analyze(curvnet, study, {"CURVNET_PYTHON": os.path.join(tmp, "no-python")})
     check(res.returncode == 2 and "scripts/setup-study" in res.stderr, f"no interpreter: {res.stderr!r}")
+    # Without the optional umap-learn: the embedding section says so and shows PCA alone; a
+    # study of 6 runs is too small for the tests across runs, which say so too.
+    small = os.path.join(tmp, "small")
+    gen = subprocess.run([python_exe(), os.path.join(HERE, "planted_study.py"), small, "--runs", "6",
+                          "--checkpoints", "4"], capture_output=True, text=True)
+    check(gen.returncode == 0, f"small planted study written: {gen.stderr}")
+    no_umap = os.path.join(tmp, "no-umap", "umap")
+    os.makedirs(no_umap)
+    with open(os.path.join(no_umap, "__init__.py"), "w") as f:
+        f.write("raise ImportError('umap-learn is not installed')\n")
+    res = analyze(curvnet, small, {"PYTHONPATH": os.path.dirname(no_umap)})
+    check(res.returncode == 0, f"a study without umap-learn: {res.stderr[-2000:]}")
+    report = os.path.join(small, "analysis", "report.html")
+    if os.path.exists(report):
+        with open(report, encoding="utf-8") as f:
+            html = f.read()
+        emb = section_text(html, "embedding")
+        check('data-umap="missing"' in emb and "data:image/png;base64," in emb, "no umap: PCA alone, and said so")
+        for name in ("cca", "claims"):
+            check("not testable here" in section_text(html, name), f"6 runs: {name} says not testable")
+        check("data:image/png;base64," in section_text(html, "dynamics"), "6 runs: dynamics still drawn")
 
 
 def main():
