@@ -58,7 +58,7 @@ def run(study_dir, out_dir):
     os.makedirs(out_dir, exist_ok=True)
     spectra = {}
     for run_id, extra in info["extras"].items():
-        spectra[run_id] = study.load_spectra(extra["run_dir"])
+        spectra[run_id] = stats.spectral_shapes(study.load_spectra(extra["run_dir"]))
     t_load = time.monotonic() - t0
     # UMAP spends most of its time compiling (numba) in one thread: it runs in a second
     # process while this one draws the other sections.
@@ -83,6 +83,10 @@ def run(study_dir, out_dir):
         "test across runs uses one row per run, the mean of each column over the snapshots in the second half of "
         "training (t ≥ 0.5; runs.csv); the embedding and the phases describe snapshots.</p>"
         f"<ul>{lines}</ul>" + ("<h3>skipped runs</h3>" + report.table_html(skipped, "skipped") if len(skipped) else ""))
+    study_toml = os.path.join(study_dir, "study.toml")
+    if os.path.isfile(study_toml):
+        with open(study_toml, encoding="utf-8", errors="replace") as f:
+            bodies["overview"] += f"<details><summary>study.toml</summary><pre>{report.esc(f.read())}</pre></details>"
 
     def phases():
         table, curves, note = stats.phases(snapshots, spectra)

@@ -250,23 +250,34 @@ def phases_of_run(steps_t, descriptors):
     return {"rows": rows, "t": t, "cumulative": c}, None
 
 
-def phases(snapshots, spectra_by_run):
-    """Phase table over runs. spectra_by_run: {run: {step: tensors}}."""
-    kinds = set()
-    for sp in spectra_by_run.values():
-        for tensors in sp.values():
-            kinds.update(n.split(".")[0] for n in tensors if n.endswith(".eigenvalues"))
+def spectral_shapes(spectra):
+    """{kind: {step: descriptor}} of one run's spectra ({step: tensors}); small, so a study's
+    spectra need not all be in memory at once."""
+    kinds = sorted({n.split(".")[0] for tensors in spectra.values() for n in tensors if n.endswith(".eigenvalues")})
+    out = {}
+    for kind in kinds:
+        shapes = {}
+        for step in sorted(spectra):
+            dsc = spectrum_descriptor(spectra[step], kind)
+            if dsc is not None:
+                shapes[step] = dsc
+        out[kind] = shapes
+    return out
+
+
+def phases(snapshots, shapes_by_run):
+    """Phase table over runs. shapes_by_run: {run: spectral_shapes(its spectra)}."""
+    kinds = {k for shapes in shapes_by_run.values() for k, v in shapes.items() if v}
     kind = next((k for k in KIND_PREFERENCE if k in kinds), sorted(kinds)[0] if kinds else None)
     if kind is None:
         return None, {}, "no Hessian eigenvalues in any run's spectra"
     rows, curves, reasons = [], {}, []
-    for run, sp in spectra_by_run.items():
-        steps = sorted(sp)
+    for run, shapes in shapes_by_run.items():
+        sp = shapes.get(kind, {})
         descs, kept = [], []
-        for s in steps:
-            dsc = spectrum_descriptor(sp[s], kind)
-            if dsc is not None and (not descs or dsc.shape == descs[0].shape):
-                descs.append(dsc)
+        for s in sorted(sp):
+            if not descs or sp[s].shape == descs[0].shape:
+                descs.append(sp[s])
                 kept.append(s)
         last = snapshots.loc[snapshots["run"] == run, "step"]
         last_step = max([*kept, *last.tolist()]) if kept else 0
