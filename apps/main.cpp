@@ -14,6 +14,7 @@
 
 #include "apps/cmd_datasets.h"
 #include "apps/cmd_sweep.h"
+#include "apps/cmd_analyze.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -241,6 +242,14 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"slurm"}));
   sweep->add_flag("--status", sweep_options.status_only, "rebuild DIR/index.jsonl and print the counts; run nothing");
   sweep->add_flag("--retry-failed", sweep_options.retry_failed, "run failed points again from the start");
+  std::string analyze_dir, analyze_out;
+  CLI::App* analyze = app.add_subcommand(
+      "analyze", "the study report of a sweep directory: DIR/analysis/report.html and its tables as CSV");
+  analyze->add_option("dir", analyze_dir, "the study directory (index.jsonl and its run directories)")
+      ->required()
+      ->type_name("DIR");
+  analyze->add_option("--out", analyze_out, "where report.html and the CSV tables go (default DIR/analysis)")
+      ->type_name("OUT");
 
   try {
     try {
@@ -279,6 +288,7 @@ int main(int argc, char** argv) {
       }
       return cn::run_sweep(sweep_options);
     }
+    if (*analyze) return cn::run_analyze(analyze_dir, analyze_out);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");
