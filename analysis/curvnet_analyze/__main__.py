@@ -5,6 +5,7 @@ import os
 import sys
 import tempfile
 import time
+import warnings
 
 REQUIRED = ("numpy", "pandas", "scipy", "sklearn", "statsmodels", "matplotlib")
 
@@ -35,6 +36,9 @@ def main(argv=None):
         print(f"curvnet analyze: {e}", file=sys.stderr)
         return 2
     check_libraries()
+    # A correlation over a (nearly) constant column is reported as not testable in its table;
+    # scipy's warning about it would only repeat that on stderr.
+    warnings.filterwarnings("ignore", message=".*(nearly )?constant.*")
     os.environ.setdefault("MPLBACKEND", "Agg")
     # UMAP's numba functions are compiled once and cached; a system install's own folder is
     # read-only, so the cache lives in the temporary directory unless the user chose one.

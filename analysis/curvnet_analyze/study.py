@@ -76,10 +76,23 @@ def read_safetensors(path):
 
 
 def load_spectra(run_dir):
-    """{step: {tensor name: values}} of a run's spectra (spectra/step_N.safetensors). The one
-    place that knows how spectra are stored: a packed per-run series file is read here too."""
-    folder = os.path.join(run_dir, "spectra")
+    """{step: {tensor name: values}} of a run's spectra: the packed series
+    (spectra_series.safetensors, tensors "step_<N>/<name>", written when a sweep finishes a
+    run) and any spectra/step_N.safetensors beside it (docs/design.md §5). The one place that
+    knows how spectra are stored."""
     out = {}
+    series = os.path.join(run_dir, "spectra_series.safetensors")
+    if os.path.isfile(series):
+        for key, values in read_safetensors(series).items():
+            head, sep, name = key.partition("/")
+            if not sep or not head.startswith("step_"):
+                continue
+            try:
+                step = int(head[len("step_"):])
+            except ValueError:
+                continue
+            out.setdefault(step, {})[name] = values
+    folder = os.path.join(run_dir, "spectra")
     if not os.path.isdir(folder):
         return out
     for name in os.listdir(folder):
