@@ -12,6 +12,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "apps/cmd_prune.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -231,6 +232,9 @@ int main(int argc, char** argv) {
   bool hessian_overwrite = false;
   hessian->add_flag("--overwrite", hessian_overwrite, "replace an earlier result in --out");
 
+  PruneCommand prune_cmd;
+  add_prune_command(app, prune_cmd);
+
   try {
     try {
       app.parse(argc, argv);
@@ -250,6 +254,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return run_datasets();
+    if (*prune_cmd.app) return run_prune(prune_cmd);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");
