@@ -400,8 +400,13 @@ TEST(Prune, PrunedRunLoadsIntoPyTorchAndReproducesItsEvaluation) {
   ASSERT_EQ(curve.size(), 5u);
   EXPECT_EQ(curve[0]["removed_share"].get<double>(), 0.0);
   EXPECT_EQ(curve[4]["layers"][0]["remaining"].get<int64_t>(), 1);
-  // curvnet eval agrees with the row it wrote.
+  // curvnet eval agrees with the row it wrote; hessian and report read the run.
   EXPECT_NEAR(evaluate_checkpoint(o.out_dir, "val", "cpu")["loss"].get<double>(), val["loss"].get<double>(), 1e-12);
+  HessianOptions ho;
+  ho.kinds = {CurvatureKind::loss};
+  ho.device = "cpu";
+  EXPECT_FALSE(checkpoint_curvature(o.out_dir, ho).rows.empty());
+  EXPECT_EQ(test::run_command(test::curvnet_exe() + " report " + o.out_dir, &out), 0) << out;
 }
 
 TEST(Prune, ResumeAfterPruningIsBitIdentical) {
