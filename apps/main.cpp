@@ -15,6 +15,7 @@
 #include "apps/cmd_datasets.h"
 #include "apps/cmd_sweep.h"
 #include "apps/cmd_analyze.h"
+#include "apps/cmd_prune.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -250,6 +251,8 @@ int main(int argc, char** argv) {
       ->type_name("DIR");
   analyze->add_option("--out", analyze_out, "where report.html and the CSV tables go (default DIR/analysis)")
       ->type_name("OUT");
+  PruneCommand prune_cmd;
+  add_prune_command(app, prune_cmd);
 
   try {
     try {
@@ -289,6 +292,7 @@ int main(int argc, char** argv) {
       return cn::run_sweep(sweep_options);
     }
     if (*analyze) return cn::run_analyze(analyze_dir, analyze_out);
+    if (*prune_cmd.app) return run_prune(prune_cmd);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");

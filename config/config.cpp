@@ -625,6 +625,8 @@ std::vector<Section> build_schema() {
            f_int("n_samples", &C::data, &DataConfig::n_samples, cc(1, kMaxSamples),
                  "synthetic sets: number of samples"),
            f_double("noise", &C::data, &DataConfig::noise, ge(0), "synthetic sets: noise level"),
+           f_int("teacher_hidden", &C::data, &DataConfig::teacher_hidden, cc(1, 4096),
+                 "teacher: hidden width of the generated teacher network (a known capacity)"),
        }});
   {  // label_column: a string, or an integer index (stored as its text)
     Field& f = s.back().fields[2];

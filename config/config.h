@@ -22,6 +22,7 @@ struct DataConfig {
   bool standardize = true;
   int64_t n_samples = 2000;
   double noise = 0.1;
+  int64_t teacher_hidden = 32;  // teacher: the generated teacher's hidden width
 };
 
 // One entry of [[model.layers]]: type = linear (out, init, bias_init) | an activation

@@ -116,7 +116,9 @@ Dataset load_sklearn_dataset(const std::string& name, const std::string& dir = "
 Dataset load_fashion_mnist(bool train, const std::string& dir = "");
 // The seeded generators ("spirals" "blobs" "xor" "teacher" "sine"): a pure function of
 // (name, n_samples, noise, seed) drawn from RngStream::data.
-Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed);
+// teacher_hidden: the teacher's hidden width (the data set "teacher" only).
+Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed,
+                       int64_t teacher_hidden = 32);
 bool is_synthetic(const std::string& name);
 
 // The rows `rows` of ds, in that order (features and targets; metadata copied).

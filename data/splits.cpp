@@ -125,7 +125,8 @@ const std::vector<Entry>& registry() {
        ""},
       {"teacher",
        "regression",
-       "teacher-student: a fixed random MLP 10 -> tanh 32 -> 1 plus target noise: n_samples x 10 features",
+       "teacher-student: a fixed random MLP 10 -> tanh data.teacher_hidden (32) -> 1 plus target noise: n_samples x 10 "
+       "features",
        {},
        2,
        0,
@@ -381,8 +382,10 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
       for (const auto& f : it->files)
         s.source += (s.source.empty() ? "" : " ") + (std::filesystem::path(dir) / f).string();
     } else {
-      all = make_synthetic(c.dataset, c.n_samples, c.noise, seed);
+      all = make_synthetic(c.dataset, c.n_samples, c.noise, seed, c.teacher_hidden);
+      const bool own_teacher = c.dataset == "teacher" && c.teacher_hidden != DataConfig{}.teacher_hidden;
       s.source = "generated: " + c.dataset + " (n_samples=" + std::to_string(c.n_samples) + ", noise=" + fmt(c.noise) +
+                 (own_teacher ? ", teacher_hidden=" + std::to_string(c.teacher_hidden) : std::string()) +
                  ", seed=" + std::to_string(seed) + ")";
     }
     all.name = c.dataset;

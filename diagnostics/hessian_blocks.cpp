@@ -135,7 +135,7 @@ std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
 
 template <class T>
 std::vector<T> hessian_diag_hutchinson(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t probes,
-                                       uint64_t seed, uint64_t step) {
+                                       uint64_t seed, uint64_t step, std::vector<double>* std_error) {
   const int64_t p = eng.layer_params(layer);
   CN_CHECK_MSG(p > 0 && probes > 0, "layer " << layer << ": Hutchinson needs parameters and probes");
   const int64_t chunk = std::min<int64_t>(64, probes);
@@ -144,7 +144,7 @@ std::vector<T> hessian_diag_hutchinson(HvpEngine<T>& eng, const CurvatureBatch<T
   const Device d = eng.net().device();
   Buffer<T> V(chunk * p, d), HV(chunk * p, d);
   std::vector<T> v(static_cast<size_t>(chunk * p)), hv(static_cast<size_t>(chunk * p));
-  std::vector<double> acc(static_cast<size_t>(p), 0.0);
+  std::vector<double> acc(static_cast<size_t>(p), 0.0), acc2(static_cast<size_t>(p), 0.0);
   const PhiloxKey key = philox_key(seed, RngStream::curvature);
   const uint32_t draw = curvature_draw_id(static_cast<int64_t>(layer), CurvatureKind::diag);
   for (int64_t q0 = 0; q0 < probes; q0 += chunk) {
@@ -156,18 +156,30 @@ std::vector<T> hessian_diag_hutchinson(HvpEngine<T>& eng, const CurvatureBatch<T
     eng.apply_layer(layer, V.data(), HV.data(), K);
     to_host(hv.data(), d, HV.data(), K * p);
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < p; ++j) acc[j] += static_cast<double>(v[k * p + j]) * hv[k * p + j];
+      for (int64_t j = 0; j < p; ++j) {
+        const double sample = static_cast<double>(v[k * p + j]) * hv[k * p + j];
+        acc[j] += sample;
+        acc2[j] += sample * sample;
+      }
   }
   std::vector<T> out(static_cast<size_t>(p));
-  for (int64_t j = 0; j < p; ++j) out[j] = static_cast<T>(acc[j] / static_cast<double>(probes));
+  const double n = static_cast<double>(probes);
+  for (int64_t j = 0; j < p; ++j) out[j] = static_cast<T>(acc[j] / n);
+  if (std_error) {  // the sample standard deviation over the probes / sqrt(probes)
+    std_error->assign(static_cast<size_t>(p), 0.0);
+    if (probes > 1)
+      for (int64_t j = 0; j < p; ++j)
+        (*std_error)[j] = std::sqrt(std::max(0.0, (acc2[j] - acc[j] * acc[j] / n) / (n - 1)) / n);
+  }
   return out;
 }
 
 template <class T>
 std::vector<T> hessian_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t dense_max,
-                            int64_t probes, uint64_t seed, uint64_t step) {
+                            int64_t probes, uint64_t seed, uint64_t step, std::vector<double>* std_error) {
   const int64_t p = eng.layer_params(layer);
-  if (p > dense_max) return hessian_diag_hutchinson(eng, b, layer, probes, seed, step);
+  if (p > dense_max) return hessian_diag_hutchinson(eng, b, layer, probes, seed, step, std_error);
+  if (std_error) std_error->assign(static_cast<size_t>(p), 0.0);
   Buffer<T> block;
   hvp_block(eng, b, layer, CurvatureMode::hessian, block);
   // Every (p+1)-th entry, gathered where the block lives: p values travel, not p².
@@ -250,9 +262,9 @@ CurvatureMatVec<T> preconditioned_matvec(HvpEngine<T>& eng, const CurvatureBatch
   template bool kron_applicable<T>(const Sequential<T>&, size_t, bool);                                                \
   template std::vector<T> kron_block<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);               \
   template std::vector<T> hessian_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t, int64_t, uint64_t, \
-                                          uint64_t);                                                                   \
+                                          uint64_t, std::vector<double>*);                                             \
   template std::vector<T> hessian_diag_hutchinson<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, int64_t,         \
-                                                     uint64_t, uint64_t);                                              \
+                                                     uint64_t, uint64_t, std::vector<double>*);                        \
   template std::vector<T> fisher_diag<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t);                             \
   template CurvatureMatVec<T> full_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, CurvatureMode);                  \
   template CurvatureMatVec<T> layer_matvec<T>(HvpEngine<T>&, const CurvatureBatch<T>&, size_t, CurvatureMode);         \

@@ -80,13 +80,15 @@ std::vector<T> kron_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t 
                           CurvatureMode mode = CurvatureMode::hessian);
 
 // Exact diagonal of the loss block (p ≤ dense_max) or Hutchinson's estimate with `probes`
-// Rademacher directions from (seed, step, layer, CurvatureKind::diag).
+// Rademacher directions from (seed, step, layer, CurvatureKind::diag). `std_error`, when
+// given, receives each entry's standard error over the probes (zeros when exact).
 template <class T>
 std::vector<T> hessian_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t dense_max = 8192,
-                            int64_t probes = 256, uint64_t seed = 0, uint64_t step = 0);
+                            int64_t probes = 256, uint64_t seed = 0, uint64_t step = 0,
+                            std::vector<double>* std_error = nullptr);
 template <class T>
 std::vector<T> hessian_diag_hutchinson(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, int64_t probes,
-                                       uint64_t seed, uint64_t step);
+                                       uint64_t seed, uint64_t step, std::vector<double>* std_error = nullptr);
 
 template <class T>
 std::vector<T> fisher_diag(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer);

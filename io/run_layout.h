@@ -35,6 +35,10 @@ class RunLayout {
   std::string stats_log() const { return file("stats.jsonl"); }
   std::string diagnostics_log() const { return file("diagnostics.jsonl"); }
   std::string alarms_log() const { return file("alarms.jsonl"); }
+  // `curvnet prune`'s output (docs/capacity.md §prune): the pruning curve, one row per
+  // round, and the record of what was removed.
+  std::string prune_curve() const { return file("prune.jsonl"); }
+  std::string prune_record() const { return file("prune.json"); }
   // The lock file (train/run_dir.h, RunLock): present while a process trains the run.
   static constexpr const char* kLockFile = ".lock";
   std::string lock() const { return file(kLockFile); }

@@ -99,6 +99,7 @@ void save_state(Optimizer<T>& optimizer, const TrainState& st, const std::string
   w.add<int64_t>("log.window_steps", {}, &window_steps);
   w.add<int64_t>("curvature.due", {}, &curvature_due);
   if (!st.doctor.empty()) w.metadata("doctor", st.doctor);
+  if (!st.param_mask.empty()) w.add<double>("prune.mask", {static_cast<int64_t>(st.param_mask.size())}, st.param_mask);
   w.metadata("format", "curvnet-state");
   w.write(path);
 }
@@ -141,6 +142,11 @@ TrainState load_state(Optimizer<T>& optimizer, const std::string& path) {
     st.curvature_due = counter("curvature.due", 0, 1) != 0;
   }
   if (const auto it = f.metadata.find("doctor"); it != f.metadata.end()) st.doctor = it->second;
+  if (f.has("prune.mask")) {
+    st.param_mask = f.get<double>("prune.mask");
+    for (double m : st.param_mask)
+      if (m != 0.0 && m != 1.0) throw InputError(path + ": prune.mask holds a value other than 0 and 1");
+  }
   return st;
 }
 

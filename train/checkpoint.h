@@ -38,6 +38,9 @@ struct TrainState {
   int64_t log_window_steps = 0;
   bool curvature_due = false;  // this step's curvature checkpoint runs after the save
   std::string doctor;          // Doctor::state() as JSON text; "" = none
+  // Weight pruning's mask (docs/capacity.md §re-layout): 0/1 per parameter, applied after
+  // every update; empty = none. Saved as "prune.mask" (float64, layout.total).
+  std::vector<double> param_mask;
 };
 
 // RUN/data.safetensors: what it takes to rebuild the splits outside curvnet — the source

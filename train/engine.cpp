@@ -351,6 +351,9 @@ void Engine<T>::step(bool read_now) {
 template <class T>
 void Engine<T>::apply_update(int64_t s, bool seen_by_doctor) {
   optimizer->step(model->params().data(), model->grads().data(), lr_at(s), s);
+  if (param_mask.size() > 0)
+    CN_DISPATCH(device, multiply<T>, model->params().data(), param_mask.data(), model->params().data(),
+                model->layout().total);
   if (doctor && seen_by_doctor) doctor->after_update(s + 1, logged_step(s + 1));
   st.step = s + 1;
   st.epoch = st.step / steps_per_epoch;
@@ -426,6 +429,24 @@ std::unique_ptr<CurvatureCheckpoint> Engine<T>::curvature(const Dataset* split) 
 }
 
 template <class T>
+void Engine<T>::set_param_mask(const std::vector<double>& mask) {
+  st.param_mask = mask;
+  if (mask.empty()) {
+    param_mask = Buffer<T>();
+    return;
+  }
+  const int64_t n = model->layout().total;
+  if (static_cast<int64_t>(mask.size()) != n)
+    throw InputError("prune.mask: " + std::to_string(mask.size()) + " values for a model of " + std::to_string(n) +
+                     " parameters");
+  const std::vector<T> m(mask.begin(), mask.end());
+  param_mask.set_device(device);
+  param_mask.resize(n);
+  device_copy(device, param_mask.data(), Device::cpu, m.data(), m.size() * sizeof(T));
+  CN_DISPATCH(device, multiply<T>, model->params().data(), param_mask.data(), model->params().data(), n);
+}
+
+template <class T>
 void Engine<T>::save_checkpoint(const std::string& dir) {
   fs::create_directories(dir);
   ensure_order(st.epoch);
@@ -450,6 +471,7 @@ void Engine<T>::load_checkpoint(const std::string& dir) {
     throw InputError(state_path + ": epoch " + std::to_string(loaded.epoch) + " does not match step " +
                      std::to_string(loaded.step) + " (" + std::to_string(steps_per_epoch) + " steps per epoch)");
   st = loaded;
+  set_param_mask(loaded.param_mask);
   ensure_order(st.epoch);
   if (!st.data_order.empty() && st.data_order != order)
     throw InputError(state_path + ": data_order does not match the data set's order for epoch " +

@@ -92,6 +92,11 @@ struct Engine {
   // checkpoint. The checkpoint's model copy lives on the training device.
   std::unique_ptr<CurvatureCheckpoint> curvature(const Dataset* split = nullptr) const;
 
+  // Weight pruning's mask (st.param_mask, 0/1 per parameter; empty = none), multiplied into
+  // the parameters after every update so that removed weights stay 0; setting it applies it.
+  void set_param_mask(const std::vector<double>& mask);
+  Buffer<T> param_mask;  // the mask on the device (empty: none)
+
   void save_checkpoint(const std::string& dir);  // into a checkpoints/step_N directory
   void load_checkpoint(const std::string& dir);
 };
