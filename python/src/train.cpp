@@ -22,10 +22,11 @@ using namespace cn;
 namespace {
 
 // Complete lines to a Python callable (under the GIL). A callable that raises is dropped:
-// training continues, the error comes back at the end.
+// training continues, the error comes back at the end; a KeyboardInterrupt (Ctrl-C while
+// the callable ran) is a stop request.
 class LineSink : public std::streambuf {
  public:
-  explicit LineSink(nb::object callback) : callback_(std::move(callback)) {}
+  LineSink(nb::object callback, bool* interrupted) : callback_(std::move(callback)), interrupted_(interrupted) {}
   ~LineSink() override { flush_line(); }
   nb::object error;
 
@@ -54,11 +55,16 @@ class LineSink : public std::streambuf {
     try {
       callback_(line);
     } catch (nb::python_error& e) {
+      if (e.matches(PyExc_KeyboardInterrupt)) {
+        *interrupted_ = true;
+        return;
+      }
       callback_ = nb::none();
       error = nb::str(e.what());
     }
   }
   nb::object callback_;
+  bool* interrupted_;
   std::string line_;
 };
 
@@ -72,10 +78,10 @@ nb::dict train_py(const std::string& toml, const std::string& origin, const std:
   o.resume_dir = resume_dir;
   o.device = device;
   o.progress = 0;
-  LineSink sink(on_line);
+  bool interrupted_by_python = false;
+  LineSink sink(on_line, &interrupted_by_python);
   std::ostream out(&sink);
   o.out = &out;
-  bool interrupted_by_python = false;
   // Asked once per update on this (the calling) thread: Python's own SIGINT handler runs
   // here, and a KeyboardInterrupt it raises becomes the trainer's stop request.
   o.should_stop = [&interrupted_by_python](int64_t) {
