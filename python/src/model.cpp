@@ -105,8 +105,8 @@ class PyModel {
       throw std::invalid_argument("parameters: the model lives on the GPU; use parameters_dlpack()");
     return net_->params().data();
   }
-  nb::ndarray<> params_dlpack() {
-    return nb::ndarray<>(net_->params().data(), {static_cast<size_t>(num_params())}, nb::handle(), {}, nb::dtype<T>(),
+  nb::ndarray<nb::array_api> params_dlpack() {
+    return nb::ndarray<nb::array_api>(net_->params().data(), {static_cast<size_t>(num_params())}, nb::handle(), {}, nb::dtype<T>(),
                          device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
   }
   std::vector<double> params_copy() const {
@@ -229,7 +229,7 @@ class PyModel {
   }
   // The same, the result left on the model's device and handed out through DLPack (a CUDA
   // model: no copy to the host).
-  nb::ndarray<> hvp_device(In2<T> x, InAny<T> y, In2<T> v, bool training, uint64_t step, bool ggn) {
+  nb::ndarray<nb::array_api> hvp_device(In2<T> x, InAny<T> y, In2<T> v, bool training, uint64_t step, bool ggn) {
     const int64_t N = batch_of(x, y), K = static_cast<int64_t>(v.shape(0)), P = num_params();
     auto* result = new Buffer<T>(K * P, device_);
     {
@@ -243,7 +243,7 @@ class PyModel {
     }
     nb::capsule owner(result, [](void* p) noexcept { delete static_cast<Buffer<T>*>(p); });
     const size_t shape[2] = {static_cast<size_t>(K), static_cast<size_t>(P)};
-    return nb::ndarray<>(result->data(), 2, shape, owner, nullptr, nb::dtype<T>(),
+    return nb::ndarray<nb::array_api>(result->data(), 2, shape, owner, nullptr, nb::dtype<T>(),
                          device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
   }
 
