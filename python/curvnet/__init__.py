@@ -528,10 +528,9 @@ def train(config: ConfigLike = None, out: Optional[PathLike] = None, *, override
     (INFO). Ctrl-C stops training as SIGINT stops the CLI: the step finishes, a checkpoint is
     written, and the Run comes back with ``summary["interrupted"]`` true (resume it with
     ``train(resume=run.path)``). Bad config or data: ValueError with the CLI's message."""
-    if config is None and resume is None:
-        text, origin = _config_source(None, overrides)
-    elif config is None and not overrides:
-        text, origin = "", ""
+    if config is None and resume is not None:
+        # resume alone: the run's own config; with overrides: that config, changed by them
+        text, origin = _config_source(pathlib.Path(resume) / "config.toml", overrides) if overrides else ("", "")
     else:
         text, origin = _config_source(config, overrides)
     on_line = callback if callback is not None else _log.info

@@ -4,6 +4,7 @@
 // guard (.noconvert(): never a silent copy).
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -106,8 +107,9 @@ class PyModel {
     return net_->params().data();
   }
   nb::ndarray<nb::array_api> params_dlpack() {
-    return nb::ndarray<nb::array_api>(net_->params().data(), {static_cast<size_t>(num_params())}, nb::handle(), {}, nb::dtype<T>(),
-                         device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
+    return nb::ndarray<nb::array_api>(net_->params().data(), {static_cast<size_t>(num_params())}, nb::handle(), {},
+                                      nb::dtype<T>(),
+                                      device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
   }
   std::vector<double> params_copy() const {
     std::vector<T> h(static_cast<size_t>(num_params()));
@@ -118,6 +120,7 @@ class PyModel {
     if (static_cast<int64_t>(values.shape(0)) != num_params())
       throw std::invalid_argument("values: expected " + std::to_string(num_params()) + " parameters");
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     device_copy(device_, net_->params().data(), Device::cpu, values.data(), values.shape(0) * sizeof(T));
   }
   // BatchNorm's running statistics, "i.running_mean" -> values (copies).
@@ -134,6 +137,7 @@ class PyModel {
   void load_checkpoint(const std::string& dir) {
     if (!engine_) throw std::invalid_argument("load_checkpoint: the model was built from a layer list (no data set)");
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     engine_->load_checkpoint(dir);
   }
   // A split of the config's data set as (x, targets in the loss's layout), first n rows.
@@ -161,6 +165,7 @@ class PyModel {
     std::vector<int64_t> widths;
     {
       nb::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
       net_->reserve(N, 1);
       RunningStatsFreeze<T> freeze(*net_);
@@ -182,6 +187,7 @@ class PyModel {
   double loss(In2<T> x, InAny<T> y, bool training, uint64_t step) {
     const int64_t N = batch_of(x, y);
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
     const T* yd = stage(y.data(), N * target_width_, ybuf_);
     hvp_->reserve(N, 1);
@@ -194,6 +200,7 @@ class PyModel {
     double l = 0;
     {
       nb::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
       const T* yd = stage(y.data(), N * target_width_, ybuf_);
       l = hvp_->gradient(ctx(training, step), xd, yd, N);
@@ -207,6 +214,7 @@ class PyModel {
                   bool training, uint64_t step, bool ggn) {
     const int64_t N = batch_of(x, y), K = static_cast<int64_t>(v.shape(0)), P = num_params();
     nb::gil_scoped_release release;
+    std::lock_guard<std::mutex> lock(mutex_);
     const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
     const T* yd = stage(y.data(), N * target_width_, ybuf_);
     const T* vd = stage(v.data(), K * P, vbuf_);
@@ -234,6 +242,7 @@ class PyModel {
     auto* result = new Buffer<T>(K * P, device_);
     {
       nb::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
       const T* yd = stage(y.data(), N * target_width_, ybuf_);
       const T* vd = stage(v.data(), K * P, vbuf_);
@@ -244,7 +253,7 @@ class PyModel {
     nb::capsule owner(result, [](void* p) noexcept { delete static_cast<Buffer<T>*>(p); });
     const size_t shape[2] = {static_cast<size_t>(K), static_cast<size_t>(P)};
     return nb::ndarray<nb::array_api>(result->data(), 2, shape, owner, nullptr, nb::dtype<T>(),
-                         device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
+                                      device_ == Device::cuda ? nb::device::cuda::value : nb::device::cpu::value, 0);
   }
 
   // One layer's curvature of `kind` on the batch: a p × p matrix (loss, ggn, local, kfac),
@@ -261,6 +270,7 @@ class PyModel {
     size_t rows = 0, cols = 0;
     {
       nb::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       const T* xd = stage(x.data(), N * n_inputs(), xbuf_);
       const T* yd = stage(y.data(), N * target_width_, ybuf_);
       hvp_->reserve(N, 64);
@@ -325,6 +335,7 @@ class PyModel {
     CurvatureOutput out;
     {
       nb::gil_scoped_release release;
+      std::lock_guard<std::mutex> lock(mutex_);
       std::vector<double> xv(x.data(), x.data() + N * n_inputs());
       std::vector<double> yv(y.data(), y.data() + N * target_width_);
       CurvatureCheckpoint cp(dc, net_->specs(), n_inputs(), config_.loss.kind, std::move(xv), std::move(yv), N, seed,
@@ -418,6 +429,9 @@ class PyModel {
   std::unique_ptr<HvpEngine<T>> hvp_;
   int64_t target_width_ = 1;
   Buffer<T> xbuf_, ybuf_, vbuf_, hbuf_;
+  // One call at a time: the GIL is released while the engine works, and the caches, the
+  // staging buffers and the HVP engine's state belong to the model.
+  std::mutex mutex_;
 };
 
 template <class T>

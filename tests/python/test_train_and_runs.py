@@ -68,7 +68,7 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resumes_to_the_same_parameters(pytho
     stopped = run.summary["steps"]
     assert run.summary["interrupted"] and 0 < stopped < 30
     assert run.steps[-1] == stopped  # a checkpoint at the stop
-    resumed = curvnet.train(tiny_config(steps=30), resume=out, callback=lambda line: None)
+    resumed = curvnet.train(resume=out, overrides={"train.steps": 30}, callback=lambda line: None)
     assert resumed.summary["steps"] == 30 and not resumed.summary["interrupted"]
     _, a = last_model(out)
     _, b = last_model(python_run.path)
