@@ -35,3 +35,20 @@ for K in args.k:
         model.hvp(x, t, V, out=out)
     ms = (time.perf_counter() - t0) * 1e3 / n
     print(f"BM_Hvp_python/{K}  ms={ms:.1f}  ms_per_direction={ms / K:.2f}  calls={n}")
+
+# The module's own cost per call, apart from the engine's work: a 2-4-2 network on 4 samples,
+# where the products themselves take microseconds. Every call on the M network pays this once.
+tiny = curvnet.Model(layers=[{"type": "linear", "out": 4}, "relu", {"type": "linear", "out": 2}], n_inputs=2,
+                     dtype="float32")
+xs, ts = np.ones((4, 2), np.float32), np.zeros(4, np.float32)
+vs = np.ones((1, tiny.num_params), np.float32)
+os_ = np.empty_like(vs)
+for name, call in [("hvp via curvnet.Model (checks + binding + engine)", lambda: tiny.hvp(xs, ts, vs, out=os_)),
+                   ("the binding alone (+ engine)", lambda: tiny._m.hvp_into(xs, ts, vs, os_, True, 0, False))]:
+    for _ in range(100):
+        call()
+    n = 20000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        call()
+    print(f"per call, tiny network: {name}: {(time.perf_counter() - t0) / n * 1e6:.1f} µs")
