@@ -10,6 +10,8 @@ CURVNET_BUILD_PACKAGES="cmake ninja-build g++ pkg-config libopenblas-openmp-dev 
 # Extra packages the tests use: the PyTorch oracle, numpy, pandas (the README's recipe), the virtualenv,
 # a browser.
 CURVNET_TEST_PACKAGES="python3-torch python3-numpy python3-pandas python3-venv python3-pip chromium"
+# The Python module (pip install ., docs/python.md): Python's headers; matplotlib for its examples.
+CURVNET_TEST_PACKAGES="$CURVNET_TEST_PACKAGES python3-dev python3-matplotlib"
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -47,3 +49,17 @@ gpu_visible() {
 # (docs/datasets.md), the analysis libraries, and Slurm with munge for the scheduler test.
 CURVNET_STUDY_PACKAGES="weka r-cran-mlbench r-cran-palmerpenguins python3-vega-datasets python3-statsmodels
   python3-matplotlib python3-numba python3-tqdm python3-scipy python3-sklearn python3-pandas slurm-wlm munge"
+
+# The Python module in .venv (docs/python.md): pip install . when the tree changed since the
+# last install (a stamp of the commit and the uncommitted changes), quietly.
+install_python_module() {
+  local venv="$CURVNET_ROOT/.venv" stamp
+  stamp="$(cd "$CURVNET_ROOT" && { git rev-parse HEAD; git status --porcelain; git diff HEAD; } 2>/dev/null | sha256sum)"
+  if [ -f "$venv/.curvnet-module-stamp" ] && [ "$(cat "$venv/.curvnet-module-stamp")" = "$stamp" ] &&
+    "$venv/bin/python" -c "import curvnet" 2>/dev/null; then
+    return 0
+  fi
+  echo "installing the Python module into $venv (pip install .)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$CURVNET_ROOT"
+  echo "$stamp" >"$venv/.curvnet-module-stamp"
+}

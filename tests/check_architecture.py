@@ -23,6 +23,7 @@ ALLOWED = {
     "io": {"core", "config", "io"},
     "train": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train"},
     "apps": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train", "apps"},
+    "python": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train"},
 }
 SOURCE_SUFFIXES = {".h", ".cpp", ".cu", ".cuh"}
 CONCRETE_LAYERS = ("Linear", "Activation", "BatchNorm", "Dropout")
