@@ -88,7 +88,9 @@ Dataset load_sklearn_dataset(const std::string& name, const std::string& dir = "
 Dataset load_fashion_mnist(bool train, const std::string& dir = "");
 // The seeded generators ("spirals" "blobs" "xor" "teacher" "sine"): a pure function of
 // (name, n_samples, noise, seed) drawn from RngStream::data.
-Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed);
+// teacher_width: the teacher data set's hidden units (data.teacher_width).
+Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed,
+                       int64_t teacher_width = 32);
 bool is_synthetic(const std::string& name);
 
 // The rows `rows` of ds, in that order (features and targets; metadata copied).

@@ -252,7 +252,7 @@ Splits load_splits(const DataConfig& c, uint64_t seed) {
       for (const auto& f : it->files)
         s.source += (s.source.empty() ? "" : " ") + (std::filesystem::path(dir) / f).string();
     } else {
-      all = make_synthetic(c.dataset, c.n_samples, c.noise, seed);
+      all = make_synthetic(c.dataset, c.n_samples, c.noise, seed, c.teacher_width);
       s.source = "generated: " + c.dataset + " (n_samples=" + std::to_string(c.n_samples) + ", noise=" + fmt(c.noise) +
                  ", seed=" + std::to_string(seed) + ")";
     }

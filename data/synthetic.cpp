@@ -79,22 +79,22 @@ Dataset xor_set(int64_t n, double noise, uint64_t seed) {
 }
 
 // Teacher-student regression: x ~ N(0, I_10), y = w2 . tanh(W1 x + b1) + b2 + noise * N(0,1)
-// with a fixed teacher (the same for every seed): W1 ~ N(0, 1/10) [32 x 10], b1 ~ N(0, 0.1^2),
-// w2 ~ N(0, 1/32), b2 = 0.
-Dataset teacher(int64_t n, double noise, uint64_t seed) {
-  constexpr int kIn = 10, kHidden = 32;
+// with a fixed teacher (the same for every seed): W1 ~ N(0, 1/10) [H x 10], b1 ~ N(0, 0.1^2),
+// w2 ~ N(0, 1/H), b2 = 0; H = data.teacher_width (32 by default).
+Dataset teacher(int64_t n, double noise, uint64_t seed, int64_t hidden) {
+  constexpr int kIn = 10;
   Dataset ds = empty("teacher", Task::regression, n, kIn, 1);
   PhiloxDraw t(0x7eac4e5ull, RngStream::data, 1, 0);
-  std::vector<double> w1(kHidden * kIn), b1(kHidden), w2(kHidden);
+  std::vector<double> w1(hidden * kIn), b1(hidden), w2(hidden);
   for (auto& w : w1) w = t.normal() / std::sqrt(double(kIn));
   for (auto& b : b1) b = 0.1 * t.normal();
-  for (auto& w : w2) w = t.normal() / std::sqrt(double(kHidden));
+  for (auto& w : w2) w = t.normal() / std::sqrt(double(hidden));
   Draws r(seed, 4);
   for (int64_t i = 0; i < n; ++i) {
     double* x = ds.x.data() + i * kIn;
     for (int j = 0; j < kIn; ++j) x[j] = r.z.normal();
     double y = 0;
-    for (int h = 0; h < kHidden; ++h) {
+    for (int64_t h = 0; h < hidden; ++h) {
       double a = b1[h];
       for (int j = 0; j < kIn; ++j) a += w1[h * kIn + j] * x[j];
       y += w2[h] * std::tanh(a);
@@ -122,14 +122,14 @@ bool is_synthetic(const std::string& name) {
   return name == "spirals" || name == "blobs" || name == "xor" || name == "teacher" || name == "sine";
 }
 
-Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed) {
+Dataset make_synthetic(const std::string& name, int64_t n_samples, double noise, uint64_t seed, int64_t teacher_width) {
   if (n_samples < 1) throw InputError("data.n_samples = " + std::to_string(n_samples) + ": expected at least 1");
   if (!(noise >= 0) || !std::isfinite(noise))
     throw InputError("data.noise = " + std::to_string(noise) + ": expected a finite value >= 0");
   if (name == "spirals") return spirals(n_samples, noise, seed);
   if (name == "blobs") return blobs(n_samples, noise, seed);
   if (name == "xor") return xor_set(n_samples, noise, seed);
-  if (name == "teacher") return teacher(n_samples, noise, seed);
+  if (name == "teacher") return teacher(n_samples, noise, seed, teacher_width);
   if (name == "sine") return sine(n_samples, noise, seed);
   throw InputError("unknown synthetic data set \"" + name + "\": expected spirals, blobs, xor, teacher or sine");
 }
