@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 
 #include "diagnostics/eigen.h"
+#include "io/files.h"
+#include "train/growth.h"
 
 namespace cn {
 
@@ -88,6 +91,24 @@ BatchView view_batch(Engine<T>& e, const Dataset& d, int64_t n, bool backward) {
   return v;
 }
 
+template <class T>
+std::unique_ptr<Engine<T>> load_checkpoint_engine(const std::string& ckpt, const Config& config) {
+  auto e = std::make_unique<Engine<T>>(config, Device::cpu);
+  const std::string growth_state = ckpt + "/growth.json";
+  if (config.growth.enabled && std::filesystem::exists(growth_state)) {
+    try {
+      Growth<T>(config, *e->model).restore(nlohmann::json::parse(read_file(growth_state)), *e);
+    } catch (const nlohmann::json::exception& err) {
+      throw InputError(growth_state + ": " + err.what() + " (expected the growth state a checkpoint saves)");
+    }
+  }
+  load_model(*e->model, ckpt + "/" + RunLayout::kModelFile);
+  e->st.step = checkpoint_step(ckpt);
+  return e;
+}
+
+template std::unique_ptr<Engine<float>> load_checkpoint_engine<float>(const std::string&, const Config&);
+template std::unique_ptr<Engine<double>> load_checkpoint_engine<double>(const std::string&, const Config&);
 template BatchView view_batch<float>(Engine<float>&, const Dataset&, int64_t, bool);
 template BatchView view_batch<double>(Engine<double>&, const Dataset&, int64_t, bool);
 

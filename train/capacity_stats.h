@@ -3,6 +3,8 @@
 // a layer's activations. Host copies in float64; the model's caches are overwritten.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "train/engine.h"
@@ -32,6 +34,11 @@ struct BatchView {
   std::vector<double> sample_loss;           // n
   double mean_loss = 0;
 };
+// A run's checkpoint (resolve_checkpoint: a step_N directory or a run directory's last)
+// loaded into an engine on the CPU: a grown run's model widened first (its growth.json).
+template <class T>
+std::unique_ptr<Engine<T>> load_checkpoint_engine(const std::string& ckpt, const Config& config);
+
 template <class T>
 BatchView view_batch(Engine<T>& e, const Dataset& d, int64_t n, bool backward);
 
