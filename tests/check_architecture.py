@@ -22,7 +22,7 @@ ALLOWED = {
     "diagnostics": {"core", "config", "kernels", "layers", "optim", "io", "diagnostics"},
     "io": {"core", "config", "io"},
     "train": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train"},
-    "apps": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train"},
+    "apps": {"core", "config", "kernels", "layers", "optim", "data", "diagnostics", "io", "train", "apps"},
 }
 SOURCE_SUFFIXES = {".h", ".cpp", ".cu", ".cuh"}
 CONCRETE_LAYERS = ("Linear", "Activation", "BatchNorm", "Dropout")

@@ -86,6 +86,36 @@ json verdict(VerdictKind k, const std::string& rule, json evidence, int64_t from
           {"from_step", from_step}};
 }
 
+// Problem layers: the alarms of the block's layers [li, lj), by kind; a rule that fired at
+// step 0 says: fix the initialisation.
+void problem_verdicts(size_t li, size_t lj, const std::vector<json>& alarms, json* vs) {
+  std::map<VerdictKind, json> problems;
+  for (const json& a : alarms) {
+    if (!a.contains("layer") || !a["layer"].is_number()) continue;
+    const size_t l = a["layer"].get<size_t>();
+    if (l < li || l >= lj) continue;
+    const std::string rule = a.value("rule", "");
+    const int64_t s = a.contains("step") && a["step"].is_number() ? a["step"].get<int64_t>() : 0;
+    VerdictKind k = problem_of(rule);
+    if (k == VerdictKind::healthy) continue;
+    if (s == 0) k = VerdictKind::fix_init;
+    json& p = problems[k];
+    if (p.is_null()) p = {{"rules", json::object()}, {"first", a}};
+    json& count = p["rules"][rule];
+    count = count.is_null() ? 1 : count.get<int64_t>() + 1;
+  }
+  for (auto& [k, p] : problems) {
+    const json& first = p["first"];
+    vs->push_back(verdict(k, "alarms of the block's layers: " + p["rules"].dump() + " (docs/doctor.md)",
+                          {{"alarms", p["rules"]},
+                           {"first_rule", first.value("rule", "")},
+                           {"first_layer", first["layer"]},
+                           {"value", first.contains("value") ? first["value"] : json()},
+                           {"threshold", first.contains("threshold") ? first["threshold"] : json()}},
+                          first.contains("step") && first["step"].is_number() ? first["step"].get<int64_t>() : 0));
+  }
+}
+
 }  // namespace
 
 json run_verdicts(const std::string& run_dir, const VerdictThresholds& t) {
@@ -181,32 +211,7 @@ json run_verdicts(const std::string& run_dir, const VerdictThresholds& t) {
            {"grad_share_last_quarter", share},
            {"equal_grad_share", 1.0 / n_linear}},
           step));
-    // Problem layers: the alarms of the block's layers, by kind; fired at step 0 → fix the initialisation.
-    std::map<VerdictKind, json> problems;
-    for (const json& a : alarms) {
-      if (!a.contains("layer") || !a["layer"].is_number()) continue;
-      const size_t l = a["layer"].get<size_t>();
-      if (l < b.li || l >= b.lj) continue;
-      const std::string rule = a.value("rule", "");
-      const int64_t s = a.contains("step") && a["step"].is_number() ? a["step"].get<int64_t>() : 0;
-      VerdictKind k = problem_of(rule);
-      if (k == VerdictKind::healthy) continue;
-      if (s == 0) k = VerdictKind::fix_init;
-      json& p = problems[k];
-      if (p.is_null()) p = {{"rules", json::object()}, {"first", a}};
-      json& count = p["rules"][rule];
-      count = count.is_null() ? 1 : count.get<int64_t>() + 1;
-    }
-    for (auto& [k, p] : problems) {
-      const json& first = p["first"];
-      vs.push_back(verdict(k, "alarms of the block's layers: " + p["rules"].dump() + " (docs/doctor.md)",
-                           {{"alarms", p["rules"]},
-                            {"first_rule", first.value("rule", "")},
-                            {"first_layer", first["layer"]},
-                            {"value", first.contains("value") ? first["value"] : json()},
-                            {"threshold", first.contains("threshold") ? first["threshold"] : json()}},
-                           first.contains("step") && first["step"].is_number() ? first["step"].get<int64_t>() : 0));
-    }
+    problem_verdicts(b.li, b.lj, alarms, &vs);
     if (vs.empty()) vs.push_back(verdict(VerdictKind::healthy, "no rule fired", cap, step));
     json block = json::array();
     for (size_t k = b.li; k < b.lj; ++k) block.push_back(k);
