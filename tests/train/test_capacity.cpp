@@ -158,4 +158,30 @@ out = 1
   const json v = run_verdicts(tmp.file("run"));
   EXPECT_TRUE(has(kinds_of(v, 2), "redundant")) << v.dump();
   EXPECT_FALSE(has(kinds_of(v, 0), "redundant"));
+  // The commands: verdicts.json and the report's capacity section; ablation.jsonl; bad input.
+  const std::string run = tmp.file("run"), exe = test::curvnet_exe();
+  ASSERT_EQ(test::run_command("OMP_NUM_THREADS=1 " + exe + " verdict " + run + " --json > /dev/null"), 0);
+  const json written = json::parse(test::read_text(run + "/verdicts.json"));
+  for (int64_t layer : {0, 2, 3}) EXPECT_EQ(kinds_of(written, layer), kinds_of(v, layer)) << layer;
+  const std::string html = test::read_text(run + "/report.html");
+  EXPECT_NE(html.find("data-section=\"capacity\""), std::string::npos);
+  EXPECT_NE(html.find("redundant"), std::string::npos);
+  ASSERT_EQ(test::run_command("OMP_NUM_THREADS=1 " + exe + " ablate " + run + " --layer 0 > /dev/null"), 0);
+  EXPECT_EQ(test::read_text(run + "/ablation.jsonl").find("\"kind\":\"unit\"") != std::string::npos, true);
+  EXPECT_EQ(test::run_command(exe + " ablate " + run + " --layer 1 2> /dev/null"), 2);
+}
+
+// Problem layers come from the doctor's alarms on the block's layers: all-zero weights
+// (symmetric units from step 0) → fix the initialisation; a frozen layer → frozen.
+TEST(Capacity, AlarmsGiveProblemVerdicts) {
+  test::TempDir tmp;
+  const std::string dir = std::string(CURVNET_SOURCE_DIR) + "/examples/scenarios/";
+  train(load_config(dir + "sick_zeros_init.toml"), quiet(tmp.file("zeros")));
+  const json z = run_verdicts(tmp.file("zeros"));
+  for (int64_t layer : {0, 2}) EXPECT_TRUE(has(kinds_of(z, layer), "fix_init")) << z.dump();
+  EXPECT_EQ(kinds_of(z, 4), std::vector<std::string>{"healthy"});
+  train(load_config(dir + "sick_frozen_layer.toml"), quiet(tmp.file("frozen")));
+  const json f = run_verdicts(tmp.file("frozen"));
+  EXPECT_TRUE(has(kinds_of(f, 2), "frozen")) << f.dump();
+  EXPECT_FALSE(has(kinds_of(f, 0), "frozen"));
 }
