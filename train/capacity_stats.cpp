@@ -94,14 +94,7 @@ BatchView view_batch(Engine<T>& e, const Dataset& d, int64_t n, bool backward) {
 template <class T>
 std::unique_ptr<Engine<T>> load_checkpoint_engine(const std::string& ckpt, const Config& config) {
   auto e = std::make_unique<Engine<T>>(config, Device::cpu);
-  const std::string growth_state = ckpt + "/growth.json";
-  if (config.growth.enabled && std::filesystem::exists(growth_state)) {
-    try {
-      Growth<T>(config, *e->model).restore(nlohmann::json::parse(read_file(growth_state)), *e);
-    } catch (const nlohmann::json::exception& err) {
-      throw InputError(growth_state + ": " + err.what() + " (expected the growth state a checkpoint saves)");
-    }
-  }
+  widen_to_checkpoint(*e, config, ckpt);
   load_model(*e->model, ckpt + "/" + RunLayout::kModelFile);
   e->st.step = checkpoint_step(ckpt);
   return e;

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <numeric>
 
 #include "core/error.h"
 #include "core/philox.h"
+#include "io/files.h"
 #include "kernels/activation.h"
 #include "train/capacity_stats.h"
 
@@ -327,6 +329,19 @@ void Growth<T>::restore(const json& s, Engine<T>& e) {
   events_ = s.at("events").get<int64_t>();
 }
 
+template <class T>
+void widen_to_checkpoint(Engine<T>& e, const Config& config, const std::string& checkpoint_dir) {
+  const std::string path = checkpoint_dir + "/growth.json";
+  if (!config.growth.enabled || !std::filesystem::exists(path)) return;
+  try {
+    Growth<T>(config, *e.model).restore(json::parse(read_file(path)), e);
+  } catch (const json::exception& err) {
+    throw InputError(path + ": " + err.what() + " (expected the growth state a checkpoint saves)");
+  }
+}
+
+template void widen_to_checkpoint<float>(Engine<float>&, const Config&, const std::string&);
+template void widen_to_checkpoint<double>(Engine<double>&, const Config&, const std::string&);
 template std::unique_ptr<Sequential<float>> widened_model<float>(const Sequential<float>&, size_t,
                                                                  const std::vector<double>&, const std::vector<double>&,
                                                                  std::vector<int64_t>*);

@@ -33,6 +33,11 @@ void adopt_model(Engine<T>& e, std::unique_ptr<Sequential<T>> grown, const std::
 // InputError names growth.layers otherwise.
 std::vector<size_t> growable_layers(const GrowthConfig& g, const std::vector<LayerSpec>& specs);
 
+// A checkpoint of a growing run holds growth.json (the widths it had grown to): the
+// engine's model widened to them before the checkpoint's tensors load. Nothing without it.
+template <class T>
+void widen_to_checkpoint(Engine<T>& e, const Config& config, const std::string& checkpoint_dir);
+
 template <class T>
 class Growth {
  public:

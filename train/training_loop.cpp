@@ -88,16 +88,13 @@ void TrainingLoop<T>::resume() {
                      ": no complete checkpoint under checkpoints/ (checkpoint.every = 0: nothing to resume from; "
                      "start a new run with --out)");
   const std::string dir = dir_.layout().checkpoint(steps.back());
-  if (growth_) {  // the model as it had grown by then, before its values load
-    const std::string growth_state = dir + "/growth.json";
-    if (std::filesystem::exists(growth_state)) {
-      try {
-        growth_->restore(json::parse(read_file(growth_state)), e_);
-      } catch (const json::exception& err) {
-        throw InputError(growth_state + ": " + err.what() + " (expected the growth state a checkpoint saves)");
-      }
-      e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
+  if (growth_ && std::filesystem::exists(dir + "/growth.json")) {  // the model as it had grown by then
+    try {
+      growth_->restore(json::parse(read_file(dir + "/growth.json")), e_);
+    } catch (const json::exception& err) {
+      throw InputError(dir + "/growth.json: " + err.what() + " (expected the growth state a checkpoint saves)");
     }
+    e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
   }
   e_.load_checkpoint(dir);
   const std::string state_path = dir + "/" + RunLayout::kStateFile;

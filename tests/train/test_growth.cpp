@@ -221,4 +221,9 @@ TEST(Growth, TwoUnitStudentGrowsToTheTeachersLoss) {
   EXPECT_GT(stalled, 2.0 * teacher);
   EXPECT_LT(grown, 1.4 * teacher);
   EXPECT_GE(rows_of(tmp.file("grown") + "/growth.jsonl").size(), 3u);
+  // The grown run's checkpoint evaluates to what the run logged (the model widened first).
+  json last_val;
+  for (const json& r : rows_of(tmp.file("grown") + "/eval.jsonl"))
+    if (r["split"] == "val") last_val = r;
+  EXPECT_EQ(evaluate_checkpoint(tmp.file("grown"), "val", "cpu")["loss"], last_val["loss"]);
 }
