@@ -16,6 +16,8 @@
 #include "apps/cmd_sweep.h"
 #include "apps/cmd_analyze.h"
 #include "apps/cmd_prune.h"
+#include "apps/cmd_ablate.h"
+#include "apps/cmd_verdict.h"
 #include "config/config.h"
 #include "core/device.h"
 #include "core/error.h"
@@ -226,6 +228,10 @@ int main(int argc, char** argv) {
                       "CHECKPOINT/hessian, hessian_2, ...)");
   bool hessian_overwrite = false;
   hessian->add_flag("--overwrite", hessian_overwrite, "replace an earlier result in --out");
+  cn::AblateArgs ablate_args;
+  CLI::App* ablate = cn::add_ablate_command(app, ablate_args);
+  cn::VerdictArgs verdict_args;
+  CLI::App* verdict = cn::add_verdict_command(app, verdict_args);
 
   cn::SweepOptions sweep_options;
   std::string sweep_shard;
@@ -293,6 +299,8 @@ int main(int argc, char** argv) {
     }
     if (*analyze) return cn::run_analyze(analyze_dir, analyze_out);
     if (*prune_cmd.app) return run_prune(prune_cmd);
+    if (*ablate) return cn::run_ablate(ablate_args);
+    if (*verdict) return cn::run_verdict(verdict_args);
     if (*hessian) {
       for (const std::string& k : hessian_kinds) ho.kinds.push_back(cn::parse_enum(cn::kCurvatureKinds, k, "--kind"));
       if (!hessian_mode.empty()) ho.mode = cn::parse_enum(cn::kDiagModes, hessian_mode, "--mode");

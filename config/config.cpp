@@ -926,6 +926,27 @@ std::vector<Section> build_schema() {
            f_double("sharpness_fraction", &C::alarms, &AlarmsConfig::sharpness_fraction, ge(0),
                     "sharpness_edge: full_top lambda_max at or above this x the optimiser's stability limit; 0 = off"),
        }});
+
+  s.push_back(
+      {"growth",
+       "widening hidden Linear layers during training at validation plateaus (docs/capacity.md, Growth)",
+       {
+           f_bool("enabled", &C::growth, &GrowthConfig::enabled, "grow hidden layers at plateaus"),
+           f_int("units", &C::growth, &GrowthConfig::units, cc(1, kMaxWidth), "units added per growth event"),
+           f_int("max_width", &C::growth, &GrowthConfig::max_width, cc(1, kMaxWidth),
+                 "a layer grows no wider than this"),
+           f_int_list("layers", &C::growth, &GrowthConfig::layers, cc(0, kMaxLayerIndex),
+                      "Linear layer indices that may grow; empty = every hidden Linear"),
+           f_enum("select", &C::growth, &GrowthConfig::select, kGrowthSelects,
+                  "which layer grows: round_robin, or rank_ratio (highest activation effective rank / width)"),
+           f_enum("init", &C::growth, &GrowthConfig::init, kGrowthInits, "how new units' incoming weights start"),
+           f_int("patience", &C::growth, &GrowthConfig::patience, cc(1, kMaxWindow),
+                 "evaluations without a relative val_loss improvement of min_delta before growing"),
+           f_double("min_delta", &C::growth, &GrowthConfig::min_delta, co(0, 1),
+                    "relative improvement of the best val_loss that resets the plateau count"),
+           f_int("batch_size", &C::growth, &GrowthConfig::batch_size, cc(1, kMaxBatch),
+                 "training samples (first in file order) the highest_loss and rank_ratio rules read"),
+       }});
   return s;
 }
 
@@ -1056,6 +1077,14 @@ void check_across_keys(const Config& c, const toml::table& root, const Ctx& ctx)
     fail_key("data", "path", "required when data.dataset = \"csv\" (the CSV file)", "dataset");
   if (c.data.dataset == "arff" && c.data.path.empty())
     fail_key("data", "path", "required when data.dataset = \"arff\" (the ARFF file)", "dataset");
+  if (c.growth.enabled && c.data.val_fraction <= 0)
+    fail_key("growth", "enabled", "growth watches the validation loss; expected data.val_fraction > 0");
+  if (c.growth.enabled && c.optim.name == OptimKind::nadam)
+    fail_key("growth", "enabled",
+             "optim.name = \"nadam\" shares one momentum-schedule product across parameters, so new units cannot "
+             "have their own step count; expected another optimiser");
+  if (c.growth.enabled && c.train.eval_every && *c.train.eval_every == 0)
+    fail_key("growth", "enabled", "growth watches the validation loss; expected train.eval_every > 0");
   for (size_t i = 0; i < c.optim.per_layer.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (c.optim.per_layer[i].layer == c.optim.per_layer[j].layer) {

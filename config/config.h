@@ -158,6 +158,20 @@ struct AlarmsConfig {
   double sharpness_fraction = 1.0;     // sharpness_edge: lambda_max >= this x the stability limit
 };
 
+// [growth]: widen hidden Linear layers during training when the validation loss
+// plateaus (docs/capacity.md, "Growth").
+struct GrowthConfig {
+  bool enabled = false;
+  int64_t units = 4;            // k: units added per growth event
+  int64_t max_width = 64;       // a layer grows no wider
+  std::vector<int64_t> layers;  // Linear layer indices that may grow; empty = every hidden Linear
+  GrowthSelect select = GrowthSelect::round_robin;
+  GrowthInit init = GrowthInit::random_subsample;
+  int64_t patience = 3;      // evaluations without a relative improvement of min_delta
+  double min_delta = 0.01;   // relative improvement of the validation loss that counts
+  int64_t batch_size = 512;  // training samples the highest_loss and rank_ratio rules read
+};
+
 struct Config {
   std::string name = "run";  // the config file's stem
   std::string source = "";   // the file it came from ("" = built-in defaults)
@@ -171,6 +185,7 @@ struct Config {
   CheckpointConfig checkpoint;
   DiagnosticsConfig diagnostics;
   AlarmsConfig alarms;
+  GrowthConfig growth;
 };
 
 // Reads a TOML file, applies `--set section.key=value` overrides (a value is parsed as a

@@ -205,4 +205,38 @@ inline bool is_curvature_rule(const std::string& name) {
   return rule && is_curvature_rule(*rule);
 }
 
+// growth.init: how a new unit's incoming weights start (docs/capacity.md, "Growth")
+enum class GrowthInit { random_subsample, highest_loss, input_subset, random_restart };
+inline constexpr EnumName<GrowthInit> kGrowthInits[] = {{GrowthInit::random_subsample, "random_subsample"},
+                                                        {GrowthInit::highest_loss, "highest_loss"},
+                                                        {GrowthInit::input_subset, "input_subset"},
+                                                        {GrowthInit::random_restart, "random_restart"}};
+
+// growth.select: which layer grows at a plateau (docs/capacity.md, "Growth")
+enum class GrowthSelect { round_robin, rank_ratio };
+inline constexpr EnumName<GrowthSelect> kGrowthSelects[] = {{GrowthSelect::round_robin, "round_robin"},
+                                                            {GrowthSelect::rank_ratio, "rank_ratio"}};
+
+// A per-layer verdict of `curvnet verdict` (docs/capacity.md, "Verdicts")
+enum class VerdictKind {
+  healthy,
+  too_few,
+  too_many,
+  redundant,
+  exploding,
+  frozen,
+  ill_conditioned,
+  saturated,
+  fix_init
+};
+inline constexpr EnumName<VerdictKind> kVerdictKinds[] = {{VerdictKind::healthy, "healthy"},
+                                                          {VerdictKind::too_few, "too_few"},
+                                                          {VerdictKind::too_many, "too_many"},
+                                                          {VerdictKind::redundant, "redundant"},
+                                                          {VerdictKind::exploding, "exploding"},
+                                                          {VerdictKind::frozen, "frozen"},
+                                                          {VerdictKind::ill_conditioned, "ill_conditioned"},
+                                                          {VerdictKind::saturated, "saturated"},
+                                                          {VerdictKind::fix_init, "fix_init"}};
+
 }  // namespace cn

@@ -11,7 +11,15 @@ namespace cn {
 
 // Independent streams: each purpose has its own key, so turning one on or off never
 // shifts another (diagnostics never disturb training).
-enum class RngStream : uint32_t { init = 1, dropout = 2, shuffle = 3, grad_noise = 4, curvature = 5, data = 6 };
+enum class RngStream : uint32_t {
+  init = 1,
+  dropout = 2,
+  shuffle = 3,
+  grad_noise = 4,
+  curvature = 5,
+  data = 6,
+  growth = 7
+};
 
 struct Philox4 {
   uint32_t v[4];

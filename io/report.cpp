@@ -512,6 +512,39 @@ std::string section_verdicts(const Log& stats, const Log& diag, const Log& alarm
   return s.str();
 }
 
+// The capacity verdicts `curvnet verdict` wrote (docs/capacity.md, "Verdicts"), with their evidence.
+std::string section_capacity(const std::string& run_dir) {
+  std::ostringstream s;
+  s << "<section id=\"capacity\" data-section=\"capacity\"><h2>Capacity verdicts</h2>\n";
+  const std::string path = run_dir + "/" + kVerdictsFile;
+  json v;
+  try {
+    if (std::filesystem::exists(path)) v = json::parse(read_file(path));
+  } catch (const std::exception&) {
+    v = json();
+  }
+  if (!v.is_object() || !v.contains("layers")) {
+    s << "<p class=\"nodata\">no capacity verdicts yet: <code>curvnet verdict RUN_DIR</code> computes them "
+         "(too few / too many neurons, redundant layer, problem layer, fix initialisation)</p>\n</section>\n";
+    return s.str();
+  }
+  s << "<p>From the checkpoint at step " << v.value("step", int64_t{0})
+    << " and the run's logs; the rules and thresholds are in docs/capacity.md (Verdicts).</p>\n";
+  s << "<table data-table=\"capacity\"><tr><th>layer</th><th>units</th><th>verdict</th><th>from step</th>"
+       "<th>rule</th><th>evidence</th></tr>\n";
+  for (const json& l : v["layers"])
+    for (const json& x : l.value("verdicts", json::array())) {
+      const std::string kind = x.value("kind", "");
+      s << "<tr data-layer=\"" << l.value("layer", int64_t{0}) << "\"><td>" << l.value("layer", int64_t{0})
+        << "</td><td class=\"num\">" << l.value("units", int64_t{0}) << "</td><td class=\"verdict "
+        << (kind == "healthy" ? "healthy" : "bad") << "\">" << esc(kind) << "</td><td class=\"num\">"
+        << x.value("from_step", int64_t{0}) << "</td><td>" << esc(x.value("rule", "")) << "</td><td><code>"
+        << esc(x.contains("evidence") ? x["evidence"].dump() : "") << "</code></td></tr>\n";
+    }
+  s << "</table>\n</section>\n";
+  return s.str();
+}
+
 }  // namespace
 
 void check_run_dir(const std::string& path) {
@@ -529,7 +562,7 @@ std::string render_report(const std::string& run_dir) {
   h << "<nav><a href=\"#loss\">loss</a> · <a href=\"#depth\">depth</a> · <a href=\"#spectra\">spectra</a> · "
        "<a href=\"#layers\">layers</a> · <a href=\"#activations\">activations</a> · <a href=\"#curvature\">curvature"
        "</a> · <a href=\"#singular\">singular values</a> · <a href=\"#alarms\">alarms</a> · <a href=\"#verdicts\">"
-       "verdicts</a> · <a href=\"#config\">config</a></nav>\n";
+       "verdicts</a> · <a href=\"#capacity\">capacity</a> · <a href=\"#config\">config</a></nav>\n";
   h << "<section id=\"summary\" data-section=\"summary\"><h2>What was trained</h2>\n"
     << kv_table(summary_rows(r), "summary") << "</section>\n";
   if (r.metrics.rows.empty() && r.eval.rows.empty()) {
@@ -550,6 +583,7 @@ std::string render_report(const std::string& run_dir) {
   h << section_singular(r.singular);
   h << section_alarms(r.alarms);
   h << section_verdicts(r.stats, r.diag, r.alarms);
+  h << section_capacity(run_dir);
   if (!r.config_text.empty())
     h << "<section id=\"config\" data-section=\"config\"><h2>Resolved config</h2>\n<details><summary>config.toml"
          "</summary><pre>"

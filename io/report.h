@@ -43,6 +43,8 @@ namespace cn {
 // The file `curvnet report` writes for several runs when no --out is given (in the
 // current directory).
 inline constexpr const char* kComparisonFile = "curvnet-comparison.html";
+// What `curvnet verdict` writes into a run directory; the report shows it (docs/capacity.md).
+inline constexpr const char* kVerdictsFile = "verdicts.json";
 
 // InputError "PATH: not a run directory (...)" unless `path` is a directory with metrics.jsonl.
 void check_run_dir(const std::string& path);

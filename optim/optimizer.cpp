@@ -48,6 +48,10 @@ class FlatOptimizer final : public Optimizer<T> {
           optim_segment_scalars<T>(kind_, v, step, lr * c.lr_scale, c.weight_decay, c.l1, config_.momentum,
                                    config_.alpha, config_.eps, config_.beta1, config_.beta2);
       const int64_t b = seg.offset, e = seg.offset + seg.size();
+      if (!birth_.empty()) {
+        step_by_birth(params, grads, s0, s1, s2, lr * c.lr_scale, c, step, b, e);
+        continue;
+      }
       switch (kind_) {
         case OptimKind::sgd:
           run_segment<OptimKind::sgd>(s, params, grads, s0, s1, s2, b, e);
@@ -85,7 +89,25 @@ class FlatOptimizer final : public Optimizer<T> {
     for (size_t j = 0; j < states_.size(); ++j)
       out.emplace_back(optim_state_name(kind_, static_cast<int>(j)), &states_[j]);
     if (kind_ == OptimKind::nadam) out.emplace_back("mu_product", &mu_product_);
+    if (!birth_.empty()) out.emplace_back("step_birth", &birth_);
     return out;
+  }
+
+  void relayout(const ParamLayout& layout, const std::vector<int64_t>& source, int64_t step) override {
+    CN_CHECK(static_cast<int64_t>(source.size()) == layout.total);
+    if (kind_ == OptimKind::nadam)
+      throw InputError(
+          "growth: optim.name = \"nadam\" keeps one momentum-schedule product for all parameters and "
+          "cannot give new units their own step count; expected adam, adamw, amsgrad, sgd, momentum, "
+          "nesterov, adagrad or rmsprop");
+    for (auto& st : states_) st = moved(st, source, T(0));
+    // Only the Adam family's bias correction depends on the step; the others need no count.
+    if (bias_corrected()) {
+      if (birth_.empty()) birth_.assign(static_cast<size_t>(layout_.total), T(0));
+      birth_ = moved(birth_, source, static_cast<T>(step));
+    }
+    layout_ = layout;
+    coeffs_ = resolve_segment_coeffs(config_, layout);
   }
 
   // The Adam family's.
@@ -100,6 +122,55 @@ class FlatOptimizer final : public Optimizer<T> {
   std::vector<SegmentCoeffs> coeffs_;
   std::vector<std::vector<T>> states_;
   std::vector<T> mu_product_;
+  // Per element: the step at which it joined the model (growth), empty when none ever did.
+  // Stored in T (exact for steps below 2^24 in float32) so checkpoints carry it as state.
+  std::vector<T> birth_;
+
+  bool bias_corrected() const {
+    return kind_ == OptimKind::adam || kind_ == OptimKind::adamw || kind_ == OptimKind::amsgrad;
+  }
+
+  static std::vector<T> moved(const std::vector<T>& old, const std::vector<int64_t>& source, T fill) {
+    std::vector<T> out(source.size(), fill);
+    for (size_t i = 0; i < source.size(); ++i)
+      if (source[i] >= 0) out[i] = old[static_cast<size_t>(source[i])];
+    return out;
+  }
+
+  // One segment's update when elements have their own step counts: each element takes
+  // the scalars of its own step, step - birth (the scalars of each distinct birth computed
+  // once; a run has as many as it had growth events).
+  void step_by_birth(T* params, const T* grads, T* s0, T* s1, T* s2, double seg_lr, const SegmentCoeffs& c,
+                     int64_t step, int64_t b, int64_t e) {
+    std::vector<std::pair<T, OptimScalars<T>>> table;
+    auto scalars_for = [&](T birth) -> const OptimScalars<T>& {
+      for (const auto& [bt, sc] : table)
+        if (bt == birth) return sc;
+      const int64_t local = step - static_cast<int64_t>(birth);
+      CN_CHECK_MSG(local >= 0, "optimiser state: element born at step " << birth << " after step " << step);
+      const OptimStepValues v = optim_step_values<T>(kind_, config_.beta1, config_.beta2, local, nullptr);
+      table.emplace_back(birth,
+                         optim_segment_scalars<T>(kind_, v, local, seg_lr, c.weight_decay, c.l1, config_.momentum,
+                                                  config_.alpha, config_.eps, config_.beta1, config_.beta2));
+      return table.back().second;
+    };
+    for (int64_t i = b; i < e; ++i) {
+      const OptimScalars<T>& s = scalars_for(birth_[static_cast<size_t>(i)]);
+      switch (kind_) {
+        case OptimKind::adam:
+          optim_element<OptimKind::adam, T>(s, params, grads, s0, s1, s2, i);
+          break;
+        case OptimKind::adamw:
+          optim_element<OptimKind::adamw, T>(s, params, grads, s0, s1, s2, i);
+          break;
+        case OptimKind::amsgrad:
+          optim_element<OptimKind::amsgrad, T>(s, params, grads, s0, s1, s2, i);
+          break;
+        default:
+          CN_CHECK_MSG(false, "per-element step counts apply to the Adam family only");
+      }
+    }
+  }
 };
 
 }  // namespace

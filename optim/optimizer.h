@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "core/param_layout.h"
 
 namespace cn {
@@ -35,6 +36,14 @@ class Optimizer {
   // Adam family's P = sqrt(v / (1 - beta2^t)) + eps, the denominator of its update. Empty
   // for optimisers without one and before the first update.
   virtual std::vector<double> preconditioner(int64_t step) { return {}; }
+  // Moves the state onto a grown layout (docs/optimisers.md, "Growing the network"):
+  // element i of the new buffer takes old element source[i], or, for source[i] = -1 (a new
+  // parameter), zero state and its own step count starting at `step` (the updates already
+  // done), so the Adam family's bias correction treats it as fresh. InputError for a kind
+  // whose state cannot be split by element (NAdam's shared mu product) or a backend without it.
+  virtual void relayout(const ParamLayout& layout, const std::vector<int64_t>& source, int64_t step) {
+    throw InputError("growth: this optimiser backend cannot extend its state (expected train.device = cpu)");
+  }
 };
 
 // The Adam family's P = sqrt(v / (1 - beta2^step)) + eps from the optimiser's state buffer

@@ -7,6 +7,7 @@
 #include "io/run_layout.h"
 #include "train/checkpoint.h"
 #include "train/engine.h"
+#include "train/growth.h"
 #include "train/run_dir.h"
 #include "train/training_loop.h"
 
@@ -88,6 +89,7 @@ nlohmann::json evaluate_checkpoint(const std::string& path, const std::string& s
   auto run = [&](auto tag) -> json {
     using T = decltype(tag);
     Engine<T> e(config, resolve_device(device.empty() ? enum_name(kDeviceChoices, config.train.device) : device));
+    widen_to_checkpoint(e, config, ckpt);
     load_model(*e.model, ckpt + "/" + RunLayout::kModelFile);
     e.st.step = step;
     const Dataset* d = split == "train"  ? &e.data.train

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <sstream>
@@ -45,6 +46,13 @@ TrainingLoop<T>::TrainingLoop(Config config, const TrainOptions& o, const std::s
       e_(config_, device_),
       dir_(run_dir) {
   e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
+  if (config_.growth.enabled) {
+    if (device_ != Device::cpu)
+      throw InputError(
+          "growth.enabled: growing the model during training runs on the CPU backend; expected "
+          "train.device = \"cpu\" (or --device cpu)");
+    growth_ = std::make_unique<Growth<T>>(config_, *e_.model);
+  }
   // Resolve the defaults that depend on the data (one epoch) and record them.
   if (!config_.train.eval_every) config_.train.eval_every = e_.steps_per_epoch;
   if (!config_.checkpoint.every) config_.checkpoint.every = e_.steps_per_epoch;
@@ -80,6 +88,14 @@ void TrainingLoop<T>::resume() {
                      ": no complete checkpoint under checkpoints/ (checkpoint.every = 0: nothing to resume from; "
                      "start a new run with --out)");
   const std::string dir = dir_.layout().checkpoint(steps.back());
+  if (growth_ && std::filesystem::exists(dir + "/growth.json")) {  // the model as it had grown by then
+    try {
+      growth_->restore(json::parse(read_file(dir + "/growth.json")), e_);
+    } catch (const json::exception& err) {
+      throw InputError(dir + "/growth.json: " + err.what() + " (expected the growth state a checkpoint saves)");
+    }
+    e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
+  }
   e_.load_checkpoint(dir);
   const std::string state_path = dir + "/" + RunLayout::kStateFile;
   if (!e_.st.doctor.empty()) {  // checked before anything in the run directory changes
@@ -121,6 +137,8 @@ void TrainingLoop<T>::resume() {
   // A curvature checkpoint at the saved step runs after the save; it is run again (unless
   // this run has none), so what it logged goes too.
   dir_.truncate_for_resume(s, e_.st.curvature_due && config_.diagnostics.every > 0);
+  if (growth_ && std::filesystem::exists(dir_.root() + "/growth.jsonl"))
+    truncate_after_step(dir_.root() + "/growth.jsonl", s);
   progress_.message("resuming " + run_dir + " from step " + std::to_string(s));
 }
 
@@ -143,6 +161,7 @@ void TrainingLoop<T>::start_run_dir() {
   if (resuming_) meta_["wall_s"] = earlier_wall_s_;  // the earlier parts' until this one ends
   dir_.write_meta(meta_);
   dir_.open_logs(config_.diagnostics.every > 0);
+  if (growth_) growth_log_.open(dir_.root() + "/growth.jsonl");
 }
 
 template <class T>
@@ -297,6 +316,11 @@ void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
   e_.st.log_window_steps = window_steps_;
   e_.st.curvature_due = curvature_due;
   e_.st.doctor = e_.doctor->state().dump();
+  if (growth_) {  // written first: a complete checkpoint of a growing run always has it
+    std::filesystem::create_directories(dir_.layout().checkpoint(e_.st.step));
+    write_file_atomic(dir_.layout().checkpoint(e_.st.step) + "/growth.json", growth_->state(*e_.model).dump(2) + "\n");
+    growth_log_.flush();
+  }
   e_.save_checkpoint(dir_.layout().checkpoint(e_.st.step));
 }
 
@@ -357,6 +381,21 @@ void TrainingLoop<T>::evaluate_val() {
     }
   }
   sum_.final_eval = row;
+  if (growth_ && row.contains("loss") && row["loss"].is_number()) maybe_grow(row["loss"].get<double>());
+}
+
+template <class T>
+void TrainingLoop<T>::maybe_grow(double val_loss) {
+  if (!growth_->observe(val_loss) || e_.st.step >= e_.total_steps) return;
+  drain_doctor();  // the rows of the model that was
+  const json row = growth_->grow(e_, val_loss);
+  growth_log_.write(row);
+  e_.doctor = std::make_unique<Doctor<T>>(config_, *e_.model);
+  if (curvature_) start_curvature();
+  progress_.message("growth at step " + std::to_string(e_.st.step) + ": layer " +
+                    std::to_string(row["layer"].get<int64_t>()) + " " + std::to_string(row["from"].get<int64_t>()) +
+                    " -> " + std::to_string(row["to"].get<int64_t>()) + " units (" + row["init"].get<std::string>() +
+                    ")");
 }
 
 template <class T>
@@ -497,6 +536,11 @@ void TrainingLoop<T>::finish() {
   meta_["steps"] = e_.st.step;
   meta_["interrupted"] = sum_.interrupted;
   meta_["wall_s"] = earlier_wall_s_ + sum_.wall_s;
+  if (growth_) {
+    growth_log_.close();
+    meta_["growth"] = growth_->state(*e_.model);
+    meta_["n_params_final"] = e_.model->layout().total;
+  }
   dir_.write_meta(meta_);
   dir_.write_report();
   progress_.message("report: " + dir_.layout().report());

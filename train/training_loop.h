@@ -11,6 +11,7 @@
 #include "diagnostics/curvature_checkpoint.h"
 #include "train/curvature_worker.h"
 #include "train/engine.h"
+#include "train/growth.h"
 #include "train/progress.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
@@ -60,6 +61,9 @@ class TrainingLoop {
   int64_t curvature_checkpoints_after(int64_t s) const;
   void warn_curvature_cost();
   void evaluate_val();
+  // [growth]: the plateau watch after a validation evaluation and the growth it starts
+  // (docs/capacity.md, "Growth"); the doctor and the curvature engine follow the new model.
+  void maybe_grow(double val_loss);
 
   Config config_;
   const TrainOptions& options_;
@@ -95,6 +99,8 @@ class TrainingLoop {
   nlohmann::json start_time_;
   int64_t first_step_ = 0;
   TrainSummary sum_;
+  std::unique_ptr<Growth<T>> growth_;  // null without [growth] enabled
+  JsonLinesWriter growth_log_;         // growth.jsonl: one row per growth event
 };
 
 extern template class TrainingLoop<float>;
