@@ -12,11 +12,11 @@
 #include <iostream>
 #include <sstream>
 
-#include "apps/cmd_datasets.h"
-#include "apps/cmd_sweep.h"
-#include "apps/cmd_analyze.h"
-#include "apps/cmd_prune.h"
 #include "apps/cmd_ablate.h"
+#include "apps/cmd_analyze.h"
+#include "apps/cmd_datasets.h"
+#include "apps/cmd_prune.h"
+#include "apps/cmd_sweep.h"
 #include "apps/cmd_verdict.h"
 #include "config/config.h"
 #include "core/device.h"

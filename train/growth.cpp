@@ -1,4 +1,5 @@
 #include "train/growth.h"
+#include "train/surgery.h"
 
 #include <algorithm>
 #include <cmath>
@@ -69,18 +70,15 @@ std::unique_ptr<Sequential<T>> widened_model(const Sequential<T>& model, size_t 
   const int64_t k = static_cast<int64_t>(b_in.size()), I = model.layer(li).in_features();
   const int64_t O = model.layer(li).out_features();
   CN_CHECK(static_cast<int64_t>(w_in.size()) == k * I);
-  specs[li].out += k;
-  auto grown = std::make_unique<Sequential<T>>(specs, model.n_inputs(), model.device());
-  std::map<std::string, const ParamSegment*> old;
-  for (const ParamSegment& s : model.layout().segments) old[s.name] = &s;
+  // The same unit map as pruning (docs/capacity.md §re-layout): layer li keeps its O units
+  // and gains k new ones (-1).
+  std::vector<int64_t> units(static_cast<size_t>(O + k), -1);
+  for (int64_t u = 0; u < O; ++u) units[static_cast<size_t>(u)] = u;
+  Relayout plan = plan_relayout(specs, model.n_inputs(), UnitMap{{static_cast<int64_t>(li), units}});
+  auto grown = std::make_unique<Sequential<T>>(plan.specs, model.n_inputs(), model.device());
   const ParamLayout& L = grown->layout();
-  source->assign(static_cast<size_t>(L.total), -1);
-  for (const ParamSegment& s : L.segments) {
-    const ParamSegment& o = *old.at(s.name);
-    for (int64_t r = 0; r < s.rows; ++r)
-      for (int64_t c = 0; c < s.cols; ++c)
-        if (r < o.rows && c < o.cols) (*source)[s.offset + r * s.cols + c] = o.offset + r * o.cols + c;
-  }
+  CN_CHECK(plan.new_total == L.total);
+  *source = std::move(plan.source);
   const std::vector<double> p_old = host_params(model);
   std::vector<double> p(static_cast<size_t>(L.total), 0.0);  // the next layer's new columns stay 0
   for (int64_t i = 0; i < L.total; ++i)
