@@ -87,6 +87,9 @@ def _correlation_claim(claim, runs, feature, quality, sign):
         verdict, reason = "supported", f"rho {rho:+.2f} has the claimed sign, p {p:.3g}"
     elif p < ALPHA and np.sign(rho) == -sign:
         verdict, reason = "not supported", f"significant in the opposite direction (rho {rho:+.2f}, p {p:.3g})"
+    elif p < ALPHA:
+        verdict, reason = "not supported", (f"rho {rho:+.2f} has the claimed sign and p {p:.3g}, but the bootstrap "
+                                            f"interval [{lo:+.2f}, {hi:+.2f}] over runs includes 0")
     else:
         verdict, reason = "not supported", f"no significant correlation of the claimed sign (rho {rho:+.2f}, p {p:.3g})"
     return {**claim, "n": n, "statistic": "Spearman rho of within-data-set percentiles", "value": float(rho),
