@@ -105,6 +105,14 @@ class Pruner {
   std::unique_ptr<Probe<T>> probe(const HostModel& m) const;
   // Removes `k` more units/weights of the track's layer from the current engine.
   void remove(Track& t, int64_t k);
+  // Hutchinson's size limit and random stream for the saliencies of this round.
+  SaliencyOptions saliency_options() const {
+    SaliencyOptions so;
+    so.dense_max = config_.diagnostics.dense_max_params;
+    so.seed = config_.train.seed;
+    so.step = static_cast<uint64_t>(e_->st.step);
+    return so;
+  }
   void remove_units(Track& t, int64_t k);
   void remove_weights(Track& t, int64_t k);
   json evaluate();
@@ -233,10 +241,7 @@ void Pruner<T>::remove_units(Track& t, int64_t k) {
     std::copy(w.begin(), w.end(), m.params.begin() + off);
     t.method = "exact_block, damping " + fmt(inv.damping);
   } else {
-    SaliencyOptions so;
-    so.dense_max = config_.diagnostics.dense_max_params;
-    so.seed = config_.train.seed;
-    so.step = static_cast<uint64_t>(e_->st.step);
+    const SaliencyOptions so = saliency_options();
     const Saliency s =
         unit_saliency(pr->eng, pr->batch, static_cast<size_t>(layer), static_cast<size_t>(consumer), o_.criterion, so);
     saliency = s.value;
@@ -292,10 +297,7 @@ void Pruner<T>::remove_weights(Track& t, int64_t k) {
     std::copy(w.begin(), w.end(), m.params.begin() + off);
     t.method = "exact_block, damping " + fmt(inv.damping);
   } else {
-    SaliencyOptions so;
-    so.dense_max = config_.diagnostics.dense_max_params;
-    so.seed = config_.train.seed;
-    so.step = static_cast<uint64_t>(e_->st.step);
+    const SaliencyOptions so = saliency_options();
     const Saliency s = param_saliency(pr->eng, pr->batch, static_cast<size_t>(layer), o_.criterion, so);
     saliency = s.value;
     error = s.error;

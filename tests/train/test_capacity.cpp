@@ -9,6 +9,7 @@
 
 #include "config/config.h"
 #include "data/dataset.h"
+#include "quiet_run.h"
 #include "test_util.h"
 #include "train/ablation.h"
 #include "train/checkpoint.h"
@@ -19,15 +20,6 @@ using namespace cn;
 using json = nlohmann::json;
 
 namespace {
-
-TrainOptions quiet(const std::string& out) {
-  static std::ostringstream sink;
-  TrainOptions o;
-  o.out_dir = out;
-  o.out = &sink;
-  o.progress = 0;
-  return o;
-}
 
 // The planted teacher (8 tanh units, noise 0.05) and a student described by `model`.
 Config student(const std::string& model, int64_t steps = 1500) {

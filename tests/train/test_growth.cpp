@@ -9,6 +9,7 @@
 
 #include "layers/model.h"
 #include "optim/optimizer.h"
+#include "quiet_run.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/growth.h"
@@ -25,15 +26,6 @@ std::vector<json> rows_of(const std::string& path) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) rows.push_back(json::parse(line));
   return rows;
-}
-
-TrainOptions quiet(const std::string& out) {
-  static std::ostringstream sink;
-  TrainOptions o;
-  o.out_dir = out;
-  o.out = &sink;
-  o.progress = 0;
-  return o;
 }
 
 // A 3 -> 2 (tanh) -> 2 network with fixed parameters.

@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "io/tensorboard.h"
 #include "layers/model.h"
+#include "quiet_run.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -125,15 +126,6 @@ void expect_same_logs(const std::string& a, const std::string& b, bool val_only 
       EXPECT_EQ(t.bytes, tb.at(name).bytes) << other << " " << name;
     }
   }
-}
-
-TrainOptions quiet(const std::string& out) {
-  static std::ostringstream sink;
-  TrainOptions o;
-  o.out_dir = out;
-  o.out = &sink;
-  o.progress = 0;
-  return o;
 }
 
 // Resuming `run_dir` with `config` is bad input whose message contains `needle`.
