@@ -2,8 +2,9 @@
 (docs/analysis.md §8).
 
 A correlation claim is tested over runs (the per-run means of the second half of training)
-after ranking both columns within their data set (percentiles; data sets with fewer than 3
-runs drop out), so a data set's own scale of losses cannot make a correlation: the statistic
+after ranking both columns within their data set, or within data set × size when the grid
+varies size with at least 3 runs per cell (percentiles; smaller groups drop out), so neither
+a data set's own scale of losses nor the network's size can make a correlation: the statistic
 is Spearman's rho of those percentiles, its p-value, and a 95 % bootstrap interval over runs.
 Verdict: "supported" when the sign is the claimed one, p < 0.05 and the interval excludes 0;
 "not supported" otherwise; "not testable here" when the columns are absent or runs are too few.
@@ -26,9 +27,21 @@ def _kind_column(runs, metric):
     return None
 
 
-def _within_dataset_pct(runs, col):
+def _strata(runs):
+    """The groups a correlation claim ranks within: data set × size when the grid varies size
+    and those cells hold enough runs (size moves both sides of several claims: larger networks
+    have more near-zero eigenvalues and larger generalisation gaps), else the data set."""
+    dataset = runs["dataset"] if "dataset" in runs else pd.Series("—", index=runs.index)
+    if "size" in runs and runs["size"].nunique() > 1:
+        cells = dataset.astype(str) + " / " + runs["size"].astype(str)
+        counts = cells.map(cells.value_counts())
+        if int((counts >= 3).sum()) >= MIN_RUNS:
+            return cells, "data set × size"
+    return dataset, "data set"
+
+
+def _within_stratum_pct(runs, col, groups):
     x = pd.to_numeric(runs[col], errors="coerce")
-    groups = runs["dataset"] if "dataset" in runs else pd.Series("—", index=runs.index)
     out = pd.Series(np.nan, index=runs.index)
     for _, idx in x.groupby(groups).groups.items():
         vals = x.loc[idx]
@@ -59,12 +72,13 @@ def _correlation_claim(claim, runs, feature, quality, sign):
         missing = [n for n, c in (("feature", feature), ("quality metric", quality)) if c is None or c not in runs]
         return _not_testable(claim, f"no {' or '.join(missing)} column in this study "
                                     f"({claim['feature_wanted']} / {claim['quality_wanted']})")
-    fx, fy = _within_dataset_pct(runs, feature), _within_dataset_pct(runs, quality)
+    groups, strata = _strata(runs)
+    fx, fy = _within_stratum_pct(runs, feature, groups), _within_stratum_pct(runs, quality, groups)
     keep = fx.notna() & fy.notna()
     n = int(keep.sum())
     claim = {**claim, "feature": feature, "quality": quality}
     if n < MIN_RUNS:
-        return _not_testable(claim, f"{n} runs with both columns in data sets of >= 3 runs "
+        return _not_testable(claim, f"{n} runs with both columns in groups ({strata}) of >= 3 runs "
                                     f"(at least {MIN_RUNS} needed)")
     x, y = fx[keep].to_numpy(), fy[keep].to_numpy()
     if np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -92,7 +106,7 @@ def _correlation_claim(claim, runs, feature, quality, sign):
                                             f"interval [{lo:+.2f}, {hi:+.2f}] over runs includes 0")
     else:
         verdict, reason = "not supported", f"no significant correlation of the claimed sign (rho {rho:+.2f}, p {p:.3g})"
-    return {**claim, "n": n, "statistic": "Spearman rho of within-data-set percentiles", "value": float(rho),
+    return {**claim, "n": n, "statistic": f"Spearman rho of percentiles within {strata}", "value": float(rho),
             "effect": float(rho), "ci_low": lo, "ci_high": hi, "p": float(p), "verdict": verdict,
             "reason": reason}, rows
 

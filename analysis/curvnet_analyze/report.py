@@ -146,7 +146,8 @@ def correlations_section(corr, out_dir):
                            f"{label} over runs (cell: coefficient and p-value)", f"heatmap/{stat.split('_')[0]}"))
     top = ok.reindex(ok["pearson_r"].abs().sort_values(ascending=False).index).head(15)
     note = ("<p>Over runs (second-half means), on the columns' own scales: in a study of several data sets a "
-            "correlation here can be a difference between data sets; the claims below rank within data sets.</p>")
+            "correlation here can be a difference between data sets; the claims below rank within data sets "
+            "(and sizes, where the grid allows).</p>")
     return note + "".join(out) + "<h3>strongest pairs</h3>" + table_html(top, "correlations"), {"correlations.csv": len(corr)}
 
 
