@@ -274,9 +274,33 @@ void emit_slurm(const Sweep& sw) {
 
 }  // namespace
 
-int run_sweep(const SweepOptions& opt) {
+namespace {
+
+// --shard I/N into opt's shard_i and shard_n.
+void parse_shard(SweepOptions& opt) {
+  if (opt.shard.empty()) return;
+  const std::string bad = "--shard " + opt.shard + ": expected I/N with 0 <= I < N";
+  const auto slash = opt.shard.find('/');
+  if (slash == std::string::npos) throw InputError(bad);
+  try {
+    size_t used = 0;
+    opt.shard_i = std::stoll(opt.shard.substr(0, slash), &used);
+    if (used != slash) throw InputError(bad);
+    opt.shard_n = std::stoll(opt.shard.substr(slash + 1), &used);
+    if (used != opt.shard.size() - slash - 1) throw InputError(bad);
+  } catch (const std::logic_error&) {  // std::stoll's invalid_argument / out_of_range
+    throw InputError(bad);
+  }
+  if (opt.shard_n < 1 || opt.shard_i < 0 || opt.shard_i >= opt.shard_n) throw InputError(bad);
+}
+
+}  // namespace
+
+int run_sweep(const SweepOptions& options) {
   Sweep sw;
-  sw.opt = opt;
+  sw.opt = options;
+  parse_shard(sw.opt);
+  const SweepOptions& opt = sw.opt;
   sw.st = study::load_study(opt.study);
   sw.total = study::grid_size(sw.st);
   sw.width = std::max<int>(4, static_cast<int>(std::to_string(std::max<int64_t>(sw.total - 1, 0)).size()));

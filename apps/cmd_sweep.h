@@ -11,7 +11,8 @@ struct SweepOptions {
   std::string study;     // STUDY.toml
   std::string out;       // DIR; "" = studies/<study stem>
   int64_t jobs = 0;      // runs at once; 0 = cores / study.threads
-  int64_t shard_i = -1;  // --shard I/N: the points with index % N == I
+  std::string shard;     // --shard I/N: the points with index % N == I ("" = all)
+  int64_t shard_i = -1;  // I and N of --shard, parsed by run_sweep
   int64_t shard_n = 0;
   int64_t index = -1;         // --index I: that point only
   std::string emit;           // "slurm": write DIR/sweep.sbatch and run nothing

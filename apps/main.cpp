@@ -234,14 +234,14 @@ int main(int argc, char** argv) {
   CLI::App* verdict = cn::add_verdict_command(app, verdict_args);
 
   cn::SweepOptions sweep_options;
-  std::string sweep_shard;
   CLI::App* sweep = app.add_subcommand(
       "sweep", "run a study: every grid point of STUDY.toml as a run directory under --out (docs/study.md)");
   sweep->add_option("study", sweep_options.study, "the study file (STUDY.toml)")->required();
   sweep->add_option("--out", sweep_options.out, "the study directory (default studies/<study name>)")->type_name("DIR");
   sweep->add_option("--jobs", sweep_options.jobs, "runs at once (default: cores / study.threads)")
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
-  auto* shard_opt = sweep->add_option("--shard", sweep_shard, "run the points with index % N == I")->type_name("I/N");
+  auto* shard_opt =
+      sweep->add_option("--shard", sweep_options.shard, "run the points with index % N == I")->type_name("I/N");
   sweep->add_option("--index", sweep_options.index, "run grid point I only (a scheduler's array task)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 40))
       ->excludes(shard_opt);
@@ -279,24 +279,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*datasets) return cn::run_datasets(datasets_opt);
-    if (*sweep) {
-      if (!sweep_shard.empty()) {
-        const auto slash = sweep_shard.find('/');
-        try {
-          size_t used = 0;
-          sweep_options.shard_i = std::stoll(sweep_shard.substr(0, slash), &used);
-          if (used != slash) throw std::invalid_argument("I");
-          sweep_options.shard_n = std::stoll(sweep_shard.substr(slash + 1), &used);
-          if (used != sweep_shard.size() - slash - 1) throw std::invalid_argument("N");
-        } catch (const std::exception&) {
-          throw cn::InputError("--shard " + sweep_shard + ": expected I/N with 0 <= I < N");
-        }
-        if (slash == std::string::npos || sweep_options.shard_n < 1 || sweep_options.shard_i < 0 ||
-            sweep_options.shard_i >= sweep_options.shard_n)
-          throw cn::InputError("--shard " + sweep_shard + ": expected I/N with 0 <= I < N");
-      }
-      return cn::run_sweep(sweep_options);
-    }
+    if (*sweep) return cn::run_sweep(sweep_options);
     if (*analyze) return cn::run_analyze(analyze_dir, analyze_out);
     if (*prune_cmd.app) return run_prune(prune_cmd);
     if (*ablate) return cn::run_ablate(ablate_args);
