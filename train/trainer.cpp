@@ -117,6 +117,7 @@ CurvatureOutput checkpoint_curvature(const std::string& path, const HessianOptio
   auto run = [&](auto tag) -> CurvatureOutput {
     using T = decltype(tag);
     Engine<T> e(config, device);
+    widen_to_checkpoint(e, config, ckpt);  // a grown run: the widths the checkpoint holds
     e.load_checkpoint(ckpt);
     const Dataset* d = ho.split == "train"  ? nullptr
                        : ho.split == "val"  ? &e.data.val

@@ -218,4 +218,13 @@ TEST(Growth, TwoUnitStudentGrowsToTheTeachersLoss) {
   for (const json& r : rows_of(tmp.file("grown") + "/eval.jsonl"))
     if (r["split"] == "val") last_val = r;
   EXPECT_EQ(evaluate_checkpoint(tmp.file("grown"), "val", "cpu")["loss"], last_val["loss"]);
+  // `curvnet hessian` on it sees the grown width: layer 0's block covers (inputs + 1) x units.
+  const int64_t width = rows_of(tmp.file("grown") + "/growth.jsonl").back()["to"].get<int64_t>();
+  HessianOptions ho;
+  ho.kinds = {CurvatureKind::loss};
+  ho.layers = {0};
+  ho.device = "cpu";
+  const CurvatureOutput out = checkpoint_curvature(tmp.file("grown"), ho);
+  ASSERT_EQ(out.rows.size(), 1u);
+  EXPECT_EQ(out.rows[0]["n_params"].get<int64_t>(), (10 + 1) * width);
 }
