@@ -117,7 +117,11 @@ struct Engine<T>::CudaSteps {
   // Host-side counters a forward bumps (BatchNorm's num_batches_tracked): a replay runs
   // no host code and a recording runs it once more, so the step keeps them itself.
   std::vector<T*> host_counters;
-  std::vector<std::pair<int64_t, int64_t>> pending;  // (step, batch size) the host has not read
+  // (step, batch size) the host has not read; `taken` is what read_pending works through.
+  // Both keep their capacity (kRing / 2 entries at most), and `ring` is the host copy of
+  // `losses`, so a step after warm-up allocates nothing (docs/gpu.md).
+  std::vector<std::pair<int64_t, int64_t>> pending, taken;
+  std::vector<double> ring;
 
   explicit CudaSteps(Engine& e);
   void step(Engine& e, const PassCtx& c, int64_t begin, int64_t n, bool read_now);
@@ -133,6 +137,9 @@ Engine<T>::CudaSteps::CudaSteps(Engine& e) {
   order.set_device(device);
   losses.resize(kRing);
   graph_loss.resize(1);
+  pending.reserve(kRing);
+  taken.reserve(kRing);
+  ring.resize(kRing);
   // Datasets up to 2 GiB live on the device; larger ones are gathered on the host.
   const int64_t D = e.data.train.d, W = e.shape.target_width, n = e.data.train.n;
   if (static_cast<double>(n * (D + W)) * sizeof(T) <= 2.0 * (1 << 30)) {
@@ -204,19 +211,15 @@ void Engine<T>::CudaSteps::step(Engine& e, const PassCtx& c, int64_t begin, int6
 // traced here, at the logging step after it. False when that halted the run.
 template <class T>
 bool Engine<T>::CudaSteps::read_pending(Engine& e) {
-  std::vector<double> ring(static_cast<size_t>(kRing));
   device_copy(Device::cpu, ring.data(), e.device, losses.data(), ring.size() * sizeof(double));
-  std::map<int64_t, ClipResult> clips;
-  for (const auto& [step, r] : clipper->read_all()) clips[step] = r;
-  const auto taken = std::move(pending);
+  clipper->fetch();
+  taken.swap(pending);
   pending.clear();
   for (size_t i = 0; i < taken.size(); ++i) {
     const auto [s, n] = taken[i];
     const bool current = i + 1 == taken.size();
     const double l = ring[static_cast<size_t>(s % kRing)];
-    const auto it = clips.find(s);
-    CN_CHECK_MSG(it != clips.end(), "the clip record of step " << s << " is missing");
-    e.last_clip = it->second;
+    e.last_clip = clipper->fetched(s);
     e.step_losses.push_back(l);
     if (!e.doctor) continue;
     if (e.doctor->before_update(s + 1, l, e.last_clip, current && e.logged_step(s + 1), n) &&

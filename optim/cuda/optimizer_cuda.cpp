@@ -184,7 +184,8 @@ struct CudaGradClipper<T>::Impl {
   Buffer<double> partial_g, partial_p, coef;
   Buffer<int32_t> flag;
   Buffer<ClipRecord> ring;
-  std::vector<int64_t> ring_step;  // the step each slot holds, -1 when empty
+  std::vector<int64_t> ring_step;   // the step each slot holds, -1 when empty
+  std::vector<ClipRecord> fetched;  // the ring as of the last fetch()
 };
 
 template <class T>
@@ -230,6 +231,7 @@ CudaGradClipper<T>::CudaGradClipper(const ClipConfig& config, const ParamLayout&
   m.ring.resize(ring_size);
   m.ring.zero();
   m.ring_step.assign(static_cast<size_t>(ring_size), -1);
+  m.fetched.resize(static_cast<size_t>(ring_size));
 }
 
 template <class T>
@@ -283,16 +285,37 @@ ClipResult to_result(const ClipRecord& r) {
 }
 }  // namespace
 
+namespace {
+// The slot of `step`, or an Error when the ring does not hold it.
+size_t ring_slot(const std::vector<int64_t>& ring_step, int64_t step) {
+  const int64_t size = static_cast<int64_t>(ring_step.size());
+  const int64_t slot = step >= 0 ? step % size : 0;
+  if (step < 0 || ring_step[static_cast<size_t>(slot)] != step)
+    throw Error("clip record of step " + std::to_string(step) + " is not in the ring (" + std::to_string(size) +
+                " records, slot holds step " + std::to_string(ring_step[static_cast<size_t>(slot)]) + ")");
+  return static_cast<size_t>(slot);
+}
+}  // namespace
+
 template <class T>
 ClipResult CudaGradClipper<T>::read(int64_t step) const {
   const Impl& m = *impl_;
-  const int64_t slot = step >= 0 ? step % ring_size() : 0;
-  if (step < 0 || m.ring_step[static_cast<size_t>(slot)] != step)
-    throw Error("clip record of step " + std::to_string(step) + " is not in the ring (" + std::to_string(ring_size()) +
-                " records, slot holds step " + std::to_string(m.ring_step[static_cast<size_t>(slot)]) + ")");
+  const size_t slot = ring_slot(m.ring_step, step);
   ClipRecord r;
   device_copy(Device::cpu, &r, Device::cuda, m.ring.data() + slot, sizeof(ClipRecord));
   return to_result(r);
+}
+
+template <class T>
+void CudaGradClipper<T>::fetch() {
+  Impl& m = *impl_;
+  device_copy(Device::cpu, m.fetched.data(), Device::cuda, m.ring.data(), m.fetched.size() * sizeof(ClipRecord));
+}
+
+template <class T>
+ClipResult CudaGradClipper<T>::fetched(int64_t step) const {
+  const Impl& m = *impl_;
+  return to_result(m.fetched[ring_slot(m.ring_step, step)]);
 }
 
 template <class T>

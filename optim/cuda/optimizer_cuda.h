@@ -36,6 +36,12 @@ class CudaGradClipper {
   ClipResult read(int64_t step) const;
   // Every record still in the ring, oldest first, as (step, result) (one copy, one wait).
   std::vector<std::pair<int64_t, ClipResult>> read_all() const;
+  // The training step's read: copies the whole ring (one copy, one wait) into host memory
+  // kept for it, so that fetched(step) answers without allocating (docs/gpu.md: a step
+  // after warm-up allocates nothing).
+  void fetch();
+  // The record of `step` as of the last fetch(); throws as read() does.
+  ClipResult fetched(int64_t step) const;
   int64_t ring_size() const;
 
  private:

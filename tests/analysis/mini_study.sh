@@ -30,6 +30,7 @@ lr = $lr
 steps = 300
 seed = $i
 log_every = 5
+device = "cpu"
 eval_every = 6
 [checkpoint]
 every = 6

@@ -177,6 +177,7 @@ INTERRUPT_STUDY = """
 [base.data]
 batch_size = 16
 [base.train]
+device = "cpu"
 epochs = 3
 log_every = 5
 [base.diagnostics]
@@ -238,6 +239,7 @@ SHARD_STUDY = """
 [base.data]
 batch_size = 64
 [base.train]
+device = "cpu"
 steps = 3
 [study]
 checkpoints = 2
@@ -291,6 +293,7 @@ FAILED_STUDY = """
 [base.data]
 batch_size = 64
 [base.train]
+device = "cpu"
 steps = 4
 [study]
 checkpoints = 2
@@ -359,6 +362,7 @@ SLURM_STUDY = """
 [base.data]
 batch_size = 64
 [base.train]
+device = "cpu"
 steps = 4
 [study]
 checkpoints = 3

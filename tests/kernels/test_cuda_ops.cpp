@@ -550,9 +550,17 @@ TYPED_TEST(CudaOps, RLosses) {
 // to 10-bit mantissas: ~5e-4 relative per product.
 TEST(CudaOpsTf32, GemmsFollowTheContext) {
   CN_REQUIRE_GPU();
+  // Plans are kept by the cuBLASLt modes only: the test picks one, whatever the default.
   struct Tf32Scope {
-    Tf32Scope() { cuda::context().set_allow_tf32(true); }
-    ~Tf32Scope() { cuda::context().set_allow_tf32(false); }
+    cuda::GemmMode mode = cuda::gemm_mode();
+    Tf32Scope() {
+      cuda::context().set_allow_tf32(true);
+      cuda::set_gemm_mode(cuda::GemmMode::lt_heuristic);
+    }
+    ~Tf32Scope() {
+      cuda::context().set_allow_tf32(false);
+      cuda::set_gemm_mode(mode);
+    }
   } tf32;
   constexpr double kTol = 1e-5;
   EXPECT_LE(gemm_bias_nmse<float>(false, true, 64, 48, 256, 0, 700), kTol);

@@ -329,6 +329,7 @@ lr = 1e-2
 steps = 200
 log_every = 50
 dtype = "float64"
+device = "cpu"
 [checkpoint]
 every = 50
 [diagnostics]

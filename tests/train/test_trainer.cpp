@@ -50,6 +50,7 @@ lr = 0.01
 steps = 40
 log_every = 5
 eval_every = 10
+device = "cpu"
 [checkpoint]
 every = 10
 )" + extra,
@@ -579,20 +580,25 @@ TEST(Trainer, EarlyStoppingThatCannotFireIsRefused) {
 
 // After the first steps, a training step allocates nothing (operator new is counted).
 TEST(Trainer, NoAllocationInsideTheStep) {
-  for (const char* extra : {"", "[clip]\nmode = \"agc_unit\"\n[model]\nbatchnorm = true\n"}) {
-    Config c = small_config();
-    if (*extra) {
-      c.clip.mode = cn::ClipMode::agc_unit;
-      c.model.batchnorm = true;
+  std::vector<cn::DeviceChoice> devices = {cn::DeviceChoice::cpu};
+  if (cn::cuda_available()) devices.push_back(cn::DeviceChoice::cuda);
+  for (const cn::DeviceChoice device : devices)
+    for (const char* extra : {"", "[clip]\nmode = \"agc_unit\"\n[model]\nbatchnorm = true\n"}) {
+      Config c = small_config();
+      c.train.device = device;
+      if (*extra) {
+        c.clip.mode = cn::ClipMode::agc_unit;
+        c.model.batchnorm = true;
+      }
+      StepRunner r(c);
+      r.step();
+      r.step();
+      const std::string what = enum_name(cn::kDeviceChoices, device) + std::string(" ") + extra;
+      const int64_t before = test::heap_allocations(), before_dev = host_allocation_count();
+      for (int i = 0; i < 5; ++i) r.step();  // within one epoch: no new sample order is drawn
+      EXPECT_EQ(test::heap_allocations() - before, 0) << what;
+      EXPECT_EQ(host_allocation_count() - before_dev, 0) << what;
     }
-    StepRunner r(c);
-    r.step();
-    r.step();
-    const int64_t before = test::heap_allocations(), before_dev = host_allocation_count();
-    for (int i = 0; i < 5; ++i) r.step();  // within one epoch: no new sample order is drawn
-    EXPECT_EQ(test::heap_allocations() - before, 0) << extra;
-    EXPECT_EQ(host_allocation_count() - before_dev, 0) << extra;
-  }
 }
 
 // PyTorch as an independent implementation: a 3-layer MLP's loss, gradients and 10 Adam
