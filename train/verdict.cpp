@@ -212,7 +212,16 @@ json run_verdicts(const std::string& run_dir, const VerdictThresholds& t) {
            {"equal_grad_share", 1.0 / n_linear}},
           step));
     problem_verdicts(b.li, b.lj, alarms, &vs);
-    if (vs.empty()) vs.push_back(verdict(VerdictKind::healthy, "no rule fired", cap, step));
+    if (vs.empty() && b.hidden) vs.push_back(verdict(VerdictKind::healthy, "no rule fired", cap, step));
+    if (vs.empty()) {  // the output layer: its width is the task's, so only alarms judge it
+      json evidence = {{"units", b.units}};
+      for (const auto& [key, value] : {std::pair<const char*, double>{"grad_share_last_quarter", share},
+                                       {"val_improvement_last_quarter", improvement}})
+        if (std::isfinite(value)) evidence[key] = value;
+      vs.push_back(verdict(VerdictKind::healthy,
+                           "output layer: the capacity rules judge hidden layers; no alarm of its layers fired",
+                           evidence, step));
+    }
     json block = json::array();
     for (size_t k = b.li; k < b.lj; ++k) block.push_back(k);
     layers.push_back({{"layer", b.li},

@@ -172,6 +172,14 @@ TEST(Capacity, AlarmsGiveProblemVerdicts) {
   const json z = run_verdicts(tmp.file("zeros"));
   for (int64_t layer : {0, 2}) EXPECT_TRUE(has(kinds_of(z, layer), "fix_init")) << z.dump();
   EXPECT_EQ(kinds_of(z, 4), std::vector<std::string>{"healthy"});
+  // The output layer is judged by alarms only, and its evidence holds no empty capacity fields.
+  for (const json& l : z["layers"])
+    if (l["layer"] == 4) {
+      const json& v = l["verdicts"][0];
+      EXPECT_NE(v["rule"].get<std::string>().find("output layer"), std::string::npos) << v.dump();
+      EXPECT_FALSE(v["evidence"].contains("effective_rank")) << v.dump();
+      for (const auto& [key, value] : v["evidence"].items()) EXPECT_FALSE(value.is_null()) << key;
+    }
   train(load_config(dir + "sick_frozen_layer.toml"), quiet(tmp.file("frozen")));
   const json f = run_verdicts(tmp.file("frozen"));
   EXPECT_TRUE(has(kinds_of(f, 2), "frozen")) << f.dump();
