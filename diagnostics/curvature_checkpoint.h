@@ -5,8 +5,9 @@
 // diagnostics.dtype, on the device it is given: the training device), so training is
 // never disturbed: BatchNorm's running statistics are not updated, and Dropout masks and
 // probes come from RngStream::curvature keyed by (step, layer, kind). On CUDA the
-// Hessian-vector products and dense blocks run on the GPU; spectra are computed on the
-// host (dense blocks are copied over, Lanczos/SLQ/Hutchinson move one vector per product).
+// Hessian-vector products, dense blocks and their spectra run on the GPU, several blocks
+// at once on solver threads with their own CUDA contexts (docs/gpu.md "Curvature
+// checkpoints on the GPU"); rows keep their order.
 #pragma once
 #include <cstdint>
 #include <functional>
