@@ -405,8 +405,8 @@ TYPED_TEST(CudaEigen, BlockSummaryMatchesTheHost) {
     std::mt19937 rng(7);
     std::normal_distribution<double> nd(0.0, 1e-3);
     for (auto& v : skew) v += static_cast<T>(nd(rng));
-    const std::vector<T> deficient = cast<T>(low_rank_psd(n, std::max<int64_t>(1, n / 4), 1, 950));
-    for (const auto* A : {&sym, &skew, &deficient}) {
+    std::vector<T> deficient = cast<T>(low_rank_psd(n, std::max<int64_t>(1, n / 4), 1, 950));
+    for (const std::vector<T>* A : {&sym, &skew, &deficient}) {
       const std::string what = "n=" + std::to_string(n) +
                                (A == &sym    ? " symmetric"
                                 : A == &skew ? " skew"
