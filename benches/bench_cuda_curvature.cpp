@@ -9,6 +9,9 @@
 // BM_CurvatureCheckpoint_cuda_f32_threads/<probes>/<T>  solver_threads = T (1: one block after another)
 // BM_CurvatureCheckpoint_cuda_f32_breakdown/<probes>  one more run per iteration with the phase
 //                                                     breakdown (it synchronises between phases)
+// BM_DenseBlockSolve_cuda_f32/<n>/<s>                  one n × n block by the Jacobi kernel (s = 0)
+//                                                     or syevd (s = 1), to the host: where
+//                                                     GpuDenseOptions::jacobi_max_n belongs
 // Counters: eigenvalues; the breakdown's hvp_ms, assembly_ms, eigensolver_ms, metrics_ms,
 // checks_ms, total_ms, solver_busy_ms, solver_threads (docs/gpu.md "Curvature checkpoints
 // on the GPU"). The policy's sizes come from the environment when set, for sweeps on a GPU:
@@ -21,6 +24,13 @@
 
 #include "core/device.h"
 #include "curvature_problem.h"
+#ifdef CURVNET_HAVE_CUDA
+#include <random>
+
+#include "core/memory.h"
+#include "kernels/cuda/context.cuh"
+#include "kernels/cuda/eigen.h"
+#endif
 
 namespace {
 
@@ -108,8 +118,53 @@ void BM_CurvatureCheckpoint_cuda_f32_breakdown(benchmark::State& state) {
 #endif
 }
 
+void BM_DenseBlockSolve_cuda_f32(benchmark::State& state) {
+#ifdef CURVNET_HAVE_CUDA
+  if (!cn::cuda_available()) {
+    state.SkipWithError(cn::cuda_device_description().c_str());
+    return;
+  }
+  const int64_t n = state.range(0);
+  const bool jacobi = state.range(1) == 0;
+  if (jacobi && n > cn::cuda::batched_max_n<float>()) {
+    state.SkipWithError("wider than the Jacobi kernel holds on this device");
+    return;
+  }
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> A(static_cast<size_t>(n * n));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) A[i * n + j] = A[j * n + i] = nd(rng);
+  const size_t bytes = A.size() * sizeof(float);
+  cn::Buffer<float> pristine(n * n, cn::Device::cuda), work(n * n, cn::Device::cuda);
+  cn::device_copy(cn::Device::cuda, pristine.data(), cn::Device::cpu, A.data(), bytes);
+  cn::cuda::context().synchronize();
+  cn::cuda::DenseEigenSolver solver(cn::cuda::context().stream());
+  std::vector<float> w(static_cast<size_t>(n));
+  auto solve = [&] {
+    CN_CUDA_CHECK(cudaMemcpyAsync(work.data(), pristine.data(), bytes, cudaMemcpyDeviceToDevice, solver.stream()));
+    return solver.eigenvalues_to_host<float>(work.data(), n, jacobi, w.data());
+  };
+  int info = solve();  // warm-up: workspaces
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    info = std::max(info, solve());
+    state.SetIterationTime(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  state.counters["info"] = info;
+#else
+  state.SkipWithError("built without CUDA");
+  for (auto _ : state) {}
+#endif
+}
+
 }  // namespace
 
+BENCHMARK(BM_DenseBlockSolve_cuda_f32)
+    ->ArgsProduct({{32, 64, 96, 128, 160, 192, 230}, {0, 1}})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(5);
 BENCHMARK(BM_CurvatureCheckpoint_cuda_f32)->Arg(10)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 BENCHMARK(BM_CurvatureCheckpoint_cuda_f32_breakdown)
     ->Arg(10)
