@@ -96,24 +96,20 @@ template <class D>
 class GpuSolverPool {
  public:
   GpuSolverPool(int threads, int device) {
-    for (int i = 0; i < std::max(1, threads); ++i) {
-      lanes_.push_back(std::make_unique<Lane>());
-      Lane* l = lanes_.back().get();
-      l->thread = std::thread([l, device] { loop(*l, device); });
+    try {
+      for (int i = 0; i < std::max(1, threads); ++i) {
+        lanes_.push_back(std::make_unique<Lane>());
+        Lane* l = lanes_.back().get();
+        l->thread = std::thread([l, device] { loop(*l, device); });
+      }
+    } catch (...) {  // no thread may outlive a pool that failed to start
+      stop();
+      throw;
     }
   }
   GpuSolverPool(const GpuSolverPool&) = delete;
   GpuSolverPool& operator=(const GpuSolverPool&) = delete;
-  ~GpuSolverPool() {
-    for (auto& l : lanes_) {
-      {
-        std::lock_guard<std::mutex> lock(l->mu);
-        l->stop = true;
-      }
-      l->wake.notify_all();
-    }
-    for (auto& l : lanes_) l->thread.join();
-  }
+  ~GpuSolverPool() { stop(); }
   int threads() const { return static_cast<int>(lanes_.size()); }
 
   // Solves the p × p block at `block` (device; complete before the call, overwritten by
@@ -148,6 +144,19 @@ class GpuSolverPool {
     std::deque<Task> queue;
     bool stop = false;
   };
+
+  // Each thread finishes what it was given, then ends.
+  void stop() noexcept {
+    for (auto& l : lanes_) {
+      {
+        std::lock_guard<std::mutex> lock(l->mu);
+        l->stop = true;
+      }
+      l->wake.notify_all();
+    }
+    for (auto& l : lanes_)
+      if (l->thread.joinable()) l->thread.join();
+  }
 
   static void loop(Lane& l, int device) {
     std::unique_ptr<cuda::Context> ctx;
