@@ -351,6 +351,8 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     int64_t p = 0;
     std::vector<bool> is_bias;
     cuda::BlockSummary summary;
+    DeviceOperator op;  // the block's products, for its trace check
+    ProbeKey key;
     HutchinsonResult check;
     Buffer<D> block;
     std::future<GpuSolved<D>> solved;
@@ -380,8 +382,9 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   }
 
   // Builds the block on the context's stream, reads its diagonal and symmetry residual on
-  // the device, hands it to a solver thread and runs the trace check (HVPs on this thread's
-  // stream) while it is solved. The row is a placeholder until finish_dense.
+  // the device and hands it to a solver thread; the next block is built at once (its trace
+  // check waits for finish_dense, so no check delays a later block's solve). The row is a
+  // placeholder until finish_dense.
   void start_dense_gpu(size_t row, size_t layer, CurvatureMode mode, const CurvatureBatch<D>& b,
                        const DeviceOperator& op, const ProbeKey& k, const std::string& prefix, PhaseClock& clock,
                        CurvatureTiming* timing) {
@@ -407,16 +410,19 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     const int lane = assign_blocks_to_threads(submitted_sizes, pool->threads()).back();
     const bool jacobi = choose_gpu_eigen_solver(p, cuda::batched_max_n<D>(), gpu_options) == GpuEigenSolver::jacobi;
     pd.solved = pool->submit(lane, pd.block.data(), p, jacobi);
+    pd.op = op;
+    pd.key = k;
     clock.lap(&CurvatureTiming::assembly_ms);
-    pd.check = trace_check(op, p, k);
-    clock.lap(&CurvatureTiming::checks_ms);
     pending_bytes += bytes;
     pending.push_back(std::move(pd));
   }
 
-  // Waits for every pending solve, in submission order, and writes their rows.
+  // Runs the pending blocks' trace checks (HVPs on this thread's stream while the solver
+  // threads work), then waits for every solve, in submission order, and writes the rows.
   void finish_dense(PhaseClock& clock, CurvatureTiming* timing) {
     clock.restart();
+    for (PendingDense& pd : pending) pd.check = trace_check(pd.op, pd.p, pd.key);
+    clock.lap(&CurvatureTiming::checks_ms);
     while (!pending.empty()) {
       PendingDense& pd = pending.front();
       const GpuSolved<D> r = pd.solved.get();
