@@ -1,9 +1,15 @@
 #!/usr/bin/env python3
 """PyTorch's way to the same curvature checkpoint as bench_curvature / bench_cuda_curvature:
-the exact diagonal Hessian block of every layer of a 32-64-64-64-10 tanh MLP (batch 512) by
-torch.autograd.functional.hessian, and its full spectrum (numpy.linalg.eigvalsh on the CPU,
-torch.linalg.eigvalsh on CUDA). On CUDA it also times the local Hessian's many small unit
-blocks the way PyTorch would solve them: one batched eigvalsh of 64 blocks of 65×65.
+the exact diagonal Hessian block of every layer of a 32-64-64-64-10 tanh MLP (batch 512) and
+its full spectrum (numpy.linalg.eigvalsh on the CPU, torch.linalg.eigvalsh on CUDA). The
+block comes from PyTorch's fastest exact Hessian available: torch.func.hessian (forward over
+reverse, every column at once by vmap; PyTorch >= 2.0), else functorch's, else
+torch.autograd.functional.hessian (vectorised). On CUDA it also times the local Hessian's
+many small unit blocks the way PyTorch would solve them: one batched eigvalsh of 64 blocks
+of 65x65.
+
+Timed runs stop early once --time-limit seconds have been spent (the median is of the runs
+done; at least one), so the script fits a stage's time cap.
 
 Usage:
   compare_curvature_torch.py [--threads 2] [--layers 0,2,4,6]                 # CPU, float64
@@ -18,6 +24,57 @@ import numpy as np
 import torch
 
 
+def hessian_candidates(choice):
+    """[(name, f -> Hessian-of-f)] for the exact Hessian of a scalar function of one vector,
+    fastest first: forward over reverse (every column at once by vmap), reverse over reverse
+    (for builds without forward AD of log_softmax's backward, e.g. functorch 1.13), then
+    autograd.functional's vectorised Hessian."""
+    out = []
+    if choice in ("auto", "torch.func"):
+        try:
+            from torch.func import hessian, jacrev
+            out += [("torch.func.hessian", hessian), ("torch.func.jacrev(jacrev)", lambda f: jacrev(jacrev(f)))]
+        except ImportError:
+            pass
+    if choice in ("auto", "functorch"):
+        try:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                from functorch import jacfwd, jacrev
+            out += [("functorch.jacfwd(jacrev)", lambda f: jacfwd(jacrev(f))),
+                    ("functorch.jacrev(jacrev)", lambda f: jacrev(jacrev(f)))]
+        except ImportError:
+            pass
+    if choice in ("auto", "autograd"):
+        out.append(("torch.autograd.functional.hessian",
+                    lambda f: (lambda v: torch.autograd.functional.hessian(f, v, vectorize=True))))
+    if not out:
+        raise SystemExit(f"--hessian {choice}: not available in PyTorch {torch.__version__}")
+    return out
+
+
+class Hessian:
+    """The first candidate that works here; one that raises NotImplementedError (an operator
+    without the needed derivative) is dropped for the next."""
+
+    def __init__(self, choice):
+        self.candidates = hessian_candidates(choice)
+
+    @property
+    def name(self):
+        return self.candidates[0][0]
+
+    def __call__(self, f, v):
+        while True:
+            try:
+                return self.candidates[0][1](f)(v)
+            except NotImplementedError:
+                if len(self.candidates) == 1:
+                    raise
+                self.candidates.pop(0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -25,7 +82,11 @@ def main():
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--dtype", choices=["float32", "float64"], default=None,
                     help="default: float64 on the CPU, float32 on CUDA")
-    ap.add_argument("--repeats", type=int, default=None, help="timed runs (median; default 1 on cpu, 5 on cuda)")
+    ap.add_argument("--repeats", type=int, default=None, help="timed runs (median; default 1 on cpu, 3 on cuda)")
+    ap.add_argument("--time-limit", type=float, default=40.0,
+                    help="seconds: no further timed run starts once this much has been spent (default 40)")
+    ap.add_argument("--hessian", choices=["auto", "torch.func", "functorch", "autograd"], default="auto",
+                    help="how the exact block is formed (default: the fastest available)")
     ap.add_argument("--json", help="write {'checkpoint_ms': ..., 'eigvalsh_batched_64x65_ms': ...} here")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -34,7 +95,9 @@ def main():
     if cuda:
         torch.backends.cuda.matmul.allow_tf32 = False
     dt = getattr(torch, a.dtype or ("float32" if cuda else "float64"))
-    repeats = a.repeats or (5 if cuda else 1)
+    repeats = a.repeats or (3 if cuda else 1)
+    started = time.perf_counter()
+    hessian = Hessian(a.hessian)
     torch.manual_seed(0)
     sizes = [32, 64, 64, 64, 10]
     Ws = [(torch.randn(o, i, dtype=torch.float64) / i ** 0.5).to(dev, dt) for i, o in zip(sizes[:-1], sizes[1:])]
@@ -62,7 +125,7 @@ def main():
             k = idx // 2  # nn.Sequential index of the Linear -> its position among the Linears
             p = torch.cat([Ws[k].flatten(), bs[k]])
             nW = Ws[k].numel()
-            H = torch.autograd.functional.hessian(lambda v: loss_with(k, v[:nW], v[nW:]), p)
+            H = hessian(lambda v, k=k, nW=nW: loss_with(k, v[:nW], v[nW:]), p)
             ev = torch.linalg.eigvalsh(H) if cuda else torch.from_numpy(np.linalg.eigvalsh(H.numpy()))
             lam[idx] = (p.numel(), float(ev[-1]))
         sync()
@@ -78,10 +141,13 @@ def main():
         if cuda and r == 0:
             continue
         times.append(time.perf_counter() - t)
+        if time.perf_counter() - started > a.time_limit:
+            break
     ms = statistics.median(times) * 1e3
-    print(f"PyTorch {torch.__version__} {a.device} {str(dt).replace('torch.', '')}: "
+    print(f"PyTorch {torch.__version__} {a.device} {str(dt).replace('torch.', '')} ({hessian.name}): "
           f"all blocks + spectra {ms:.1f} ms (median of {len(times)})")
-    out = {"device": a.device, "torch": torch.__version__, "checkpoint_ms": ms}
+    out = {"device": a.device, "torch": torch.__version__, "hessian": hessian.name, "checkpoint_ms": ms,
+           "runs": len(times)}
 
     if cuda:  # the local Hessian's unit blocks: 64 symmetric 65x65, one batched call
         g = torch.Generator(device="cpu").manual_seed(1)
@@ -90,6 +156,8 @@ def main():
         torch.linalg.eigvalsh(B)
         batched = []
         for _ in range(5):
+            if batched and time.perf_counter() - started > a.time_limit:
+                break
             sync()
             t = time.perf_counter()
             torch.linalg.eigvalsh(B)

@@ -2,8 +2,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <future>
 #include <iomanip>
+#include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "core/memory.h"
 #include "diagnostics/eigen.h"
@@ -25,9 +30,32 @@ using json = nlohmann::json;
 
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Adds the milliseconds since the last lap (or construction) to a CurvatureTiming field;
+// does nothing without a timing struct.
+class PhaseClock {
+ public:
+  PhaseClock(CurvatureTiming* timing, Device device) : timing_(timing), device_(device), t_(Clock::now()) {}
+  // The device's queued work first, so the phase holds its own device time.
+  void lap(double CurvatureTiming::*field) {
+    if (!timing_) return;
+#ifdef CURVNET_HAVE_CUDA
+    if (device_ == Device::cuda) cuda::context().synchronize();
+#endif
+    const Clock::time_point now = Clock::now();
+    timing_->*field += std::chrono::duration<double, std::milli>(now - t_).count();
+    t_ = now;
+  }
+  void restart() { t_ = Clock::now(); }
+
+ private:
+  CurvatureTiming* timing_;
+  Device device_;
+  Clock::time_point t_;
+};
 
 }  // namespace
 
@@ -35,8 +63,9 @@ struct CurvatureCheckpoint::Impl {
   DiagnosticsConfig config;
   uint64_t seed;
   int64_t N;
+  GpuDenseOptions gpu_options;
   virtual ~Impl() = default;
-  virtual CurvatureOutput run(int64_t step, const ModelSnapshot& s) = 0;
+  virtual CurvatureOutput run(int64_t step, const ModelSnapshot& s, CurvatureTiming* timing) = 0;
   CurvatureBlockHook block_hook;
 };
 
@@ -49,6 +78,119 @@ void upload(Device d, D* dst, const std::vector<double>& src, int64_t n) {
   device_copy(d, dst, Device::cpu, cast.data(), static_cast<size_t>(n) * sizeof(D));
 }
 
+#ifdef CURVNET_HAVE_CUDA
+// A dense block's spectrum from a solver thread.
+template <class D>
+struct GpuSolved {
+  std::vector<D> values;  // ascending
+  int info = 0;
+  double ms = 0;  // the solve on its thread
+};
+
+// Host threads, each with its own CUDA context (stream, cuBLAS and cuSOLVER handles) made
+// current for it and a DenseEigenSolver on that stream, solving the dense blocks handed to
+// them: one cuSOLVER handle runs its calls one after another whatever the streams, so
+// blocks on different threads are what overlaps. A thread's blocks run in the order they
+// were submitted. docs/gpu.md "Curvature checkpoints on the GPU".
+template <class D>
+class GpuSolverPool {
+ public:
+  GpuSolverPool(int threads, int device) {
+    try {
+      for (int i = 0; i < std::max(1, threads); ++i) {
+        lanes_.push_back(std::make_unique<Lane>());
+        Lane* l = lanes_.back().get();
+        l->thread = std::thread([l, device] { loop(*l, device); });
+      }
+    } catch (...) {  // no thread may outlive a pool that failed to start
+      stop();
+      throw;
+    }
+  }
+  GpuSolverPool(const GpuSolverPool&) = delete;
+  GpuSolverPool& operator=(const GpuSolverPool&) = delete;
+  ~GpuSolverPool() { stop(); }
+  int threads() const { return static_cast<int>(lanes_.size()); }
+
+  // Solves the p × p block at `block` (device; complete before the call, overwritten by
+  // syevd) on thread `lane` with the Jacobi kernel or syevd.
+  std::future<GpuSolved<D>> submit(int lane, D* block, int64_t p, bool jacobi) {
+    Lane& l = *lanes_.at(static_cast<size_t>(lane));
+    Task task([block, p, jacobi](cuda::DenseEigenSolver* solver, std::exception_ptr failed) {
+      if (!solver) std::rethrow_exception(failed);
+      const auto t0 = Clock::now();
+      GpuSolved<D> r;
+      r.values.resize(static_cast<size_t>(p));
+      r.info = solver->eigenvalues_to_host<D>(block, p, jacobi, r.values.data());
+      r.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      return r;
+    });
+    std::future<GpuSolved<D>> f = task.get_future();
+    {
+      std::lock_guard<std::mutex> lock(l.mu);
+      l.queue.push_back(std::move(task));
+    }
+    l.wake.notify_one();
+    return f;
+  }
+
+ private:
+  // A thread that could not start fails each of its blocks with why (`failed`).
+  using Task = std::packaged_task<GpuSolved<D>(cuda::DenseEigenSolver*, std::exception_ptr)>;
+  struct Lane {
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable wake;
+    std::deque<Task> queue;
+    bool stop = false;
+  };
+
+  // Each thread finishes what it was given, then ends.
+  void stop() noexcept {
+    for (auto& l : lanes_) {
+      {
+        std::lock_guard<std::mutex> lock(l->mu);
+        l->stop = true;
+      }
+      l->wake.notify_all();
+    }
+    for (auto& l : lanes_)
+      if (l->thread.joinable()) l->thread.join();
+  }
+
+  static void loop(Lane& l, int device) {
+    std::unique_ptr<cuda::Context> ctx;
+    std::unique_ptr<cuda::ContextScope> scope;
+    std::unique_ptr<cuda::DenseEigenSolver> solver;
+    std::exception_ptr failed;
+    try {
+      CN_CUDA_CHECK(cudaSetDevice(device));
+      ctx = std::make_unique<cuda::Context>();
+      scope = std::make_unique<cuda::ContextScope>(*ctx);
+      solver = std::make_unique<cuda::DenseEigenSolver>(ctx->stream());
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    for (;;) {
+      Task task;
+      {
+        std::unique_lock<std::mutex> lock(l.mu);
+        l.wake.wait(lock, [&] { return l.stop || !l.queue.empty(); });
+        if (l.queue.empty()) break;
+        task = std::move(l.queue.front());
+        l.queue.pop_front();
+      }
+      task(solver.get(), failed);
+    }
+    solver.reset();  // its work done and its memory back while this thread's context is current
+    scope.reset();
+    ctx.reset();
+  }
+
+  std::vector<std::unique_ptr<Lane>> lanes_;
+};
+#endif
+
 template <class D>
 struct TypedImpl final : CurvatureCheckpoint::Impl {
   Device device;  // where the model copy, the batch and every Hessian-vector product live
@@ -57,9 +199,7 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
   std::unique_ptr<HvpEngine<D>> eng;
   Buffer<D> x, target;  // the curvature batch, uploaded once
   MetricOptions metric_options;
-#ifdef CURVNET_HAVE_CUDA
-  std::unique_ptr<cuda::DenseEigenSolver> gpu_solver;  // made on first use, on the thread that runs checkpoints
-#endif
+  CurvatureOutput* out_ = nullptr;  // the run in progress
 
   TypedImpl(const DiagnosticsConfig& c, const std::vector<LayerSpec>& specs, int64_t n_inputs, LossKind lk,
             const std::vector<double>& xs, const std::vector<double>& ts, int64_t n, uint64_t sd, Device dev)
@@ -101,6 +241,10 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         CN_CHECK_MSG(static_cast<int64_t>(it->second.size()) >= v.size, "snapshot buffer " << it->first << " is short");
         upload(v.device, v.data, it->second, v.size);
       }
+  }
+
+  std::vector<D> loss_or_ggn_block(const CurvatureBatch<D>& b, size_t layer, CurvatureMode mode) {
+    return mode == CurvatureMode::hessian ? loss_block(*eng, b, layer) : ggn_block(*eng, b, layer);
   }
 
   CurvatureBatch<D> batch(int64_t step) const {
@@ -147,65 +291,169 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return ProbeKey{seed, curvature_draw_id(layer, kind), static_cast<uint64_t>(step)};
   }
 
-  // The one place a dense block's spectrum is computed: LAPACK ?syevd for a block on the
-  // host, cuSOLVER Xsyevd (on the current context's stream) for one built on the GPU
-  // (`where`). Also gives the block's diagonal.
-  EigResult<D> block_spectrum(const D* block, Device where, int64_t p, std::vector<double>* diag) {
-    std::vector<D> staged;
-    if (where != Device::cpu) {  // the host copy: the diagonal and the symmetry residual
-      staged.resize(static_cast<size_t>(p * p));
-      device_copy(Device::cpu, staged.data(), where, block, staged.size() * sizeof(D));
-    }
-    const D* host = where == Device::cpu ? block : staged.data();
-    diag->resize(static_cast<size_t>(p));
-    for (int64_t i = 0; i < p; ++i) (*diag)[i] = static_cast<double>(host[i * p + i]);
-#ifdef CURVNET_HAVE_CUDA
-    if (where == Device::cuda) {
-      if (!gpu_solver) gpu_solver = std::make_unique<cuda::DenseEigenSolver>(cuda::context().stream());
-      Buffer<D> work(p * p, Device::cuda), w(p, Device::cuda);  // syevd overwrites its input
-      device_copy(Device::cuda, work.data(), Device::cuda, block, static_cast<size_t>(p * p) * sizeof(D));
-      EigResult<D> r;
-      r.symmetry_residual = symmetry_residual(host, p);
-      r.info = gpu_solver->eigenvalues(work.data(), p, w.data());
-      r.values.resize(static_cast<size_t>(p));
-      device_copy(Device::cpu, r.values.data(), Device::cuda, w.data(), r.values.size() * sizeof(D));
-      return r;
-    }
-#endif
-    return eigh(host, p);
-  }
-
-  // A dense symmetric block (p × p on device `where`): spectrum, metrics, self-checks
-  // against the operator.
-  json dense_row(const D* block, Device where, int64_t p, const std::vector<bool>& is_bias, const DeviceOperator& op,
-                 const ProbeKey& k, std::vector<double>* eigenvalues, SpectralMetrics* metrics) {
-    std::vector<double> diag;
-    const EigResult<D> eig = block_spectrum(block, where, p, &diag);
-    eigenvalues->assign(eig.values.begin(), eig.values.end());
-    SpectralMetrics m = spectral_metrics(*eigenvalues, diag, is_bias, metric_options);
+  // A dense block's row from its spectrum (every value host-side), the metrics and the
+  // self-checks: the symmetry residual measured before the solve, the solver's info, and
+  // the trace from the eigenvalues against Hutchinson probes of the same block computed by
+  // Hessian-vector products (not from the dense matrix): an independent check.
+  json dense_row_from(const std::vector<double>& eigenvalues, const std::vector<double>& diag, double symmetry,
+                      int info, const std::vector<bool>& is_bias, const HutchinsonResult& h, SpectralMetrics* metrics) {
+    SpectralMetrics m = spectral_metrics(eigenvalues, diag, is_bias, metric_options);
     m.method = "dense";
     json row = to_json(m);
     *metrics = m;
-    row["symmetry_residual"] = json_number(eig.symmetry_residual);
-    row["solver_info"] = eig.info;
-    // Trace from the eigenvalues against Hutchinson probes of the same block, computed by
-    // Hessian-vector products (not from the dense matrix): an independent check.
-    const HutchinsonResult h = hutchinson_trace(op, p, static_cast<int>(config.probes), k);
+    row["symmetry_residual"] = json_number(symmetry);
+    row["solver_info"] = info;
     double tr = 0;
-    for (double v : *eigenvalues) tr += v;
+    for (double v : eigenvalues) tr += v;
     row["check_trace_hutchinson"] = json_number(h.trace);
     row["check_trace_stderr"] = json_number(h.standard_error);
     std::vector<std::string> failed;
     const double sym_tol = 1e3 * dtype_eps<D>();
-    if (!(eig.symmetry_residual <= sym_tol)) failed.push_back("symmetry residual above " + fmt(sym_tol));
-    if (eig.info != 0) failed.push_back("syevd info " + std::to_string(eig.info));
+    if (!(symmetry <= sym_tol)) failed.push_back("symmetry residual above " + fmt(sym_tol));
+    if (info != 0) failed.push_back("syevd info " + std::to_string(info));
     // Hutchinson's error is statistical: 5 standard errors, plus rounding of the sums.
     double scale = 0;
-    for (double v : *eigenvalues) scale += std::fabs(v);
+    for (double v : eigenvalues) scale += std::fabs(v);
     if (!(std::fabs(h.trace - tr) <= 5 * h.standard_error + 1e3 * dtype_eps<D>() * (scale + 1e-300)))
       failed.push_back("trace " + fmt(tr) + " vs Hutchinson " + fmt(h.trace) + " ± " + fmt(h.standard_error));
     row["checks"] = failed.empty() ? "passed" : "failed: " + join(failed);
     return row;
+  }
+
+  HutchinsonResult trace_check(const DeviceOperator& op, int64_t p, const ProbeKey& k) const {
+    return hutchinson_trace(op, p, static_cast<int>(config.probes), k);
+  }
+
+  // A dense block on the host (the CPU path): LAPACK ?syevd, metrics, self-checks.
+  json dense_row_host(const D* block, int64_t p, const std::vector<bool>& is_bias, const DeviceOperator& op,
+                      const ProbeKey& k, std::vector<double>* eigenvalues, SpectralMetrics* metrics,
+                      PhaseClock& clock) {
+    std::vector<double> diag(static_cast<size_t>(p));
+    for (int64_t i = 0; i < p; ++i) diag[i] = static_cast<double>(block[i * p + i]);
+    clock.lap(&CurvatureTiming::assembly_ms);
+    const EigResult<D> eig = eigh(block, p);
+    eigenvalues->assign(eig.values.begin(), eig.values.end());
+    clock.lap(&CurvatureTiming::eigensolver_ms);
+    const HutchinsonResult h = trace_check(op, p, k);
+    clock.lap(&CurvatureTiming::checks_ms);
+    json row = dense_row_from(*eigenvalues, diag, eig.symmetry_residual, eig.info, is_bias, h, metrics);
+    clock.lap(&CurvatureTiming::metrics_ms);
+    return row;
+  }
+
+#ifdef CURVNET_HAVE_CUDA
+  // A dense block built on the GPU, its row written when its solve returns (finish_dense):
+  // the block stays on the device until then.
+  struct PendingDense {
+    size_t row = 0;  // its place in the output's rows and observations
+    size_t layer = 0;
+    std::string prefix;
+    int64_t p = 0;
+    std::vector<bool> is_bias;
+    cuda::BlockSummary summary;
+    DeviceOperator op;  // the block's products, for its trace check
+    ProbeKey key;
+    HutchinsonResult check;
+    Buffer<D> block;
+    std::future<GpuSolved<D>> solved;
+    Clock::time_point started;
+    PendingDense() = default;
+    PendingDense(PendingDense&&) = default;
+    PendingDense& operator=(PendingDense&&) = delete;
+    // Never free a block a solver thread may still be writing (an abandoned checkpoint).
+    ~PendingDense() {
+      if (solved.valid()) solved.wait();
+    }
+  };
+  std::unique_ptr<GpuSolverPool<D>> pool;  // made on first use, by the thread that runs checkpoints
+  std::deque<PendingDense> pending;
+  std::vector<int64_t> submitted_sizes;  // this run's blocks, in order (their solver threads)
+  size_t pending_bytes = 0;
+
+  // Engine memory per HVP direction: the R-pass buffers of every layer and the two
+  // ping-pong buffers at the curvature batch, counted twice for the layers' own caches.
+  size_t hvp_bytes_per_direction() const {
+    int64_t widths = 0, widest = 0;
+    for (size_t i = 0; i < net->size(); ++i) {
+      widths += net->layer(i).out_features();
+      widest = std::max(widest, net->layer(i).out_features());
+    }
+    return static_cast<size_t>(N) * static_cast<size_t>(2 * widths + 2 * widest) * sizeof(D);
+  }
+
+  // Builds the block on the context's stream, reads its diagonal and symmetry residual on
+  // the device and hands it to a solver thread; the next block is built at once (its trace
+  // check waits for finish_dense, so no check delays a later block's solve). The row is a
+  // placeholder until finish_dense.
+  void start_dense_gpu(size_t row, size_t layer, CurvatureMode mode, const CurvatureBatch<D>& b,
+                       const DeviceOperator& op, const ProbeKey& k, const std::string& prefix, PhaseClock& clock,
+                       CurvatureTiming* timing) {
+    PendingDense pd;
+    pd.started = Clock::now();
+    pd.row = row;
+    pd.layer = layer;
+    pd.prefix = prefix;
+    pd.p = net->layer(layer).num_params();
+    pd.is_bias = bias_mask(layer);
+    const int64_t p = pd.p;
+    const size_t bytes = static_cast<size_t>(p * p) * sizeof(D);
+    if (!pending.empty() && pending_bytes + bytes > gpu_options.max_pending_bytes) finish_dense(clock, timing);
+    clock.restart();
+    hvp_block(*eng, b, layer, mode, pd.block, hvp_columns_per_product(p, hvp_bytes_per_direction(), gpu_options));
+    clock.lap(&CurvatureTiming::hvp_ms);
+    pd.summary = cuda::summarize_block<D>(pd.block.data(), p, cuda::context().stream());  // waits for the block
+    if (!pool || pool->threads() != gpu_options.solver_threads) {  // options change between runs only
+      pool.reset();
+      pool = std::make_unique<GpuSolverPool<D>>(gpu_options.solver_threads, cuda::context().device());
+    }
+    submitted_sizes.push_back(p);
+    const int lane = assign_blocks_to_threads(submitted_sizes, pool->threads()).back();
+    const bool jacobi = choose_gpu_eigen_solver(p, cuda::batched_max_n<D>(), gpu_options) == GpuEigenSolver::jacobi;
+    pd.solved = pool->submit(lane, pd.block.data(), p, jacobi);
+    pd.op = op;
+    pd.key = k;
+    clock.lap(&CurvatureTiming::assembly_ms);
+    pending_bytes += bytes;
+    pending.push_back(std::move(pd));
+  }
+
+  // Runs the pending blocks' trace checks (HVPs on this thread's stream while the solver
+  // threads work), then waits for every solve, in submission order, and writes the rows.
+  void finish_dense(PhaseClock& clock, CurvatureTiming* timing) {
+    clock.restart();
+    for (PendingDense& pd : pending) pd.check = trace_check(pd.op, pd.p, pd.key);
+    clock.lap(&CurvatureTiming::checks_ms);
+    while (!pending.empty()) {
+      PendingDense& pd = pending.front();
+      const GpuSolved<D> r = pd.solved.get();
+      clock.lap(&CurvatureTiming::eigensolver_ms);
+      if (timing) {
+        timing->solver_busy_ms += r.ms;
+        timing->solver_threads = pool->threads();
+      }
+      std::vector<double> eig(r.values.begin(), r.values.end());
+      CurvatureObservation& obs = out_->observations[pd.row];
+      json row = dense_row_from(eig, pd.summary.diagonal, pd.summary.symmetry_residual, r.info, pd.is_bias, pd.check,
+                                &obs.metrics);
+      row["block_method"] = "hvp_columns";
+      (*out_).spectra[pd.prefix + ".eigenvalues"] = std::move(eig);
+      (*out_).spectra[pd.prefix + ".tau"] = {obs.metrics.tau};
+      finish_row(pd.layer, obs.kind, &obs.metrics, &row, pd.started);
+      out_->rows[pd.row] = std::move(row);
+      pending_bytes -= static_cast<size_t>(pd.p * pd.p) * sizeof(D);
+      pending.pop_front();  // the block goes back to this thread's stream: its solve is over
+      clock.lap(&CurvatureTiming::metrics_ms);
+    }
+  }
+#endif
+
+  // What every per-layer row carries beyond its kind's own fields.
+  void finish_row(size_t layer, CurvatureKind kind, SpectralMetrics* metrics, json* row, Clock::time_point started) {
+    add_structural_rank(layer, kind, metrics, row);
+    (*row)["step"] = out_->step;
+    (*row)["layer"] = layer;
+    (*row)["kind"] = enum_name(kCurvatureKinds, kind);
+    (*row)["seconds"] = seconds_since(started);
   }
 
   // Lanczos (extremes, converged pairs), SLQ deflated by the converged pairs (the quadrature
@@ -303,11 +551,36 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     return s;
   }
 
-  CurvatureOutput run(int64_t step, const ModelSnapshot& s) override {
-    const auto t0 = std::chrono::steady_clock::now();
-    load(s);
+  CurvatureOutput run(int64_t step, const ModelSnapshot& s, CurvatureTiming* timing) override {
+    const auto t0 = Clock::now();
+    if (timing) *timing = CurvatureTiming{};
     CurvatureOutput out;
     out.step = step;
+    out_ = &out;
+#ifdef CURVNET_HAVE_CUDA
+    pending.clear();
+    pending_bytes = 0;
+    submitted_sizes.clear();
+    try {
+      run_blocks(step, s, out, timing);
+    } catch (...) {
+      pending.clear();  // waits for the solves in flight before their blocks are freed
+      pending_bytes = 0;
+      out_ = nullptr;
+      throw;
+    }
+#else
+    run_blocks(step, s, out, timing);
+#endif
+    out_ = nullptr;
+    out.seconds = seconds_since(t0);
+    if (timing) timing->total_ms = 1e3 * out.seconds;
+    return out;
+  }
+
+  void run_blocks(int64_t step, const ModelSnapshot& s, CurvatureOutput& out, CurvatureTiming* timing) {
+    PhaseClock clock(timing, device);
+    load(s);
     const CurvatureBatch<D> b = batch(step);
     std::vector<size_t> layers;
     if (config.layers.empty()) {
@@ -324,13 +597,16 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
     for (const CurvatureKind kind : config.kinds)
       count += kind == CurvatureKind::full_top ? 1 : static_cast<int>(layers.size());
     int index = 0;
+    auto dense = [&](size_t layer, CurvatureKind kind) {
+      return (kind == CurvatureKind::loss || kind == CurvatureKind::ggn) &&
+             net->layer(layer).num_params() <= config.dense_max_params;
+    };
     auto announce = [&](int64_t layer, CurvatureKind kind) {
       if (!block_hook) return;
       CurvatureBlock blk{step, layer, kind, 0, false, index++, count};
       if (layer >= 0) {
         blk.n_params = net->layer(static_cast<size_t>(layer)).num_params();
-        blk.dense =
-            (kind == CurvatureKind::loss || kind == CurvatureKind::ggn) && blk.n_params <= config.dense_max_params;
+        blk.dense = dense(static_cast<size_t>(layer), kind);
       }
       if (!block_hook(blk)) throw CurvatureAbandoned();
     };
@@ -344,24 +620,36 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
       }
       for (size_t layer : layers) {
         announce(static_cast<int64_t>(layer), kind);
-        const auto tk = std::chrono::steady_clock::now();
+        const auto tk = Clock::now();
+        const size_t at = out.rows.size();
         out.observations.push_back({static_cast<int64_t>(layer), kind, {}, std::nullopt});
-        json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations.back().metrics);
-        add_structural_rank(layer, kind, &out.observations.back().metrics, &row);
-        row["step"] = step;
-        row["layer"] = layer;
-        row["kind"] = kind_name;
-        row["seconds"] = seconds_since(tk);
-        out.rows.push_back(std::move(row));
+        out.rows.emplace_back();
+        if (timing && dense(layer, kind)) ++timing->dense_blocks;
+#ifdef CURVNET_HAVE_CUDA
+        // On a GPU a dense block is solved on a solver thread while the next ones are built;
+        // its row is written when its solve returns, in its place.
+        if (device == Device::cuda && dense(layer, kind)) {
+          const CurvatureMode mode = kind == CurvatureKind::loss ? CurvatureMode::hessian : CurvatureMode::ggn;
+          const int64_t p = net->layer(layer).num_params();
+          const DeviceOperator op = to_operator(layer_matvec(*eng, b, layer, mode), p);
+          start_dense_gpu(at, layer, mode, b, op, key(step, static_cast<int64_t>(layer), kind),
+                          kind_name + "." + std::to_string(layer), clock, timing);
+          continue;
+        }
+#endif
+        json row = layer_row(step, layer, kind, kind_name, b, &out.spectra, &out.observations[at].metrics, clock);
+        finish_row(layer, kind, &out.observations[at].metrics, &row, tk);
+        out.rows[at] = std::move(row);
       }
     }
-    out.seconds = seconds_since(t0);
-    return out;
+#ifdef CURVNET_HAVE_CUDA
+    finish_dense(clock, timing);
+#endif
   }
 
   json layer_row(int64_t step, size_t layer, CurvatureKind kind, const std::string& kind_name,
                  const CurvatureBatch<D>& b, std::map<std::string, std::vector<double>>* spectra,
-                 SpectralMetrics* metrics) {
+                 SpectralMetrics* metrics, PhaseClock& clock) {
     const int64_t p = net->layer(layer).num_params();
     const std::string prefix = kind_name + "." + std::to_string(layer);
     const ProbeKey k = key(step, static_cast<int64_t>(layer), kind);
@@ -373,17 +661,14 @@ struct TypedImpl final : CurvatureCheckpoint::Impl {
         const DeviceOperator op = to_operator(layer_matvec(*eng, b, layer, mode), p);
         if (p > config.dense_max_params) return iterative_row(op, p, k, prefix, spectra, metrics);
         // The Kronecker form is a CPU path; on a GPU the block comes from batched HVP
-        // columns and stays there until its spectrum.
-        const bool kron = device == Device::cpu && kron_applicable(*net, layer, b.ctx.training);
-        std::vector<D> host_block;
-        Buffer<D> device_block;
-        if (kron)
-          host_block = kron_block(*eng, b, layer, mode);
-        else
-          hvp_block(*eng, b, layer, mode, device_block);
+        // columns and is solved there (run_blocks: start_dense_gpu).
+        const bool kron = kron_applicable(*net, layer, b.ctx.training);
+        CN_CHECK_MSG(device == Device::cpu, "a dense block on the GPU goes to start_dense_gpu");
+        clock.restart();
+        std::vector<D> host_block = kron ? kron_block(*eng, b, layer, mode) : loss_or_ggn_block(b, layer, mode);
+        clock.lap(&CurvatureTiming::hvp_ms);
         std::vector<double> eig;
-        json row = kron ? dense_row(host_block.data(), Device::cpu, p, is_bias, op, k, &eig, metrics)
-                        : dense_row(device_block.data(), device, p, is_bias, op, k, &eig, metrics);
+        json row = dense_row_host(host_block.data(), p, is_bias, op, k, &eig, metrics, clock);
         row["block_method"] = kron ? "kronecker" : "hvp_columns";
         (*spectra)[prefix + ".eigenvalues"] = std::move(eig);
         (*spectra)[prefix + ".tau"] = {metrics->tau};
@@ -511,7 +796,13 @@ CurvatureCheckpoint::CurvatureCheckpoint(const DiagnosticsConfig& config, const 
     impl_ = std::make_unique<TypedImpl<double>>(config, specs, n_inputs, loss, x, target, N, seed, device);
 }
 CurvatureCheckpoint::~CurvatureCheckpoint() = default;
-CurvatureOutput CurvatureCheckpoint::run(int64_t step, const ModelSnapshot& s) { return impl_->run(step, s); }
+CurvatureOutput CurvatureCheckpoint::run(int64_t step, const ModelSnapshot& s, CurvatureTiming* timing) {
+  return impl_->run(step, s, timing);
+}
+void CurvatureCheckpoint::set_gpu_dense_options(const GpuDenseOptions& options) {
+  CN_CHECK_MSG(options.solver_threads >= 1, "GpuDenseOptions::solver_threads = " << options.solver_threads);
+  impl_->gpu_options = options;
+}
 int64_t CurvatureCheckpoint::batch() const { return impl_->N; }
 void CurvatureCheckpoint::set_block_hook(CurvatureBlockHook hook) { impl_->block_hook = std::move(hook); }
 

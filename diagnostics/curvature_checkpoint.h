@@ -5,8 +5,9 @@
 // diagnostics.dtype, on the device it is given: the training device), so training is
 // never disturbed: BatchNorm's running statistics are not updated, and Dropout masks and
 // probes come from RngStream::curvature keyed by (step, layer, kind). On CUDA the
-// Hessian-vector products and dense blocks run on the GPU; spectra are computed on the
-// host (dense blocks are copied over, Lanczos/SLQ/Hutchinson move one vector per product).
+// Hessian-vector products, dense blocks and their spectra run on the GPU, several blocks
+// at once on solver threads with their own CUDA contexts (docs/gpu.md "Curvature
+// checkpoints on the GPU"); rows keep their order.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,7 @@
 #include "config/config.h"
 #include "core/device.h"
 #include "diagnostics/alarms.h"
+#include "diagnostics/eigen.h"
 #include "kernels/loss.h"
 
 namespace cn {
@@ -30,6 +32,24 @@ struct CurvatureOutput {
   std::vector<CurvatureObservation> observations;      // the same rows' metrics, typed (for the alarms)
   std::map<std::string, std::vector<double>> spectra;  // spectra/step_N.safetensors tensors
   double seconds = 0;
+};
+
+// Where a checkpoint's time went, in milliseconds, filled by run() when asked for. Each part
+// is a host clock around work the device has finished (only when timing is asked for, the
+// device is synchronised at the end of each phase), the parts never overlap on the calling
+// thread, so they add up to at most total_ms (the rest: loading the snapshot, rows of other
+// kinds, bookkeeping). docs/gpu.md "Curvature checkpoints on the GPU".
+struct CurvatureTiming {
+  double hvp_ms = 0;          // dense blocks built: HVP columns (GPU, CPU) or the Kronecker form (CPU)
+  double assembly_ms = 0;     // their diagonals and symmetry residuals; on the GPU the hand-over to a solver thread
+  double eigensolver_ms = 0;  // their spectra: LAPACK (CPU); on the GPU the wait for the solver threads
+                              // that other work did not hide
+  double metrics_ms = 0;      // spectral metrics, rows and spectra of the dense blocks
+  double checks_ms = 0;       // the dense blocks' Hutchinson trace checks (HVPs)
+  double total_ms = 0;        // run() from start to end
+  double solver_busy_ms = 0;  // GPU: the solver threads' own solve times, summed (overlaps the parts)
+  int solver_threads = 0;     // GPU: threads that solved blocks (0 on the CPU)
+  int dense_blocks = 0;
 };
 
 // The model's state at a checkpoint, as float64 host values in layout order.
@@ -69,7 +89,11 @@ class CurvatureCheckpoint {
   CurvatureCheckpoint& operator=(const CurvatureCheckpoint&) = delete;
 
   // Throws CurvatureAbandoned when the block hook says stop (nothing of the step is kept).
-  CurvatureOutput run(int64_t step, const ModelSnapshot& snapshot);
+  // With `timing`, also the breakdown of the time (synchronising the device between phases).
+  CurvatureOutput run(int64_t step, const ModelSnapshot& snapshot, CurvatureTiming* timing = nullptr);
+  // How dense blocks are built and solved on the GPU (no effect on the CPU). The results do
+  // not depend on it: the same eigenvalues whatever the solver threads.
+  void set_gpu_dense_options(const GpuDenseOptions& options);
   void set_block_hook(CurvatureBlockHook hook);
   int64_t batch() const;
 

@@ -491,4 +491,33 @@ template struct BatchedEigResult<double>;
 template BatchedEigResult<float> eigh_batched<float>(const float*, int64_t, int64_t);
 template BatchedEigResult<double> eigh_batched<double>(const double*, int64_t, int64_t);
 
+GpuEigenSolver choose_gpu_eigen_solver(int64_t n, int64_t kernel_max_n, const GpuDenseOptions& opt) {
+  return n <= std::min(opt.jacobi_max_n, kernel_max_n) ? GpuEigenSolver::jacobi : GpuEigenSolver::syevd;
+}
+
+int64_t hvp_columns_per_product(int64_t p, size_t bytes_per_direction, const GpuDenseOptions& opt) {
+  int64_t k = opt.hvp_chunk;
+  if (k <= 0) {
+    constexpr int64_t kStep = 64, kMax = 1024;
+    const size_t per = std::max<size_t>(bytes_per_direction, 1);
+    k = static_cast<int64_t>(std::min<size_t>(opt.hvp_memory_bytes / per, kMax)) / kStep * kStep;
+    k = std::max(k, kStep);
+  }
+  return std::max<int64_t>(1, std::min(k, p));
+}
+
+std::vector<int> assign_blocks_to_threads(const std::vector<int64_t>& sizes, int threads) {
+  CN_CHECK_MSG(threads >= 1, "assign_blocks_to_threads: " << threads << " threads");
+  std::vector<double> load(static_cast<size_t>(threads), 0.0);
+  std::vector<int> out;
+  out.reserve(sizes.size());
+  for (int64_t n : sizes) {
+    const int t = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+    const double c = static_cast<double>(n);
+    load[static_cast<size_t>(t)] += c * c * c;
+    out.push_back(t);
+  }
+  return out;
+}
+
 }  // namespace cn

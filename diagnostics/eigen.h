@@ -14,6 +14,7 @@
 #include <functional>
 #include <vector>
 
+#include "config/enum_table.h"
 #include "core/device.h"
 
 namespace cn {
@@ -64,6 +65,53 @@ struct BatchedEigResult {
 // one LAPACK call per block, blocks in parallel (OpenMP).
 template <class T>
 BatchedEigResult<T> eigh_batched(const T* A, int64_t n, int64_t count);
+
+// ---------------------------------------------------------------------------------------
+// Dense blocks on the GPU: which solver, how many at once (docs/gpu.md "Curvature
+// checkpoints on the GPU")
+// ---------------------------------------------------------------------------------------
+
+// The GPU solver of one dense symmetric block's eigenvalues.
+//   jacobi  the shared-memory cyclic Jacobi kernel (kernels/cuda/eigen.h), one thread block
+//           for the matrix: no host round trips, but its work grows as n³ on one SM
+//   syevd   cusolverDnXsyevd: the tridiagonal reduction spread over the whole GPU
+enum class GpuEigenSolver { jacobi, syevd };
+inline constexpr EnumName<GpuEigenSolver> kGpuEigenSolvers[] = {{GpuEigenSolver::jacobi, "jacobi"},
+                                                                {GpuEigenSolver::syevd, "syevd"}};
+
+// How a curvature checkpoint builds and solves its dense blocks on the GPU. The defaults are
+// the documented policy; a benchmark may override each.
+struct GpuDenseOptions {
+  // A single block up to this width goes to the Jacobi kernel (when it also fits the
+  // kernel's shared memory on the device), wider ones to syevd. 0: always syevd.
+  int64_t jacobi_max_n = 128;
+  // Host threads solving blocks at once, each with its own CUDA context (stream, cuBLAS and
+  // cuSOLVER handles): one cuSOLVER handle runs its calls one after another, whatever the
+  // streams. 1: one block after another (on one thread beside the one building blocks).
+  int solver_threads = 4;
+  // HVP columns per batched product when a block is built; 0: as many as
+  // hvp_memory_bytes of the engine's buffers allow (64 … 1024, a multiple of 64).
+  int64_t hvp_chunk = 0;
+  size_t hvp_memory_bytes = size_t(512) << 20;
+  // Built blocks waiting on the device for their solve, at most this many bytes: one more
+  // block first waits for the solves in flight.
+  size_t max_pending_bytes = size_t(2) << 30;
+};
+
+// The solver for one n × n block: Jacobi when n ≤ min(jacobi_max_n, kernel_max_n), else
+// syevd. kernel_max_n is the widest block the Jacobi kernel holds on the device
+// (cn::cuda::batched_max_n<T>()); pure, so the policy is tested without a GPU.
+GpuEigenSolver choose_gpu_eigen_solver(int64_t n, int64_t kernel_max_n, const GpuDenseOptions& opt);
+
+// HVP columns per batched product for a block (hvp_chunk when set): the engine keeps about
+// `bytes_per_direction` per direction (its R-pass buffers over the layers at the batch).
+int64_t hvp_columns_per_product(int64_t p, size_t bytes_per_direction, const GpuDenseOptions& opt);
+
+// The solver thread of each block, in the order the blocks are built: each to the thread
+// with the least n³ assigned so far (ties: the lowest thread), so a block's thread depends
+// only on the blocks before it and can be chosen as soon as it is built. Which thread
+// solves a block never changes its eigenvalues; this only balances the load.
+std::vector<int> assign_blocks_to_threads(const std::vector<int64_t>& sizes, int threads);
 
 // ---------------------------------------------------------------------------------------
 // Iterative (double precision; the operator is a callback)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <memory>
 
+#include "kernels/ops.h"
 #include "kernels/rops.h"
 
 namespace cn {
@@ -44,13 +45,20 @@ void hvp_block(HvpEngine<T>& eng, const CurvatureBatch<T>& b, size_t layer, Curv
   const Device d = eng.net().device();
   out.set_device(d);
   out.resize(p * p);
-  // The unit directions of every chunk from one upload: row k of E (stride 2p) holds its
+  // The unit directions of every chunk from one buffer: row k of E (stride 2p) holds its
   // single 1 at p + k, so E + (p - j0) read with stride 2p is rows j0..j0+K-1 of the
-  // identity (each row stays inside its own 2p values since 0 <= j0 < p).
-  std::vector<T> host(static_cast<size_t>(chunk * 2 * p), T(0));
-  for (int64_t k = 0; k < chunk; ++k) host[k * 2 * p + p + k] = T(1);
-  Buffer<T> E(chunk * 2 * p, d);
-  to_device(d, E.data(), host.data(), chunk * 2 * p);
+  // identity (each row stays inside its own 2p values since 0 <= j0 < p). The ones sit
+  // 2p + 1 apart from index p: E is zeroed where it lives and e_0 (2p + 1 long) is added
+  // to each of `chunk` rows of width 2p + 1 from there, so only 2p + 1 values travel
+  // (the chunk × 2p matrix was 8.5 MB per block at 256 columns and p = 4160).
+  const int64_t wide = 2 * p + 1;
+  Buffer<T> E(p + chunk * wide, d);
+  device_zero(d, E.data(), static_cast<size_t>(E.size()) * sizeof(T));
+  std::vector<T> e0(static_cast<size_t>(wide), T(0));
+  e0[0] = T(1);
+  Buffer<T> first(wide, d);
+  to_device(d, first.data(), e0.data(), wide);
+  CN_DISPATCH(d, add_row_vector<T>, E.data() + p, first.data(), chunk, wide);
   for (int64_t j0 = 0; j0 < p; j0 += chunk) {
     const int64_t K = std::min(chunk, p - j0);
     // H e_j is column j, which is row j: K consecutive rows of the row-major block.

@@ -12,6 +12,7 @@
 // formulas (a_pp −= t a_pq, a_qq += t a_pq, a_pq = 0), which keep the rounding of the
 // eigenvalue estimates at the size of the rotated element.
 #include <climits>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
@@ -265,6 +266,61 @@ __global__ void __launch_bounds__(kJacobiMaxThreads)
   if (info != nullptr && tid == 0) info[blockIdx.x] = converged ? 0 : 1;
 }
 
+// ---- block summary ---------------------------------------------------------------------------
+
+constexpr int kTile = 32, kTileRows = 8;  // 32 × 8 threads per 32 × 32 tile
+
+// Tile (by, bx) of A: Σ (a_ij − a_ji)² and Σ a_ij² over its entries, into partial[tile]
+// (two doubles). The transposed tile (bx, by) is staged in shared memory so both reads
+// are coalesced; the sums reduce in a fixed order (warp shuffles, then the 8 warps).
+template <class T>
+__global__ void symmetry_partials_kernel(const T* __restrict__ A, int n, double* __restrict__ partial) {
+  __shared__ T tile[kTile][kTile + 1];
+  __shared__ double warp_num[kTileRows], warp_den[kTileRows];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int bx = blockIdx.x, by = blockIdx.y;
+  for (int r = ty; r < kTile; r += kTileRows) {  // tile[r][c] = A[bx·32 + r][by·32 + c]
+    const int row = bx * kTile + r, col = by * kTile + tx;
+    tile[r][tx] = (row < n && col < n) ? A[static_cast<int64_t>(row) * n + col] : T(0);
+  }
+  __syncthreads();
+  double num = 0, den = 0;
+  for (int r = ty; r < kTile; r += kTileRows) {
+    const int i = by * kTile + r, j = bx * kTile + tx;
+    if (i < n && j < n) {
+      const double a = static_cast<double>(A[static_cast<int64_t>(i) * n + j]);
+      const double d = a - static_cast<double>(tile[tx][r]);  // A[j][i]
+      num += d * d;
+      den += a * a;
+    }
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    num += __shfl_down_sync(0xffffffffu, num, off);
+    den += __shfl_down_sync(0xffffffffu, den, off);
+  }
+  if (tx == 0) {
+    warp_num[ty] = num;
+    warp_den[ty] = den;
+  }
+  __syncthreads();
+  if (tx == 0 && ty == 0) {
+    double sn = 0, sd = 0;
+    for (int w = 0; w < kTileRows; ++w) {
+      sn += warp_num[w];
+      sd += warp_den[w];
+    }
+    const int64_t t = static_cast<int64_t>(by) * gridDim.x + bx;
+    partial[2 * t] = sn;
+    partial[2 * t + 1] = sd;
+  }
+}
+
+template <class T>
+__global__ void diagonal_kernel(const T* __restrict__ A, int64_t n, double* __restrict__ d) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) d[i] = static_cast<double>(A[i * n + i]);
+}
+
 // ---- cuSOLVER ------------------------------------------------------------------------------
 
 template <class T>
@@ -405,6 +461,44 @@ void eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev, 
   if (host_bytes > 0) CN_CUDA_CHECK(cudaStreamSynchronize(s));
 }
 
+template <class T>
+BlockSummary summarize_block(const T* A_dev, int64_t n, cudaStream_t stream) {
+  CN_CHECK_MSG(n >= 0 && n <= INT32_MAX / 2, "summarize_block: n = " << n);
+  BlockSummary out;
+  out.diagonal.assign(static_cast<size_t>(n), 0.0);
+  if (n == 0) return out;
+  const int64_t tiles = (n + kTile - 1) / kTile;
+  const size_t partial_bytes = static_cast<size_t>(2 * tiles * tiles) * sizeof(double);
+  const size_t diag_bytes = static_cast<size_t>(n) * sizeof(double);
+  void* block = nullptr;
+  CN_CUDA_CHECK(cudaMallocAsync(&block, align_up(partial_bytes) + diag_bytes, stream));
+  double* partial = static_cast<double*>(block);
+  double* diag = reinterpret_cast<double*>(static_cast<unsigned char*>(block) + align_up(partial_bytes));
+  std::vector<double> host(static_cast<size_t>(2 * tiles * tiles));
+  try {
+    symmetry_partials_kernel<T>
+        <<<dim3(static_cast<unsigned>(tiles), static_cast<unsigned>(tiles)), dim3(kTile, kTileRows), 0, stream>>>(
+            A_dev, static_cast<int>(n), partial);
+    CN_CUDA_CHECK(cudaGetLastError());
+    diagonal_kernel<T><<<static_cast<unsigned>((n + 255) / 256), 256, 0, stream>>>(A_dev, n, diag);
+    CN_CUDA_CHECK(cudaGetLastError());
+    CN_CUDA_CHECK(cudaMemcpyAsync(host.data(), partial, partial_bytes, cudaMemcpyDeviceToHost, stream));
+    CN_CUDA_CHECK(cudaMemcpyAsync(out.diagonal.data(), diag, diag_bytes, cudaMemcpyDeviceToHost, stream));
+    CN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  } catch (...) {
+    CN_CUDA_WARN(cudaFreeAsync(block, stream));
+    throw;
+  }
+  CN_CUDA_CHECK(cudaFreeAsync(block, stream));
+  double num = 0, den = 0;
+  for (int64_t t = 0; t < tiles * tiles; ++t) {
+    num += host[static_cast<size_t>(2 * t)];
+    den += host[static_cast<size_t>(2 * t + 1)];
+  }
+  out.symmetry_residual = den > 0 ? std::sqrt(num / den) : 0.0;
+  return out;
+}
+
 // ---- DenseEigenSolver ----------------------------------------------------------------------
 
 DenseEigenSolver::DenseEigenSolver() { create(nullptr, true); }
@@ -431,7 +525,7 @@ void DenseEigenSolver::create(cudaStream_t stream, bool own_stream) {
 DenseEigenSolver::~DenseEigenSolver() { release(); }
 
 void DenseEigenSolver::release() noexcept {
-  for (DeviceBlock* b : {&work_, &copy_, &info_})
+  for (DeviceBlock* b : {&work_, &copy_, &info_, &values_})
     if (b->ptr) {
       CN_CUDA_WARN(cudaFreeAsync(b->ptr, stream_));
       b->ptr = nullptr;
@@ -546,6 +640,18 @@ int DenseEigenSolver::eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t 
   return read_max_info(info, count);
 }
 
+template <class T>
+int DenseEigenSolver::eigenvalues_to_host(T* A_dev, int64_t n, bool jacobi, T* W_host) {
+  CN_CHECK_MSG(n >= 0, "DenseEigenSolver::eigenvalues_to_host: n = " << n);
+  if (n == 0) return 0;
+  T* W = static_cast<T*>(grow(values_, static_cast<size_t>(n) * sizeof(T)));
+  const int info = jacobi ? eigenvalues_batched<T>(A_dev, n, 1, W) : eigenvalues<T>(A_dev, n, W);
+  // Both waited for this stream (reading info), so the values are complete.
+  CN_CUDA_CHECK(cudaMemcpyAsync(W_host, W, static_cast<size_t>(n) * sizeof(T), cudaMemcpyDeviceToHost, stream_));
+  synchronize();
+  return info;
+}
+
 #define CN_EIGEN_INSTANTIATE(T)                                                                                    \
   template int64_t batched_max_n<T>();                                                                             \
   template void eigenvalues_batched<T>(const T*, int64_t, int64_t, T*, cudaStream_t, int*);                        \
@@ -553,7 +659,9 @@ int DenseEigenSolver::eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t 
   template int DenseEigenSolver::eigenvalues<T>(T*, int64_t, T*);                                                  \
   template int DenseEigenSolver::eigenvalues_looped<T>(T*, int64_t, int64_t, T*);                                  \
   template int DenseEigenSolver::eigenvalues_batched<T>(const T*, int64_t, int64_t, T*);                           \
-  template int DenseEigenSolver::eigenvalues_batched_cusolver<T>(T*, int64_t, int64_t, T*);
+  template int DenseEigenSolver::eigenvalues_batched_cusolver<T>(T*, int64_t, int64_t, T*);                        \
+  template int DenseEigenSolver::eigenvalues_to_host<T>(T*, int64_t, bool, T*);                                    \
+  template BlockSummary summarize_block<T>(const T*, int64_t, cudaStream_t);
 CN_EIGEN_INSTANTIATE(float)
 CN_EIGEN_INSTANTIATE(double)
 #undef CN_EIGEN_INSTANTIATE

@@ -51,6 +51,18 @@ template <class T>
 void eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev, cusolverDnHandle_t h, cudaStream_t s,
                                   int* info_dev = nullptr);
 
+// What a curvature checkpoint needs of a dense block before its solve, read on the device
+// so the p × p matrix never crosses the bus: its diagonal and its symmetry residual
+// ‖A − Aᵀ‖_F / ‖A‖_F (0 for the zero matrix; cn::symmetry_residual's definition). The sums
+// are per 32 × 32 tile on the device and added in a fixed order on the host, so the result
+// repeats exactly. Waits for `stream` (A must be complete in its order).
+struct BlockSummary {
+  double symmetry_residual = 0;
+  std::vector<double> diagonal;  // n values
+};
+template <class T>
+BlockSummary summarize_block(const T* A_dev, int64_t n, cudaStream_t stream);
+
 // A cuSOLVER handle, a stream and a device workspace of its own. Not shared between
 // threads: one solver per thread; two solvers on two threads run concurrently. The
 // workspace grows (stream-ordered, cudaMallocAsync) and is never shrunk; it is freed with
@@ -93,6 +105,12 @@ class DenseEigenSolver {
   template <class T>
   int eigenvalues_batched_cusolver(T* A_dev, int64_t n, int64_t count, T* W_dev);
 
+  // One block's eigenvalues into host memory (W_host, n values, ascending): the Jacobi
+  // kernel (`jacobi`; A intact) or syevd (A overwritten), on this solver's stream. Returns
+  // the solver's info (0 = converged).
+  template <class T>
+  int eigenvalues_to_host(T* A_dev, int64_t n, bool jacobi, T* W_host);
+
  private:
   struct DeviceBlock {
     void* ptr = nullptr;
@@ -110,7 +128,7 @@ class DenseEigenSolver {
   bool owns_stream_ = false;
   cusolverDnHandle_t handle_ = nullptr;
   cusolverDnParams_t params_ = nullptr;
-  DeviceBlock work_, copy_, info_;
+  DeviceBlock work_, copy_, info_, values_;
   std::vector<unsigned char> host_work_;
   std::vector<int> host_info_;
 };

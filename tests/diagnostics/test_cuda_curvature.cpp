@@ -10,6 +10,57 @@
 #include <gtest/gtest.h>
 
 #include "core/device.h"
+#include "diagnostics/curvature_checkpoint.h"
+#include "layers/model.h"
+#include "test_util.h"
+
+// The time breakdown on the CPU (dense blocks by the Kronecker form in eval mode, by HVP
+// columns in train mode with Dropout): every part measured, the parts within the total,
+// and asking for it changes no result.
+TEST(CurvatureTiming, PartsWithinTheTotalOnTheCpu) {
+  cn::ModelConfig mc;
+  mc.activation = cn::LayerKind::tanh;
+  mc.init = cn::Init::xavier_normal;
+  mc.layers = {cn::test::L("linear", 12), cn::test::L("tanh"), cn::test::L("dropout", 0, 0.2),
+               cn::test::L("linear", 3)};
+  const int64_t I = 5, C = 3, N = 40;
+  const std::vector<cn::LayerSpec> specs = cn::resolve_layers(mc, C);
+  cn::Sequential<double> net(specs, I);
+  net.initialize(mc, 1);
+  cn::ModelSnapshot snap;
+  snap.params.assign(net.params().data(), net.params().data() + net.layout().total);
+  const std::vector<double> x = cn::test::random_vec(N * I, 3, -2.0, 2.0);
+  std::vector<double> y;
+  for (int64_t n = 0; n < N; ++n) y.push_back(static_cast<double>(n % C));
+  for (const char* mode : {"eval", "train"}) {
+    SCOPED_TRACE(mode);
+    cn::DiagnosticsConfig dc;
+    dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn};
+    dc.batch_size = N;
+    dc.mode = cn::parse_enum(cn::kDiagModes, mode, "diagnostics.mode");
+    cn::CurvatureCheckpoint ckpt(dc, specs, I, cn::LossKind::cross_entropy, x, y, N, 5, cn::Device::cpu);
+    const cn::CurvatureOutput plain = ckpt.run(3, snap);
+    cn::CurvatureTiming t;
+    const cn::CurvatureOutput timed = ckpt.run(3, snap, &t);
+    EXPECT_EQ(plain.spectra, timed.spectra);
+    ASSERT_EQ(plain.rows.size(), timed.rows.size());
+    for (size_t r = 0; r < plain.rows.size(); ++r) {
+      nlohmann::json a = plain.rows[r], b = timed.rows[r];
+      a.erase("seconds");
+      b.erase("seconds");
+      EXPECT_EQ(a, b) << "row " << r;
+    }
+    EXPECT_EQ(t.dense_blocks, 4);  // loss and ggn of both Linear layers
+    EXPECT_EQ(t.solver_threads, 0);
+    EXPECT_GT(t.hvp_ms, 0.0);
+    EXPECT_GT(t.eigensolver_ms, 0.0);
+    EXPECT_GT(t.checks_ms, 0.0);
+    EXPECT_GT(t.metrics_ms, 0.0);
+    EXPECT_GE(t.assembly_ms, 0.0);
+    EXPECT_LE(t.hvp_ms + t.assembly_ms + t.eigensolver_ms + t.metrics_ms + t.checks_ms, t.total_ms);
+    EXPECT_NEAR(t.total_ms, 1e3 * timed.seconds, 1e-9);
+  }
+}
 
 #ifdef CURVNET_HAVE_CUDA
 #include <algorithm>
@@ -221,6 +272,106 @@ void expect_same_rows(const std::vector<json>& want, const std::vector<json>& go
       EXPECT_NEAR(x, y, bound);
     }
   }
+}
+
+// Dense blocks solved on 1, 2 and 4 solver threads give the same bits (a thread's solver
+// never changes a block's eigenvalues), and the same rows apart from their timings; the
+// solver choice (Jacobi up to jacobi_max_n, else syevd) changes the values only within
+// rounding. The blocks: 84, 130, 20 and 44 parameters (syevd for 130 by default, Jacobi
+// for the rest) in float64 and float32, rank-deficient ones among them (the output layer's
+// loss block: its rank is at most (C − 1)·(10 + 1) = 33 of 44).
+TEST(CudaCurvatureSolvers, ConcurrentEqualsSequential) {
+  CN_REQUIRE_GPU();
+  for (const char* dtype : {"float64", "float32"}) {
+    SCOPED_TRACE(dtype);
+    Problem p(dtype, "eval");
+    p.dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::ggn};
+    p.dc.dense_max_params = 200;  // every Linear layer dense
+    auto run = [&](GpuDenseOptions o) {
+      CurvatureCheckpoint ckpt(p.dc, p.specs, Problem::I, LossKind::cross_entropy, p.x, p.y, Problem::N, 5,
+                               Device::cuda);
+      ckpt.set_gpu_dense_options(o);
+      return ckpt.run(7, p.snap);
+    };
+    GpuDenseOptions o;
+    o.solver_threads = 1;
+    const CurvatureOutput one = run(o);
+    for (int threads : {2, 4}) {
+      o.solver_threads = threads;
+      const CurvatureOutput many = run(o);
+      EXPECT_EQ(one.spectra, many.spectra) << threads << " threads";
+      ASSERT_EQ(one.rows.size(), many.rows.size());
+      for (size_t r = 0; r < one.rows.size(); ++r) {
+        json a = one.rows[r], b = many.rows[r];
+        a.erase("seconds");
+        b.erase("seconds");
+        EXPECT_EQ(a, b) << "row " << r << ", " << threads << " threads";
+      }
+    }
+    // Another solver choice (all syevd; all Jacobi where the kernel holds them): the same
+    // spectra within rounding, rows in the same order.
+    const Tolerance& tol = std::string(dtype) == "float64" ? kFloat64 : kFloat32;
+    for (int64_t jacobi_max_n : {int64_t(0), int64_t(1000)}) {
+      GpuDenseOptions other;
+      other.jacobi_max_n = jacobi_max_n;
+      const CurvatureOutput o2 = run(other);
+      expect_same_spectra(one.spectra, o2.spectra, tol);
+      ASSERT_EQ(one.rows.size(), o2.rows.size());
+      for (size_t r = 0; r < one.rows.size(); ++r) {
+        EXPECT_EQ(one.rows[r]["layer"], o2.rows[r]["layer"]);
+        EXPECT_EQ(one.rows[r]["kind"], o2.rows[r]["kind"]);
+        if (tol.counts) EXPECT_EQ(o2.rows[r].value("checks", ""), "passed") << o2.rows[r].dump();
+      }
+    }
+    if (tol.counts)  // float64: the self-checks' tolerances are float64's
+      for (const json& row : one.rows) EXPECT_EQ(row.value("checks", ""), "passed") << row.dump();
+  }
+}
+
+// A small pending budget makes the checkpoint finish solves before building more blocks:
+// the same output.
+TEST(CudaCurvatureSolvers, PendingBudgetKeepsTheOutput) {
+  CN_REQUIRE_GPU();
+  Problem p("float64", "train");
+  p.dc.kinds = {cn::CurvatureKind::loss, cn::CurvatureKind::local, cn::CurvatureKind::ggn};
+  p.dc.dense_max_params = 200;
+  auto run = [&](GpuDenseOptions o) {
+    CurvatureCheckpoint ckpt(p.dc, p.specs, Problem::I, LossKind::cross_entropy, p.x, p.y, Problem::N, 5, Device::cuda);
+    ckpt.set_gpu_dense_options(o);
+    return ckpt.run(7, p.snap);
+  };
+  GpuDenseOptions tight;
+  tight.max_pending_bytes = 1;  // one block at a time
+  const CurvatureOutput a = run(GpuDenseOptions{}), b = run(tight);
+  EXPECT_EQ(a.spectra, b.spectra);
+  ASSERT_EQ(a.rows.size(), b.rows.size());
+  for (size_t r = 0; r < a.rows.size(); ++r) {
+    json x = a.rows[r], y = b.rows[r];
+    x.erase("seconds");
+    y.erase("seconds");
+    EXPECT_EQ(x, y) << "row " << r;
+  }
+}
+
+// The breakdown on the GPU: every dense part measured, the parts within the total, the
+// solver threads reported; asking for it changes no result.
+TEST(CudaCurvatureSolvers, TimingBreakdown) {
+  CN_REQUIRE_GPU();
+  Problem p("float32", "eval");
+  p.dc.kinds = {cn::CurvatureKind::loss};
+  p.dc.dense_max_params = 200;
+  CurvatureCheckpoint ckpt(p.dc, p.specs, Problem::I, LossKind::cross_entropy, p.x, p.y, Problem::N, 5, Device::cuda);
+  const CurvatureOutput plain = ckpt.run(7, p.snap);
+  CurvatureTiming t;
+  const CurvatureOutput timed = ckpt.run(7, p.snap, &t);
+  EXPECT_EQ(plain.spectra, timed.spectra);
+  EXPECT_EQ(t.dense_blocks, 4);  // the three Linear layers and BatchNorm
+  EXPECT_EQ(t.solver_threads, GpuDenseOptions{}.solver_threads);
+  for (double part : {t.hvp_ms, t.assembly_ms, t.eigensolver_ms, t.metrics_ms, t.checks_ms}) EXPECT_GE(part, 0.0);
+  EXPECT_GT(t.hvp_ms, 0.0);
+  EXPECT_GT(t.checks_ms, 0.0);
+  EXPECT_GT(t.solver_busy_ms, 0.0);
+  EXPECT_LE(t.hvp_ms + t.assembly_ms + t.eigensolver_ms + t.metrics_ms + t.checks_ms, t.total_ms);
 }
 
 class CudaCurvature : public ::testing::TestWithParam<std::string> {};

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -24,6 +25,8 @@
 #include <vector>
 
 #include "core/device.h"
+#include "core/error.h"
+#include "diagnostics/eigen.h"
 
 #ifdef CURVNET_HAVE_CUDA
 #include "core/error.h"
@@ -390,6 +393,129 @@ TYPED_TEST(CudaEigen, TwoSolversOnTwoThreads) {
   }
 }
 
+// The block summary a checkpoint reads on the device against cn::symmetry_residual and the
+// diagonal on the host: a symmetric block (residual 0 exactly: every tile sums zeros), a
+// perturbed one, a rank-deficient one, widths that are not multiples of the 32-wide tile.
+TYPED_TEST(CudaEigen, BlockSummaryMatchesTheHost) {
+  CN_REQUIRE_GPU();
+  using T = TypeParam;
+  for (int64_t n : {1, 33, 100, 257}) {
+    std::vector<T> sym = cast<T>(random_symmetric(n, 1, 900 + static_cast<uint32_t>(n)));
+    std::vector<T> skew = sym;
+    std::mt19937 rng(7);
+    std::normal_distribution<double> nd(0.0, 1e-3);
+    for (auto& v : skew) v += static_cast<T>(nd(rng));
+    std::vector<T> deficient = cast<T>(low_rank_psd(n, std::max<int64_t>(1, n / 4), 1, 950));
+    for (const std::vector<T>* A : {&sym, &skew, &deficient}) {
+      const std::string what = "n=" + std::to_string(n) +
+                               (A == &sym    ? " symmetric"
+                                : A == &skew ? " skew"
+                                             : " low rank");
+      const Buffer<T> Ad = upload(*A);
+      const cuda::BlockSummary s = cuda::summarize_block<T>(Ad.data(), n, cuda::context().stream());
+      const double want = symmetry_residual<T>(A->data(), n);
+      if (A == &skew && n > 1)
+        EXPECT_NEAR(s.symmetry_residual, want, 1e-12 * want) << what;
+      else
+        EXPECT_EQ(s.symmetry_residual, 0.0) << what;
+      ASSERT_EQ(static_cast<int64_t>(s.diagonal.size()), n) << what;
+      for (int64_t i = 0; i < n; ++i) EXPECT_EQ(s.diagonal[i], static_cast<double>((*A)[i * n + i])) << what;
+      // Deterministic: the same bits again.
+      EXPECT_EQ(cuda::summarize_block<T>(Ad.data(), n, cuda::context().stream()).symmetry_residual, s.symmetry_residual)
+          << what;
+    }
+  }
+}
+
+// One block to the host by either solver (the policy's two choices), rank-deficient blocks
+// included: both against LAPACK.
+TYPED_TEST(CudaEigen, EigenvaluesToHostEitherSolver) {
+  CN_REQUIRE_GPU();
+  using T = TypeParam;
+  cuda::DenseEigenSolver solver(cuda::context().stream());
+  for (int64_t n : {40, 120, 300}) {
+    const std::vector<T> A = cast<T>(low_rank_psd(n, n / 3, 1, 960 + static_cast<uint32_t>(n)));
+    const std::vector<double> want = reference(A, n, 1);
+    for (bool jacobi : {true, false}) {
+      if (jacobi && n > cuda::batched_max_n<T>()) continue;
+      const std::string what = "n=" + std::to_string(n) + (jacobi ? " jacobi" : " syevd");
+      Buffer<T> Ad = upload(A);
+      std::vector<T> got(static_cast<size_t>(n), std::numeric_limits<T>::quiet_NaN());
+      EXPECT_EQ(solver.eigenvalues_to_host<T>(Ad.data(), n, jacobi, got.data()), 0) << what;
+      EXPECT_EQ(count_nonfinite(got), 0) << what;
+      EXPECT_LE(rel_error(got, want, n, 1), tolerance<T>(n)) << what;
+    }
+  }
+}
+
+// Blocks solved on four threads, each with its own context (stream, handles) made current,
+// give exactly the values of the same blocks solved one after another on one solver: the
+// same solver on the same matrix whatever the stream. Rank-deficient and full-rank blocks,
+// sizes on both sides of the Jacobi limit; every result also against LAPACK.
+TYPED_TEST(CudaEigen, ConcurrentSolvesEqualSequential) {
+  CN_REQUIRE_GPU();
+  using T = TypeParam;
+  const int64_t sizes[] = {650, 64, 300, 90, 257, 33, 500, 128};
+  const size_t count = std::size(sizes);
+  std::vector<std::vector<T>> blocks;
+  std::vector<std::vector<double>> want;
+  for (size_t b = 0; b < count; ++b) {
+    const int64_t n = sizes[b];
+    blocks.push_back(cast<T>(b % 2 ? low_rank_psd(n, n / 2, 1, 970 + static_cast<uint32_t>(b))
+                                   : random_symmetric(n, 1, 980 + static_cast<uint32_t>(b))));
+    want.push_back(reference(blocks.back(), n, 1));
+  }
+  GpuDenseOptions policy;
+  auto jacobi = [&](int64_t n) {
+    return choose_gpu_eigen_solver(n, cuda::batched_max_n<T>(), policy) == GpuEigenSolver::jacobi;
+  };
+  // One after another.
+  std::vector<std::vector<T>> sequential(count);
+  {
+    cuda::DenseEigenSolver solver(cuda::context().stream());
+    for (size_t b = 0; b < count; ++b) {
+      Buffer<T> Ad = upload(blocks[b]);
+      sequential[b].assign(static_cast<size_t>(sizes[b]), std::numeric_limits<T>::quiet_NaN());
+      EXPECT_EQ(solver.eigenvalues_to_host<T>(Ad.data(), sizes[b], jacobi(sizes[b]), sequential[b].data()), 0);
+    }
+  }
+  // Four threads with their own contexts, blocks as the checkpoint assigns them.
+  std::vector<int64_t> order(sizes, sizes + count);
+  const std::vector<int> thread_of = assign_blocks_to_threads(order, 4);
+  std::vector<std::vector<T>> concurrent(count);
+  std::vector<Buffer<T>> inputs;
+  for (size_t b = 0; b < count; ++b) inputs.push_back(upload(blocks[b]));
+  int device = 0;
+  CN_CUDA_CHECK(cudaGetDevice(&device));
+  std::string errors[4];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      try {
+        CN_CUDA_CHECK(cudaSetDevice(device));
+        cuda::Context ctx;
+        cuda::ContextScope scope(ctx);
+        cuda::DenseEigenSolver solver(ctx.stream());
+        for (size_t b = 0; b < count; ++b) {
+          if (thread_of[b] != t) continue;
+          concurrent[b].assign(static_cast<size_t>(sizes[b]), std::numeric_limits<T>::quiet_NaN());
+          const int info =
+              solver.eigenvalues_to_host<T>(inputs[b].data(), sizes[b], jacobi(sizes[b]), concurrent[b].data());
+          if (info != 0) errors[t] += "block " + std::to_string(b) + " info " + std::to_string(info) + "; ";
+        }
+      } catch (const std::exception& e) {
+        errors[t] += e.what();
+      }
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 4; ++t) EXPECT_TRUE(errors[t].empty()) << "thread " << t << ": " << errors[t];
+  for (size_t b = 0; b < count; ++b) {
+    const std::string what = "block " + std::to_string(b) + " n=" + std::to_string(sizes[b]);
+    EXPECT_EQ(concurrent[b], sequential[b]) << what;
+    EXPECT_LE(rel_error(concurrent[b], want[b], sizes[b], 1), tolerance<T>(sizes[b])) << what;
+  }
+}
+
 // Lanczos, SLQ and Hutchinson with their vectors (the Lanczos basis included) on the GPU
 // give what they give with host vectors: the same recurrences, only the summation order
 // of the products differs.
@@ -452,3 +578,66 @@ TEST(CudaIterative, DeviceVectorsMatchHostVectors) {
 TEST(CudaEigen, NotBuilt) { GTEST_SKIP() << "curvnet was built without the CUDA backend"; }
 
 #endif
+
+// ---- the GPU dense-block policy: pure functions, tested without a GPU -----------------------
+
+namespace {
+using cn::GpuDenseOptions;
+using cn::GpuEigenSolver;
+
+TEST(GpuEigenPolicy, JacobiUpToTheSmallerOfTheOptionAndTheKernelLimit) {
+  GpuDenseOptions o;
+  o.jacobi_max_n = 128;
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(1, 230, o), GpuEigenSolver::jacobi);
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(128, 230, o), GpuEigenSolver::jacobi);
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(129, 230, o), GpuEigenSolver::syevd);
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(4160, 230, o), GpuEigenSolver::syevd);
+  // The kernel's shared memory is the harder limit (float64 on an A100: 140).
+  o.jacobi_max_n = 200;
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(140, 140, o), GpuEigenSolver::jacobi);
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(141, 140, o), GpuEigenSolver::syevd);
+  // 0: always syevd.
+  o.jacobi_max_n = 0;
+  EXPECT_EQ(cn::choose_gpu_eigen_solver(1, 230, o), GpuEigenSolver::syevd);
+}
+
+TEST(GpuEigenPolicy, NameTable) {
+  EXPECT_STREQ(cn::enum_name(cn::kGpuEigenSolvers, GpuEigenSolver::jacobi), "jacobi");
+  EXPECT_STREQ(cn::enum_name(cn::kGpuEigenSolvers, GpuEigenSolver::syevd), "syevd");
+  for (const std::string& name : cn::enum_names(cn::kGpuEigenSolvers))
+    EXPECT_STREQ(cn::enum_name(cn::kGpuEigenSolvers, cn::parse_enum(cn::kGpuEigenSolvers, name, "solver")),
+                 name.c_str());
+  EXPECT_THROW(cn::parse_enum(cn::kGpuEigenSolvers, "syevj", "solver"), cn::InputError);
+}
+
+TEST(GpuEigenPolicy, HvpColumnsFromTheMemoryBudget) {
+  GpuDenseOptions o;
+  o.hvp_memory_bytes = size_t(512) << 20;
+  // 2 MiB per direction: 256 columns; always a multiple of 64 in [64, 1024], never above p.
+  EXPECT_EQ(cn::hvp_columns_per_product(4160, size_t(2) << 20, o), 256);
+  EXPECT_EQ(cn::hvp_columns_per_product(4160, size_t(3) << 20, o), 128);
+  EXPECT_EQ(cn::hvp_columns_per_product(4160, size_t(1) << 30, o), 64);
+  EXPECT_EQ(cn::hvp_columns_per_product(100000, 1, o), 1024);
+  EXPECT_EQ(cn::hvp_columns_per_product(100, size_t(2) << 20, o), 100);
+  o.hvp_chunk = 96;  // set: taken as it is
+  EXPECT_EQ(cn::hvp_columns_per_product(4160, size_t(2) << 20, o), 96);
+  EXPECT_EQ(cn::hvp_columns_per_product(50, size_t(2) << 20, o), 50);
+}
+
+TEST(GpuEigenPolicy, BlocksToThreadsByLoad) {
+  // The benchmark's four blocks on four threads: one each.
+  EXPECT_EQ(cn::assign_blocks_to_threads({2112, 4160, 4160, 650}, 4), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(cn::assign_blocks_to_threads({2112, 4160, 4160, 650}, 1), (std::vector<int>{0, 0, 0, 0}));
+  // The least n³ so far: the small ones share a thread, the second large block joins them.
+  EXPECT_EQ(cn::assign_blocks_to_threads({4160, 100, 100, 4160}, 2), (std::vector<int>{0, 1, 1, 1}));
+  // A block's thread depends only on the blocks before it.
+  const std::vector<int64_t> sizes = {300, 2000, 50, 900, 900, 4000, 10};
+  const std::vector<int> all = cn::assign_blocks_to_threads(sizes, 3);
+  for (size_t k = 1; k <= sizes.size(); ++k) {
+    const std::vector<int> prefix =
+        cn::assign_blocks_to_threads(std::vector<int64_t>(sizes.begin(), sizes.begin() + k), 3);
+    EXPECT_EQ(prefix, std::vector<int>(all.begin(), all.begin() + k)) << k;
+  }
+  EXPECT_THROW(cn::assign_blocks_to_threads({1}, 0), cn::Error);
+}
+}  // namespace
