@@ -28,6 +28,22 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
   std::unique_ptr<cuda::ContextScope> scope;
 #endif
   std::unique_ptr<CurvatureCheckpoint> checkpoint;
+  // Set up at once, not at the first job: the context, its library handles and the
+  // checkpoint's buffers are made while the run starts up, off the first checkpoint's time.
+  try {
+#ifdef CURVNET_HAVE_CUDA
+    if (cuda_available()) {  // once: a second scope would restore a freed context
+      ctx = std::make_unique<cuda::Context>();
+      scope = std::make_unique<cuda::ContextScope>(*ctx);
+      ctx->cusolver();  // the solver library's handle takes long to make the first time
+    }
+#endif
+    checkpoint = make();
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::current_exception();  // what is queued is dropped; the caller rethrows it
+  }
+  idle_.notify_all();
   for (;;) {
     Job job;
     {
@@ -43,15 +59,6 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
       ++running_;
     }
     try {
-      if (!checkpoint) {
-#ifdef CURVNET_HAVE_CUDA
-        if (!ctx && cuda_available()) {  // once: a second scope would restore a freed context
-          ctx = std::make_unique<cuda::Context>();
-          scope = std::make_unique<cuda::ContextScope>(*ctx);
-        }
-#endif
-        checkpoint = make();
-      }
       CurvatureOutput out = checkpoint->run(job.step, job.snapshot);
       std::lock_guard<std::mutex> lock(mu_);
       done_.push_back(std::move(out));

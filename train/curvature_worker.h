@@ -20,8 +20,9 @@ namespace cn {
 
 class CurvatureWorker {
  public:
-  // `make` builds the checkpoint engine; it runs on the worker thread (with the worker's
-  // context current), as does every CurvatureCheckpoint::run.
+  // `make` builds the checkpoint engine; it runs on the worker thread as soon as the
+  // worker starts (with the worker's context current), as does every CurvatureCheckpoint::run.
+  // What `make` reads must therefore stay unchanged while the worker starts.
   explicit CurvatureWorker(std::function<std::unique_ptr<CurvatureCheckpoint>()> make);
   CurvatureWorker(const CurvatureWorker&) = delete;
   CurvatureWorker& operator=(const CurvatureWorker&) = delete;

@@ -292,8 +292,14 @@ void TrainingLoop<T>::curvature_arrived(const CurvatureOutput& out) {
 template <class T>
 void TrainingLoop<T>::collect_curvature(bool wait) {
   if (!curvature_worker_) return;
-  for (const CurvatureOutput& out : wait ? curvature_worker_->finish() : curvature_worker_->take_finished())
-    curvature_arrived(out);
+  if (!wait) {
+    for (const CurvatureOutput& out : curvature_worker_->take_finished()) curvature_arrived(out);
+    return;
+  }
+  const double t0 = now_s();
+  const std::vector<CurvatureOutput> done = curvature_worker_->finish();
+  curv_wait_seconds_ += now_s() - t0;  // the loop stood still this long (meta.json)
+  for (const CurvatureOutput& out : done) curvature_arrived(out);
 }
 
 // Everything the logs hold up to this step is written and flushed before the save, and
@@ -304,12 +310,14 @@ void TrainingLoop<T>::collect_curvature(bool wait) {
 // the uninterrupted run's.
 template <class T>
 void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
-  collect_curvature(true);  // earlier steps' curvature
-  if (scheduled) {
+  if (scheduled) {  // the weight spectra are computed while the worker finishes
     std::map<std::string, std::vector<double>> spectra;
     for (const json& row : e_.doctor->on_checkpoint(e_.st.step, &spectra)) log_row(RunLog::stats, row);
     dir_.add_step_spectra(e_.st.step, spectra);
   }
+  // Earlier steps' curvature: the saved doctor state and logs hold it, so a resume from
+  // here loses none (it has no model of those steps to compute them again from).
+  collect_curvature(true);
   drain_doctor();
   dir_.flush();
   e_.st.log_window_loss = window_loss_;
@@ -425,8 +433,9 @@ void TrainingLoop<T>::show_progress(int64_t s, bool last) {
   if (curvature_ && curv_done_ > 0)  // on CUDA they overlap training
     eta += static_cast<double>(curvature_checkpoints_after(s)) * curv_seconds_ / static_cast<double>(curv_done_);
   std::ostringstream line;
-  line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps << " loss "
-       << std::setprecision(4) << sum_.last_loss;
+  line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps;
+  // On CUDA the losses are read at the logging cadence: no loss is shown before the first read.
+  if (loss_read_) line << " loss " << std::setprecision(4) << sum_.last_loss;
   if (std::isfinite(last_val_)) line << " " << es_metric_ << " " << std::setprecision(4) << last_val_;
   line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e_.batch) << " items/s ETA "
        << fmt_duration(eta);
@@ -446,6 +455,7 @@ bool TrainingLoop<T>::iteration() {
     window_loss_ += l;
     ++window_steps_;
   }
+  loss_read_ = loss_read_ || !e_.step_losses.empty();
   e_.step_losses.clear();
   const int64_t s = e_.st.step;  // updates done
   window_items_ += std::min(e_.batch, e_.data.train.n - ((s - 1) % e_.steps_per_epoch) * e_.batch);
@@ -516,12 +526,13 @@ TrainSummary TrainingLoop<T>::run() {
 
 template <class T>
 void TrainingLoop<T>::finish() {
-  collect_curvature(true);
+  // The test evaluation runs while the worker computes the last step's curvature.
   if (e_.data.test.n > 0 && !sum_.nonfinite && !sum_.interrupted) {
     json row = e_.evaluate(e_.data.test, "test");
     log_row(RunLog::eval, row);
     sum_.final_eval = row;
   }
+  collect_curvature(true);
   drain_doctor();
   dir_.close();
   progress_.message("alarms: " + e_.doctor->summary());
@@ -529,6 +540,7 @@ void TrainingLoop<T>::finish() {
     meta_["curvature_steps"] = curv_steps_;
     meta_["curvature_skipped_steps"] = curv_skipped_;
     meta_["curvature_seconds"] = curv_seconds_;
+    if (curvature_worker_) meta_["curvature_wait_s"] = curv_wait_seconds_;
   }
   sum_.steps = e_.st.step;
   sum_.wall_s = now_s() - t_start_;

@@ -83,6 +83,10 @@ class TrainingLoop {
   bool early_ = false, es_higher_ = false;
   std::string es_metric_;
   double curv_seconds_ = 0;
+  // The worker: how long the loop waited for its results (model checkpoints, the end).
+  double curv_wait_seconds_ = 0;
+  // A batch loss has been read (on CUDA the first is read at the first logging step).
+  bool loss_read_ = false;
   // The CPU path computes checkpoints in the loop: their time there, kept out of training's
   // rate for the ETA, and when the running one began.
   double curv_in_loop_seconds_ = 0, curv_started_ = 0;
