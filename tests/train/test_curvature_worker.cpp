@@ -182,7 +182,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A run whose curvature checkpoint (the dense loss block of a 1,640-parameter layer) takes
+// A run whose curvature checkpoint (the dense loss block of a 1,056-parameter layer) takes
 // far longer than its training steps; model checkpoints every 5 steps.
 Config slow_curvature_config() {
   return parse_config(R"(
@@ -191,19 +191,19 @@ dataset = "spirals"
 n_samples = 600
 batch_size = 64
 [model]
-hidden = [40, 40]
+hidden = [32, 32]
 activation = "tanh"
 [optim]
 name = "adam"
 lr = 0.01
 [train]
-steps = 30
+steps = 20
 log_every = 5
 eval_every = 10
 [checkpoint]
 every = 5
 [diagnostics]
-every = 15
+every = 10
 kinds = ["loss"]
 layers = [2]
 batch_size = 256
@@ -244,12 +244,12 @@ TEST(CurvatureWorker, TrainingAndModelCheckpointsGoOnWhileACheckpointRuns) {
     return false;
   };
   const TrainSummary s = train(slow_curvature_config(), o);
-  EXPECT_EQ(s.steps, 30);
+  EXPECT_EQ(s.steps, 20);
   EXPECT_GT(steps_while_running, 0) << "every step after the model checkpoint at step 5 waited for step 0's curvature";
   // Every checkpoint arrived by the end, in step order.
   std::set<int64_t> steps;
   for (const auto& row : rows_without_clock(run + "/diagnostics.jsonl")) steps.insert(row["step"].get<int64_t>());
-  EXPECT_EQ(steps, (std::set<int64_t>{0, 15, 30}));
+  EXPECT_EQ(steps, (std::set<int64_t>{0, 10, 20}));
 }
 
 // Stopped while step 0's curvature runs, the run saves that checkpoint's model state with
@@ -274,7 +274,7 @@ TEST(CurvatureWorker, AStopWhileACheckpointRunsResumesAsIfUninterrupted) {
   TrainOptions r = quiet("");
   r.resume_dir = tmp.file("cut");
   r.curvature_worker = true;
-  EXPECT_EQ(train(c, r).steps, 30);
+  EXPECT_EQ(train(c, r).steps, 20);
 
   EXPECT_EQ(test::final_params(tmp.file("full")), test::final_params(tmp.file("cut")));
   for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl"}) {
