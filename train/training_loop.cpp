@@ -375,7 +375,7 @@ void TrainingLoop<T>::collect_curvature(bool wait) {
 // the uninterrupted run's.
 template <class T>
 void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
-  if (scheduled) {  // the weight spectra are computed while the worker finishes
+  if (scheduled) {
     std::map<std::string, std::vector<double>> spectra;
     for (const json& row : e_.doctor->on_checkpoint(e_.st.step, &spectra)) log_row(RunLog::stats, row);
     dir_.add_step_spectra(e_.st.step, spectra);
