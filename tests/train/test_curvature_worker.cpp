@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "core/philox.h"
 #include "io/files.h"
 #include "io/safetensors.h"
@@ -271,6 +273,26 @@ TEST(CurvatureWorker, AStopWhileACheckpointRunsResumesAsIfUninterrupted) {
   const std::string pending = tmp.file("cut") + "/checkpoints/step_7/curvature_pending.safetensors";
   ASSERT_TRUE(fs::exists(pending)) << "step 0's curvature finished before the stop: nothing exercised";
   EXPECT_EQ(load_safetensors(pending).meta("steps"), "0");
+  {  // A saved list naming a step that is not an earlier one is refused, naming the file.
+    fs::copy(tmp.file("cut"), tmp.file("bad"), fs::copy_options::recursive);
+    const std::string bad = tmp.file("bad") + "/checkpoints/step_7/curvature_pending.safetensors";
+    std::map<std::string, std::string> meta;
+    const SafeTensorMap tensors = read_safetensors(bad, &meta);
+    SafetensorsWriter w;
+    for (const auto& [name, t] : tensors) w.add_raw(name, t);
+    for (const auto& [key, value] : meta) w.metadata(key, key == "steps" ? "9" : value);
+    w.write(bad);
+    TrainOptions b = quiet("");
+    b.resume_dir = tmp.file("bad");
+    b.curvature_worker = true;
+    try {
+      train(c, b);
+      ADD_FAILURE() << "a pending step after the checkpoint's was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("curvature_pending.safetensors: metadata \"steps\""), std::string::npos)
+          << e.what();
+    }
+  }
   TrainOptions r = quiet("");
   r.resume_dir = tmp.file("cut");
   r.curvature_worker = true;
