@@ -154,7 +154,7 @@ void JsonLinesWriter::close() {
 }
 
 size_t truncate_after_step(const std::string& path, int64_t step,
-                           const std::function<bool(const nlohmann::json&)>& drop_at_step) {
+                           const std::function<bool(const nlohmann::json&)>& drop) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return 0;
   std::istringstream in(read_file(path));
@@ -169,7 +169,7 @@ size_t truncate_after_step(const std::string& path, int64_t step,
     if (it != row.end() && it->is_number()) {
       const double row_step = it->get<double>();
       if (row_step > static_cast<double>(step)) continue;
-      if (row_step == static_cast<double>(step) && drop_at_step && drop_at_step(row)) continue;
+      if (drop && drop(row)) continue;
     }
     out += line;
     out += '\n';

@@ -59,10 +59,10 @@ class JsonLinesWriter {
 // Rewrites a JSON-lines file (atomically) keeping only the rows whose numeric "step" is
 // <= `step`. Rows without a numeric "step" (null or missing) are kept; lines that are
 // not complete JSON objects (a torn last line after a crash) are dropped. A missing file
-// is left missing. Rows at `step` itself for which `drop_at_step` is true are dropped too
+// is left missing. Rows at or before `step` for which `drop` is true are dropped too
 // (the results a resumed run recomputes). Returns the number of rows kept.
 size_t truncate_after_step(const std::string& path, int64_t step,
-                           const std::function<bool(const nlohmann::json&)>& drop_at_step = {});
+                           const std::function<bool(const nlohmann::json&)>& drop = {});
 
 // The rows of a JSON-lines file: every line that is a complete JSON object (a torn tail or
 // any other line is skipped). A file that cannot be opened has none; `exists` (optional)

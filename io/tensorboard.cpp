@@ -647,7 +647,7 @@ std::vector<std::string> TensorBoardWriter::event_files(const std::string& run_d
 }
 
 size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_t step,
-                                              const std::function<bool(const std::string&)>& drop_tag_at_step) {
+                                              const std::function<bool(const std::string&, int64_t)>& drop_tag) {
   size_t kept = 0;
   std::vector<std::pair<std::string, std::vector<std::string>>> files;  // all read before any is rewritten
   for (const std::string& path : event_files(run_dir)) files.emplace_back(path, tfevents::read_records(path));
@@ -661,8 +661,8 @@ size_t TensorBoardWriter::truncate_after_step(const std::string& run_dir, int64_
         continue;
       }
       if (e.file_version.empty() && e.step > step) continue;
-      if (e.file_version.empty() && e.step == step && drop_tag_at_step && !e.values.empty() &&
-          std::all_of(e.values.begin(), e.values.end(), [&](const auto& v) { return drop_tag_at_step(v.tag); }))
+      if (e.file_version.empty() && drop_tag && !e.values.empty() &&
+          std::all_of(e.values.begin(), e.values.end(), [&](const auto& v) { return drop_tag(v.tag, e.step); }))
         continue;
       out += tfevents::frame_record(rec);
       ++kept;

@@ -154,10 +154,10 @@ class TensorBoardWriter {
   // whose step is <= `step` (file_version records are always kept; a torn tail is
   // dropped; a damaged record elsewhere is an InputError, read_records, before any file
   // is rewritten). Each file is rewritten atomically; a file left without any summary record
-  // is still kept (its file_version record). Records at `step` itself whose every tag
-  // satisfies `drop_tag_at_step` are dropped too. Returns the number of records kept.
+  // is still kept (its file_version record). Records at or before `step` whose every tag
+  // satisfies `drop_tag(tag, record's step)` are dropped too. Returns the number of records kept.
   static size_t truncate_after_step(const std::string& run_dir, int64_t step,
-                                    const std::function<bool(const std::string&)>& drop_tag_at_step = {});
+                                    const std::function<bool(const std::string&, int64_t)>& drop_tag = {});
 
   // The event files of a run directory, sorted by name.
   static std::vector<std::string> event_files(const std::string& run_dir);

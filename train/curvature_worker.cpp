@@ -1,5 +1,6 @@
 #include "train/curvature_worker.h"
 
+#include <optional>
 #include <utility>
 
 #ifdef CURVNET_HAVE_CUDA
@@ -28,8 +29,23 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
   std::unique_ptr<cuda::ContextScope> scope;
 #endif
   std::unique_ptr<CurvatureCheckpoint> checkpoint;
+  // Set up at once, not at the first job: the context, its library handles and the
+  // checkpoint's buffers are made while the run starts up, off the first checkpoint's time.
+  try {
+#ifdef CURVNET_HAVE_CUDA
+    if (cuda_available()) {  // once: a second scope would restore a freed context
+      ctx = std::make_unique<cuda::Context>();
+      scope = std::make_unique<cuda::ContextScope>(*ctx);
+      ctx->cusolver();  // the solver library's handle takes long to make the first time
+    }
+#endif
+    checkpoint = make();
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::current_exception();  // what is queued is dropped; the caller rethrows it
+  }
+  idle_.notify_all();
   for (;;) {
-    Job job;
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return stop_ || !queue_.empty(); });
@@ -38,29 +54,22 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
         queue_.clear();
         continue;
       }
-      job = std::move(queue_.front());
+      current_ = std::move(queue_.front());
       queue_.pop_front();
       ++running_;
     }
+    // current_ changes only under the lock, on this thread: read here without it.
+    std::optional<CurvatureOutput> out;
+    std::exception_ptr error;
     try {
-      if (!checkpoint) {
-#ifdef CURVNET_HAVE_CUDA
-        if (!ctx && cuda_available()) {  // once: a second scope would restore a freed context
-          ctx = std::make_unique<cuda::Context>();
-          scope = std::make_unique<cuda::ContextScope>(*ctx);
-        }
-#endif
-        checkpoint = make();
-      }
-      CurvatureOutput out = checkpoint->run(job.step, job.snapshot);
-      std::lock_guard<std::mutex> lock(mu_);
-      done_.push_back(std::move(out));
+      out = checkpoint->run(current_.step, current_.snapshot);
     } catch (...) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!error_) error_ = std::current_exception();
+      error = std::current_exception();
     }
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> lock(mu_);  // finished and no longer running at once
+      if (out) done_.push_back(std::move(*out));
+      if (error && !error_) error_ = error;
       --running_;
     }
     idle_.notify_all();
@@ -75,7 +84,7 @@ void CurvatureWorker::loop(std::function<std::unique_ptr<CurvatureCheckpoint>()>
 void CurvatureWorker::submit(int64_t step, ModelSnapshot snapshot) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(Job{step, std::move(snapshot)});
+    queue_.push_back(CurvatureJob{step, std::move(snapshot)});
   }
   wake_.notify_one();
 }
@@ -87,9 +96,15 @@ std::vector<CurvatureOutput> CurvatureWorker::take_locked() {
   return out;  // jobs run one at a time in queue order: already in step order
 }
 
-std::vector<CurvatureOutput> CurvatureWorker::take_finished() {
+std::vector<CurvatureOutput> CurvatureWorker::take_finished(std::vector<CurvatureJob>* unfinished) {
   std::lock_guard<std::mutex> lock(mu_);
-  return take_locked();
+  std::vector<CurvatureOutput> done = take_locked();
+  if (unfinished) {
+    unfinished->clear();
+    if (running_ > 0) unfinished->push_back(current_);
+    unfinished->insert(unfinished->end(), queue_.begin(), queue_.end());
+  }
+  return done;
 }
 
 std::vector<CurvatureOutput> CurvatureWorker::finish() {

@@ -18,10 +18,17 @@
 
 namespace cn {
 
+// A curvature checkpoint to compute: the step and the model state it describes.
+struct CurvatureJob {
+  int64_t step = 0;
+  ModelSnapshot snapshot;
+};
+
 class CurvatureWorker {
  public:
-  // `make` builds the checkpoint engine; it runs on the worker thread (with the worker's
-  // context current), as does every CurvatureCheckpoint::run.
+  // `make` builds the checkpoint engine; it runs on the worker thread as soon as the
+  // worker starts (with the worker's context current), as does every CurvatureCheckpoint::run.
+  // What `make` reads must therefore stay unchanged while the worker starts.
   explicit CurvatureWorker(std::function<std::unique_ptr<CurvatureCheckpoint>()> make);
   CurvatureWorker(const CurvatureWorker&) = delete;
   CurvatureWorker& operator=(const CurvatureWorker&) = delete;
@@ -30,8 +37,9 @@ class CurvatureWorker {
   // Queues the checkpoint of `step` at the given model state; never waits for earlier ones.
   void submit(int64_t step, ModelSnapshot snapshot);
   // The checkpoints finished so far, in step order, without waiting. Rethrows the first
-  // error the worker met.
-  std::vector<CurvatureOutput> take_finished();
+  // error the worker met. With `unfinished`, also the jobs queued or running at that same
+  // moment (copies, in step order): every submitted job is in exactly one of the two.
+  std::vector<CurvatureOutput> take_finished(std::vector<CurvatureJob>* unfinished = nullptr);
   // Waits until every queued checkpoint is done and returns those not taken yet.
   std::vector<CurvatureOutput> finish();
   // Checkpoints queued or running.
@@ -41,13 +49,10 @@ class CurvatureWorker {
   void loop(std::function<std::unique_ptr<CurvatureCheckpoint>()> make);
   std::vector<CurvatureOutput> take_locked();
 
-  struct Job {
-    int64_t step;
-    ModelSnapshot snapshot;
-  };
   mutable std::mutex mu_;
   std::condition_variable wake_, idle_;
-  std::deque<Job> queue_;
+  std::deque<CurvatureJob> queue_;
+  CurvatureJob current_;  // the running job (read without the lock by the worker only)
   std::vector<CurvatureOutput> done_;
   int64_t running_ = 0;
   bool stop_ = false;

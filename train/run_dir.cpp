@@ -226,14 +226,21 @@ RunDir::Earlier RunDir::earlier(int64_t s) const {
   return out;
 }
 
-void RunDir::truncate_for_resume(int64_t s, bool redo) const {
+void RunDir::truncate_for_resume(int64_t s, bool redo, const std::vector<int64_t>& redo_earlier) const {
+  const auto again = [&](int64_t step) {  // a curvature checkpoint the resumed run computes again
+    return (step == s && redo) || std::find(redo_earlier.begin(), redo_earlier.end(), step) != redo_earlier.end();
+  };
+  const auto row_again = [&](const json& row) {
+    const auto it = row.find("step");
+    return it != row.end() && it->is_number_integer() && again(it->get<int64_t>());
+  };
   for (const std::string& log : {layout_.metrics_log(), layout_.eval_log(), layout_.stats_log()})
     truncate_after_step(log, s);
-  truncate_after_step(layout_.diagnostics_log(), s, [redo](const json&) { return redo; });
+  truncate_after_step(layout_.diagnostics_log(), s, row_again);
   truncate_after_step(layout_.alarms_log(), s,
-                      [redo](const json& row) { return redo && is_curvature_rule(row.value("rule", "")); });
-  TensorBoardWriter::truncate_after_step(root(), s,
-                                         [redo](const std::string& tag) { return redo && is_curvature_tag(tag); });
+                      [&](const json& row) { return row_again(row) && is_curvature_rule(row.value("rule", "")); });
+  TensorBoardWriter::truncate_after_step(
+      root(), s, [&](const std::string& tag, int64_t step) { return again(step) && is_curvature_tag(tag); });
   std::vector<fs::path> spectra_files;  // listed first: the loop below changes the directory
   if (fs::is_directory(layout_.spectra()))
     for (const auto& f : fs::directory_iterator(layout_.spectra())) spectra_files.push_back(f.path());
@@ -247,7 +254,7 @@ void RunDir::truncate_for_resume(int64_t s, bool redo) const {
     const auto at = parse_step_name(name, ".safetensors");
     if (!at) continue;
     if (*at > s) fs::remove(f);
-    if (*at == s && redo) remove_curvature_spectra(f.string());
+    if (*at <= s && again(*at)) remove_curvature_spectra(f.string());
   }
 }
 

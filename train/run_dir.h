@@ -61,8 +61,9 @@ class RunDir {
   // back to what they held at its save. With `redo_curvature` (that step's curvature
   // checkpoint ran after the save and runs again), what it logged goes too: its rows of
   // diagnostics.jsonl, its alarms, its TensorBoard tags and its tensors of the step's
-  // spectra file (the doctor's singular values stay).
-  void truncate_for_resume(int64_t step, bool redo_curvature) const;
+  // spectra file (the doctor's singular values stay). The same for the earlier steps
+  // `redo_earlier`: curvature checkpoints still running at the save (docs/design.md §5).
+  void truncate_for_resume(int64_t step, bool redo_curvature, const std::vector<int64_t>& redo_earlier = {}) const;
   // Removes the temporary files of atomic writes a kill left (io/files.h,
   // is_atomic_temp_name) from the run directory, checkpoints/, its step_N folders and
   // spectra/. Only while holding the lock: a live writer's are not told apart.

@@ -26,6 +26,10 @@ struct TrainOptions {
   // it: write a checkpoint (its curvature runs on resume), skip the final test evaluation,
   // and return with `interrupted` set. The CLI answers it from SIGINT and SIGTERM.
   std::function<bool(int64_t step)> should_stop;
+  // Curvature checkpoints on a worker thread on the CPU too, as on CUDA (where they always
+  // are): training goes on while they run. Off by default on the CPU, whose checkpoints
+  // share the training's cores.
+  bool curvature_worker = false;
 };
 
 struct TrainSummary {

@@ -14,6 +14,7 @@
 #include "diagnostics/doctor.h"
 #include "diagnostics/layer_stats.h"
 #include "io/files.h"
+#include "io/safetensors.h"
 #include "io/tensorboard.h"
 
 namespace cn {
@@ -25,6 +26,63 @@ namespace {
 bool higher_is_better(const std::string& metric) {
   return metric == "val_accuracy" || metric == "val_f1" || metric == "val_auc" || metric == "val_r2" ||
          metric == "val_precision" || metric == "val_recall";
+}
+
+// A model checkpoint does not wait for the curvature checkpoints still running on the
+// worker: their model states are saved beside it, and a resume computes them again.
+constexpr const char* kPendingCurvatureFile = "curvature_pending.safetensors";
+
+void save_pending_curvature(const std::string& path, const std::vector<CurvatureJob>& jobs) {
+  SafetensorsWriter w;
+  std::string steps;
+  for (const CurvatureJob& j : jobs) {
+    const std::string at = "step_" + std::to_string(j.step) + ".";
+    const ModelSnapshot& s = j.snapshot;
+    const auto n = [](const std::vector<double>& v) { return std::vector<int64_t>{static_cast<int64_t>(v.size())}; };
+    w.add<double>(at + "params", n(s.params), s.params);
+    for (const auto& [name, b] : s.buffers) w.add<double>(at + "buffer." + name, n(b), b);
+    w.add<double>(at + "preconditioner", n(s.preconditioner), s.preconditioner);
+    w.add<double>(at + "lr", {}, &s.lr);
+    w.add<double>(at + "momentum", {}, &s.momentum);
+    w.metadata(at + "optimizer", enum_name(kOptimKinds, s.optimizer));
+    steps += (steps.empty() ? "" : ",") + std::to_string(j.step);
+  }
+  w.metadata("steps", steps);
+  w.metadata("format", "curvnet-pending-curvature");
+  w.write(path);
+}
+
+// The jobs of a checkpoint at `step` (none without the file), in step order.
+std::vector<CurvatureJob> load_pending_curvature(const std::string& path, int64_t step) {
+  std::vector<CurvatureJob> jobs;
+  if (!std::filesystem::exists(path)) return jobs;
+  const SafetensorsFile f = load_safetensors(path);
+  std::istringstream steps(f.meta("steps"));
+  for (std::string tok; std::getline(steps, tok, ',');) {
+    CurvatureJob j;
+    try {
+      size_t used = 0;
+      j.step = std::stoll(tok, &used);
+      if (used != tok.size()) throw std::invalid_argument(tok);
+    } catch (const std::exception&) {
+      throw InputError(path + ": metadata \"steps\": '" + tok + "' is not a step number");
+    }
+    if (j.step < 0 || j.step >= step || (!jobs.empty() && j.step <= jobs.back().step))
+      throw InputError(path + ": metadata \"steps\": step " + tok +
+                       " is not an earlier step in increasing order (the checkpoint is at step " +
+                       std::to_string(step) + ")");
+    const std::string at = "step_" + std::to_string(j.step) + ".";
+    ModelSnapshot& s = j.snapshot;
+    s.params = f.get<double>(at + "params");
+    for (const auto& [name, t] : f.tensors)
+      if (name.rfind(at + "buffer.", 0) == 0) s.buffers[name.substr(at.size() + 7)] = f.get<double>(name);
+    s.preconditioner = f.get<double>(at + "preconditioner");
+    s.lr = f.get<double>(at + "lr", {})[0];
+    s.momentum = f.get<double>(at + "momentum", {})[0];
+    s.optimizer = parse_enum(kOptimKinds, f.meta(at + "optimizer"), path + ": metadata " + at + "optimizer");
+    jobs.push_back(std::move(j));
+  }
+  return jobs;
 }
 
 // Applies train.threads; the run's clock starts here.
@@ -136,7 +194,12 @@ void TrainingLoop<T>::resume() {
   dir_.remove_temporaries();
   // A curvature checkpoint at the saved step runs after the save; it is run again (unless
   // this run has none), so what it logged goes too.
-  dir_.truncate_for_resume(s, e_.st.curvature_due && config_.diagnostics.every > 0);
+  // So do those still running when it was saved, from the model states saved with it.
+  const bool curvature_on = config_.diagnostics.every > 0;
+  if (curvature_on) resumed_curvature_ = load_pending_curvature(dir + "/" + kPendingCurvatureFile, s);
+  std::vector<int64_t> again;
+  for (const CurvatureJob& j : resumed_curvature_) again.push_back(j.step);
+  dir_.truncate_for_resume(s, e_.st.curvature_due && curvature_on, again);
   if (growth_ && std::filesystem::exists(dir_.root() + "/growth.jsonl"))
     truncate_after_step(dir_.root() + "/growth.jsonl", s);
   progress_.message("resuming " + run_dir + " from step " + std::to_string(s));
@@ -168,7 +231,7 @@ template <class T>
 void TrainingLoop<T>::start_curvature() {
   curv_every_ = config_.diagnostics.every;
   if (curv_every_ <= 0) return;
-  if (device_ == Device::cuda) {
+  if (device_ == Device::cuda || options_.curvature_worker) {
     Engine<T>& e = e_;
     curvature_worker_ = std::make_unique<CurvatureWorker>([&e] { return e.curvature(); });
   } else {
@@ -236,8 +299,10 @@ void TrainingLoop<T>::first_checkpoints() {
     if (ckpt_every_ > 0) model_checkpoint(has_curvature(), true);
     if (has_curvature()) curvature_checkpoint();
     drain_doctor();
-  } else if (e_.st.curvature_due && has_curvature()) {
-    curvature_checkpoint();
+  } else if (has_curvature()) {
+    for (CurvatureJob& j : resumed_curvature_) curvature_checkpoint(j.step, std::move(j.snapshot));
+    resumed_curvature_.clear();
+    if (e_.st.curvature_due) curvature_checkpoint();
   }
 }
 
@@ -292,8 +357,14 @@ void TrainingLoop<T>::curvature_arrived(const CurvatureOutput& out) {
 template <class T>
 void TrainingLoop<T>::collect_curvature(bool wait) {
   if (!curvature_worker_) return;
-  for (const CurvatureOutput& out : wait ? curvature_worker_->finish() : curvature_worker_->take_finished())
-    curvature_arrived(out);
+  if (!wait) {
+    for (const CurvatureOutput& out : curvature_worker_->take_finished()) curvature_arrived(out);
+    return;
+  }
+  const double t0 = now_s();
+  const std::vector<CurvatureOutput> done = curvature_worker_->finish();
+  curv_wait_seconds_ += now_s() - t0;  // the loop stood still this long (meta.json)
+  for (const CurvatureOutput& out : done) curvature_arrived(out);
 }
 
 // Everything the logs hold up to this step is written and flushed before the save, and
@@ -304,12 +375,17 @@ void TrainingLoop<T>::collect_curvature(bool wait) {
 // the uninterrupted run's.
 template <class T>
 void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
-  collect_curvature(true);  // earlier steps' curvature
   if (scheduled) {
     std::map<std::string, std::vector<double>> spectra;
     for (const json& row : e_.doctor->on_checkpoint(e_.st.step, &spectra)) log_row(RunLog::stats, row);
     dir_.add_step_spectra(e_.st.step, spectra);
   }
+  // Earlier steps' curvature: what has arrived is in the logs and the doctor state saved
+  // here; what is still running is not waited for: its model states are saved with the
+  // checkpoint, and a resume from here computes it again (docs/design.md §5).
+  std::vector<CurvatureJob> unfinished;
+  if (curvature_worker_)
+    for (const CurvatureOutput& out : curvature_worker_->take_finished(&unfinished)) curvature_arrived(out);
   drain_doctor();
   dir_.flush();
   e_.st.log_window_loss = window_loss_;
@@ -321,7 +397,13 @@ void TrainingLoop<T>::model_checkpoint(bool curvature_due, bool scheduled) {
     write_file_atomic(dir_.layout().checkpoint(e_.st.step) + "/growth.json", growth_->state(*e_.model).dump(2) + "\n");
     growth_log_.flush();
   }
-  e_.save_checkpoint(dir_.layout().checkpoint(e_.st.step));
+  const std::string ckpt = dir_.layout().checkpoint(e_.st.step), pending = ckpt + "/" + kPendingCurvatureFile;
+  std::filesystem::create_directories(ckpt);
+  if (!unfinished.empty())
+    save_pending_curvature(pending, unfinished);  // before the state file that completes the checkpoint
+  else
+    std::filesystem::remove(pending);  // one an earlier save of this step left
+  e_.save_checkpoint(ckpt);
 }
 
 // A curvature checkpoint at step s (the parameters of step_s). With a budget, it is
@@ -338,14 +420,19 @@ bool TrainingLoop<T>::curvature_checkpoint() {
       return true;
     }
   }
+  return curvature_checkpoint(s, e_.snapshot());
+}
+
+template <class T>
+bool TrainingLoop<T>::curvature_checkpoint(int64_t s, ModelSnapshot snapshot) {
   if (curvature_worker_) {
     curv_steps_.push_back(s);
-    curvature_worker_->submit(s, e_.snapshot());
+    curvature_worker_->submit(s, std::move(snapshot));
     return true;
   }
   curv_started_ = now_s();
   try {
-    curvature_arrived(curvature_->run(s, e_.snapshot()));
+    curvature_arrived(curvature_->run(s, snapshot));
   } catch (const CurvatureAbandoned&) {
     progress_.message("curvature step " + std::to_string(s) + " abandoned: a stop was asked for");
     return false;
@@ -425,8 +512,9 @@ void TrainingLoop<T>::show_progress(int64_t s, bool last) {
   if (curvature_ && curv_done_ > 0)  // on CUDA they overlap training
     eta += static_cast<double>(curvature_checkpoints_after(s)) * curv_seconds_ / static_cast<double>(curv_done_);
   std::ostringstream line;
-  line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps << " loss "
-       << std::setprecision(4) << sum_.last_loss;
+  line << "epoch " << (s - 1) / e_.steps_per_epoch + 1 << " step " << s << "/" << e_.total_steps;
+  // On CUDA the losses are read at the logging cadence: no loss is shown before the first read.
+  if (loss_read_) line << " loss " << std::setprecision(4) << sum_.last_loss;
   if (std::isfinite(last_val_)) line << " " << es_metric_ << " " << std::setprecision(4) << last_val_;
   line << " " << std::fixed << std::setprecision(0) << rate * static_cast<double>(e_.batch) << " items/s ETA "
        << fmt_duration(eta);
@@ -446,6 +534,7 @@ bool TrainingLoop<T>::iteration() {
     window_loss_ += l;
     ++window_steps_;
   }
+  loss_read_ = loss_read_ || !e_.step_losses.empty();
   e_.step_losses.clear();
   const int64_t s = e_.st.step;  // updates done
   window_items_ += std::min(e_.batch, e_.data.train.n - ((s - 1) % e_.steps_per_epoch) * e_.batch);
@@ -516,12 +605,13 @@ TrainSummary TrainingLoop<T>::run() {
 
 template <class T>
 void TrainingLoop<T>::finish() {
-  collect_curvature(true);
+  // The test evaluation runs while the worker computes the last step's curvature.
   if (e_.data.test.n > 0 && !sum_.nonfinite && !sum_.interrupted) {
     json row = e_.evaluate(e_.data.test, "test");
     log_row(RunLog::eval, row);
     sum_.final_eval = row;
   }
+  collect_curvature(true);
   drain_doctor();
   dir_.close();
   progress_.message("alarms: " + e_.doctor->summary());
@@ -529,6 +619,7 @@ void TrainingLoop<T>::finish() {
     meta_["curvature_steps"] = curv_steps_;
     meta_["curvature_skipped_steps"] = curv_skipped_;
     meta_["curvature_seconds"] = curv_seconds_;
+    if (curvature_worker_) meta_["curvature_wait_s"] = curv_wait_seconds_;
   }
   sum_.steps = e_.st.step;
   sum_.wall_s = now_s() - t_start_;

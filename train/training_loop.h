@@ -57,6 +57,8 @@ class TrainingLoop {
   void model_checkpoint(bool curvature_due, bool scheduled);
   // False when a stop asked for during it abandoned it (CPU path; nothing of it is kept).
   bool curvature_checkpoint();
+  // The checkpoint of step s at the given model state, without the budget's test.
+  bool curvature_checkpoint(int64_t s, ModelSnapshot snapshot);
   // Curvature checkpoints still to come after step s; and the warning about large dense blocks.
   int64_t curvature_checkpoints_after(int64_t s) const;
   void warn_curvature_cost();
@@ -75,14 +77,21 @@ class TrainingLoop {
   Engine<T> e_;
   RunDir dir_;
   nlohmann::json meta_;
-  // On the CPU a curvature checkpoint runs in the loop; on CUDA on a worker thread with its
-  // own context, while training goes on (its results are logged when they arrive).
+  // On the CPU a curvature checkpoint runs in the loop (unless TrainOptions::curvature_worker);
+  // on CUDA on a worker thread with its own context, while training goes on (its results
+  // are logged when they arrive).
   std::unique_ptr<CurvatureCheckpoint> curvature_;
   std::unique_ptr<CurvatureWorker> curvature_worker_;
+  // A resume: the curvature checkpoints still running at the save, computed again first.
+  std::vector<CurvatureJob> resumed_curvature_;
   int64_t curv_every_ = 0, eval_every_ = 0, ckpt_every_ = 0;
   bool early_ = false, es_higher_ = false;
   std::string es_metric_;
   double curv_seconds_ = 0;
+  // The worker: how long the loop waited for its results (model checkpoints, the end).
+  double curv_wait_seconds_ = 0;
+  // A batch loss has been read (on CUDA the first is read at the first logging step).
+  bool loss_read_ = false;
   // The CPU path computes checkpoints in the loop: their time there, kept out of training's
   // rate for the ETA, and when the running one began.
   double curv_in_loop_seconds_ = 0, curv_started_ = 0;

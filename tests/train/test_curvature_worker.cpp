@@ -1,17 +1,32 @@
 // CurvatureWorker: checkpoints queued from the training thread come back, in step order,
-// equal to the same checkpoints run in place; errors on the worker reach the caller.
+// equal to the same checkpoints run in place; errors on the worker reach the caller. With
+// the worker (TrainOptions::curvature_worker on the CPU), training goes on while a
+// checkpoint runs, model checkpoints included, and a run stopped while one runs resumes
+// as if uninterrupted.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
+#include "config/config.h"
+#include "core/error.h"
 #include "core/philox.h"
+#include "io/files.h"
+#include "io/safetensors.h"
 #include "layers/model.h"
+#include "quiet_run.h"
+#include "test_util.h"
 #include "train/curvature_worker.h"
+#include "train/trainer.h"
 
 using namespace cn;
 
@@ -141,5 +156,169 @@ TEST(CurvatureWorker, ObservationsHoldTheRowsMetrics) {
     same("negative_share", o.metrics.negative_share);
     same("preconditioned_lambda_max", o.preconditioned_lambda_max);
     if (o.kind != CurvatureKind::diag && o.kind != CurvatureKind::fisher_diag) same("lambda_max", o.metrics.lambda_max);
+  }
+}
+
+TEST(CurvatureWorker, EveryJobIsFinishedOrUnfinishedExactlyOnce) {
+  const Problem p;
+  CurvatureWorker worker([&p] { return p.checkpoint(); });
+  const std::vector<int64_t> steps = {0, 10, 20, 30};
+  for (int64_t s : steps) worker.submit(s, p.snapshot(static_cast<uint64_t>(s)));
+  std::vector<int64_t> taken;
+  for (int round = 0; round < 1000; ++round) {
+    std::vector<CurvatureJob> unfinished;
+    for (const CurvatureOutput& o : worker.take_finished(&unfinished)) taken.push_back(o.step);
+    std::vector<int64_t> seen = taken;
+    for (const CurvatureJob& j : unfinished) {
+      seen.push_back(j.step);
+      EXPECT_EQ(j.snapshot.params, p.snapshot(static_cast<uint64_t>(j.step)).params) << "step " << j.step;
+    }
+    ASSERT_EQ(seen, steps) << "round " << round;  // in step order, none lost, none twice
+    if (unfinished.empty()) break;
+  }
+  for (const CurvatureOutput& o : worker.finish()) taken.push_back(o.step);
+  EXPECT_EQ(taken, steps);
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// A run whose curvature checkpoint (the dense loss block of a 1,056-parameter layer) takes
+// far longer than its training steps; model checkpoints every 5 steps.
+Config slow_curvature_config() {
+  return parse_config(R"(
+[data]
+dataset = "spirals"
+n_samples = 600
+batch_size = 64
+[model]
+hidden = [32, 32]
+activation = "tanh"
+[optim]
+name = "adam"
+lr = 0.01
+[train]
+steps = 20
+log_every = 5
+eval_every = 10
+[checkpoint]
+every = 5
+[diagnostics]
+every = 10
+kinds = ["loss"]
+layers = [2]
+batch_size = 256
+)",
+                      "test.toml");
+}
+
+std::vector<nlohmann::json> rows_without_clock(const std::string& path) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(test::read_text(path));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json row = nlohmann::json::parse(line);
+    for (const char* clock : {"time_s", "items_per_s", "seconds"}) row.erase(clock);
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+size_t diagnostics_rows(const std::string& run) {
+  std::error_code ec;
+  if (!fs::exists(run + "/diagnostics.jsonl", ec)) return 0;
+  return rows_without_clock(run + "/diagnostics.jsonl").size();
+}
+
+}  // namespace
+
+// Steps after the first model checkpoint (step 5) are trained while step 0's curvature
+// checkpoint still runs: neither the steps nor the model checkpoint wait for it. The
+// diagnostics log is written when a checkpoint's results arrive.
+TEST(CurvatureWorker, TrainingAndModelCheckpointsGoOnWhileACheckpointRuns) {
+  test::TempDir tmp;
+  const std::string run = tmp.file("run");
+  TrainOptions o = quiet(run);
+  o.curvature_worker = true;
+  int64_t steps_while_running = 0;
+  o.should_stop = [&](int64_t step) {
+    if (step > 6 && diagnostics_rows(run) == 0) ++steps_while_running;
+    return false;
+  };
+  const TrainSummary s = train(slow_curvature_config(), o);
+  EXPECT_EQ(s.steps, 20);
+  EXPECT_GT(steps_while_running, 0) << "every step after the model checkpoint at step 5 waited for step 0's curvature";
+  // Every checkpoint arrived by the end, in step order.
+  std::set<int64_t> steps;
+  for (const auto& row : rows_without_clock(run + "/diagnostics.jsonl")) steps.insert(row["step"].get<int64_t>());
+  EXPECT_EQ(steps, (std::set<int64_t>{0, 10, 20}));
+}
+
+// Stopped while step 0's curvature runs, the run saves that checkpoint's model state with
+// its model checkpoint; the resume computes it again and the run's logs and spectra are
+// the uninterrupted run's (alarm rows compared as a set: they follow the arrival order).
+TEST(CurvatureWorker, AStopWhileACheckpointRunsResumesAsIfUninterrupted) {
+  test::TempDir tmp;
+  const Config c = slow_curvature_config();
+  TrainOptions full = quiet(tmp.file("full"));
+  full.curvature_worker = true;
+  train(c, full);
+
+  TrainOptions o = quiet(tmp.file("cut"));
+  o.curvature_worker = true;
+  o.should_stop = [](int64_t step) { return step == 7; };
+  const TrainSummary cut = train(c, o);
+  ASSERT_TRUE(cut.interrupted);
+  ASSERT_EQ(cut.steps, 7);
+  const std::string pending = tmp.file("cut") + "/checkpoints/step_7/curvature_pending.safetensors";
+  ASSERT_TRUE(fs::exists(pending)) << "step 0's curvature finished before the stop: nothing exercised";
+  EXPECT_EQ(load_safetensors(pending).meta("steps"), "0");
+  {  // A saved list naming a step that is not an earlier one is refused, naming the file.
+    fs::copy(tmp.file("cut"), tmp.file("bad"), fs::copy_options::recursive);
+    const std::string bad = tmp.file("bad") + "/checkpoints/step_7/curvature_pending.safetensors";
+    std::map<std::string, std::string> meta;
+    const SafeTensorMap tensors = read_safetensors(bad, &meta);
+    SafetensorsWriter w;
+    for (const auto& [name, t] : tensors) w.add_raw(name, t);
+    for (const auto& [key, value] : meta) w.metadata(key, key == "steps" ? "9" : value);
+    w.write(bad);
+    TrainOptions b = quiet("");
+    b.resume_dir = tmp.file("bad");
+    b.curvature_worker = true;
+    try {
+      train(c, b);
+      ADD_FAILURE() << "a pending step after the checkpoint's was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("curvature_pending.safetensors: metadata \"steps\""), std::string::npos)
+          << e.what();
+    }
+  }
+  TrainOptions r = quiet("");
+  r.resume_dir = tmp.file("cut");
+  r.curvature_worker = true;
+  EXPECT_EQ(train(c, r).steps, 20);
+
+  EXPECT_EQ(test::final_params(tmp.file("full")), test::final_params(tmp.file("cut")));
+  for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl"}) {
+    const auto a = rows_without_clock(tmp.file("full") + "/" + log),
+               b = rows_without_clock(tmp.file("cut") + "/" + log);
+    ASSERT_EQ(a.size(), b.size()) << log;
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << log << " row " << i;
+  }
+  {
+    std::multiset<std::string> a, b;
+    for (const auto& row : rows_without_clock(tmp.file("full") + "/alarms.jsonl")) a.insert(row.dump());
+    for (const auto& row : rows_without_clock(tmp.file("cut") + "/alarms.jsonl")) b.insert(row.dump());
+    EXPECT_EQ(a, b);
+  }
+  for (const auto& f : fs::directory_iterator(tmp.file("full") + "/spectra")) {
+    const std::string other = tmp.file("cut") + "/spectra/" + f.path().filename().string();
+    ASSERT_TRUE(fs::exists(other)) << other;
+    const SafeTensorMap ta = read_safetensors(f.path().string()), tb = read_safetensors(other);
+    ASSERT_EQ(ta.size(), tb.size()) << other;
+    for (const auto& [name, t] : ta) {
+      ASSERT_TRUE(tb.count(name)) << other << " " << name;
+      EXPECT_EQ(t.bytes, tb.at(name).bytes) << other << " " << name;
+    }
   }
 }
