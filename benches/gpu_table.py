@@ -53,7 +53,7 @@ ROWS = [
     ("64 blocks 65x65 f32, cusolverDnXsyevBatched", "bench_cuda_eigen", r"BM_BatchedCusolver<float>/n:65/count:64/",
      None, "torch_curvature", "eigvalsh_batched_64x65_ms", None),
     ("curvature checkpoint 32-64-64-64-10 tanh b512 f32 (4 loss blocks + spectra)", "bench_cuda_curvature",
-     r"BM_CurvatureCheckpoint", None, "torch_curvature", "checkpoint_ms", ("ms", 100.0)),
+     r"BM_CurvatureCheckpoint_cuda_f32/", None, "torch_curvature", "checkpoint_ms", ("ms", 100.0)),
 ]
 
 # The checkpoint's breakdown counters (bench_cuda_curvature), in ms, printed when present.
@@ -147,8 +147,9 @@ def table_rows(out):
         t = float(t) if isinstance(t, (int, float)) and t > 0 else None
         row.update(curvnet_ms=ms, torch_ms=t, ratio=ms / t if t else None, met=verdict(target, ms, t))
         rows.append(row)
-        if bfile == "bench_cuda_curvature":
-            breakdown = {k: float(run[k]) for k in BREAKDOWN if isinstance(run.get(k), (int, float))}
+        if bfile == "bench_cuda_curvature":  # the counters come from the breakdown run, else this one
+            timed = next((r for r in runs if "_breakdown/" in r["name"] and not r.get("error_occurred")), run)
+            breakdown = {k: float(timed[k]) for k in BREAKDOWN if isinstance(timed.get(k), (int, float))}
     return rows, errors, breakdown
 
 
