@@ -16,6 +16,7 @@
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused_mlp.h"
+#include "kernels/ops.h"
 
 namespace cn::cuda {
 
@@ -48,44 +49,92 @@ struct SharedTiles {
   __device__ static int ty() { return static_cast<int>(threadIdx.x) / kColLanes; }
 };
 
+constexpr int kWsPerThread = kChunk * kWidth / kThreads;  // weight values a thread stages per chunk
+constexpr int kXsPerThread = kRows * kChunk / kThreads;   // input values a thread stages per chunk
+static_assert(kChunk * kWidth % kThreads == 0 && kRows * kChunk % kThreads == 0, "staging splits evenly");
+
+// Where a tile_product reads its operands (see there).
+template <class T>
+struct Operands {
+  const T* a_global;
+  int64_t a_ld;
+  int n_rows;
+  int K;
+  const T* W;
+  bool backward;
+  int n_out;
+};
+
+// The K-chunk at k0 of w (and of a, when it comes from global memory) into registers; values
+// outside the matrices are 0. Weight value q of this thread is element e = threadIdx.x + q·kThreads
+// of the kChunk × kWidth chunk, numbered so that consecutive threads read consecutive addresses.
+template <class T>
+__device__ void load_chunk(const Operands<T>& o, int k0, T (&wr)[kWsPerThread], T (&xr)[kXsPerThread]) {
+  const int kc = min(kChunk, o.K - k0);
+#pragma unroll
+  for (int q = 0; q < kWsPerThread; ++q) {
+    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+    if (!o.backward) {
+      const int kk = e % kChunk, c = e / kChunk;  // along a row of W (n_out × K)
+      wr[q] = kk < kc && c < o.n_out ? o.W[static_cast<int64_t>(c) * o.K + k0 + kk] : T(0);
+    } else {
+      const int c = e % kWidth, kk = e / kWidth;  // along a row of W (K × n_out)
+      wr[q] = kk < kc && c < o.n_out ? o.W[static_cast<int64_t>(k0 + kk) * o.n_out + c] : T(0);
+    }
+  }
+  if (!o.a_global) return;
+#pragma unroll
+  for (int q = 0; q < kXsPerThread; ++q) {
+    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+    const int kk = e % kChunk, r = e / kChunk;
+    xr[q] = kk < kc && r < o.n_rows ? o.a_global[static_cast<int64_t>(r) * o.a_ld + k0 + kk] : T(0);
+  }
+}
+
+// The registers of load_chunk into ws[kk][c] and xs[r][kk].
+template <class T>
+__device__ void store_chunk(const Operands<T>& o, const T (&wr)[kWsPerThread], const T (&xr)[kXsPerThread], T* xs,
+                            T* ws) {
+#pragma unroll
+  for (int q = 0; q < kWsPerThread; ++q) {
+    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+    if (!o.backward)
+      ws[(e % kChunk) * kWsLd + e / kChunk] = wr[q];
+    else
+      ws[(e / kWidth) * kWsLd + e % kWidth] = wr[q];
+  }
+  if (!o.a_global) return;
+#pragma unroll
+  for (int q = 0; q < kXsPerThread; ++q) {
+    const int e = static_cast<int>(threadIdx.x) + q * kThreads;
+    xs[(e / kChunk) * kXsLd + e % kChunk] = xr[q];
+  }
+}
+
 // acc[i][j] = Σ_{k<K} a(r_i, k) · w(k, c_j) for this thread's rows r_i and columns c_j.
-// a: the block's rows from global memory (a_global: row 0 of the block, row stride a_ld; rows
-// at or past n_rows read as 0), staged through xs; or the tile in shared memory (a_shared,
-// row stride kActLd). w(k, c) = W[c·K + k] (forward: W is n_out × K, y = a Wᵀ), or
-// W[k·n_out + c] when `backward` (W is K × n_out, dx = dz W). n_out ≤ kWidth.
+// a: the block's rows from global memory (o.a_global: row 0 of the block, row stride o.a_ld;
+// rows at or past o.n_rows read as 0), staged through xs; or, when o.a_global is null, the
+// tile in shared memory (a_shared, row stride kActLd). w(k, c) = W[c·K + k] (forward: W is
+// n_out × K, y = a Wᵀ), or W[k·n_out + c] when o.backward (W is K × n_out, dx = dz W).
+// n_out ≤ kWidth. Each chunk is loaded into registers while the previous one is multiplied.
 // Starts with a barrier: what the caller wrote into shared memory before is visible.
 template <class T>
-__device__ void tile_product(const T* a_global, int64_t a_ld, int n_rows, const T* a_shared, int K, const T* W,
-                             bool backward, int n_out, T* xs, T* ws, Acc<T>& acc) {
+__device__ void tile_product(const Operands<T>& o, const T* a_shared, T* xs, T* ws, Acc<T>& acc) {
   const int tx = SharedTiles::tx(), ty = SharedTiles::ty();
 #pragma unroll
   for (int i = 0; i < kRowsPerThread; ++i)
 #pragma unroll
     for (int j = 0; j < kColsPerThread; ++j) acc[i][j] = T(0);
-  for (int k0 = 0; k0 < K; k0 += kChunk) {
-    const int kc = min(kChunk, K - k0);
+  T wr[kWsPerThread], xr[kXsPerThread];
+  if (o.K > 0) load_chunk(o, 0, wr, xr);
+  for (int k0 = 0; k0 < o.K; k0 += kChunk) {
+    const int kc = min(kChunk, o.K - k0);
     __syncthreads();  // the previous chunk, layer or epilogue is done with the shared buffers
-    if (!backward) {
-      // Consecutive threads read consecutive k of one weight row (coalesced).
-      for (int e = threadIdx.x; e < kChunk * kWidth; e += kThreads) {
-        const int kk = e % kChunk, c = e / kChunk;
-        ws[kk * kWsLd + c] = kk < kc && c < n_out ? W[static_cast<int64_t>(c) * K + k0 + kk] : T(0);
-      }
-    } else {
-      for (int e = threadIdx.x; e < kChunk * kWidth; e += kThreads) {
-        const int c = e % kWidth, kk = e / kWidth;
-        ws[kk * kWsLd + c] = kk < kc && c < n_out ? W[static_cast<int64_t>(k0 + kk) * n_out + c] : T(0);
-      }
-    }
-    if (a_global) {
-      for (int e = threadIdx.x; e < kRows * kChunk; e += kThreads) {
-        const int kk = e % kChunk, r = e / kChunk;
-        xs[r * kXsLd + kk] = kk < kc && r < n_rows ? a_global[static_cast<int64_t>(r) * a_ld + k0 + kk] : T(0);
-      }
-    }
+    store_chunk(o, wr, xr, xs, ws);
     __syncthreads();
-    const T* a = a_global ? xs : a_shared + k0;
-    const int lda = a_global ? kXsLd : kActLd;
+    if (k0 + kChunk < o.K) load_chunk(o, k0 + kChunk, wr, xr);  // in flight during the products below
+    const T* a = o.a_global ? xs : a_shared + k0;
+    const int lda = o.a_global ? kXsLd : kActLd;
     for (int kk = 0; kk < kc; ++kk) {
       T w[kColsPerThread];
 #pragma unroll
@@ -130,10 +179,12 @@ __global__ void __launch_bounds__(kThreads) fused_forward_kernel(FusedMlp<T> net
   Acc<T> acc;
   for (int l = 0; l < net.groups; ++l) {
     const FusedMlpGroup<T>& g = net.g[l];
-    if (l == 0)
-      tile_product<T>(x + row0 * g.in, g.in, n_rows, nullptr, g.in, g.W, false, g.out, s.xs, s.ws, acc);
-    else
-      tile_product<T>(nullptr, 0, n_rows, s.tile[(l - 1) & 1], g.in, g.W, false, g.out, s.xs, s.ws, acc);
+    // With first_layer_gemm, group 0's z = x Wᵀ + b is in g.z already: only its activation is left.
+    const bool z_given = l == 0 && net.first_layer_gemm;
+    if (l == 0 && !z_given)
+      tile_product<T>({x + row0 * g.in, g.in, n_rows, g.in, g.W, false, g.out}, nullptr, s.xs, s.ws, acc);
+    else if (l > 0)
+      tile_product<T>({nullptr, 0, n_rows, g.in, g.W, false, g.out}, s.tile[(l - 1) & 1], s.xs, s.ws, acc);
     T* out = s.tile[l & 1];
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i)
@@ -143,8 +194,13 @@ __global__ void __launch_bounds__(kThreads) fused_forward_kernel(FusedMlp<T> net
         T v = T(0);
         if (r < n_rows && c < g.out) {
           const int64_t at = (row0 + r) * g.out + c;
-          const T z = acc[i][j] + g.b[c];
-          g.z[at] = z;
+          T z;
+          if (z_given) {
+            z = g.z[at];
+          } else {
+            z = acc[i][j] + g.b[c];
+            g.z[at] = z;
+          }
           v = z;
           if (g.has_act) {
             v = act_f(g.act, z);
@@ -199,7 +255,7 @@ __global__ void __launch_bounds__(kThreads) fused_backward_kernel(FusedMlp<T> ne
         grad[r * kActLd + c] = d;
       }
     if (l == 0) break;  // the network input's gradient is not formed
-    tile_product<T>(nullptr, 0, n_rows, grad, g.out, g.W, true, g.in, s.xs, s.ws, acc);
+    tile_product<T>({nullptr, 0, n_rows, g.out, g.W, true, g.in}, grad, s.xs, s.ws, acc);
   }
 }
 
@@ -287,6 +343,10 @@ void fused_mlp_forward(const FusedMlp<T>& net, const T* x, int64_t N) {
   const size_t bytes = kSmemElems * sizeof(T);
   static const bool ready = opt_in_shared(fused_forward_kernel<T>, bytes);
   (void)ready;
+  if (net.first_layer_gemm) {  // z of the first layer by the backend's GEMM (kernels/ops.h, as Linear's forward)
+    const FusedMlpGroup<T>& g = net.g[0];
+    gemm_bias<T>(false, true, N, g.out, g.in, x, g.in, g.W, g.in, g.b, g.z, g.out);
+  }
   fused_forward_kernel<T><<<static_cast<unsigned>(ceil_div(N, kRows)), kThreads, bytes, stream()>>>(net, x, N);
   CN_CUDA_CHECK(cudaGetLastError());
 }

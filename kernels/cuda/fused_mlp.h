@@ -1,9 +1,10 @@
 // The fused MLP of narrow layers (docs/gpu.md "Fused MLP"): the training passes of a stack of
 // Linear(+bias) layers, each followed by at most one elementwise activation, in three
 // launches instead of two or three per layer:
-//   fused_mlp_forward    one kernel: each thread block takes kFusedMlpRows batch rows through
-//                        every layer, the activations kept in shared memory between layers,
-//                        the first layer's input (any width) streamed in K-chunks
+//   fused_mlp_forward    one kernel: each thread block takes 16 batch rows through every
+//                        layer, the activations kept in shared memory between layers, the
+//                        first layer's input streamed in K-chunks (an input wider than 128:
+//                        the first layer's GEMM before it, FusedMlp::first_layer_gemm)
 //   fused_mlp_backward   one kernel for dL/d(every layer's output), row tiles as above, then
 //                        one kernel for every dW and db (one 32×32 tile of a layer's
 //                        [dW | db] per block, the batch summed in a fixed order)
@@ -103,6 +104,11 @@ struct FusedMlpGroup {
 template <class T>
 struct FusedMlp {
   int groups = 0;
+  // The first layer's z = x Wᵀ + b by the backend's GEMM (gemm_bias of kernels/ops.h) before
+  // the forward kernel, which then starts at its activation; else streamed through the kernel.
+  // fused_mlp_plan sets it for inputs wider than kFusedMlpMaxWidth (a long K loop on a few
+  // thread blocks against a GEMM that spreads it over the GPU); either way gives the same results.
+  bool first_layer_gemm = false;
   FusedMlpGroup<T> g[kFusedMlpMaxLinear];
 };
 
@@ -135,6 +141,7 @@ FusedMlp<T> fused_mlp_plan(const FusedMlpLayerView<T>* layers, int count) {
       g.dy = g.out_grad = l.output_grad;
     }
   }
+  net.first_layer_gemm = net.g[0].in > kFusedMlpMaxWidth;
   return net;
 }
 

@@ -204,9 +204,11 @@ bool smooth(const std::vector<LayerSpec>& layers) {
   return true;
 }
 
+// first_layer_gemm: the first layer's z by the backend's GEMM, or streamed through the kernel.
 template <class T>
-void check_case(const Case& k) {
-  SCOPED_TRACE(k.name + (sizeof(T) == 4 ? " float32" : " float64"));
+void check_case(const Case& k, bool first_layer_gemm) {
+  SCOPED_TRACE(k.name + (sizeof(T) == 4 ? " float32" : " float64") +
+               (first_layer_gemm ? ", first layer by GEMM" : ", first layer streamed"));
   const int64_t N = k.N, I = k.I;
   Sequential<T> cpu(k.layers, I, Device::cpu), ref(k.layers, I, Device::cpu), gpu(k.layers, I, Device::cuda);
   ASSERT_EQ(fused_mlp_ineligibility([&] {
@@ -243,7 +245,9 @@ void check_case(const Case& k) {
     fill_nan(const_cast<T*>(gpu.output_grad(i)), N * gpu.layer(i).out_features());
   }
   const Buffer<T> xd = to_device(x), dzd = to_device(dz);
-  const cuda::FusedMlp<T> net = plan_of(gpu);
+  cuda::FusedMlp<T> net = plan_of(gpu);
+  EXPECT_EQ(net.first_layer_gemm, I > kFusedMlpMaxWidth);
+  net.first_layer_gemm = first_layer_gemm;
   cuda::fused_mlp_forward<T>(net, xd.data(), N);
   cuda::fused_mlp_backward<T>(net, xd.data(), dzd.data(), N);
   const std::vector<T> grads = to_host(gpu.grads().data(), P);
@@ -325,12 +329,14 @@ std::vector<Case> cases() {
 
 TEST(CudaFusedMlp, LayersAndChainMatchTheCpuFloat32) {
   CN_REQUIRE_GPU();
-  for (const Case& k : cases()) check_case<float>(k);
+  for (const Case& k : cases())
+    for (bool gemm : {false, true}) check_case<float>(k, gemm);
 }
 
 TEST(CudaFusedMlp, LayersAndChainMatchTheCpuFloat64) {
   CN_REQUIRE_GPU();
-  for (const Case& k : cases()) check_case<double>(k);
+  for (const Case& k : cases())
+    for (bool gemm : {false, true}) check_case<double>(k, gemm);
 }
 
 namespace {
