@@ -11,7 +11,7 @@
 //
 // Parameter gradients: [dW | db] of a layer is dzᵀ [x | 1] (the bias as a column of ones), one
 // kGradTile × kGradTile tile of it per block, every layer's tiles in one launch, the batch
-// summed in chunks in a fixed order (reproducible).
+// summed in chunks in a fixed order (reproducible), the next chunk loaded while one is multiplied.
 #include <algorithm>
 
 #include "kernels/cuda/common.cuh"
@@ -285,16 +285,31 @@ __global__ void __launch_bounds__(kGradThreads)
   T acc[kGradPerThread];
 #pragma unroll
   for (int m = 0; m < kGradPerThread; ++m) acc[m] = T(0);
+  // Element e = threadIdx.x + q·kGradThreads of a chunk: sample e / 32, column e % 32 (coalesced).
+  constexpr int kLoads = kGradTile * kGradTile / kGradThreads;
+  T dzr[kLoads], xr[kLoads];
+  auto load = [&](int64_t n0) {
+#pragma unroll
+    for (int q = 0; q < kLoads; ++q) {
+      const int e = static_cast<int>(threadIdx.x) + q * kGradThreads;
+      const int c = e % kGradTile;
+      const int64_t n = n0 + e / kGradTile;
+      const int o = o0 + c, i = i0 + c;
+      dzr[q] = n < N && o < O ? g.dz[n * O + o] : T(0);
+      xr[q] = n < N ? (i < I ? in[n * I + i] : (i == I ? T(1) : T(0))) : T(0);
+    }
+  };
+  load(0);
   for (int64_t n0 = 0; n0 < N; n0 += kGradTile) {
     __syncthreads();  // the previous chunk is consumed
-    for (int e = threadIdx.x; e < kGradTile * kGradTile; e += kGradThreads) {
-      const int c = e % kGradTile, nn = e / kGradTile;
-      const int64_t n = n0 + nn;
-      const int o = o0 + c, i = i0 + c;
-      dzs[nn][c] = n < N && o < O ? g.dz[n * O + o] : T(0);
-      xs[nn][c] = n < N ? (i < I ? in[n * I + i] : (i == I ? T(1) : T(0))) : T(0);
+#pragma unroll
+    for (int q = 0; q < kLoads; ++q) {
+      const int e = static_cast<int>(threadIdx.x) + q * kGradThreads;
+      dzs[e / kGradTile][e % kGradTile] = dzr[q];
+      xs[e / kGradTile][e % kGradTile] = xr[q];
     }
     __syncthreads();
+    if (n0 + kGradTile < N) load(n0 + kGradTile);  // in flight during the products below
 #pragma unroll 4
     for (int nn = 0; nn < kGradTile; ++nn) {
       const T xv = xs[nn][tx];
