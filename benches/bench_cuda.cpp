@@ -19,6 +19,7 @@
 
 #include "core/memory.h"
 #include "kernels/cuda/context.cuh"
+#include "kernels/cuda/fused_mlp.h"
 #include "layers/model.h"
 #include "optim/cuda/optimizer_cuda.h"
 
@@ -27,8 +28,29 @@ namespace {
 using namespace cn;
 
 // How a step is enqueued: every kernel launched by the host (eager), or forward, loss and
-// backward replayed as one recorded CUDA graph followed by the optimiser's launch (graph).
-enum class Launch { eager, graph };
+// backward replayed as one recorded CUDA graph followed by the optimiser's launch (graph);
+// fused_graph: the same with forward and backward by the fused MLP kernels
+// (kernels/cuda/fused_mlp.h, train.fused_mlp); fused_streamed_graph: with the first layer
+// streamed through the fused forward kernel instead of its own GEMM.
+enum class Launch { eager, graph, fused_graph, fused_streamed_graph };
+
+// The model as the fused MLP kernels see it (as train/engine.cpp builds it).
+cuda::FusedMlp<float> fused_plan(Sequential<float>& m) {
+  std::vector<cuda::FusedMlpLayerView<float>> views(m.size());
+  for (size_t i = 0; i < m.size(); ++i) {
+    Layer<float>& l = m.layer(i);
+    auto& v = views[i];
+    v.kind = l.kind();
+    v.in = l.in_features();
+    v.out = l.out_features();
+    if (const ActParams* a = l.activation()) v.act = *a;
+    v.params = m.params().data() + m.layer_offset(i);
+    v.grads = m.grads().data() + m.layer_offset(i);
+    v.output = const_cast<float*>(m.layer_output(i));
+    v.output_grad = const_cast<float*>(m.output_grad(i));
+  }
+  return cuda::fused_mlp_plan(views.data(), static_cast<int>(views.size()));
+}
 
 void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int64_t N, Launch launch, bool tf32) {
   if (!cuda_available()) {
@@ -62,7 +84,16 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   PassCtx c;
   c.device = Device::cuda;
   c.training = true;
+  const bool use_fused = launch == Launch::fused_graph || launch == Launch::fused_streamed_graph;
+  cuda::FusedMlp<float> fused = use_fused ? fused_plan(model) : cuda::FusedMlp<float>{};
+  if (launch == Launch::fused_streamed_graph) fused.first_layer_gemm = false;
   auto forward_backward = [&] {
+    if (use_fused) {
+      cuda::fused_mlp_forward(fused, x.data(), N);
+      loss.forward_backward_to(c, model.layer_output(model.size() - 1), y.data(), N, C, batch_loss.data());
+      cuda::fused_mlp_backward(fused, x.data(), loss.dz(), N);
+      return;
+    }
     const float* z = model.forward(c, x.data(), N);
     loss.forward_backward_to(c, z, y.data(), N, C, batch_loss.data());
     model.backward(c, loss.dz(), N);
@@ -75,7 +106,7 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
     ++step;
   };
   for (int i = 0; i < 5; ++i) train_step();  // warm-up: allocations, cuBLAS heuristics
-  if (launch == Launch::graph) graph.record(forward_backward);
+  if (launch != Launch::eager) graph.record(forward_backward);
   for (int i = 0; i < 5; ++i) train_step();
   cuda::context().synchronize();
   const int64_t mallocs = cuda::memory_stats().cuda_mallocs;
@@ -124,6 +155,12 @@ BENCHMARK_CAPTURE(BM_TrainStep_cuda, Ltf32_784_4096x8_10_b4096, kL, 4096, Launch
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(10);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_fused, kS, 256, Launch::fused_graph, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_fused_streamed, kS, 256, Launch::fused_streamed_graph, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

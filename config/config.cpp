@@ -822,6 +822,10 @@ std::vector<Section> build_schema() {
            f_enum("on_nonfinite", &C::train, &TrainConfig::on_nonfinite, kOnNonfinite,
                   "what a NaN/inf loss or gradient does"),
            f_int("threads", &C::train, &TrainConfig::threads, cc(0, kMaxThreads), "CPU threads; 0 = all cores"),
+           f_enum("fused_mlp", &C::train, &TrainConfig::fused_mlp, kFusedMlpModes,
+                  "CUDA training step: forward and backward of Linear+activation stacks with outputs <= 128 "
+                  "wide in fused kernels; auto = when the model is eligible, on = required (else an error), "
+                  "ignored on the CPU"),
        })
     s.back().fields.push_back(std::move(f));
 

@@ -107,7 +107,8 @@ struct TrainConfig {
   StopMetric early_stopping_metric = StopMetric::val_loss;
   int64_t patience = 0;
   OnNonfinite on_nonfinite = OnNonfinite::stop;
-  int64_t threads = 0;  // 0 = all cores
+  int64_t threads = 0;                         // 0 = all cores
+  FusedMlpMode fused_mlp = FusedMlpMode::off;  // the CUDA step's fused MLP kernels (docs/gpu.md)
 };
 
 struct CheckpointConfig {

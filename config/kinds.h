@@ -71,6 +71,12 @@ enum class OnNonfinite { stop, continue_run };
 inline constexpr EnumName<OnNonfinite> kOnNonfinite[] = {{OnNonfinite::stop, "stop"},
                                                          {OnNonfinite::continue_run, "continue"}};
 
+// train.fused_mlp: the CUDA training step's fused MLP kernels (docs/gpu.md "Fused MLP");
+// `automatic` is "auto" (fused when the model is eligible)
+enum class FusedMlpMode { automatic, on, off };
+inline constexpr EnumName<FusedMlpMode> kFusedMlpModes[] = {
+    {FusedMlpMode::automatic, "auto"}, {FusedMlpMode::on, "on"}, {FusedMlpMode::off, "off"}};
+
 // train.early_stopping_metric: the eval.jsonl column (of the val split) early stopping watches
 enum class StopMetric { val_loss, val_accuracy, val_f1, val_auc, val_r2, val_mae, val_rmse };
 inline constexpr EnumName<StopMetric> kStopMetrics[] = {

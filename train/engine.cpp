@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/files.h"
+#include "kernels/cuda/fused_mlp.h"
 #ifdef CURVNET_HAVE_CUDA
 #include "kernels/cuda/context.cuh"
 #include "optim/cuda/optimizer_cuda.h"
@@ -89,6 +90,26 @@ void check_early_stopping(const Config& config, const Splits& data, const TaskSh
         (classification ? "val_loss, val_accuracy, val_f1 or val_auc" : "val_loss, val_r2, val_mae or val_rmse"));
 }
 
+// The model's layers as the fused MLP's eligibility test sees them.
+template <class T>
+std::vector<FusedMlpLayerShape> fused_mlp_shapes(const Sequential<T>& model) {
+  std::vector<FusedMlpLayerShape> shapes;
+  for (size_t i = 0; i < model.size(); ++i)
+    shapes.push_back({model.layer(i).kind(), model.layer(i).in_features(), model.layer(i).out_features()});
+  return shapes;
+}
+
+// train.fused_mlp = "on" promises the fused kernels: a model they cannot run is a config error
+// on every device (a config that trains on the GPU fails the same way on the CPU).
+template <class T>
+void check_fused_mlp(const Config& config, const Sequential<T>& model) {
+  if (config.train.fused_mlp != FusedMlpMode::on) return;
+  const std::string why = fused_mlp_ineligibility(fused_mlp_shapes(model));
+  if (!why.empty())
+    throw InputError("train.fused_mlp = \"on\": the model is not eligible (" + why +
+                     "); expected \"auto\" or \"off\" for this model");
+}
+
 }  // namespace
 
 std::vector<double> loss_targets(const Dataset& d, const TaskShape& s) {
@@ -122,6 +143,8 @@ struct Engine<T>::CudaSteps {
   // `losses`, so a step after warm-up allocates nothing (docs/gpu.md).
   std::vector<std::pair<int64_t, int64_t>> pending, taken;
   std::vector<double> ring;
+  bool fused = false;               // forward and backward by the fused MLP kernels (train.fused_mlp)
+  bool layer_caches_bound = false;  // the layers' own passes ran once (see step)
 
   explicit CudaSteps(Engine& e);
   void step(Engine& e, const PassCtx& c, int64_t begin, int64_t n, bool read_now);
@@ -159,6 +182,30 @@ Engine<T>::CudaSteps::CudaSteps(Engine& e) {
     for (const StateView<T>& v : model->layer(i).state())
       if (v.name == "num_batches_tracked" && v.device == Device::cpu) host_counters.push_back(v.data);
   }
+  fused = e.config.train.fused_mlp != FusedMlpMode::off && fused_mlp_ineligibility(fused_mlp_shapes(*model)).empty();
+}
+
+// The model as the fused MLP kernels see it: pointers into its flat buffers and per-layer
+// caches (kernels/cuda/fused_mlp.h). Fixed-size: building it never allocates.
+template <class T>
+cuda::FusedMlp<T> fused_mlp_of(Sequential<T>& model) {
+  const int count = static_cast<int>(model.size());
+  CN_CHECK_MSG(count <= kFusedMlpMaxLayers, "fused MLP: " << count << " layers");
+  cuda::FusedMlpLayerView<T> views[kFusedMlpMaxLayers];
+  for (int i = 0; i < count; ++i) {
+    Layer<T>& l = model.layer(static_cast<size_t>(i));
+    cuda::FusedMlpLayerView<T>& v = views[i];
+    v.kind = l.kind();
+    v.in = l.in_features();
+    v.out = l.out_features();
+    if (const ActParams* a = l.activation()) v.act = *a;
+    v.params = model.params().data() + model.layer_offset(static_cast<size_t>(i));
+    v.grads = model.grads().data() + model.layer_offset(static_cast<size_t>(i));
+    // The model owns these buffers; the fused kernels fill them as the layers' passes would.
+    v.output = const_cast<T*>(model.layer_output(static_cast<size_t>(i)));
+    v.output_grad = const_cast<T*>(model.output_grad(static_cast<size_t>(i)));
+  }
+  return cuda::fused_mlp_plan(views, count);
 }
 
 template <class T>
@@ -177,9 +224,20 @@ void Engine<T>::CudaSteps::step(Engine& e, const PassCtx& c, int64_t begin, int6
   }
   double* slot = losses.data() + s % kRing;
   auto forward_backward = [&](double* loss_out) {
-    const T* z = e.model->forward(c, e.xb.data(), n);
-    e.loss->forward_backward_to(c, z, e.yb.data(), n, e.shape.n_outputs, loss_out);
-    e.model->backward(c, e.loss->dz(), n);
+    // The layers' passes; when fused, once first (never recorded: a recording follows a plain
+    // call), so that every layer's caches point at the buffers the fused kernels then fill.
+    if (!fused || !layer_caches_bound) {
+      const T* z = e.model->forward(c, e.xb.data(), n);
+      e.loss->forward_backward_to(c, z, e.yb.data(), n, e.shape.n_outputs, loss_out);
+      e.model->backward(c, e.loss->dz(), n);
+      layer_caches_bound = true;
+      if (!fused) return;
+    }
+    const cuda::FusedMlp<T> net = fused_mlp_of(*e.model);
+    cuda::fused_mlp_forward<T>(net, e.xb.data(), n);
+    e.loss->forward_backward_to(c, e.model->layer_output(e.model->size() - 1), e.yb.data(), n, e.shape.n_outputs,
+                                loss_out);
+    cuda::fused_mlp_backward<T>(net, e.xb.data(), e.loss->dz(), n);
   };
   if (use_graphs) {
     cuda::Graph& graph = graphs[n];
@@ -259,6 +317,7 @@ Engine<T>::Engine(const Config& c, Device d) : config(c), device(d) {
   check_output_width(config, data.train, shape, layers);
   check_early_stopping(config, data, shape);
   model = std::make_unique<Sequential<T>>(layers, data.train.d, device);
+  check_fused_mlp(config, *model);
   model->reserve(std::max<int64_t>(batch, eval_chunk()));
   model->initialize(config.model, config.train.seed);
   loss = std::make_unique<Loss<T>>(config.loss.kind);
