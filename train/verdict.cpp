@@ -116,6 +116,16 @@ void problem_verdicts(size_t li, size_t lj, const std::vector<json>& alarms, jso
   }
 }
 
+// The output layer's width is the task's, so only the alarm rules judge it; its evidence
+// holds what is known of it (no empty capacity fields).
+json output_layer_verdict(int64_t units, double grad_share, double val_improvement, int64_t step) {
+  json evidence = {{"units", units}};
+  if (std::isfinite(grad_share)) evidence["grad_share_last_quarter"] = grad_share;
+  if (std::isfinite(val_improvement)) evidence["val_improvement_last_quarter"] = val_improvement;
+  return verdict(VerdictKind::healthy,
+                 "output layer: the capacity rules judge hidden layers; no alarm of its layers fired", evidence, step);
+}
+
 }  // namespace
 
 json run_verdicts(const std::string& run_dir, const VerdictThresholds& t) {
@@ -213,15 +223,7 @@ json run_verdicts(const std::string& run_dir, const VerdictThresholds& t) {
           step));
     problem_verdicts(b.li, b.lj, alarms, &vs);
     if (vs.empty() && b.hidden) vs.push_back(verdict(VerdictKind::healthy, "no rule fired", cap, step));
-    if (vs.empty()) {  // the output layer: its width is the task's, so only alarms judge it
-      json evidence = {{"units", b.units}};
-      for (const auto& [key, value] : {std::pair<const char*, double>{"grad_share_last_quarter", share},
-                                       {"val_improvement_last_quarter", improvement}})
-        if (std::isfinite(value)) evidence[key] = value;
-      vs.push_back(verdict(VerdictKind::healthy,
-                           "output layer: the capacity rules judge hidden layers; no alarm of its layers fired",
-                           evidence, step));
-    }
+    if (vs.empty()) vs.push_back(output_layer_verdict(b.units, share, improvement, step));
     json block = json::array();
     for (size_t k = b.li; k < b.lj; ++k) block.push_back(k);
     layers.push_back({{"layer", b.li},
