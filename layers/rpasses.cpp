@@ -46,6 +46,12 @@ void Linear<T>::rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t
   V_ = V;
   v_stride_ = v_stride;
   const T* x = x_;
+  if (K == 1 && V) {
+    // x VWᵀ + Vb in one product (the bias in its epilogue), then Rx Wᵀ added to it.
+    CN_DISPATCH(c.device, gemm_bias<T>, false, true, N, O, I, x, I, V, I, V + O * I, Ry, O);
+    if (Rx) CN_DISPATCH(c.device, gemm<T>, false, true, N, O, I, T(1), Rx, I, W_, I, T(1), Ry, O);
+    return;
+  }
   if (Rx)  // all K directions in one GEMM: (K·N × I)(I × O)
     CN_DISPATCH(c.device, gemm<T>, false, true, K * N, O, I, T(1), Rx, I, W_, I, T(0), Ry, O);
   if (!V) {
@@ -53,10 +59,7 @@ void Linear<T>::rforward_impl(const PassCtx& c, const T* Rx, const T* V, int64_t
     return;
   }
   const T beta = Rx ? T(1) : T(0);
-  if (K == 1) {
-    CN_DISPATCH(c.device, gemm<T>, false, true, N, O, I, T(1), x, I, V, I, beta, Ry, O);
-    CN_DISPATCH(c.device, add_row_vector<T>, Ry, V + O * I, N, O);
-  } else if (K * O * I <= kStackLimit) {
+  if (K * O * I <= kStackLimit) {
     // Stack the K weight directions into one (K·O × I) matrix: x [VW_k]ᵀ is one GEMM.
     vw_stack_.set_device(c.device);
     xvw_.set_device(c.device);
