@@ -111,6 +111,7 @@ CN_OPS_DECLARE(cuda)
 // lane for the first op; main() returns to the main lane for the second; join() makes
 // later work wait for both. Off, everything stays on the main lane. The destructor joins
 // when an exception left the lanes apart (a recording must not end with them apart).
+// Pairs do not nest: the ops between the fork and main() must not open another.
 class LanePair {
  public:
   LanePair(Device d, bool on) : device_(d), on_(on) {

@@ -1,8 +1,9 @@
 // CUDA twins of gemm, gemm_bias, gemm_bias_grad (cuBLASLt), gemm_batched (cuBLAS; one
-// product goes to gemm) and lane (the context's side stream) of kernels/ops.h. curvnet is row-major and cuBLAS
-// column-major: a row-major X with leading dimension ld is the column-major Xᵀ with the same ld, so C = op(A) op(B)
-// (row-major, M x Nc) is computed as the column-major Cᵀ = op(B)ᵀ op(A)ᵀ (Nc x M): operands swapped, each keeping its
-// own transpose flag. In that column-major problem (m = Nc, n = M, k = K):
+// product goes to gemm) and lane (the context's side stream) of kernels/ops.h. curvnet is
+// row-major and cuBLAS column-major: a row-major X with leading dimension ld is the
+// column-major Xᵀ with the same ld, so C = op(A) op(B) (row-major, M x Nc) is computed as
+// the column-major Cᵀ = op(B)ᵀ op(A)ᵀ (Nc x M): operands swapped, each keeping its own
+// transpose flag. In that column-major problem (m = Nc, n = M, k = K):
 //  - gemm_bias adds bias[j] to row-major column j < Nc, a row of the column-major D:
 //    CUBLASLT_EPILOGUE_BIAS (a vector as long as D's rows, broadcast over its columns).
 //  - gemm_bias_grad is dW = dyᵀ x, i.e. (ta, tb) = (true, false): cuBLASLt's B operand is
