@@ -5,7 +5,9 @@
 // (benches/compare_train_torch.py runs the same steps in PyTorch). The batch loss stays
 // on the device, as in training between logging steps.
 // Synthetic data (random inputs, cycling labels); without a GPU every benchmark is
-// skipped with the reason.
+// skipped with the reason. Rows with a suffix change one GEMM setting against the defaults
+// (docs/gpu.md): _cublas (CURVNET_GEMM=cublas), _one_stream (CURVNET_GEMM_STREAMS=0),
+// _cublas_one_stream (both: the GEMMs as before the defaults changed).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -20,6 +22,7 @@
 #include "core/memory.h"
 #include "kernels/cuda/context.cuh"
 #include "kernels/cuda/fused_mlp.h"
+#include "kernels/cuda/gemm.h"
 #include "layers/model.h"
 #include "optim/cuda/optimizer_cuda.h"
 
@@ -52,12 +55,29 @@ cuda::FusedMlp<float> fused_plan(Sequential<float>& m) {
   return cuda::fused_mlp_plan(views.data(), static_cast<int>(views.size()));
 }
 
-void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int64_t N, Launch launch, bool tf32) {
+// GEMM settings against the defaults, for one benchmark (restored after it).
+enum class Gemms { defaults, cublas, one_stream, cublas_one_stream };
+struct GemmsScope {
+  cuda::GemmMode mode = cuda::gemm_mode();
+  bool streams = cuda::context().concurrent_gemms();
+  explicit GemmsScope(Gemms g) {
+    if (g == Gemms::cublas || g == Gemms::cublas_one_stream) cuda::set_gemm_mode(cuda::GemmMode::cublas);
+    if (g == Gemms::one_stream || g == Gemms::cublas_one_stream) cuda::context().set_concurrent_gemms(false);
+  }
+  ~GemmsScope() {
+    cuda::set_gemm_mode(mode);
+    cuda::context().set_concurrent_gemms(streams);
+  }
+};
+
+void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int64_t N, Launch launch, bool tf32,
+                       Gemms gemms = Gemms::defaults) {
   if (!cuda_available()) {
     state.SkipWithError(cuda_device_description().c_str());
     return;
   }
   constexpr int64_t I = 784, C = 10;
+  const GemmsScope scope(gemms);
   cuda::context().set_allow_tf32(tf32);
   ModelConfig mc;
   mc.hidden = hidden;
@@ -159,6 +179,22 @@ BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_fused, kS, 256, Launc
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_fused_streamed, kS, 256, Launch::fused_streamed_graph, false)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+// The settings one at a time (names end before the "/" the table's patterns require).
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, S_784_128_128_10_b256_graph_one_stream, kS, 256, Launch::graph, false,
+                  Gemms::one_stream)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024_graph_cublas, kM, 1024, Launch::graph, false, Gemms::cublas)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024_graph_one_stream, kM, 1024, Launch::graph, false,
+                  Gemms::one_stream)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_TrainStep_cuda, M_784_1024x4_10_b1024_graph_cublas_one_stream, kM, 1024, Launch::graph, false,
+                  Gemms::cublas_one_stream)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
 

@@ -15,6 +15,10 @@
 // run) and x_gradient = ms / gradient_ms, x_gradient_per_direction = that / K.
 // Directions are random normals, never zeros.
 // Without a GPU every benchmark is skipped with the reason.
+// BM_HvpVariant_cuda: one exact HVP on M with one GEMM setting changed against the
+// defaults (docs/gpu.md): no_concat (CURVNET_R_CONCAT=0), one_stream
+// (CURVNET_GEMM_STREAMS=0), cublas (CURVNET_GEMM=cublas), baseline (all three: the
+// GEMMs as before these defaults).
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -31,6 +35,7 @@
 #include "core/memory.h"
 #include "diagnostics/hvp.h"
 #include "kernels/cuda/context.cuh"
+#include "kernels/cuda/gemm.h"
 #include "layers/model.h"
 
 namespace {
@@ -192,6 +197,23 @@ void BM_PrepareApply_cuda(benchmark::State& state, Net n) {
   run_timed(state, s, K, [&] { s.eng.apply(s.V.data(), s.HV.data(), K); });
 }
 
+enum class Gemms { no_concat, one_stream, cublas, baseline };
+
+void BM_HvpVariant_cuda(benchmark::State& state, Net n, Gemms g) {
+  if (skip_without_gpu(state)) return;
+  Setup& s = setup(n);
+  const cuda::GemmMode mode = cuda::gemm_mode();
+  const bool streams = cuda::context().concurrent_gemms(), pairs = rpass_pairs_as_one_gemm();
+  if (g == Gemms::no_concat || g == Gemms::baseline) set_rpass_pairs_as_one_gemm(false);
+  if (g == Gemms::one_stream || g == Gemms::baseline) cuda::context().set_concurrent_gemms(false);
+  if (g == Gemms::cublas || g == Gemms::baseline) cuda::set_gemm_mode(cuda::GemmMode::cublas);
+  run_timed(state, s, 1,
+            [&] { benchmark::DoNotOptimize(s.eng.hvp(s.c, s.x.data(), s.t.data(), s.N, s.V.data(), s.HV.data(), 1)); });
+  cuda::set_gemm_mode(mode);
+  cuda::context().set_concurrent_gemms(streams);
+  set_rpass_pairs_as_one_gemm(pairs);
+}
+
 #define CN_HVP_BENCHES(net, tag)                                                                             \
   BENCHMARK_CAPTURE(BM_Gradient_cuda, tag, net)->UseManualTime()->Unit(benchmark::kMillisecond);             \
   BENCHMARK_CAPTURE(BM_Hvp_cuda, tag, net)->Arg(1)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond); \
@@ -199,6 +221,15 @@ void BM_PrepareApply_cuda(benchmark::State& state, Net n) {
 
 CN_HVP_BENCHES(Net::S, S_784_128_128_10_b256);
 CN_HVP_BENCHES(Net::M, M_784_1024x4_10_b1024);
+#define CN_HVP_VARIANT(g)                                                            \
+  BENCHMARK_CAPTURE(BM_HvpVariant_cuda, M_784_1024x4_10_b1024_##g, Net::M, Gemms::g) \
+      ->Arg(1)                                                                       \
+      ->UseManualTime()                                                              \
+      ->Unit(benchmark::kMillisecond)
+CN_HVP_VARIANT(no_concat);
+CN_HVP_VARIANT(one_stream);
+CN_HVP_VARIANT(cublas);
+CN_HVP_VARIANT(baseline);
 
 }  // namespace
 

@@ -20,8 +20,16 @@ struct PassCtx {
   uint64_t step = 0;            // the counter of the draw (the update about to be made)
 };
 
+// Where the ops that follow run (lane()): two independent ops may overlap on the CUDA
+// backend. side: after everything enqueued so far, on a second stream; main: back on the
+// main stream, not waiting; joined: back on the main stream, later work waiting for the
+// side's. The CPU runs ops in program order and does nothing.
+enum class Lane { side, main, joined };
+
 #define CN_OPS_DECLARE(ns)                                                                                            \
   namespace ns {                                                                                                      \
+  /* Switches the lane of the ops that follow (see Lane). */                                                          \
+  void lane(Lane l);                                                                                                  \
   /* C (M x Nc) = alpha * op(A) op(B) + beta * C, row-major; ta/tb transpose A/B. */                                  \
   template <class T>                                                                                                  \
   void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda, const T* B,        \
@@ -98,5 +106,38 @@ CN_OPS_DECLARE(cuda)
 #else
 #define CN_DISPATCH(ctx_device, fn, ...) ((void)(ctx_device), ::cn::cpu::fn(__VA_ARGS__))
 #endif
+
+// Two independent ops on two lanes (Lane): constructed with `on`, it forks to the side
+// lane for the first op; main() returns to the main lane for the second; join() makes
+// later work wait for both. Off, everything stays on the main lane. The destructor joins
+// when an exception left the lanes apart (a recording must not end with them apart).
+// Pairs do not nest: the ops between the fork and main() must not open another.
+class LanePair {
+ public:
+  LanePair(Device d, bool on) : device_(d), on_(on) {
+    if (on_) CN_DISPATCH(device_, lane, Lane::side);
+  }
+  LanePair(const LanePair&) = delete;
+  LanePair& operator=(const LanePair&) = delete;
+  void main() {
+    if (on_) CN_DISPATCH(device_, lane, Lane::main);
+  }
+  void join() {
+    if (!on_) return;
+    on_ = false;
+    CN_DISPATCH(device_, lane, Lane::joined);
+  }
+  ~LanePair() {
+    if (!on_) return;
+    try {
+      CN_DISPATCH(device_, lane, Lane::joined);
+    } catch (...) {  // already unwinding from the first failure
+    }
+  }
+
+ private:
+  Device device_;
+  bool on_;
+};
 
 }  // namespace cn

@@ -7,6 +7,14 @@
 
 namespace cn {
 
+// Whether Linear's R-backward for one direction forms (Hv)W = Rdyᵀ x + dyᵀ Rx as one GEMM
+// over stacked copies [Rdy; dy]ᵀ [x; Rx] (twice the inner dimension) instead of two; on
+// the GPU only for layers at least kPairMinWidthGpu wide. Process-wide; CURVNET_R_CONCAT=0|1
+// sets the initial value (1).
+void set_rpass_pairs_as_one_gemm(bool on);
+bool rpass_pairs_as_one_gemm();
+constexpr int64_t kPairMinWidthGpu = 256;
+
 // y = x Wᵀ + b; W: O×I (PyTorch's layout), b: O.
 template <class T>
 class Linear final : public Layer<T> {
@@ -43,8 +51,10 @@ class Linear final : public Layer<T> {
   const T* V_ = nullptr;   // rforward parameter directions
   int64_t v_stride_ = 0;
   // Curvature passes (layers/rpasses.cpp): the stacked directions [VW_0; ...; VW_K-1] and
-  // x times their transpose, for the one-GEMM R-forward of small layers.
-  Buffer<T> vw_stack_, xvw_;
+  // x times their transpose, for the one-GEMM R-forward of small layers; the stacked
+  // operands [Rdy; dy] and [x; Rx] of the one-GEMM (Hv)W.
+  Buffer<T> vw_stack_, xvw_, pair_dy_, pair_x_;
+  bool pair_as_one_gemm(Device d, int64_t K) const;
 };
 
 // y = f(x) elementwise.

@@ -13,13 +13,19 @@ template <class T>
 void Linear<T>::backward_impl(const PassCtx& c, const T* dy, T* dx, int64_t N, GradientMode mode) {
   const int64_t I = this->in_, O = this->out_;
   dy_ = dy;
-  if (mode == GradientMode::params)
-    CN_DISPATCH(c.device, gemm_bias_grad<T>, O, I, N, dy, O, x_, I, dW_, I, db_);  // dW = dyᵀ x, db = Σ_n dy
-  if (!dx) return;
-  if (dy)
-    CN_DISPATCH(c.device, gemm<T>, false, false, N, I, O, T(1), dy, O, W_, I, T(0), dx, I);  // dx = dy W
-  else
-    device_zero(c.device, dx, static_cast<size_t>(N * I) * sizeof(T));
+  const bool params = mode == GradientMode::params;
+  // The two products are independent: the parameter gradients on the side lane, dx (what
+  // the layer below waits for) on the main one.
+  LanePair lanes(c.device, params && dx && dy);
+  if (params) CN_DISPATCH(c.device, gemm_bias_grad<T>, O, I, N, dy, O, x_, I, dW_, I, db_);  // dW = dyᵀ x, db = Σ_n dy
+  lanes.main();
+  if (dx) {
+    if (dy)
+      CN_DISPATCH(c.device, gemm<T>, false, false, N, I, O, T(1), dy, O, W_, I, T(0), dx, I);  // dx = dy W
+    else
+      device_zero(c.device, dx, static_cast<size_t>(N * I) * sizeof(T));
+  }
+  lanes.join();
 }
 
 template class Linear<float>;

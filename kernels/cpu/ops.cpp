@@ -28,6 +28,9 @@ void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, 
 }
 }  // namespace
 
+// One stream of program order: nothing to switch.
+void lane(Lane) {}
+
 template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {

@@ -1,7 +1,10 @@
 // The CUDA context: one stream, a cuBLAS handle, a cuSOLVER handle, device scratch space
 // and pinned host scratch (cn::cuda::context(), created on first use on the current
 // device). Every op of the CUDA backend runs on the current context's stream, so the host
-// never waits except where an op says so (a device->host read). A context is driven by
+// never waits except where an op says so (a device->host read). A second (side) stream
+// with its own cuBLAS handle and scratch lets two independent ops overlap (Linear's weight
+// and input gradients): between lane(Lane::side) and lane(Lane::main / joined) of
+// kernels/ops.h, stream(), cublas() and workspace() answer for the side stream. A context is driven by
 // one host thread at a time: the process-wide one by default; a worker thread (curvature
 // checkpoints overlapping training) makes its own Context current with a ContextScope.
 // Plain C++ (no kernels): .cpp files may include it.
@@ -22,18 +25,35 @@ class Context {
   ~Context();
 
   int device() const { return device_; }
-  cudaStream_t stream() const { return stream_; }
-  cublasHandle_t cublas() const { return cublas_; }
-  cusolverDnHandle_t cusolver();  // created on first use
+  // The stream ops enqueue on now: the side stream between fork_side() and to_main().
+  cudaStream_t stream() const { return on_side_ ? side_stream_ : stream_; }
+  cublasHandle_t cublas() const { return on_side_ ? side_cublas_ : cublas_; }
+  cusolverDnHandle_t cusolver();  // created on first use; main stream only
+  // The main stream, whichever lane is current.
+  cudaStream_t main_stream() const { return stream_; }
+
+  // Lanes (kernels/ops.h lane()). fork_side: work enqueued from now on runs on the side
+  // stream, after everything enqueued on the main stream so far. to_main: back on the main
+  // stream; with join, later main-stream work waits for the side stream's so far. Event
+  // record and wait are captured into a graph like any launch, so a recording may fork and
+  // join (it must join before it ends). Without concurrent_gemms() fork_side does nothing.
+  void fork_side();
+  void to_main(bool join);
+  bool on_side() const { return on_side_; }
+  // Whether fork_side() uses the side stream: CURVNET_GEMM_STREAMS=0|1 (default 1) for
+  // every context, or this setter for one.
+  void set_concurrent_gemms(bool on) { concurrent_gemms_ = on; }
+  bool concurrent_gemms() const { return concurrent_gemms_; }
 
   // Device scratch of at least `bytes`, valid until the next workspace() call. Ops run in
   // stream order, so an op may reuse what the previous op used; it only grows (through
-  // the caching allocator), so a training step after the first never allocates.
+  // the caching allocator), so a training step after the first never allocates. The side
+  // stream has its own: two ops running at once never share scratch.
   void* workspace(size_t bytes);
-  // Changes whenever workspace() moves to a new block: a recorded Graph that used the old
-  // one must be recorded again.
+  // Changes whenever a workspace (either lane's) moves to a new block: a recorded Graph
+  // that used the old one must be recorded again.
   uint64_t workspace_generation() const { return workspace_generation_; }
-  size_t workspace_bytes() const { return workspace_bytes_; }
+  size_t workspace_bytes() const { return on_side_ ? side_workspace_bytes_ : workspace_bytes_; }
   // Pinned host scratch of at least `bytes` for small device->host reads (same rules).
   void* host_scratch(size_t bytes);
 
@@ -51,6 +71,14 @@ class Context {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
   uint64_t workspace_generation_ = 0;
+  // The side lane: made with the context (never inside a recording).
+  cudaStream_t side_stream_ = nullptr;
+  cublasHandle_t side_cublas_ = nullptr;
+  cudaEvent_t fork_event_ = nullptr, join_event_ = nullptr;
+  void* side_workspace_ = nullptr;
+  size_t side_workspace_bytes_ = 0;
+  bool on_side_ = false;
+  bool concurrent_gemms_ = true;
   void* host_scratch_ = nullptr;
   size_t host_scratch_bytes_ = 0;
   bool allow_tf32_ = false;

@@ -2,6 +2,7 @@
 // cn::cuda_memory, the process-wide context and the error-reporting helpers. Links the
 // runtime, cuBLAS and cuSOLVER only — never the driver library (docs/design.md §2).
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sstream>
@@ -244,6 +245,21 @@ void release_cached_memory() { allocator().release(); }
 
 // ---- the context -------------------------------------------------------------------------
 
+namespace {
+// CURVNET_GEMM_STREAMS=0|1: whether Linear's two backward GEMMs (and the R-backward's
+// parameter and input products) overlap on two streams; 1 unless set (docs/gpu.md).
+bool concurrent_gemms_from_env() {
+  static const bool on = [] {
+    const char* v = std::getenv("CURVNET_GEMM_STREAMS");
+    const std::string s = v ? v : "1";
+    if (s == "1") return true;
+    if (s == "0") return false;
+    throw InputError("CURVNET_GEMM_STREAMS: expected 0 or 1, got '" + s + "'");
+  }();
+  return on;
+}
+}  // namespace
+
 Context::Context() {
   if (!cuda_available()) throw Error("CUDA backend used, but " + cuda_device_description());
   CN_CUDA_CHECK(cudaGetDevice(&device_));
@@ -254,19 +270,53 @@ Context::Context() {
   CN_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   // Plain FP32/FP64 arithmetic: no TF32 unless set_allow_tf32(true).
   CN_CUBLAS_CHECK(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
+  // The side lane, made here and not on first use: a first use may come inside a graph
+  // recording, where creating handles (and their allocations) is not allowed. Blocking like
+  // the main stream, and with its own cuBLAS handle (a handle's internal workspace belongs
+  // to one stream at a time).
+  CN_CUDA_CHECK(cudaStreamCreateWithFlags(&side_stream_, cudaStreamDefault));
+  CN_CUBLAS_CHECK(cublasCreate(&side_cublas_));
+  CN_CUBLAS_CHECK(cublasSetStream(side_cublas_, side_stream_));
+  CN_CUBLAS_CHECK(cublasSetMathMode(side_cublas_, CUBLAS_DEFAULT_MATH));
+  CN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event_, cudaEventDisableTiming));
+  CN_CUDA_CHECK(cudaEventCreateWithFlags(&join_event_, cudaEventDisableTiming));
+  concurrent_gemms_ = concurrent_gemms_from_env();
 }
 
 Context::~Context() {
   // The process-wide context is never destroyed (see context()); this serves contexts
   // made by hand (a worker thread's, tests). Its work finishes first: its cached blocks
   // are then safe for any stream.
+  on_side_ = false;  // frees below are keyed by the main stream
+  if (side_stream_) CN_CUDA_WARN(cudaStreamSynchronize(side_stream_));
   if (stream_) CN_CUDA_WARN(cudaStreamSynchronize(stream_));
   if (workspace_) allocator().free(workspace_);
+  if (side_workspace_) allocator().free(side_workspace_);
   if (stream_) allocator().retire_stream(stream_);  // a later stream may reuse the handle's value
+  if (side_stream_) allocator().retire_stream(side_stream_);
   if (host_scratch_) CN_CUDA_WARN(cudaFreeHost(host_scratch_));
   if (cusolver_) CN_CUSOLVER_WARN(cusolverDnDestroy(cusolver_));
+  if (side_cublas_) CN_CUBLAS_WARN(cublasDestroy(side_cublas_));
   if (cublas_) CN_CUBLAS_WARN(cublasDestroy(cublas_));
+  if (fork_event_) CN_CUDA_WARN(cudaEventDestroy(fork_event_));
+  if (join_event_) CN_CUDA_WARN(cudaEventDestroy(join_event_));
+  if (side_stream_) CN_CUDA_WARN(cudaStreamDestroy(side_stream_));
   if (stream_) CN_CUDA_WARN(cudaStreamDestroy(stream_));
+}
+
+void Context::fork_side() {
+  if (on_side_ || !concurrent_gemms_) return;
+  CN_CUDA_CHECK(cudaEventRecord(fork_event_, stream_));
+  CN_CUDA_CHECK(cudaStreamWaitEvent(side_stream_, fork_event_, 0));
+  on_side_ = true;
+}
+
+void Context::to_main(bool join) {
+  if (!on_side_) return;
+  on_side_ = false;
+  if (!join) return;
+  CN_CUDA_CHECK(cudaEventRecord(join_event_, side_stream_));
+  CN_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_event_, 0));
 }
 
 cusolverDnHandle_t Context::cusolver() {
@@ -278,15 +328,17 @@ cusolverDnHandle_t Context::cusolver() {
 }
 
 void* Context::workspace(size_t bytes) {
-  if (bytes > workspace_bytes_) {
-    if (workspace_) allocator().free(workspace_);  // stream-ordered: safe to reuse at once
-    workspace_ = nullptr;
-    workspace_bytes_ = 0;
-    workspace_ = allocator().alloc(bytes);
-    workspace_bytes_ = round_size(bytes);
+  void*& block = on_side_ ? side_workspace_ : workspace_;
+  size_t& size = on_side_ ? side_workspace_bytes_ : workspace_bytes_;
+  if (bytes > size) {
+    if (block) allocator().free(block);  // stream-ordered (freed on this lane's stream): safe to reuse at once
+    block = nullptr;
+    size = 0;
+    block = allocator().alloc(bytes);
+    size = round_size(bytes);
     ++workspace_generation_;
   }
-  return workspace_;
+  return block;
 }
 
 void* Context::host_scratch(size_t bytes) {
@@ -303,11 +355,16 @@ void* Context::host_scratch(size_t bytes) {
 }
 
 void Context::set_allow_tf32(bool allow) {
-  CN_CUBLAS_CHECK(cublasSetMathMode(cublas_, allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  const cublasMath_t m = allow ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH;
+  CN_CUBLAS_CHECK(cublasSetMathMode(cublas_, m));
+  CN_CUBLAS_CHECK(cublasSetMathMode(side_cublas_, m));
   allow_tf32_ = allow;
 }
 
-void Context::synchronize() const { CN_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void Context::synchronize() const {
+  CN_CUDA_CHECK(cudaStreamSynchronize(side_stream_));  // joined work is done by then anyway; unjoined too
+  CN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 namespace {
 thread_local Context* current_context = nullptr;  // set by ContextScope
@@ -332,7 +389,7 @@ EventTimer::~EventTimer() {
   if (start_) CN_CUDA_WARN(cudaEventDestroy(start_));
   if (stop_) CN_CUDA_WARN(cudaEventDestroy(stop_));
 }
-void EventTimer::start() { CN_CUDA_CHECK(cudaEventRecord(start_, context().stream())); }
+void EventTimer::start() { CN_CUDA_CHECK(cudaEventRecord(start_, context().main_stream())); }
 Graph::~Graph() { reset(); }
 
 void Graph::reset() {
@@ -345,7 +402,8 @@ void Graph::reset() {
 void Graph::record(const std::function<void()>& work) {
   reset();
   Context& ctx = context();
-  cudaStream_t s = ctx.stream();
+  CN_CHECK_MSG(!ctx.on_side(), "Graph::record on the side lane");
+  cudaStream_t s = ctx.main_stream();
   // Taken before: a workspace that grew during the recording left nodes on the freed
   // block, and replay() then refuses the graph (the next record() sees the grown one).
   const uint64_t generation = ctx.workspace_generation();
@@ -368,12 +426,12 @@ void Graph::record(const std::function<void()>& work) {
 bool Graph::replay() {
   Context& ctx = context();
   if (!exec_ || workspace_generation_ != ctx.workspace_generation()) return false;
-  CN_CUDA_CHECK(cudaGraphLaunch(exec_, ctx.stream()));
+  CN_CUDA_CHECK(cudaGraphLaunch(exec_, ctx.main_stream()));
   return true;
 }
 
 double EventTimer::stop_ms() {
-  CN_CUDA_CHECK(cudaEventRecord(stop_, context().stream()));
+  CN_CUDA_CHECK(cudaEventRecord(stop_, context().main_stream()));
   CN_CUDA_CHECK(cudaEventSynchronize(stop_));
   float ms = 0;
   CN_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));

@@ -1,8 +1,9 @@
-// CUDA twins of gemm, gemm_bias, gemm_bias_grad (cuBLASLt) and gemm_batched (cuBLAS) of
-// kernels/ops.h. curvnet is row-major and cuBLAS column-major: a row-major X with leading
-// dimension ld is the column-major Xᵀ with the same ld, so C = op(A) op(B) (row-major,
-// M x Nc) is computed as the column-major Cᵀ = op(B)ᵀ op(A)ᵀ (Nc x M): operands swapped,
-// each keeping its own transpose flag. In that column-major problem (m = Nc, n = M, k = K):
+// CUDA twins of gemm, gemm_bias, gemm_bias_grad (cuBLASLt), gemm_batched (cuBLAS; one
+// product goes to gemm) and lane (the context's side stream) of kernels/ops.h. curvnet is
+// row-major and cuBLAS column-major: a row-major X with leading dimension ld is the
+// column-major Xᵀ with the same ld, so C = op(A) op(B) (row-major, M x Nc) is computed as
+// the column-major Cᵀ = op(B)ᵀ op(A)ᵀ (Nc x M): operands swapped, each keeping its own
+// transpose flag. In that column-major problem (m = Nc, n = M, k = K):
 //  - gemm_bias adds bias[j] to row-major column j < Nc, a row of the column-major D:
 //    CUBLASLT_EPILOGUE_BIAS (a vector as long as D's rows, broadcast over its columns).
 //  - gemm_bias_grad is dW = dyᵀ x, i.e. (ta, tb) = (true, false): cuBLASLt's B operand is
@@ -158,10 +159,10 @@ struct LtState {
   std::map<Key, Plan> plans;
   std::atomic<int> mode{static_cast<int>(initial_mode())};
 
-  // CURVNET_GEMM=cublas|lt_heuristic|lt_tuned; cublas unless set (see gemm.h).
+  // CURVNET_GEMM=cublas|lt_heuristic|lt_tuned; lt_tuned unless set (see gemm.h).
   static GemmMode initial_mode() {
     const char* v = std::getenv("CURVNET_GEMM");
-    const std::string s = v ? v : "cublas";
+    const std::string s = v ? v : "lt_tuned";
     if (s == "cublas") return GemmMode::cublas;
     if (s == "lt_heuristic") return GemmMode::lt_heuristic;
     if (s == "lt_tuned") return GemmMode::lt_tuned;
@@ -475,6 +476,14 @@ void clear_gemm_plans() {
 
 // --- the ops
 
+void lane(Lane l) {
+  Context& ctx = context();
+  if (l == Lane::side)
+    ctx.fork_side();
+  else
+    ctx.to_main(l == Lane::joined);
+}
+
 template <class T>
 void gemm(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, const T* A, int64_t lda, const T* B,
           int64_t ldb, T beta, T* C, int64_t ldc) {
@@ -509,6 +518,8 @@ void gemm_batched(bool ta, bool tb, int64_t M, int64_t Nc, int64_t Kd, T alpha, 
                   int64_t strideA, const T* B, int64_t ldb, int64_t strideB, T beta, T* C, int64_t ldc, int64_t strideC,
                   int64_t count) {
   if (M == 0 || Nc == 0 || count == 0) return;
+  // One product (an R-pass for one direction): the tuned cuBLASLt path of gemm.
+  if (count == 1) return gemm<T>(ta, tb, M, Nc, Kd, alpha, A, lda, B, ldb, beta, C, ldc);
   if (Kd == 0) {
     for (int64_t k = 0; k < count; ++k) scale_matrix(C + k * strideC, M, Nc, ldc, beta);
     return;

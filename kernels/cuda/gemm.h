@@ -1,7 +1,7 @@
 // How the CUDA gemm, gemm_bias and gemm_bias_grad (kernels/ops.h) pick their kernels, and
 // what they picked (kernels/cuda/gemm.cu). Plain C++: benchmarks and tests include it.
 //
-// Three modes, chosen by the environment variable CURVNET_GEMM (default cublas) or
+// Three modes, chosen by the environment variable CURVNET_GEMM (default lt_tuned) or
 // set_gemm_mode. cublas: cublas<t>gemm, the bias added and summed by separate kernels.
 // lt_heuristic / lt_tuned: cuBLASLt, the bias fused into the GEMM's epilogue; its heuristic
 // proposes up to 8 algorithms for a problem key (shape, transposes, leading dimensions,
@@ -10,7 +10,9 @@
 // unless another is clearly faster) for the rest of the process. Calls made while the
 // stream is being recorded into a graph never time: they use the kept choice, or the
 // heuristic's first. Whatever cuBLASLt cannot do falls back to the cublas path, with the
-// same results. The cuBLASLt modes become the default once measured on a GPU (docs/gpu.md).
+// same results. lt_tuned is the default: it was faster on every training step measured
+// (docs/gpu.md). gemm_batched with one product takes gemm's path; with more, cuBLAS's
+// strided batched GEMM in every mode.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -19,9 +21,9 @@
 namespace cn::cuda {
 
 enum class GemmMode {
-  cublas,        // cublas<t>gemm, bias added / summed by separate kernels (the default)
+  cublas,        // cublas<t>gemm, bias added / summed by separate kernels
   lt_heuristic,  // cuBLASLt, the heuristic's first algorithm: fixed by the library alone
-  lt_tuned,      // cuBLASLt, the fastest candidate timed on first use
+  lt_tuned,      // cuBLASLt, the fastest candidate timed on first use (the default)
 };
 // Process-wide. Changing it does not forget what was timed.
 void set_gemm_mode(GemmMode mode);

@@ -248,3 +248,22 @@ TEST(Hvp, LargeLayersUseBatchedGemmsWithTheSameResult) {
     EXPECT_GT(scale, 1e-6);
   }
 }
+
+TEST(Hvp, OneDirectionPairedProductEqualsTwoProducts) {
+  // For one direction (Hv)W = Rdyᵀ x + dyᵀ Rx is one GEMM over the stacked [Rdy; dy] and
+  // [x; Rx] (the default); switched off, two GEMMs. Same products up to summation order.
+  Fixture f(mlp("tanh"), 4, LossKind::cross_entropy, 6);
+  const int64_t P = f.net.layout().total;
+  auto V = random_vec(P, 41);
+  std::vector<double> one(P), two(P);
+  const bool was = rpass_pairs_as_one_gemm();
+  set_rpass_pairs_as_one_gemm(true);
+  f.eng.hvp(f.c, f.x.data(), f.t.data(), f.N, V.data(), one.data(), 1);
+  set_rpass_pairs_as_one_gemm(false);
+  f.eng.hvp(f.c, f.x.data(), f.t.data(), f.N, V.data(), two.data(), 1);
+  set_rpass_pairs_as_one_gemm(was);
+  double scale = 0;
+  const double err = max_abs_err(one.data(), two.data(), P, &scale);
+  EXPECT_GT(scale, 1e-6);
+  EXPECT_LE(err, 1e-14 * scale);
+}

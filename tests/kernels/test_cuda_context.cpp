@@ -1,18 +1,21 @@
 // The CUDA context machinery: recorded graphs replay the same work as eager launches,
 // worker threads with their own context compute the same results while the main thread
-// works, and the caching allocator never hands one stream's freed block to another.
+// works, the caching allocator never hands one stream's freed block to another, and work
+// split over the context's two lanes gives one lane's results, eagerly and recorded.
 // Skipped, with the reason, when no CUDA device is visible.
 #include <gtest/gtest.h>
 
 #include "core/device.h"
 
 #ifdef CURVNET_HAVE_CUDA
+#include <algorithm>
 #include <cmath>
 #include <thread>
 #include <vector>
 
 #include "core/memory.h"
 #include "cuda_test_util.h"
+#include "diagnostics/hvp.h"
 #include "kernels/cuda/context.cuh"
 #include "layers/model.h"
 #include "test_util.h"
@@ -146,6 +149,85 @@ TEST(CudaContext, FreedBlocksStayWithTheirStream) {
   void* c = device_alloc(Device::cuda, bytes);
   EXPECT_EQ(c, a) << "the same stream reuses its own freed block";
   device_free(Device::cuda, c);
+}
+
+// Linear's backward puts the weight gradient on the side lane and dx on the main one
+// (CURVNET_GEMM_STREAMS): the same numbers as one lane, eagerly and from a recorded graph
+// (the fork and join are captured; the recording ends joined).
+TEST(CudaContext, TwoLanesMatchOneLaneEagerAndRecorded) {
+  CN_REQUIRE_GPU();
+  cuda::Context& ctx = cuda::context();
+  const bool previous = ctx.concurrent_gemms();
+  Net net(21);
+  ctx.set_concurrent_gemms(false);
+  net.forward_backward();
+  const std::vector<double> one = net.grads();
+  ctx.set_concurrent_gemms(true);
+  net.forward_backward();
+  const std::vector<double> two = net.grads();
+  EXPECT_FALSE(ctx.on_side());
+  ASSERT_EQ(one.size(), two.size());
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(two[i], one[i], 1e-13 * (1 + std::fabs(one[i]))) << i;
+
+  cuda::Graph graph;
+  graph.record([&] { net.forward_backward(); });
+  EXPECT_FALSE(ctx.on_side());
+  const std::vector<double> nan(one.size(), std::nan(""));
+  device_copy(Device::cuda, net.model.grads().data(), Device::cpu, nan.data(), nan.size() * sizeof(double));
+  ASSERT_TRUE(graph.replay());
+  const std::vector<double> replayed = net.grads();
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(replayed[i], two[i], 1e-13 * (1 + std::fabs(two[i]))) << i;
+  ctx.set_concurrent_gemms(previous);
+}
+
+// The R-backward of Linear layers at least kPairMinWidthGpu wide: (Hv)θ on the side lane,
+// and for one direction (Hv)W as one product over stacked operands. Exact HVPs in float64
+// against the CPU (which stacks at every width), with each switch on and off.
+TEST(CudaContext, RBackwardLanesAndPairedProductMatchTheCpu) {
+  CN_REQUIRE_GPU();
+  constexpr int64_t N = 40, I = 24, C = 5;
+  ModelConfig mc;
+  mc.hidden = {kPairMinWidthGpu, kPairMinWidthGpu};
+  mc.activation = LayerKind::tanh;
+  const auto specs = resolve_layers(mc, C);
+  Sequential<double> cpu_net(specs, I, Device::cpu), gpu_net(specs, I, Device::cuda);
+  cpu_net.initialize(mc, 31);
+  gpu_net.initialize(mc, 31);
+  Loss<double> cpu_loss(LossKind::cross_entropy), gpu_loss(LossKind::cross_entropy);
+  HvpEngine<double> cpu_eng(cpu_net, cpu_loss), gpu_eng(gpu_net, gpu_loss);
+  const int64_t P = cpu_net.layout().total;
+  const std::vector<double> xh = test::random_vec(N * I, 32), v = test::random_vec(2 * P, 33);
+  std::vector<double> th(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) th[static_cast<size_t>(n)] = static_cast<double>(n % C);
+  Buffer<double> x(N * I, Device::cuda), t(N, Device::cuda), V(2 * P, Device::cuda), HV(2 * P, Device::cuda);
+  device_copy(Device::cuda, x.data(), Device::cpu, xh.data(), xh.size() * sizeof(double));
+  device_copy(Device::cuda, t.data(), Device::cpu, th.data(), th.size() * sizeof(double));
+  device_copy(Device::cuda, V.data(), Device::cpu, v.data(), v.size() * sizeof(double));
+  PassCtx cc, gc;
+  gc.device = Device::cuda;
+  for (int64_t K : {int64_t(1), int64_t(2)}) {
+    std::vector<double> want(static_cast<size_t>(K * P));
+    cpu_eng.hvp(cc, xh.data(), th.data(), N, v.data(), want.data(), K);
+    double scale = 0;
+    for (double w : want) scale = std::max(scale, std::fabs(w));
+    ASSERT_GT(scale, 1e-6);
+    cuda::Context& ctx = cuda::context();
+    const bool streams = ctx.concurrent_gemms(), pairs = rpass_pairs_as_one_gemm();
+    for (int lanes = 0; lanes < 2; ++lanes)
+      for (int pair = 0; pair < 2; ++pair) {
+        ctx.set_concurrent_gemms(lanes != 0);
+        set_rpass_pairs_as_one_gemm(pair != 0);
+        gpu_eng.hvp(gc, x.data(), t.data(), N, V.data(), HV.data(), K);
+        EXPECT_FALSE(ctx.on_side());
+        std::vector<double> got(static_cast<size_t>(K * P));
+        device_copy(Device::cpu, got.data(), Device::cuda, HV.data(), got.size() * sizeof(double));
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_NEAR(got[i], want[i], 1e-11 * scale)
+              << "K=" << K << " lanes=" << lanes << " pair=" << pair << " " << i;
+      }
+    ctx.set_concurrent_gemms(streams);
+    set_rpass_pairs_as_one_gemm(pairs);
+  }
 }
 
 #else  // !CURVNET_HAVE_CUDA
