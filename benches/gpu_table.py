@@ -4,8 +4,8 @@ on the same GPU, with the targets of the CUDA backend and whether each is met.
 
   python3 benches/gpu_table.py OUT_DIR [--json FILE]
 
-OUT_DIR holds Google Benchmark JSON (bench_cuda.json, bench_cuda_lt.json, bench_cuda_hvp.json,
-bench_cuda_hvp_lt.json, bench_cuda_eigen.json, bench_cuda_curvature.json), the PyTorch
+OUT_DIR holds Google Benchmark JSON (bench_cuda.json, bench_cuda_streams.json, bench_cuda_cublas.json, bench_cuda_hvp.json,
+bench_cuda_hvp_streams.json, bench_cuda_eigen.json, bench_cuda_curvature.json), the PyTorch
 scripts' JSON (torch_train.json, torch_hvp.json, torch_curvature.json), the end-to-end run
 (overlap_e2e.json, benches/overlap_e2e.py), the sanitizer's summary (sanitizer.json) and
 ctest's log (ctest.log). A missing file leaves its rows out; a row with a target whose
@@ -29,21 +29,25 @@ ROWS = [
     ("train step M 784-1024x4-10 b1024, graph", "bench_cuda", r"/M_784_1024x4_10_b1024_graph/", None,
      "torch_train", "ms.M", ("ms", 0.6)),
     ("train step M, eager launches", "bench_cuda", r"/M_784_1024x4_10_b1024/", None, "torch_train", "ms.M", None),
-    ("train step S, graph, GEMMs on cuBLASLt (tuned)", "bench_cuda_lt", r"/S_784_128_128_10_b256_graph/", None,
+    ("train step S, graph, backward GEMMs on two streams", "bench_cuda_streams", r"/S_784_128_128_10_b256_graph/",
+     None, "torch_train", "ms.S", ("ms", 0.15)),
+    ("train step M, graph, backward GEMMs on two streams", "bench_cuda_streams", r"/M_784_1024x4_10_b1024_graph/",
+     None, "torch_train", "ms.M", ("ms", 0.6)),
+    ("train step S, graph, GEMMs on cuBLAS (the old default)", "bench_cuda_cublas", r"/S_784_128_128_10_b256_graph/", None,
      "torch_train", "ms.S", ("ms", 0.15)),
-    ("train step M, graph, GEMMs on cuBLASLt (tuned)", "bench_cuda_lt", r"/M_784_1024x4_10_b1024_graph/", None,
+    ("train step M, graph, GEMMs on cuBLAS (the old default)", "bench_cuda_cublas", r"/M_784_1024x4_10_b1024_graph/", None,
      "torch_train", "ms.M", ("ms", 0.6)),
     ("train step L 784-4096x8-10 b4096", "bench_cuda", r"/L_784_4096x8_10_b4096/", None, "torch_train", "ms.L",
      ("torch", 1.02)),
     ("train step L, TF32", "bench_cuda", r"/Ltf32_784_4096x8_10_b4096/", None, "torch_train", "ms.Ltf32",
      ("ms", 12.0)),
-    ("train step L, TF32, GEMMs on cuBLASLt (tuned)", "bench_cuda_lt", r"/Ltf32_784_4096x8_10_b4096/", None,
+    ("train step L, TF32, GEMMs on cuBLAS (the old default)", "bench_cuda_cublas", r"/Ltf32_784_4096x8_10_b4096/", None,
      "torch_train", "ms.Ltf32", ("ms", 12.0)),
     ("gradient M", "bench_cuda_hvp", r"BM_Gradient_cuda/M_", None, "torch_hvp", "grad", None),
     ("1 exact HVP M", "bench_cuda_hvp", r"BM_Hvp_cuda/M_.*/1/", None, "torch_hvp", "hvp1", ("ms", 1.5)),
     ("64 HVPs M, per direction", "bench_cuda_hvp", r"BM_Hvp_cuda/M_.*/64/", "ms_per_direction", "torch_hvp",
      "hvp64_per_dir", ("ms", 1.0)),
-    ("1 exact HVP M, GEMMs on cuBLASLt (tuned)", "bench_cuda_hvp_lt", r"BM_Hvp_cuda/M_.*/1/", None, "torch_hvp",
+    ("1 exact HVP M, backward GEMMs on two streams", "bench_cuda_hvp_streams", r"BM_Hvp_cuda/M_.*/1/", None, "torch_hvp",
      "hvp1", ("ms", 1.5)),
     ("syevd n=650 f32", "bench_cuda_eigen", r"BM_Syevd_f32/650/", None, None, None, None),
     ("syevd n=2112 f32", "bench_cuda_eigen", r"BM_Syevd_f32/2112/", None, None, None, None),

@@ -60,7 +60,7 @@ def main():
         assert met("train step M 784-1024x4-10 b1024, graph") == "yes"
         assert met("1 exact HVP M") == "NO"
         assert met("64 HVPs M, per direction") == "missing"  # its benchmark did not run
-        assert met("train step M, graph, GEMMs on cuBLASLt (tuned)") == "missing"
+        assert met("train step M, graph, backward GEMMs on two streams") == "missing"
         ck = "curvature checkpoint 32-64-64-64-10 tanh b512 f32 (4 loss blocks + spectra)"
         assert met(ck) == "yes" and abs(rows[ck]["curvnet_ms"] - 90.0) < 1e-9
         assert abs(rows["train step S 784-128-128-10 b256, graph"]["ratio"] - 0.12 / 0.25) < 1e-12

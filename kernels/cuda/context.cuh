@@ -40,7 +40,7 @@ class Context {
   void fork_side();
   void to_main(bool join);
   bool on_side() const { return on_side_; }
-  // Whether fork_side() uses the side stream: CURVNET_GEMM_STREAMS=0|1 (default 1) for
+  // Whether fork_side() uses the side stream: CURVNET_GEMM_STREAMS=0|1 (default 0) for
   // every context, or this setter for one.
   void set_concurrent_gemms(bool on) { concurrent_gemms_ = on; }
   bool concurrent_gemms() const { return concurrent_gemms_; }

@@ -81,7 +81,7 @@ double sum_tol(int64_t K) {
   return Tol<T>::reduction * std::max(1.0, static_cast<double>(K) / 100.0);
 }
 
-// Sets how the CUDA GEMMs pick kernels for one scope (the process default: CURVNET_GEMM, else cublas).
+// Sets how the CUDA GEMMs pick kernels for one scope (the process default: CURVNET_GEMM, else lt_tuned).
 struct GemmModeScope {
   explicit GemmModeScope(cuda::GemmMode m) : previous(cuda::gemm_mode()) { cuda::set_gemm_mode(m); }
   ~GemmModeScope() { cuda::set_gemm_mode(previous); }
