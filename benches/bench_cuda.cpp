@@ -21,8 +21,8 @@
 
 #include "core/memory.h"
 #include "kernels/cuda/context.cuh"
-#include "kernels/cuda/fused_mlp.h"
 #include "kernels/cuda/gemm.h"
+#include "layers/fused_mlp_view.h"
 #include "layers/model.h"
 #include "optim/cuda/optimizer_cuda.h"
 
@@ -36,24 +36,6 @@ using namespace cn;
 // (kernels/cuda/fused_mlp.h, train.fused_mlp); fused_streamed_graph: with the first layer
 // streamed through the fused forward kernel instead of its own GEMM.
 enum class Launch { eager, graph, fused_graph, fused_streamed_graph };
-
-// The model as the fused MLP kernels see it (as train/engine.cpp builds it).
-cuda::FusedMlp<float> fused_plan(Sequential<float>& m) {
-  std::vector<cuda::FusedMlpLayerView<float>> views(m.size());
-  for (size_t i = 0; i < m.size(); ++i) {
-    Layer<float>& l = m.layer(i);
-    auto& v = views[i];
-    v.kind = l.kind();
-    v.in = l.in_features();
-    v.out = l.out_features();
-    if (const ActParams* a = l.activation()) v.act = *a;
-    v.params = m.params().data() + m.layer_offset(i);
-    v.grads = m.grads().data() + m.layer_offset(i);
-    v.output = const_cast<float*>(m.layer_output(i));
-    v.output_grad = const_cast<float*>(m.output_grad(i));
-  }
-  return cuda::fused_mlp_plan(views.data(), static_cast<int>(views.size()));
-}
 
 // GEMM settings against the defaults, for one benchmark (restored after it).
 enum class Gemms { defaults, cublas, one_stream, cublas_one_stream };
@@ -105,7 +87,7 @@ void BM_TrainStep_cuda(benchmark::State& state, std::vector<int64_t> hidden, int
   c.device = Device::cuda;
   c.training = true;
   const bool use_fused = launch == Launch::fused_graph || launch == Launch::fused_streamed_graph;
-  cuda::FusedMlp<float> fused = use_fused ? fused_plan(model) : cuda::FusedMlp<float>{};
+  cuda::FusedMlp<float> fused = use_fused ? fused_mlp_of(model) : cuda::FusedMlp<float>{};
   if (launch == Launch::fused_streamed_graph) fused.first_layer_gemm = false;
   auto forward_backward = [&] {
     if (use_fused) {

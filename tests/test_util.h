@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "config/config.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
@@ -71,6 +73,18 @@ inline std::string read_text(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// A JSON-lines log's rows without their wall-clock cells (runs compared row by row).
+inline std::vector<nlohmann::json> log_rows(const std::string& path) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(read_text(path));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json row = nlohmann::json::parse(line);
+    for (const char* clock : {"time_s", "items_per_s", "seconds"}) row.erase(clock);
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 // The Python with PyTorch/numpy/safetensors (docs/design.md §6): $CURVNET_PYTHON, else the

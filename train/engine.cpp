@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "io/files.h"
-#include "kernels/cuda/fused_mlp.h"
+#include "layers/fused_mlp_view.h"
 #ifdef CURVNET_HAVE_CUDA
 #include "kernels/cuda/context.cuh"
 #include "optim/cuda/optimizer_cuda.h"
@@ -88,15 +88,6 @@ void check_early_stopping(const Config& config, const Splits& data, const TaskSh
         ": data set '" + data.train.name + "' is a " + (classification ? "classification" : "regression") +
         " task that does not report it; expected " +
         (classification ? "val_loss, val_accuracy, val_f1 or val_auc" : "val_loss, val_r2, val_mae or val_rmse"));
-}
-
-// The model's layers as the fused MLP's eligibility test sees them.
-template <class T>
-std::vector<FusedMlpLayerShape> fused_mlp_shapes(const Sequential<T>& model) {
-  std::vector<FusedMlpLayerShape> shapes;
-  for (size_t i = 0; i < model.size(); ++i)
-    shapes.push_back({model.layer(i).kind(), model.layer(i).in_features(), model.layer(i).out_features()});
-  return shapes;
 }
 
 // train.fused_mlp = "on" promises the fused kernels: a model they cannot run is a config error
@@ -183,29 +174,6 @@ Engine<T>::CudaSteps::CudaSteps(Engine& e) {
       if (v.name == "num_batches_tracked" && v.device == Device::cpu) host_counters.push_back(v.data);
   }
   fused = e.config.train.fused_mlp != FusedMlpMode::off && fused_mlp_ineligibility(fused_mlp_shapes(*model)).empty();
-}
-
-// The model as the fused MLP kernels see it: pointers into its flat buffers and per-layer
-// caches (kernels/cuda/fused_mlp.h). Fixed-size: building it never allocates.
-template <class T>
-cuda::FusedMlp<T> fused_mlp_of(Sequential<T>& model) {
-  const int count = static_cast<int>(model.size());
-  CN_CHECK_MSG(count <= kFusedMlpMaxLayers, "fused MLP: " << count << " layers");
-  cuda::FusedMlpLayerView<T> views[kFusedMlpMaxLayers];
-  for (int i = 0; i < count; ++i) {
-    Layer<T>& l = model.layer(static_cast<size_t>(i));
-    cuda::FusedMlpLayerView<T>& v = views[i];
-    v.kind = l.kind();
-    v.in = l.in_features();
-    v.out = l.out_features();
-    if (const ActParams* a = l.activation()) v.act = *a;
-    v.params = model.params().data() + model.layer_offset(static_cast<size_t>(i));
-    v.grads = model.grads().data() + model.layer_offset(static_cast<size_t>(i));
-    // The model owns these buffers; the fused kernels fill them as the layers' passes would.
-    v.output = const_cast<T*>(model.layer_output(static_cast<size_t>(i)));
-    v.output_grad = const_cast<T*>(model.output_grad(static_cast<size_t>(i)));
-  }
-  return cuda::fused_mlp_plan(views, count);
 }
 
 template <class T>

@@ -28,6 +28,7 @@
 
 #ifdef CURVNET_HAVE_CUDA
 #include "cuda_test_util.h"
+#include "layers/fused_mlp_view.h"
 #include "layers/model.h"
 #endif
 
@@ -146,25 +147,6 @@ using test::nmse;
 using test::to_device;
 using test::to_host;
 
-// The model as the fused kernels see it (as train/engine.cpp builds it).
-template <class T>
-cuda::FusedMlp<T> plan_of(Sequential<T>& m) {
-  std::vector<cuda::FusedMlpLayerView<T>> views(m.size());
-  for (size_t i = 0; i < m.size(); ++i) {
-    Layer<T>& l = m.layer(i);
-    auto& v = views[i];
-    v.kind = l.kind();
-    v.in = l.in_features();
-    v.out = l.out_features();
-    if (const ActParams* a = l.activation()) v.act = *a;
-    v.params = m.params().data() + m.layer_offset(i);
-    v.grads = m.grads().data() + m.layer_offset(i);
-    v.output = const_cast<T*>(m.layer_output(i));
-    v.output_grad = const_cast<T*>(m.output_grad(i));
-  }
-  return cuda::fused_mlp_plan(views.data(), static_cast<int>(views.size()));
-}
-
 template <class T>
 void fill_nan(T* device_ptr, int64_t n) {
   const std::vector<T> nan(static_cast<size_t>(n), std::numeric_limits<T>::quiet_NaN());
@@ -245,7 +227,7 @@ void check_case(const Case& k, bool first_layer_gemm) {
     fill_nan(const_cast<T*>(gpu.output_grad(i)), N * gpu.layer(i).out_features());
   }
   const Buffer<T> xd = to_device(x), dzd = to_device(dz);
-  cuda::FusedMlp<T> net = plan_of(gpu);
+  cuda::FusedMlp<T> net = fused_mlp_of(gpu);
   EXPECT_EQ(net.first_layer_gemm, I > kFusedMlpMaxWidth);
   net.first_layer_gemm = first_layer_gemm;
   cuda::fused_mlp_forward<T>(net, xd.data(), N);

@@ -213,21 +213,10 @@ batch_size = 256
                       "test.toml");
 }
 
-std::vector<nlohmann::json> rows_without_clock(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::istringstream in(test::read_text(path));
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line);
-    for (const char* clock : {"time_s", "items_per_s", "seconds"}) row.erase(clock);
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
 size_t diagnostics_rows(const std::string& run) {
   std::error_code ec;
   if (!fs::exists(run + "/diagnostics.jsonl", ec)) return 0;
-  return rows_without_clock(run + "/diagnostics.jsonl").size();
+  return test::log_rows(run + "/diagnostics.jsonl").size();
 }
 
 }  // namespace
@@ -250,7 +239,7 @@ TEST(CurvatureWorker, TrainingAndModelCheckpointsGoOnWhileACheckpointRuns) {
   EXPECT_GT(steps_while_running, 0) << "every step after the model checkpoint at step 5 waited for step 0's curvature";
   // Every checkpoint arrived by the end, in step order.
   std::set<int64_t> steps;
-  for (const auto& row : rows_without_clock(run + "/diagnostics.jsonl")) steps.insert(row["step"].get<int64_t>());
+  for (const auto& row : test::log_rows(run + "/diagnostics.jsonl")) steps.insert(row["step"].get<int64_t>());
   EXPECT_EQ(steps, (std::set<int64_t>{0, 10, 20}));
 }
 
@@ -300,15 +289,14 @@ TEST(CurvatureWorker, AStopWhileACheckpointRunsResumesAsIfUninterrupted) {
 
   EXPECT_EQ(test::final_params(tmp.file("full")), test::final_params(tmp.file("cut")));
   for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl"}) {
-    const auto a = rows_without_clock(tmp.file("full") + "/" + log),
-               b = rows_without_clock(tmp.file("cut") + "/" + log);
+    const auto a = test::log_rows(tmp.file("full") + "/" + log), b = test::log_rows(tmp.file("cut") + "/" + log);
     ASSERT_EQ(a.size(), b.size()) << log;
     for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i], b[i]) << log << " row " << i;
   }
   {
     std::multiset<std::string> a, b;
-    for (const auto& row : rows_without_clock(tmp.file("full") + "/alarms.jsonl")) a.insert(row.dump());
-    for (const auto& row : rows_without_clock(tmp.file("cut") + "/alarms.jsonl")) b.insert(row.dump());
+    for (const auto& row : test::log_rows(tmp.file("full") + "/alarms.jsonl")) a.insert(row.dump());
+    for (const auto& row : test::log_rows(tmp.file("cut") + "/alarms.jsonl")) b.insert(row.dump());
     EXPECT_EQ(a, b);
   }
   for (const auto& f : fs::directory_iterator(tmp.file("full") + "/spectra")) {

@@ -76,23 +76,11 @@ std::vector<std::tuple<int64_t, std::string, double, double>> tensorboard_values
   return out;
 }
 
-// A JSON-lines log's rows without their wall-clock cells.
-std::vector<nlohmann::json> log_rows(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::istringstream in(test::read_text(path));
-  for (std::string line; std::getline(in, line);) {
-    nlohmann::json row = nlohmann::json::parse(line);
-    for (const char* clock : {"time_s", "items_per_s", "seconds"}) row.erase(clock);
-    rows.push_back(std::move(row));
-  }
-  return rows;
-}
-
 // Every log, spectra file and TensorBoard value of run `b` holds what run `a`'s does
 // (evaluations: the validation ones when `val_only`).
 void expect_same_logs(const std::string& a, const std::string& b, bool val_only = false) {
   for (const char* log : {"metrics.jsonl", "eval.jsonl", "stats.jsonl", "diagnostics.jsonl", "alarms.jsonl"}) {
-    std::vector<nlohmann::json> ra = log_rows(a + "/" + log), rb = log_rows(b + "/" + log);
+    std::vector<nlohmann::json> ra = test::log_rows(a + "/" + log), rb = test::log_rows(b + "/" + log);
     if (val_only && std::string(log) == "eval.jsonl")
       for (auto* rows : {&ra, &rb})
         rows->erase(std::remove_if(rows->begin(), rows->end(), [](const auto& r) { return r["split"] != "val"; }),
@@ -162,7 +150,7 @@ TEST(Trainer, ResumeIsBitIdentical) {
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "parameter " << i;
   // Logs were cut back to the checkpoint before appending: no step appears twice. The
   // first start's test row at its last step stays.
-  EXPECT_EQ(log_rows(tmp.file("half") + "/metrics.jsonl").size(), 8u);
+  EXPECT_EQ(test::log_rows(tmp.file("half") + "/metrics.jsonl").size(), 8u);
   expect_same_logs(tmp.file("full"), tmp.file("half"), /*val_only=*/true);
 }
 
@@ -214,7 +202,7 @@ outlier_window = 4
   expect_same_logs(tmp.file("full"), tmp.file("cut"), /*val_only=*/!interrupt);
   // The rules fired, so their carried state was exercised.
   std::set<std::string> rules;
-  for (const auto& row : log_rows(tmp.file("full") + "/alarms.jsonl")) rules.insert(row["rule"]);
+  for (const auto& row : test::log_rows(tmp.file("full") + "/alarms.jsonl")) rules.insert(row["rule"]);
   for (const char* rule : {"grad_explosion", "loss_spike", "ill_conditioned"}) EXPECT_TRUE(rules.count(rule)) << rule;
 }
 
@@ -257,7 +245,7 @@ TEST(Trainer, CosineExtensionIsRefusedOrReplanned) {
   train(more, o);
   // The rate after the re-plan is the cosine over 40 steps, far from min_lr = 0.
   bool seen = false;
-  for (const auto& row : log_rows(tmp.file("run") + "/metrics.jsonl"))
+  for (const auto& row : test::log_rows(tmp.file("run") + "/metrics.jsonl"))
     if (row.at("step") == 25) {  // the update after 24: (1 + cos(0.6π)) / 2 of optim.lr
       EXPECT_NEAR(row.at("lr").get<double>(), c.optim.lr * (1 + std::cos(0.6 * M_PI)) / 2, 1e-15);
       seen = true;
@@ -291,7 +279,7 @@ TEST(Trainer, ResumeRecomputesTheSavedStepsCurvatureAsConfigured) {
   train(c, quiet(tmp.file("run")));
   auto kinds_at_20 = [&]() {
     std::set<std::string> rows, spectra;
-    for (const auto& row : log_rows(tmp.file("run") + "/diagnostics.jsonl"))
+    for (const auto& row : test::log_rows(tmp.file("run") + "/diagnostics.jsonl"))
       if (row["step"] == 20) rows.insert(row["kind"].get<std::string>());
     for (const auto& [name, t] : read_safetensors(tmp.file("run") + "/spectra/step_20.safetensors"))
       spectra.insert(name.substr(0, name.find('.')));
