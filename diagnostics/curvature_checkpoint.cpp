@@ -121,7 +121,16 @@ class GpuSolverPool {
       const auto t0 = Clock::now();
       GpuSolved<D> r;
       r.values.resize(static_cast<size_t>(p));
-      r.info = solver->eigenvalues_to_host<D>(block, p, jacobi, r.values.data());
+      try {
+        r.info = solver->eigenvalues_to_host<D>(block, p, jacobi, r.values.data());
+      } catch (...) {
+        // Work queued before the failure may still write the block: it must be done before
+        // the caller frees the block into the main stream's cache.
+        try {
+          cuda::context().synchronize();
+        } catch (...) {}
+        throw;
+      }
       r.ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
       return r;
     });

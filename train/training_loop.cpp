@@ -52,8 +52,9 @@ void save_pending_curvature(const std::string& path, const std::vector<Curvature
   w.write(path);
 }
 
-// The jobs of a checkpoint at `step` (none without the file), in step order.
-std::vector<CurvatureJob> load_pending_curvature(const std::string& path, int64_t step) {
+// The jobs of a checkpoint at `step` (none without the file), in step order; each model
+// state must hold the model's `n_params` values (its preconditioner none or as many).
+std::vector<CurvatureJob> load_pending_curvature(const std::string& path, int64_t step, int64_t n_params) {
   std::vector<CurvatureJob> jobs;
   if (!std::filesystem::exists(path)) return jobs;
   const SafetensorsFile f = load_safetensors(path);
@@ -77,6 +78,11 @@ std::vector<CurvatureJob> load_pending_curvature(const std::string& path, int64_
     for (const auto& [name, t] : f.tensors)
       if (name.rfind(at + "buffer.", 0) == 0) s.buffers[name.substr(at.size() + 7)] = f.get<double>(name);
     s.preconditioner = f.get<double>(at + "preconditioner");
+    const auto wrong = [&](const std::vector<double>& v) { return static_cast<int64_t>(v.size()) != n_params; };
+    if (wrong(s.params) || (!s.preconditioner.empty() && wrong(s.preconditioner)))
+      throw InputError(path + ": " + at + (wrong(s.params) ? "params" : "preconditioner") + " has " +
+                       std::to_string(wrong(s.params) ? s.params.size() : s.preconditioner.size()) +
+                       " values; expected the model's " + std::to_string(n_params));
     s.lr = f.get<double>(at + "lr", {})[0];
     s.momentum = f.get<double>(at + "momentum", {})[0];
     s.optimizer = parse_enum(kOptimKinds, f.meta(at + "optimizer"), path + ": metadata " + at + "optimizer");
@@ -196,7 +202,8 @@ void TrainingLoop<T>::resume() {
   // this run has none), so what it logged goes too.
   // So do those still running when it was saved, from the model states saved with it.
   const bool curvature_on = config_.diagnostics.every > 0;
-  if (curvature_on) resumed_curvature_ = load_pending_curvature(dir + "/" + kPendingCurvatureFile, s);
+  if (curvature_on)
+    resumed_curvature_ = load_pending_curvature(dir + "/" + kPendingCurvatureFile, s, e_.model->layout().total);
   std::vector<int64_t> again;
   for (const CurvatureJob& j : resumed_curvature_) again.push_back(j.step);
   dir_.truncate_for_resume(s, e_.st.curvature_due && curvature_on, again);

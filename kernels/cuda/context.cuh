@@ -40,6 +40,7 @@ class Context {
   void fork_side();
   void to_main(bool join);
   bool on_side() const { return on_side_; }
+  bool forked() const { return forked_; }
   // Whether fork_side() uses the side stream: CURVNET_GEMM_STREAMS=0|1 (default 0) for
   // every context, or this setter for one.
   void set_concurrent_gemms(bool on) { concurrent_gemms_ = on; }
@@ -78,6 +79,7 @@ class Context {
   void* side_workspace_ = nullptr;
   size_t side_workspace_bytes_ = 0;
   bool on_side_ = false;
+  bool forked_ = false;  // the side stream has work since the last join
   bool concurrent_gemms_ = true;
   void* host_scratch_ = nullptr;
   size_t host_scratch_bytes_ = 0;

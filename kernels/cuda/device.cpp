@@ -261,7 +261,7 @@ bool concurrent_gemms_from_env() {
 }
 }  // namespace
 
-Context::Context() {
+Context::Context() : concurrent_gemms_(concurrent_gemms_from_env()) {  // may throw: before any handle
   if (!cuda_available()) throw Error("CUDA backend used, but " + cuda_device_description());
   CN_CUDA_CHECK(cudaGetDevice(&device_));
   // A blocking stream: it stays ordered with the legacy default stream, so code that uses
@@ -281,7 +281,6 @@ Context::Context() {
   CN_CUBLAS_CHECK(cublasSetMathMode(side_cublas_, CUBLAS_DEFAULT_MATH));
   CN_CUDA_CHECK(cudaEventCreateWithFlags(&fork_event_, cudaEventDisableTiming));
   CN_CUDA_CHECK(cudaEventCreateWithFlags(&join_event_, cudaEventDisableTiming));
-  concurrent_gemms_ = concurrent_gemms_from_env();
 }
 
 Context::~Context() {
@@ -310,12 +309,16 @@ void Context::fork_side() {
   CN_CUDA_CHECK(cudaEventRecord(fork_event_, stream_));
   CN_CUDA_CHECK(cudaStreamWaitEvent(side_stream_, fork_event_, 0));
   on_side_ = true;
+  forked_ = true;
 }
 
+// The lane and the fork are separate states: a pair switches back to the main lane (to
+// enqueue its main-stream work) before it joins, and the join must still wait for what the
+// side stream has since the fork.
 void Context::to_main(bool join) {
-  if (!on_side_) return;
   on_side_ = false;
-  if (!join) return;
+  if (!join || !forked_) return;
+  forked_ = false;
   CN_CUDA_CHECK(cudaEventRecord(join_event_, side_stream_));
   CN_CUDA_CHECK(cudaStreamWaitEvent(stream_, join_event_, 0));
 }
@@ -412,6 +415,7 @@ void Graph::record(const std::function<void()>& work) {
   CN_CUDA_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
   try {
     work();
+    CN_CHECK_MSG(!ctx.forked(), "Graph::record: the recorded work left the side lane unjoined");
   } catch (...) {
     cudaGraph_t broken = nullptr;
     (void)cudaStreamEndCapture(s, &broken);

@@ -262,26 +262,36 @@ TEST(CurvatureWorker, AStopWhileACheckpointRunsResumesAsIfUninterrupted) {
   const std::string pending = tmp.file("cut") + "/checkpoints/step_7/curvature_pending.safetensors";
   ASSERT_TRUE(fs::exists(pending)) << "step 0's curvature finished before the stop: nothing exercised";
   EXPECT_EQ(load_safetensors(pending).meta("steps"), "0");
-  {  // A saved list naming a step that is not an earlier one is refused, naming the file.
-    fs::copy(tmp.file("cut"), tmp.file("bad"), fs::copy_options::recursive);
-    const std::string bad = tmp.file("bad") + "/checkpoints/step_7/curvature_pending.safetensors";
+  // A saved list naming a step that is not an earlier one, or a model state of the wrong
+  // size, is refused before anything of the run changes, naming the file.
+  const auto expect_refused = [&](const std::string& copy, const std::string& steps, bool short_params,
+                                  const std::string& needle) {
+    fs::copy(tmp.file("cut"), tmp.file(copy), fs::copy_options::recursive);
+    const std::string bad = tmp.file(copy) + "/checkpoints/step_7/curvature_pending.safetensors";
     std::map<std::string, std::string> meta;
     const SafeTensorMap tensors = read_safetensors(bad, &meta);
     SafetensorsWriter w;
-    for (const auto& [name, t] : tensors) w.add_raw(name, t);
-    for (const auto& [key, value] : meta) w.metadata(key, key == "steps" ? "9" : value);
+    for (const auto& [name, t] : tensors)
+      if (short_params && name == "step_0.params")
+        w.add<double>(name, {3}, {1.0, 2.0, 3.0});
+      else
+        w.add_raw(name, t);
+    for (const auto& [key, value] : meta) w.metadata(key, key == "steps" ? steps : value);
     w.write(bad);
+    const std::string metrics = test::read_text(tmp.file(copy) + "/metrics.jsonl");
     TrainOptions b = quiet("");
-    b.resume_dir = tmp.file("bad");
+    b.resume_dir = tmp.file(copy);
     b.curvature_worker = true;
     try {
       train(c, b);
-      ADD_FAILURE() << "a pending step after the checkpoint's was accepted";
+      ADD_FAILURE() << copy << ": accepted";
     } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find("curvature_pending.safetensors: metadata \"steps\""), std::string::npos)
-          << e.what();
+      EXPECT_NE(std::string(e.what()).find("curvature_pending.safetensors: " + needle), std::string::npos) << e.what();
     }
-  }
+    EXPECT_EQ(test::read_text(tmp.file(copy) + "/metrics.jsonl"), metrics) << copy;
+  };
+  expect_refused("bad", "9", false, "metadata \"steps\"");
+  expect_refused("short", "0", true, "step_0.params has 3 values; expected the model's");
   TrainOptions r = quiet("");
   r.resume_dir = tmp.file("cut");
   r.curvature_worker = true;
