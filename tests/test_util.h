@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config/config.h"
+#include "core/error.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
 
@@ -73,6 +74,17 @@ inline std::string read_text(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+// The InputError message of f(), or "" when it does not throw one.
+template <class F>
+std::string input_error_of(F f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 // A JSON-lines log's rows without their wall-clock cells (runs compared row by row).

@@ -48,17 +48,6 @@ void write_gz(const std::string& path, const std::string& bytes) {
   gzclose(f);
 }
 
-// The InputError message of f(), or "" when it does not throw one.
-template <class F>
-std::string input_error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 bool exists(const std::string& p) { return std::filesystem::exists(p); }
 std::string sk(const std::string& f) { return std::string(kSklearnDataDir) + "/" + f; }
 
@@ -94,7 +83,7 @@ TEST(Idx, TruncatedDataNamesFileAndByte) {
   test::TempDir dir;
   write_gz(dir.file("short-img.gz"), idx_images(0x803, 3, 2, 2, 10));  // 12 bytes expected
   write_gz(dir.file("lab.gz"), idx_labels(0x801, {0, 1, 2}));
-  const std::string msg = input_error_of([&] { read_idx_pair(dir.file("short-img.gz"), dir.file("lab.gz")); });
+  const std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("short-img.gz"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("short-img.gz")), std::string::npos) << msg;
   EXPECT_NE(msg.find("byte 26"), std::string::npos) << msg;
   EXPECT_NE(msg.find("expected 12"), std::string::npos) << msg;
@@ -105,7 +94,7 @@ TEST(Idx, TruncatedHeaderNamesFileAndByte) {
   std::string b = idx_images(0x803, 3, 2, 2, 0).substr(0, 10);
   write_gz(dir.file("hdr.gz"), b);
   write_gz(dir.file("lab.gz"), idx_labels(0x801, {0, 1, 2}));
-  const std::string msg = input_error_of([&] { read_idx_pair(dir.file("hdr.gz"), dir.file("lab.gz")); });
+  const std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("hdr.gz"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("hdr.gz")), std::string::npos) << msg;
   EXPECT_NE(msg.find("byte 10"), std::string::npos) << msg;
   EXPECT_NE(msg.find("dimension 1 (4 bytes at byte 8)"), std::string::npos) << msg;
@@ -115,7 +104,7 @@ TEST(Idx, WrongMagicNamesFileAndByte) {
   test::TempDir dir;
   write_gz(dir.file("img.gz"), idx_images(0x803, 3, 2, 2, 12));
   write_gz(dir.file("badlab.gz"), idx_labels(0x803, {0, 1, 2}));
-  const std::string msg = input_error_of([&] { read_idx_pair(dir.file("img.gz"), dir.file("badlab.gz")); });
+  const std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("img.gz"), dir.file("badlab.gz")); });
   EXPECT_NE(msg.find(dir.file("badlab.gz")), std::string::npos) << msg;
   EXPECT_NE(msg.find("byte 0"), std::string::npos) << msg;
   EXPECT_NE(msg.find("0x00000801"), std::string::npos) << msg;
@@ -126,9 +115,9 @@ TEST(Idx, SwappedFilesAndCountMismatch) {
   test::TempDir dir;
   write_gz(dir.file("img.gz"), idx_images(0x803, 3, 2, 2, 12));
   write_gz(dir.file("lab.gz"), idx_labels(0x801, {0, 1}));
-  std::string msg = input_error_of([&] { read_idx_pair(dir.file("lab.gz"), dir.file("img.gz")); });
+  std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("lab.gz"), dir.file("img.gz")); });
   EXPECT_NE(msg.find(dir.file("img.gz") + ": byte 0: expected IDX magic number 0x00000801"), std::string::npos) << msg;
-  msg = input_error_of([&] { read_idx_pair(dir.file("img.gz"), dir.file("lab.gz")); });
+  msg = test::input_error_of([&] { read_idx_pair(dir.file("img.gz"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("lab.gz") + ": byte 4: expected 3 labels"), std::string::npos) << msg;
 }
 
@@ -136,7 +125,7 @@ TEST(Idx, TrailingBytesAndBrokenGzipAndMissingFile) {
   test::TempDir dir;
   write_gz(dir.file("long.gz"), idx_images(0x803, 1, 2, 2, 7));
   write_gz(dir.file("lab.gz"), idx_labels(0x801, {0}));
-  std::string msg = input_error_of([&] { read_idx_pair(dir.file("long.gz"), dir.file("lab.gz")); });
+  std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("long.gz"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("long.gz") + ": byte 20: expected end of file"), std::string::npos) << msg;
 
   // A gzip stream cut in the middle.
@@ -144,10 +133,10 @@ TEST(Idx, TrailingBytesAndBrokenGzipAndMissingFile) {
   const std::string gz = test::read_text(dir.file("full.gz"));
   test::write_text(dir.file("cut.gz"), gz.substr(0, gz.size() / 2));
   write_gz(dir.file("lab50.gz"), idx_labels(0x801, std::vector<uint8_t>(50, 1)));
-  msg = input_error_of([&] { read_idx_pair(dir.file("cut.gz"), dir.file("lab50.gz")); });
+  msg = test::input_error_of([&] { read_idx_pair(dir.file("cut.gz"), dir.file("lab50.gz")); });
   EXPECT_NE(msg.find(dir.file("cut.gz") + ": byte "), std::string::npos) << msg;
 
-  msg = input_error_of([&] { read_idx_pair(dir.file("nope.gz"), dir.file("lab.gz")); });
+  msg = test::input_error_of([&] { read_idx_pair(dir.file("nope.gz"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("nope.gz")), std::string::npos) << msg;
   EXPECT_NE(msg.find("not found"), std::string::npos) << msg;
 }
@@ -162,11 +151,11 @@ TEST(Idx, HeaderClaimingMoreThanTheFileHoldsIsTruncated) {
   lab += std::string(3, '\1');
   test::write_text(dir.file("lab"), lab);
   test::write_text(dir.file("img"), idx_images(0x803, 3, 2, 2, 12));
-  std::string msg = input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab")); });
+  std::string msg = test::input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab")); });
   EXPECT_NE(msg.find(dir.file("lab") + ": byte 8: expected 4000000000 data bytes"), std::string::npos) << msg;
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
   write_gz(dir.file("lab.gz"), lab);
-  msg = input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab.gz")); });
+  msg = test::input_error_of([&] { read_idx_pair(dir.file("img"), dir.file("lab.gz")); });
   EXPECT_NE(msg.find(dir.file("lab.gz") + ": byte 8: expected 4000000000 data bytes"), std::string::npos) << msg;
   EXPECT_NE(msg.find("truncated"), std::string::npos) << msg;
 
@@ -174,7 +163,7 @@ TEST(Idx, HeaderClaimingMoreThanTheFileHoldsIsTruncated) {
   write_gz(dir.file("lab1.gz"), idx_labels(0x801, {1}));
   for (const uint32_t side : {0xffffffffu, 65535u}) {
     write_gz(dir.file("huge.gz"), idx_images(0x803, 1, side, side, 64));
-    msg = input_error_of([&] { read_idx_pair(dir.file("huge.gz"), dir.file("lab1.gz")); });
+    msg = test::input_error_of([&] { read_idx_pair(dir.file("huge.gz"), dir.file("lab1.gz")); });
     EXPECT_NE(msg.find(dir.file("huge.gz") + ": byte 16: expected 1 x " + std::to_string(side) + " x " +
                        std::to_string(side) + " data bytes"),
               std::string::npos)
@@ -215,7 +204,7 @@ TEST(Csv, StringLabelsQuotedCellsAndDefaultLastColumn) {
   EXPECT_EQ(ds.class_names, (std::vector<std::string>{"setosa", "virginica"}));
   EXPECT_EQ(ds.y, (std::vector<double>{1, 0, 1}));
   EXPECT_EQ(ds.feature_names[1], "y, quoted");
-  const std::string msg = input_error_of([&] { read_csv(dir.file("s.csv"), "species", Task::regression); });
+  const std::string msg = test::input_error_of([&] { read_csv(dir.file("s.csv"), "species", Task::regression); });
   EXPECT_NE(msg.find(dir.file("s.csv") + ": line 2, column 3"), std::string::npos) << msg;
 }
 
@@ -239,7 +228,7 @@ TEST(Csv, TaskRule) {
 TEST(Csv, RaggedRowNamesFileAndLine) {
   test::TempDir dir;
   test::write_text(dir.file("rag.csv"), "a,b,c\n1,2,3\n4,5\n");
-  const std::string msg = input_error_of([&] { read_csv(dir.file("rag.csv"), "c", Task::classification); });
+  const std::string msg = test::input_error_of([&] { read_csv(dir.file("rag.csv"), "c", Task::classification); });
   EXPECT_NE(msg.find(dir.file("rag.csv") + ": line 3: expected 3 cells"), std::string::npos) << msg;
   EXPECT_NE(msg.find("found 2"), std::string::npos) << msg;
 }
@@ -247,14 +236,15 @@ TEST(Csv, RaggedRowNamesFileAndLine) {
 TEST(Csv, NonNumericCellNamesFileLineAndColumn) {
   test::TempDir dir;
   test::write_text(dir.file("nn.csv"), "a,b,c\n1,2,0\n4,x5,1\n");
-  const std::string msg = input_error_of([&] { read_csv(dir.file("nn.csv"), "c", Task::classification); });
+  const std::string msg = test::input_error_of([&] { read_csv(dir.file("nn.csv"), "c", Task::classification); });
   EXPECT_NE(msg.find(dir.file("nn.csv") + ": line 3, column 2 (\"b\"): expected a finite number, found \"x5\""),
             std::string::npos)
       << msg;
   test::write_text(dir.file("nan.csv"), "a,c\nnan,0\n");
-  EXPECT_NE(input_error_of([&] { read_csv(dir.file("nan.csv"), "c"); }).find("line 2, column 1"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { read_csv(dir.file("nan.csv"), "c"); }).find("line 2, column 1"),
+            std::string::npos);
   test::write_text(dir.file("empty-cell.csv"), "a,c\n,0\n");
-  EXPECT_NE(input_error_of([&] { read_csv(dir.file("empty-cell.csv"), "c"); }).find("line 2, column 1"),
+  EXPECT_NE(test::input_error_of([&] { read_csv(dir.file("empty-cell.csv"), "c"); }).find("line 2, column 1"),
             std::string::npos);
 }
 
@@ -262,12 +252,12 @@ TEST(Csv, NonNumericCellNamesFileLineAndColumn) {
 TEST(Csv, CellsInMessagesAreEscapedAndCut) {
   test::TempDir dir;
   test::write_text(dir.file("big.csv"), "a,c\n" + std::string(10 << 20, 'x') + ",0\n");
-  const std::string big = input_error_of([&] { read_csv(dir.file("big.csv"), "c"); });
+  const std::string big = test::input_error_of([&] { read_csv(dir.file("big.csv"), "c"); });
   EXPECT_LT(big.size(), 400u) << big.substr(0, 400);
   EXPECT_NE(big.find("line 2, column 1"), std::string::npos) << big;
   EXPECT_NE(big.find("... (10485760 bytes)"), std::string::npos) << big;
   test::write_text(dir.file("nul.csv"), std::string("a,c\n1\0\x01,0\n", 10));
-  const std::string nul = input_error_of([&] { read_csv(dir.file("nul.csv"), "c"); });
+  const std::string nul = test::input_error_of([&] { read_csv(dir.file("nul.csv"), "c"); });
   EXPECT_EQ(nul.find('\0'), std::string::npos) << nul;
   EXPECT_NE(nul.find("found \"1\\x00\\x01\""), std::string::npos) << nul;
 }
@@ -275,23 +265,23 @@ TEST(Csv, CellsInMessagesAreEscapedAndCut) {
 TEST(Csv, MissingLabelColumnAndEmptyFiles) {
   test::TempDir dir;
   test::write_text(dir.file("m.csv"), "a,b\n1,2\n");
-  std::string msg = input_error_of([&] { read_csv(dir.file("m.csv"), "target", Task::classification); });
+  std::string msg = test::input_error_of([&] { read_csv(dir.file("m.csv"), "target", Task::classification); });
   EXPECT_NE(msg.find(dir.file("m.csv") + ": line 1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("\"target\""), std::string::npos) << msg;
   EXPECT_NE(msg.find("\"a\", \"b\""), std::string::npos) << msg;
-  msg = input_error_of([&] { read_csv(dir.file("m.csv"), "2", Task::classification); });
+  msg = test::input_error_of([&] { read_csv(dir.file("m.csv"), "2", Task::classification); });
   EXPECT_NE(msg.find("line 1"), std::string::npos) << msg;
 
   test::write_text(dir.file("e.csv"), "");
-  msg = input_error_of([&] { read_csv(dir.file("e.csv"), "", Task::classification); });
+  msg = test::input_error_of([&] { read_csv(dir.file("e.csv"), "", Task::classification); });
   EXPECT_NE(msg.find(dir.file("e.csv") + ": line 1"), std::string::npos) << msg;
   EXPECT_NE(msg.find("empty"), std::string::npos) << msg;
 
   test::write_text(dir.file("h.csv"), "a,b\n");
-  msg = input_error_of([&] { read_csv(dir.file("h.csv"), "", Task::classification); });
+  msg = test::input_error_of([&] { read_csv(dir.file("h.csv"), "", Task::classification); });
   EXPECT_NE(msg.find(dir.file("h.csv") + ": line 2"), std::string::npos) << msg;
 
-  msg = input_error_of([&] { read_csv(dir.file("absent.csv"), ""); });
+  msg = test::input_error_of([&] { read_csv(dir.file("absent.csv"), ""); });
   EXPECT_NE(msg.find(dir.file("absent.csv")), std::string::npos) << msg;
 }
 
@@ -299,14 +289,14 @@ TEST(Csv, MissingLabelColumnAndEmptyFiles) {
 TEST(Csv, SingleClassLabelColumnIsAnInputError) {
   test::TempDir dir;
   test::write_text(dir.file("one.csv"), "a,b,kind\n1,2,cat\n3,4,cat\n5,6, cat\n");
-  std::string msg = input_error_of([&] { read_csv(dir.file("one.csv"), "kind"); });
+  std::string msg = test::input_error_of([&] { read_csv(dir.file("one.csv"), "kind"); });
   EXPECT_NE(msg.find(dir.file("one.csv") + ": column 3 (\"kind\"): expected at least 2 distinct labels"),
             std::string::npos)
       << msg;
   EXPECT_NE(msg.find("\"cat\""), std::string::npos) << msg;
   EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   test::write_text(dir.file("int.csv"), "a,y\n1,3\n2,3\n");
-  msg = input_error_of([&] { read_csv(dir.file("int.csv"), "", Task::classification); });
+  msg = test::input_error_of([&] { read_csv(dir.file("int.csv"), "", Task::classification); });
   EXPECT_NE(msg.find(dir.file("int.csv") + ": column 2 (\"y\"): expected at least 2 distinct labels"),
             std::string::npos)
       << msg;
@@ -314,7 +304,7 @@ TEST(Csv, SingleClassLabelColumnIsAnInputError) {
   DataConfig c;
   c.dataset = "csv";
   c.path = dir.file("one.csv");
-  msg = input_error_of([&] { load_splits(c, 0); });
+  msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(msg.find(dir.file("one.csv")), std::string::npos) << msg;
   EXPECT_NE(msg.find("\"kind\""), std::string::npos) << msg;
   // One constant regression target stays a valid regression set.
@@ -366,17 +356,17 @@ TEST(Sklearn, KnownValues) {
   EXPECT_DOUBLE_EQ(dia.y[0], 151.0);
   EXPECT_DOUBLE_EQ(dia.x[0], 59.0);
   EXPECT_DOUBLE_EQ(dia.x[8], 4.8598);
-  EXPECT_NE(input_error_of([] { load_sklearn_dataset("nope"); }).find("iris"), std::string::npos);
+  EXPECT_NE(test::input_error_of([] { load_sklearn_dataset("nope"); }).find("iris"), std::string::npos);
 }
 
 TEST(Sklearn, MalformedBundledFileNamesLine) {
   test::TempDir dir;
   test::write_text(dir.file("iris.csv"), "3,2,a,b\n1,2,0\n1,2,1\n1,2,5\n");
-  std::string msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
+  std::string msg = test::input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
   EXPECT_NE(msg.find(dir.file("iris.csv") + ": line 4, column 3: expected a class index in [0, 2)"), std::string::npos)
       << msg;
   test::write_text(dir.file("iris.csv"), "3,2,a,b\n1,2,0\n1,2,1\n");
-  msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
+  msg = test::input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
   EXPECT_NE(msg.find("expected 3 data rows"), std::string::npos) << msg;
 }
 
@@ -384,7 +374,7 @@ TEST(Sklearn, MalformedBundledFileNamesLine) {
 TEST(Sklearn, HugeFeatureCountInFirstLineIsAnInputError) {
   test::TempDir dir;
   test::write_text(dir.file("iris.csv"), "2,1000000000000,a,b\n1,2,0\n1,2,1\n");
-  const std::string msg = input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
+  const std::string msg = test::input_error_of([&] { load_sklearn_dataset("iris", dir.path().string()); });
   EXPECT_NE(msg.find(dir.file("iris.csv") + ": line 2: expected 1000000000001 cells (features and a label), found 3"),
             std::string::npos)
       << msg;
@@ -461,8 +451,9 @@ TEST(Synthetic, ShapesAndDeterminism) {
     }
   }
   EXPECT_FALSE(is_synthetic("iris"));
-  EXPECT_NE(input_error_of([] { make_synthetic("spirals", 0, 0.1, 0); }).find("data.n_samples"), std::string::npos);
-  EXPECT_NE(input_error_of([] { make_synthetic("spirals", 10, -1, 0); }).find("data.noise"), std::string::npos);
+  EXPECT_NE(test::input_error_of([] { make_synthetic("spirals", 0, 0.1, 0); }).find("data.n_samples"),
+            std::string::npos);
+  EXPECT_NE(test::input_error_of([] { make_synthetic("spirals", 10, -1, 0); }).find("data.noise"), std::string::npos);
 }
 
 TEST(Synthetic, Definitions) {
@@ -596,27 +587,27 @@ TEST(Splits, BundledSetAndCsvWithConstantFeature) {
 TEST(Splits, ConfigErrorsNameTheKey) {
   DataConfig c;
   c.dataset = "mnist-ish";
-  std::string msg = input_error_of([&] { load_splits(c, 0); });
+  std::string msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(msg.find("data.dataset"), std::string::npos) << msg;
   for (const auto& n : dataset_names()) EXPECT_NE(msg.find(n), std::string::npos) << n;
   c.dataset = "sine";
   c.val_fraction = 1.5;
-  msg = input_error_of([&] { load_splits(c, 0); });
+  msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(msg.find("data.val_fraction"), std::string::npos) << msg;
   c.val_fraction = 0.5;
   c.test_fraction = -0.1;
-  EXPECT_NE(input_error_of([&] { load_splits(c, 0); }).find("data.test_fraction"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { load_splits(c, 0); }).find("data.test_fraction"), std::string::npos);
   c.test_fraction = 0.5;
-  msg = input_error_of([&] { load_splits(c, 0); });
+  msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(msg.find("data.val_fraction + data.test_fraction"), std::string::npos) << msg;
   c.dataset = "csv";
   c.test_fraction = 0.1;
-  EXPECT_NE(input_error_of([&] { load_splits(c, 0); }).find("data.path"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { load_splits(c, 0); }).find("data.path"), std::string::npos);
   c.dataset = "spirals";
   c.n_samples = 2;
   c.val_fraction = 0.4;
   c.test_fraction = 0.4;
-  EXPECT_NE(input_error_of([&] { load_splits(c, 0); }).find("no training samples"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { load_splits(c, 0); }).find("no training samples"), std::string::npos);
 }
 
 TEST(Splits, ZeroFractionsGiveEmptySplits) {
@@ -649,21 +640,21 @@ TEST(Splits, FashionMnistImageShapesAreChecked) {
 
   write_split("train", 20, 2);
   write_split("t10k", 4, 56);
-  std::string msg = input_error_of([&] { load_splits(c, 0); });
+  std::string msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(
       msg.find(dir.file("train-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 2x2"),
       std::string::npos)
       << msg;
 
   write_split("train", 20, 28);
-  msg = input_error_of([&] { load_splits(c, 0); });
+  msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(
       msg.find(dir.file("t10k-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 56x56"),
       std::string::npos)
       << msg;
 
   write_split("t10k", 4, 1);
-  msg = input_error_of([&] { load_splits(c, 0); });
+  msg = test::input_error_of([&] { load_splits(c, 0); });
   EXPECT_NE(
       msg.find(dir.file("t10k-images-idx3-ubyte.gz") + ": byte 8: expected 28x28 images (Fashion-MNIST), found 1x1"),
       std::string::npos)

@@ -20,16 +20,6 @@ using namespace cn;
 
 namespace {
 
-template <class F>
-std::string input_error_of(F f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Sets an environment variable for one scope and restores it after.
 class ScopedEnv {
  public:
@@ -137,11 +127,12 @@ TEST(Arff, MalformedFilesNameFileAndLine) {
   };
   for (const Case& c : cases) {
     test::write_text(dir.file("bad.arff"), c.text);
-    const std::string msg = input_error_of([&] { read_arff(dir.file("bad.arff")); });
+    const std::string msg = test::input_error_of([&] { read_arff(dir.file("bad.arff")); });
     EXPECT_EQ(msg.rfind(dir.file("bad.arff") + c.expect, 0), 0u) << "got: " << msg << "\nfor:\n" << c.text;
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
   }
-  EXPECT_NE(input_error_of([&] { read_arff(dir.file("absent.arff")); }).find("file not found"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { read_arff(dir.file("absent.arff")); }).find("file not found"),
+            std::string::npos);
 }
 
 TEST(Arff, MalformedFileThroughTheCliExitsTwoWithOneLine) {
@@ -216,7 +207,7 @@ TEST(Tables, CsvNominalColumnsAndTheMissingRule) {
   EXPECT_EQ(ds2.d, 1);  // "target" is a numeric feature here: rows "d" and "e" lack it
 
   // A label in a numeric column names file, line and column.
-  const std::string msg = input_error_of([&] { read_text_table(dir.file("t.csv"), ',', {"id"}); });
+  const std::string msg = test::input_error_of([&] { read_text_table(dir.file("t.csv"), ',', {"id"}); });
   EXPECT_EQ(msg, dir.file("t.csv") +
                      ": line 2: column 4 (\"colour\"): expected a number or a missing mark (empty, NA, ?), found "
                      "\"red\"");
@@ -237,12 +228,13 @@ TEST(Tables, JsonRecords) {
   EXPECT_EQ(ds.feature_names, (std::vector<std::string>{"x", "o=EU", "o=JP"}));
   EXPECT_EQ(ds.x, (std::vector<double>{1, 1, 0, 4, 0, 1}));
   test::write_text(dir.file("bad.json"), "[{\"x\":1},{\"x\":\"one\"}]");
-  EXPECT_EQ(input_error_of([&] { read_json_table(dir.file("bad.json"), {}); }),
+  EXPECT_EQ(test::input_error_of([&] { read_json_table(dir.file("bad.json"), {}); }),
             dir.file("bad.json") + ": record 2, field \"x\": expected a number or null, found \"\"one\"\"");
   test::write_text(dir.file("bad2.json"), "[{\"x\":1},");
-  EXPECT_EQ(
-      input_error_of([&] { read_json_table(dir.file("bad2.json"), {}); }).rfind(dir.file("bad2.json") + ": byte", 0),
-      0u);
+  EXPECT_EQ(test::input_error_of([&] {
+              read_json_table(dir.file("bad2.json"), {});
+            }).rfind(dir.file("bad2.json") + ": byte", 0),
+            0u);
 }
 
 // ---------------------------------------------------------------- the registry
@@ -279,7 +271,7 @@ TEST(Suite, EveryNameIsAConfigValueAndHasATask) {
     const std::string extra = (name == "csv" || name == "arff") ? "path = \"x\"\n" : "";
     EXPECT_NO_THROW(parse_config("[data]\ndataset = \"" + name + "\"\n" + extra, "t.toml")) << name;
     if (name == "csv" || name == "arff") {
-      EXPECT_NE(input_error_of([&] { dataset_task(name); }).find("set loss.kind"), std::string::npos);
+      EXPECT_NE(test::input_error_of([&] { dataset_task(name); }).find("set loss.kind"), std::string::npos);
       continue;
     }
     const Task t = dataset_task(name);
@@ -289,7 +281,7 @@ TEST(Suite, EveryNameIsAConfigValueAndHasATask) {
   EXPECT_EQ(dataset_task("glass"), Task::classification);
   EXPECT_EQ(natural_loss(Task::classification), LossKind::cross_entropy);
   EXPECT_EQ(natural_loss(Task::regression), LossKind::mse);
-  EXPECT_NE(input_error_of([&] { dataset_task("no-such-set"); }).find("unknown data set"), std::string::npos);
+  EXPECT_NE(test::input_error_of([&] { dataset_task("no-such-set"); }).find("unknown data set"), std::string::npos);
 }
 
 // Every available packaged set loads through load_splits with the stated shape, finite
@@ -339,11 +331,12 @@ TEST(Suite, MissingFilesAreReportedUnavailableWithTheirPackage) {
   DataConfig cfg;
   cfg.dataset = "glass";
   const std::string glass = root.file("usr/share/doc/weka/examples/glass.arff");
-  EXPECT_EQ(input_error_of([&] { load_splits(cfg, 1); }),
+  EXPECT_EQ(test::input_error_of([&] { load_splits(cfg, 1); }),
             "data.dataset = \"glass\": " + glass + ": file not found; apt-get install weka brings it");
   cfg.dataset = "sonar";
-  EXPECT_NE(input_error_of([&] { load_splits(cfg, 1); }).find(cache.file("mlbench/Sonar.csv") + ": file not found"),
-            std::string::npos);
+  EXPECT_NE(
+      test::input_error_of([&] { load_splits(cfg, 1); }).find(cache.file("mlbench/Sonar.csv") + ": file not found"),
+      std::string::npos);
 
   // A stand-in file under the root makes that one set available, and it loads from there.
   std::filesystem::create_directories(std::filesystem::path(glass).parent_path());
